@@ -1,0 +1,61 @@
+/** Shared vocabulary of environments: colours, instances and the provider interface. */
+import type { EventEmitter } from 'node:events';
+
+export type Color = 'blue' | 'green';
+export const COLORS: readonly Color[] = ['blue', 'green'];
+export function otherColor(c: Color): Color { return c === 'blue' ? 'green' : 'blue'; }
+
+/** A release: what runs in an environment. `path` is the release directory (process provider). */
+export interface Release {
+  version: string;
+  path: string | null;
+}
+
+/** One running instance of a colour. `id` is stable for the instance's life: `${color}-${index}`. */
+export interface Instance {
+  id: string;
+  color: Color;
+  index: number;
+  version: string;
+  host: string;
+  port: number;
+  /** OS process id (process provider), null for static targets. */
+  pid: number | null;
+  /** Release directory, null for static targets. */
+  path: string | null;
+  startedAt: number;
+}
+
+/** Events a provider emits. */
+export interface ProviderEvents {
+  /** An instance's process exited without being asked to (crash). */
+  'instance-exit': [instance: Instance, info: { code: number | null; signal: string | null }];
+  /** An instance was restarted after a crash (pid and possibly port changed). */
+  'instance-restart': [instance: Instance, info: { attempt: number; delayMs: number }];
+  /** The set or addresses of a colour's instances changed; persist and re-route. */
+  'instances-changed': [color: Color, instances: Instance[]];
+}
+
+/**
+ * Starts, stops and lists the instances of a colour. Never touches traffic:
+ * the controller decides what is routed, from `instances()` and health.
+ */
+export interface EnvironmentProvider extends EventEmitter<ProviderEvents> {
+  readonly kind: 'process' | 'static';
+  /** Start the release on a colour; resolves once processes are spawned (not yet healthy). */
+  start(color: Color, release: Release): Promise<Instance[]>;
+  /** Stop every instance of a colour (SIGTERM, then SIGKILL after the grace period). */
+  stop(color: Color): Promise<void>;
+  /** Current instances of a colour (empty when stopped). */
+  instances(color: Color): Instance[];
+  /**
+   * After a daemon restart: take over instances recorded in state that are still running
+   * (pid alive and it is ours), kill and forget the rest. Returns the adopted instances;
+   * the caller health-checks them and calls `start` again when none survive.
+   */
+  adopt(color: Color, recorded: Instance[]): Promise<Instance[]>;
+  /** Whether a crashed instance of this colour is restarted (live and standby: yes). */
+  setAutoRestart(color: Color, on: boolean): void;
+  /** Stop all instance supervision (not the instances) — the daemon is shutting down. */
+  detach(): Promise<void>;
+}
