@@ -1,0 +1,19 @@
+/** Defaults for cutover.yaml, as named constants with their units. */
+
+export const DEFAULT_CONFIG_FILE = 'cutover.yaml';
+export const DEFAULT_LISTEN = '127.0.0.1:8080';
+export const DEFAULT_PREVIEW = '127.0.0.1:8081';
+export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:8900';
+export const DEFAULT_STATE_DIR = '.cutover';
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000; // 30 seconds, as kamal-proxy
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000; // 5 seconds
+export const DEFAULT_RESPONSE_TIMEOUT_MS = 60_000; // 60 seconds to the first response byte
+export const DEFAULT_INSTANCES = 2;
+export const DEFAULT_START_TIMEOUT_MS = 30_000; // 30 seconds to become healthy
+export const DEFAULT_STOP_TIMEOUT_MS = 10_000; // SIGTERM grace before SIGKILL
+export const DEFAULT_HEALTH_PATH = '/health';
+export const DEFAULT_HEALTH_INTERVAL_MS = 1_000; // 1 second
+export const DEFAULT_HEALTH_TIMEOUT_MS = 2_000; // 2 seconds
+export const DEFAULT_HEALTHY_THRESHOLD = 1; // passes before an instance takes traffic
+export const DEFAULT_UNHEALTHY_THRESHOLD = 2; // failures before it stops taking traffic
+export const DEFAULT_STANDBY_KEEP_FOR_MS = 30 * 60_000; // 30 minutes

@@ -1,0 +1,130 @@
+/**
+ * Loads cutover.yaml: YAML with positions (the `yaml` library), `${VAR}` substitution,
+ * schema validation (zod), then a deep freeze. Every error names file, line and field:
+ * `cutover.yaml:12: health.interval: expected a duration like "500ms", "30s" or "5m"`.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import type { z } from 'zod';
+import { CutoverError } from '../lib/errors.ts';
+import { configSchema, type LoadedConfig } from './schema.ts';
+import { DEFAULT_CONFIG_FILE } from './defaults.ts';
+
+export interface ConfigProblem { file: string; line: number; field: string; message: string }
+
+/** Thrown for any invalid config; `problems` has one entry per finding (the message lists them all). */
+export class ConfigError extends CutoverError {
+  readonly problems: ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    super('CUTOVER_ERR_CONFIG', problems.map(formatProblem).join('\n'), { details: { problems } });
+    this.problems = problems;
+  }
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  return `${p.file}:${p.line}: ${p.field ? `${p.field}: ` : ''}${p.message}`;
+}
+
+/** Resolve which config file a command uses: `-c FILE`, else ./cutover.yaml. */
+export function resolveConfigPath(explicit: string | undefined, cwd = process.cwd()): string {
+  return path.resolve(cwd, explicit ?? DEFAULT_CONFIG_FILE);
+}
+
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const shown = path.relative(process.cwd(), file) || file;
+  if (!existsSync(file)) {
+    throw new ConfigError([{ file: shown, line: 0, field: '', message: 'config file not found (run `cutover init` to write one)' }]);
+  }
+  return parseConfig(readFileSync(file, 'utf8'), { file: shown, baseDir: path.dirname(path.resolve(file)), env });
+}
+
+export function parseConfig(text: string, opts: { file: string; baseDir: string; env?: NodeJS.ProcessEnv }): LoadedConfig {
+  const env = opts.env ?? process.env;
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const lineOf = (offset: number | undefined) => (offset === undefined ? 1 : lineCounter.linePos(offset).line);
+
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => ({ file: opts.file, line: lineOf(e.pos[0]), field: '', message: `YAML: ${e.message.split('\n')[0]}` })));
+  }
+  const problems: ConfigProblem[] = [];
+  substituteEnv(doc.contents, env, [], (field, offset, message) => problems.push({ file: opts.file, line: lineOf(offset), field, message }));
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const raw: unknown = doc.toJS() ?? {};
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError([{ file: opts.file, line: 1, field: '', message: 'expected a mapping of settings (app:, router:, environments: …)' }]);
+  }
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
+  }
+  const cfg = result.data;
+  const loaded: LoadedConfig = { ...cfg, stateDir: path.resolve(opts.baseDir, cfg.stateDir), file: opts.file, baseDir: opts.baseDir };
+  return deepFreeze(loaded);
+}
+
+/** `${NAME}` and `${NAME:-default}` in scalar strings, replaced in place from the environment. */
+function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, at: (string | number)[], report: (field: string, offset: number | undefined, msg: string) => void): void {
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : '?';
+      substituteEnv(pair.value, env, [...at, key], report);
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => substituteEnv(item, env, [...at, i], report));
+  } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('${')) {
+    node.value = node.value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback: string | undefined) => {
+      const v = env[name];
+      if (v !== undefined && v !== '') return v;
+      if (fallback !== undefined) return fallback;
+      report(formatPath(at), node.range?.[0], `environment variable ${name} is not set`);
+      return '';
+    });
+  }
+}
+
+function issueToProblem(issue: z.core.$ZodIssue, doc: Document, file: string, lineOf: (o: number | undefined) => number): ConfigProblem {
+  let segs = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    // Point at the unknown key itself, which is most likely a typo.
+    const key = issue.keys[0];
+    segs = [...segs, key];
+    message = issue.keys.length === 1 ? `unknown setting "${key}"` : `unknown settings ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  } else if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) {
+    message = `required setting is missing (${issue.message.replace('Invalid input: ', '')})`;
+  } else {
+    message = message.replace(/^Invalid input: /, '');
+  }
+  return { file, line: lineOfPath(doc, segs, lineOf), field: formatPath(segs), message };
+}
+
+/** The line of the deepest node along `segs` that exists (a missing key points at its parent). */
+function lineOfPath(doc: Document, segs: (string | number)[], lineOf: (o: number | undefined) => number): number {
+  for (let n = segs.length; n >= 0; n--) {
+    const prefix = segs.slice(0, n);
+    if (prefix.length === 0) return 1;
+    const parent = doc.getIn(prefix.slice(0, -1), true) as Node | undefined;
+    if (isMap(parent)) {
+      const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === String(prefix[prefix.length - 1]));
+      if (pair && isScalar(pair.key)) return lineOf(pair.key.range?.[0]);
+    }
+    const node = doc.getIn(prefix, true) as Node | undefined;
+    if (node && node.range) return lineOf(node.range[0]);
+  }
+  return 1;
+}
+
+function formatPath(segs: (string | number)[]): string {
+  return segs.reduce<string>((s, p) => (typeof p === 'number' ? `${s}[${p}]` : s === '' ? p : `${s}.${p}`), '');
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}

@@ -1,0 +1,116 @@
+/**
+ * The cutover.yaml schema. Validated once at the boundary (load.ts), then frozen.
+ * Durations are written as "500ms"/"30s"/"5m" and come out as milliseconds.
+ * Types come from here (z.infer); never write them twice.
+ */
+import { z } from 'zod';
+import { parseDuration } from '../lib/duration.ts';
+import * as d from './defaults.ts';
+
+/** A duration like "500ms", "30s", "5m" → milliseconds. */
+export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = typeof v === 'number' ? v : parseDuration(v);
+  if (ms === null || !Number.isFinite(ms) || ms < 0) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration like "500ms", "30s" or "5m", got ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+export interface Address { host: string; port: number }
+
+/** "127.0.0.1:8080", "[::1]:8080", "localhost:0", ":8080" (all interfaces) → {host, port}. */
+export function parseAddress(text: string): Address | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):(\d{1,5})$/.exec(text.trim());
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65_535) return null;
+  const host = m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2]);
+  return { host, port };
+}
+
+export const address = z.string().transform((v, ctx) => {
+  const a = parseAddress(v);
+  if (!a) {
+    ctx.addIssue({ code: 'custom', message: `expected host:port like "127.0.0.1:8080", got ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return a;
+});
+
+const routerSchema = z.strictObject({
+  listen: address.prefault(d.DEFAULT_LISTEN),
+  preview: address.prefault(d.DEFAULT_PREVIEW),
+  drainTimeout: duration.default(d.DEFAULT_DRAIN_TIMEOUT_MS),
+  connectTimeout: duration.default(d.DEFAULT_CONNECT_TIMEOUT_MS),
+  responseTimeout: duration.default(d.DEFAULT_RESPONSE_TIMEOUT_MS),
+});
+
+const adminSchema = z.strictObject({
+  listen: address.prefault(d.DEFAULT_ADMIN_LISTEN),
+  /** Serve /metrics without the admin token (for a Prometheus scraper on a trusted network). */
+  metricsPublic: z.boolean().default(false),
+});
+
+const processSchema = z.strictObject({
+  command: z.string().min(1, 'expected the command that starts one instance, like "node server.js"'),
+  instances: z.int().min(1).max(64).default(d.DEFAULT_INSTANCES),
+  env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+  startTimeout: duration.default(d.DEFAULT_START_TIMEOUT_MS),
+  stopTimeout: duration.default(d.DEFAULT_STOP_TIMEOUT_MS),
+});
+
+const targetList = z.array(address).min(1, 'expected at least one host:port target');
+const staticSchema = z.strictObject({ blue: targetList, green: targetList });
+
+const environmentsSchema = z
+  .strictObject({
+    provider: z.enum(['process', 'static']).default('process'),
+    process: processSchema.optional(),
+    static: staticSchema.optional(),
+  })
+  .superRefine((v, ctx) => {
+    if (v.provider === 'process' && !v.process)
+      ctx.addIssue({ code: 'custom', path: ['process'], message: 'provider is "process": add environments.process.command' });
+    if (v.provider === 'static' && !v.static)
+      ctx.addIssue({ code: 'custom', path: ['static'], message: 'provider is "static": add environments.static.blue and .green target lists' });
+  });
+
+const healthSchema = z.strictObject({
+  path: z.string().startsWith('/', 'expected a path starting with "/"').default(d.DEFAULT_HEALTH_PATH),
+  interval: duration.default(d.DEFAULT_HEALTH_INTERVAL_MS),
+  timeout: duration.default(d.DEFAULT_HEALTH_TIMEOUT_MS),
+  healthyThreshold: z.int().min(1).default(d.DEFAULT_HEALTHY_THRESHOLD),
+  unhealthyThreshold: z.int().min(1).default(d.DEFAULT_UNHEALTHY_THRESHOLD),
+});
+
+const standbySchema = z.strictObject({
+  keepFor: duration.default(d.DEFAULT_STANDBY_KEEP_FOR_MS),
+});
+
+/** Gate and analysis settings are validated by their own modules' schemas (see gates/, analysis/). */
+const gateSchema = z.looseObject({ name: z.string().min(1) });
+
+export const configSchema = z.strictObject({
+  app: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'expected a short name of letters, digits, ".", "_" or "-"').default('app'),
+  router: routerSchema.default(() => routerSchema.parse({})),
+  admin: adminSchema.default(() => adminSchema.parse({})),
+  stateDir: z.string().min(1).default(d.DEFAULT_STATE_DIR),
+  environments: environmentsSchema,
+  health: healthSchema.default(() => healthSchema.parse({})),
+  gates: z.array(gateSchema).default([]),
+  warmup: z.looseObject({}).optional(),
+  analysis: z.looseObject({}).default({}),
+  standby: standbySchema.default(() => standbySchema.parse({})),
+  database: z.looseObject({}).optional(),
+  notifications: z.array(z.looseObject({})).default([]),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.infer<typeof configSchema>;
+
+/** A loaded config plus where it came from. `stateDir` is absolute. */
+export interface LoadedConfig extends Config {
+  readonly file: string | null;
+  readonly baseDir: string;
+}

@@ -1,0 +1,145 @@
+/**
+ * SQLite store (Node's built-in node:sqlite) under stateDir. WAL journal with synchronous=FULL:
+ * a committed transaction survives `kill -9` and power loss; an interrupted one leaves nothing.
+ * Owns the schema and its migrations; never decides anything.
+ */
+import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { COLORS, type Color, type Instance } from '../environments/types.ts';
+import { CutoverError } from '../lib/errors.ts';
+import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store } from './types.ts';
+
+export const STATE_DB_FILE = 'state.db';
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS environments (
+  color TEXT PRIMARY KEY, role TEXT NOT NULL, version TEXT, path TEXT, since INTEGER NOT NULL, retire_at INTEGER);
+CREATE TABLE IF NOT EXISTS instances (
+  id TEXT PRIMARY KEY, color TEXT NOT NULL, idx INTEGER NOT NULL, version TEXT NOT NULL,
+  host TEXT NOT NULL, port INTEGER NOT NULL, pid INTEGER, path TEXT, started_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS deployments (
+  id TEXT PRIMARY KEY, body TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS deployments_created ON deployments (created_at);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, type TEXT NOT NULL, deployment TEXT,
+  phase TEXT, actor TEXT NOT NULL, reason TEXT NOT NULL, duration_ms REAL, color TEXT, version TEXT, data TEXT);
+CREATE INDEX IF NOT EXISTS events_deployment ON events (deployment, seq);
+`;
+
+interface EventRow { seq: number; time: number; type: string; deployment: string | null; phase: string | null; actor: string; reason: string; duration_ms: number | null; color: string | null; version: string | null; data: string | null }
+interface InstanceRow { id: string; color: string; idx: number; version: string; host: string; port: number; pid: number | null; path: string | null; started_at: number }
+interface EnvRow { color: string; role: string; version: string | null; path: string | null; since: number; retire_at: number | null }
+
+export class SqliteStore implements Store {
+  readonly file: string;
+  private readonly db: DatabaseSync;
+
+  constructor(stateDir: string) {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    this.file = path.join(stateDir, STATE_DB_FILE);
+    try {
+      this.db = new DatabaseSync(this.file);
+      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
+      this.db.exec(SCHEMA);
+      this.db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)').run('schema_version', String(SCHEMA_VERSION));
+      const now = Date.now();
+      const ins = this.db.prepare("INSERT OR IGNORE INTO environments (color, role, since) VALUES (?, 'empty', ?)");
+      for (const c of COLORS) ins.run(c, now);
+    } catch (err) {
+      throw new CutoverError('CUTOVER_ERR_STATE_WRITE', `cannot open the state database ${this.file}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  environments(): Record<Color, EnvironmentState> {
+    const rows = this.db.prepare('SELECT * FROM environments').all() as unknown as EnvRow[];
+    const out = {} as Record<Color, EnvironmentState>;
+    for (const r of rows) {
+      out[r.color as Color] = { color: r.color as Color, role: r.role as EnvironmentState['role'], version: r.version, path: r.path, since: r.since, retireAt: r.retire_at };
+    }
+    return out;
+  }
+
+  instances(color: Color): Instance[] {
+    const rows = this.db.prepare('SELECT * FROM instances WHERE color = ? ORDER BY idx').all(color) as unknown as InstanceRow[];
+    return rows.map((r) => ({ id: r.id, color: r.color as Color, index: r.idx, version: r.version, host: r.host, port: r.port, pid: r.pid, path: r.path, startedAt: r.started_at }));
+  }
+
+  setInstances(color: Color, instances: Instance[]): void {
+    this.commit({ instances: [{ color, instances }] });
+  }
+
+  deployment(id: string): DeploymentRecord | null {
+    const row = this.db.prepare('SELECT body FROM deployments WHERE id = ?').get(id) as { body: string } | undefined;
+    return row ? (JSON.parse(row.body) as DeploymentRecord) : null;
+  }
+
+  activeDeployment(): DeploymentRecord | null {
+    const row = this.db.prepare("SELECT body FROM deployments WHERE status IN ('running', 'awaiting-promotion') ORDER BY created_at DESC LIMIT 1").get() as { body: string } | undefined;
+    return row ? (JSON.parse(row.body) as DeploymentRecord) : null;
+  }
+
+  deployments(opts: { limit?: number; since?: number } = {}): DeploymentRecord[] {
+    const rows = this.db.prepare('SELECT body FROM deployments WHERE created_at >= ? ORDER BY created_at DESC, rowid DESC LIMIT ?')
+      .all(opts.since ?? 0, opts.limit ?? 20) as { body: string }[];
+    return rows.map((r) => JSON.parse(r.body) as DeploymentRecord);
+  }
+
+  events(opts: { deployment?: string; afterSeq?: number; limit?: number } = {}): EventRecord[] {
+    const params: SQLInputValue[] = [opts.afterSeq ?? 0];
+    let sql = 'SELECT * FROM events WHERE seq > ?';
+    if (opts.deployment) { sql += ' AND deployment = ?'; params.push(opts.deployment); }
+    sql += ' ORDER BY seq LIMIT ?';
+    params.push(opts.limit ?? 1000);
+    return (this.db.prepare(sql).all(...params) as unknown as EventRow[]).map(toEvent);
+  }
+
+  commit(change: Parameters<Store['commit']>[0]): EventRecord[] {
+    const stored: EventRecord[] = [];
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        for (const e of change.environments ?? []) {
+          this.db.prepare('UPDATE environments SET role = ?, version = ?, path = ?, since = ?, retire_at = ? WHERE color = ?')
+            .run(e.role, e.version, e.path, e.since, e.retireAt, e.color);
+        }
+        for (const { color, instances } of change.instances ?? []) {
+          this.db.prepare('DELETE FROM instances WHERE color = ?').run(color);
+          const ins = this.db.prepare('INSERT INTO instances (id, color, idx, version, host, port, pid, path, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
+          for (const i of instances) ins.run(i.id, i.color, i.index, i.version, i.host, i.port, i.pid, i.path, i.startedAt);
+        }
+        if (change.deployment) {
+          const d = change.deployment;
+          this.db.prepare('INSERT INTO deployments (id, body, status, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET body = excluded.body, status = excluded.status')
+            .run(d.id, JSON.stringify(d), d.status, d.createdAt);
+        }
+        const insEvent = this.db.prepare('INSERT INTO events (time, type, deployment, phase, actor, reason, duration_ms, color, version, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq');
+        for (const e of change.events ?? []) {
+          const time = Date.now();
+          const row = insEvent.get(time, e.type, e.deployment ?? null, e.phase ?? null, e.actor, e.reason, e.durationMs ?? null, e.color ?? null, e.version ?? null, e.data ? JSON.stringify(e.data) : null) as { seq: number };
+          stored.push({ seq: row.seq, time, type: e.type, deployment: e.deployment ?? null, phase: e.phase ?? null, actor: e.actor, reason: e.reason, durationMs: e.durationMs ?? null, color: e.color ?? null, version: e.version ?? null, data: e.data ?? null });
+        }
+        this.db.exec('COMMIT');
+      } catch (err) {
+        if (this.db.isTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      }
+    } catch (err) {
+      throw new CutoverError('CUTOVER_ERR_STATE_WRITE', `state could not be written to ${this.file}: ${(err as Error).message}`, { cause: err });
+    }
+    return stored;
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+}
+
+function toEvent(r: EventRow): EventRecord {
+  return {
+    seq: r.seq, time: r.time, type: r.type, deployment: r.deployment, phase: r.phase, actor: r.actor, reason: r.reason,
+    durationMs: r.duration_ms, color: r.color as Color | null, version: r.version, data: r.data ? (JSON.parse(r.data) as Record<string, unknown>) : null,
+  };
+}

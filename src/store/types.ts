@@ -1,0 +1,86 @@
+/**
+ * What Cutover remembers, behind one interface: SQLite by default, etcd later for a fleet.
+ * Every write that moves traffic is one transaction: either the whole new state is durable
+ * or none of it is (DESIGN promise 5).
+ */
+import type { Color, Instance } from '../environments/types.ts';
+
+/** live: serves the live listener. standby: previous live, warm, the rollback target.
+ *  candidate: receiving a release. retired: stopped, release remembered. empty: never used. */
+export type EnvRole = 'live' | 'standby' | 'candidate' | 'retired' | 'empty';
+
+export interface EnvironmentState {
+  color: Color;
+  role: EnvRole;
+  version: string | null;
+  path: string | null;
+  /** When the colour took this role (ms since epoch). */
+  since: number;
+  /** Standby only: when it is due for retirement. */
+  retireAt: number | null;
+}
+
+export type DeploymentStatus =
+  | 'running' | 'awaiting-promotion' | 'succeeded' | 'failed' | 'aborted' | 'rolled-back' | 'interrupted';
+
+export const FINISHED_STATUSES: readonly DeploymentStatus[] = ['succeeded', 'failed', 'aborted', 'rolled-back', 'interrupted'];
+
+export interface DeploymentRecord {
+  id: string;
+  version: string;
+  path: string | null;
+  color: Color;
+  fromColor: Color | null;
+  fromVersion: string | null;
+  status: DeploymentStatus;
+  phase: string;
+  manual: boolean;
+  actor: string;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+  error: { code: string; message: string } | null;
+  /** Outcome of the pre-switch gates: null until they ran. */
+  gates: 'passed' | 'failed' | 'skipped' | null;
+  forced: boolean;
+  /** Time from the switch decision to the route swap being in force, ms. */
+  switchMs: number | null;
+}
+
+export interface EventInput {
+  type: string;
+  deployment?: string | null;
+  phase?: string | null;
+  actor: string;
+  reason: string;
+  durationMs?: number | null;
+  color?: Color | null;
+  version?: string | null;
+  data?: Record<string, unknown> | null;
+}
+
+export interface EventRecord extends Required<EventInput> {
+  seq: number;
+  time: number;
+}
+
+export interface Store {
+  environments(): Record<Color, EnvironmentState>;
+  instances(color: Color): Instance[];
+  setInstances(color: Color, instances: Instance[]): void;
+  deployment(id: string): DeploymentRecord | null;
+  activeDeployment(): DeploymentRecord | null;
+  deployments(opts?: { limit?: number; since?: number }): DeploymentRecord[];
+  events(opts?: { deployment?: string; afterSeq?: number; limit?: number }): EventRecord[];
+  /**
+   * One atomic write: environment roles, deployment changes and events together.
+   * Returns the events as stored (with seq and time).
+   */
+  commit(change: {
+    environments?: EnvironmentState[];
+    deployment?: DeploymentRecord;
+    events?: EventInput[];
+    instances?: { color: Color; instances: Instance[] }[];
+  }): EventRecord[];
+  close(): void;
+}
