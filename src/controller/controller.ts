@@ -1,0 +1,697 @@
+/**
+ * The controller: the deployment pipeline state machine and the only writer of the route table.
+ * Every traffic move (switch, rollback, failover, retire) is serialised, persisted first
+ * (write-ahead: the store says where traffic goes, then the router is swapped) and recorded
+ * as an event with time, actor, reason and duration.
+ *
+ * It must never route to a colour without a healthy instance (DESIGN promise 2), never swap
+ * without persisting (promise 5), and never start a process on the rollback path when the
+ * standby is warm (promise 3).
+ */
+import { EventEmitter } from 'node:events';
+import { existsSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { COLORS, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
+import { CutoverError, isCutoverError } from '../lib/errors.ts';
+import { formatDuration } from '../lib/duration.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { silentLogger } from '../telemetry/logger.ts';
+import type { ColorRoute, RouteTable } from '../router/route-table.ts';
+import type { HealthView } from '../health/types.ts';
+import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store } from '../store/types.ts';
+import { FINISHED_STATUSES } from '../store/types.ts';
+import type { PhaseContext, PhaseVerdict, PipelineHooks } from './hooks.ts';
+import { Mutex } from './mutex.ts';
+
+export const SYSTEM_ACTOR = 'cutover';
+
+/** What the controller needs of the router: read the table, swap it. */
+export interface RouteSink {
+  table(): RouteTable;
+  swap(next: RouteTable): { revision: number; drain: Promise<DrainInfo> | null };
+  addresses(): { live: { host: string; port: number }; preview: { host: string; port: number } | null };
+}
+export interface DrainInfo { color: Color; durationMs: number; completed: boolean; closedRequests: number; closedWebSockets: number }
+
+/** What the controller needs of health checking. */
+export interface HealthMonitor extends HealthView, EventEmitter {
+  watch(target: { id: string; host: string; port: number }, opts?: { assumeHealthy?: boolean }): void;
+  unwatch(id: string): void;
+  markDown(id: string, reason: string): void;
+  waitHealthy(ids: string[], timeoutMs: number, signal?: AbortSignal): Promise<void>;
+}
+
+export interface ControllerOptions {
+  app: string;
+  store: Store;
+  provider: EnvironmentProvider;
+  health: HealthMonitor;
+  router: RouteSink;
+  startTimeoutMs: number;
+  standbyKeepForMs: number;
+  hooks?: PipelineHooks;
+  logger?: Logger;
+}
+
+export interface DeployRequest { version: string; path: string | null; manual?: boolean; actor: string }
+
+type PhaseName = 'provision' | 'health' | 'migrate' | 'gates' | 'promote' | 'switch' | 'verify' | 'analysis' | 'stable';
+export const PIPELINE_PHASES: readonly PhaseName[] = ['provision', 'health', 'migrate', 'gates', 'promote', 'switch', 'verify', 'analysis', 'stable'];
+
+interface RunningDeployment {
+  record: DeploymentRecord;
+  abort: AbortController;
+  /** Resolved by promote() when the deployment waits for it (manual). */
+  promoteWaiter: { resolve: (v: { actor: string; force: boolean }) => void } | null;
+  /** The candidate colour's state before provisioning, restored when the deployment fails. */
+  priorCandidateState: EnvironmentState;
+  done: Promise<DeploymentRecord>;
+}
+
+export interface ControllerEvents {
+  event: [EventRecord];
+  deployment: [DeploymentRecord];
+}
+
+export class Controller extends EventEmitter<ControllerEvents> {
+  private readonly opts: ControllerOptions;
+  private readonly store: Store;
+  private readonly provider: EnvironmentProvider;
+  private readonly health: HealthMonitor;
+  private readonly router: RouteSink;
+  private readonly log: Logger;
+  private readonly hooks: PipelineHooks;
+  private readonly traffic = new Mutex();
+  private running: RunningDeployment | null = null;
+  private retireTimer: NodeJS.Timeout | null = null;
+  private revision = 0;
+  private closed = false;
+
+  constructor(opts: ControllerOptions) {
+    super();
+    this.opts = opts;
+    this.store = opts.store;
+    this.provider = opts.provider;
+    this.health = opts.health;
+    this.router = opts.router;
+    this.hooks = opts.hooks ?? {};
+    this.log = opts.logger ?? silentLogger;
+    this.revision = opts.router.table().revision;
+  }
+
+  // ───────────────────────────── start-up and recovery ─────────────────────────────
+
+  /**
+   * The route table the stored state describes, from the recorded instances. Called before the
+   * router listens, so that after a crash it serves the same live colour before anything else.
+   */
+  recoveredTable(): RouteTable {
+    return this.buildTable((c) => this.store.instances(c), ++this.revision);
+  }
+
+  /**
+   * Take over what the previous daemon left: adopt or restart instances of live and standby,
+   * stop an interrupted candidate, mark an interrupted deployment, resume retirement.
+   */
+  async recover(): Promise<void> {
+    const envs = this.store.environments();
+    for (const color of COLORS) {
+      for (const inst of this.store.instances(color)) this.health.watch(inst, { assumeHealthy: true });
+    }
+    const interrupted = this.store.activeDeployment();
+    for (const color of COLORS) {
+      const env = envs[color];
+      const recorded = this.store.instances(color);
+      if (env.role === 'candidate') {
+        const adopted = await this.provider.adopt(color, recorded);
+        if (adopted.length > 0) await this.provider.stop(color);
+        this.forgetInstances(color, recorded);
+        this.commit({ environments: [{ ...env, role: 'empty', version: null, path: null, since: Date.now(), retireAt: null }], instances: [{ color, instances: [] }] });
+        continue;
+      }
+      if (env.role !== 'live' && env.role !== 'standby') {
+        // Retired or empty: nothing may run. Adopt to find leftovers, then stop them (never orphans).
+        if (recorded.length > 0) {
+          const adopted = await this.provider.adopt(color, recorded);
+          if (adopted.length > 0) await this.provider.stop(color);
+          this.forgetInstances(color, recorded);
+          this.commit({ instances: [{ color, instances: [] }] });
+        }
+        continue;
+      }
+      const adopted = await this.provider.adopt(color, recorded);
+      this.forgetInstances(color, recorded.filter((r) => !adopted.some((a) => a.id === r.id)));
+      if (adopted.length === 0 && env.version !== null) {
+        this.record({ type: 'recovery', actor: SYSTEM_ACTOR, color, version: env.version, reason: `no ${env.role} instance of ${color} survived the daemon restart; starting ${env.version} again` });
+        const started = await this.provider.start(color, { version: env.version, path: env.path });
+        this.adoptInstances(color, started);
+      } else {
+        this.adoptInstances(color, adopted);
+        this.record({
+          type: 'recovery', actor: SYSTEM_ACTOR, color, version: env.version,
+          reason: `adopted ${adopted.length} of ${recorded.length} running ${env.role} instance(s) of ${color}`,
+          data: { adopted: adopted.map((i) => ({ id: i.id, pid: i.pid, port: i.port })) },
+        });
+      }
+      this.provider.setAutoRestart(color, true);
+    }
+    if (interrupted) {
+      const switched = this.store.environments()[interrupted.color].role === 'live';
+      this.finishDeployment(interrupted, 'interrupted', SYSTEM_ACTOR,
+        `the daemon stopped during ${interrupted.phase}; ${switched ? `${interrupted.version} stayed live on ${interrupted.color}` : 'traffic was not moved and the candidate was stopped'}`,
+        { code: 'CUTOVER_ERR_ABORTED', message: `interrupted during ${interrupted.phase}` });
+    }
+    await this.updateRoutes('recovery');
+    this.scheduleRetirement();
+    this.wireProviderEvents();
+    this.health.on('change', (id: string, healthy: boolean, reason?: string) => this.onHealthChange(id, healthy, reason));
+  }
+
+  private wireProviderEvents(): void {
+    this.provider.on('instance-exit', (inst, info) => {
+      this.health.markDown(inst.id, `process exited (${info.signal ?? `code ${info.code}`})`);
+      this.record({ type: 'instance.exit', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version, reason: `instance ${inst.id} (pid ${inst.pid}) exited with ${info.signal ?? `code ${info.code}`}; no traffic goes to it while it is down`, data: { instance: inst.id, ...info } });
+    });
+    this.provider.on('instance-restart', (inst, info) => {
+      this.record({ type: 'instance.restart', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version, reason: `instance ${inst.id} restarted (attempt ${info.attempt}, after ${formatDuration(info.delayMs)}), pid ${inst.pid} port ${inst.port}`, data: { instance: inst.id, pid: inst.pid, port: inst.port, ...info } });
+    });
+    this.provider.on('instances-changed', (color, instances) => {
+      this.adoptInstances(color, instances);
+      void this.updateRoutes('instances changed');
+    });
+  }
+
+  /** Persist a colour's instances and health-watch them (re-watching any whose address changed). */
+  private adoptInstances(color: Color, instances: Instance[], opts: { assumeHealthy?: boolean } = {}): void {
+    const before = this.store.instances(color);
+    for (const old of before) {
+      const now = instances.find((i) => i.id === old.id);
+      if (!now || now.port !== old.port || now.host !== old.host) this.health.unwatch(old.id);
+    }
+    for (const inst of instances) {
+      const old = before.find((i) => i.id === inst.id);
+      if (!old || old.port !== inst.port || old.host !== inst.host) this.health.watch(inst, opts);
+    }
+    this.commit({ instances: [{ color, instances }] });
+  }
+
+  private forgetInstances(_color: Color, instances: Instance[]): void {
+    for (const i of instances) this.health.unwatch(i.id);
+  }
+
+  // ───────────────────────────── status ─────────────────────────────
+
+  status() {
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live') ?? null;
+    const standby = COLORS.find((c) => envs[c].role === 'standby' || envs[c].role === 'retired') ?? null;
+    const envView = (c: Color) => {
+      const e = envs[c];
+      const instances = this.store.instances(c).map((i) => ({ id: i.id, host: i.host, port: i.port, pid: i.pid, healthy: this.health.isHealthy(i.id), startedAt: i.startedAt }));
+      return { color: c, role: e.role, version: e.version, path: e.path, since: e.since, retireAt: e.retireAt, instances, healthy: instances.filter((i) => i.healthy).length };
+    };
+    const active = this.running?.record ?? null;
+    const addrs = this.router.addresses();
+    return {
+      app: this.opts.app,
+      live: live ? { color: live, version: envs[live].version, since: envs[live].since, healthy: envView(live).healthy } : null,
+      standby: standby ? { color: standby, version: envs[standby].version, state: envs[standby].role === 'standby' ? 'warm' : 'retired', retireAt: envs[standby].retireAt } : null,
+      deployment: active,
+      environments: { blue: envView('blue'), green: envView('green') },
+      router: {
+        revision: this.router.table().revision,
+        live: `http://${hostPort(addrs.live)}`,
+        preview: addrs.preview ? `http://${hostPort(addrs.preview)}` : null,
+      },
+    };
+  }
+
+  history(opts: { limit?: number; since?: number } = {}) {
+    return this.store.deployments(opts);
+  }
+
+  deployment(id: string): { deployment: DeploymentRecord; events: EventRecord[] } {
+    const d = this.running?.record.id === id ? this.running.record : this.store.deployment(id);
+    if (!d) throw new CutoverError('CUTOVER_ERR_NOT_FOUND', `no deployment with id ${id}`);
+    return { deployment: d, events: this.store.events({ deployment: id }) };
+  }
+
+  events(opts: { afterSeq?: number; deployment?: string; limit?: number } = {}): EventRecord[] {
+    return this.store.events(opts);
+  }
+
+  // ───────────────────────────── deploy ─────────────────────────────
+
+  /** Start a deployment; returns once it is recorded. `done` of the returned handle settles at the end. */
+  deploy(req: DeployRequest): { deployment: DeploymentRecord; done: Promise<DeploymentRecord> } {
+    if (this.closed) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'the daemon is shutting down');
+    const version = req.version.trim();
+    if (!/^[A-Za-z0-9][A-Za-z0-9._+\-/:]{0,127}$/.test(version)) {
+      throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `version ${JSON.stringify(req.version)} is not valid: use letters, digits and . _ + - / : (at most 128)`, { details: { field: 'version' } });
+    }
+    if (this.running) {
+      const r = this.running.record;
+      throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${r.id} of ${r.version} is in progress (phase ${r.phase}); wait for it, or run \`cutover abort\``, { details: { deployment: r.id, version: r.version, phase: r.phase } });
+    }
+    const path = this.checkReleasePath(req.path);
+    const envs = this.store.environments();
+    const liveColor = COLORS.find((c) => envs[c].role === 'live') ?? null;
+    const color: Color = liveColor ? otherColor(liveColor) : 'blue';
+    const now = Date.now();
+    const record: DeploymentRecord = {
+      id: newDeploymentId(now), version, path, color,
+      fromColor: liveColor, fromVersion: liveColor ? envs[liveColor].version : null,
+      status: 'running', phase: 'provision', manual: req.manual === true, actor: req.actor,
+      createdAt: now, updatedAt: now, finishedAt: null, error: null, gates: null, forced: false, switchMs: null,
+    };
+    const abort = new AbortController();
+    const running: RunningDeployment = { record, abort, promoteWaiter: null, priorCandidateState: envs[color], done: Promise.resolve(record) };
+    this.running = running;
+    this.commit({
+      deployment: record,
+      events: [{ type: 'deployment.started', deployment: record.id, actor: req.actor, color, version, reason: `deploy ${version} to ${color}${liveColor ? ` (live: ${envs[liveColor].version} on ${liveColor})` : ' (first release)'}${record.manual ? ', manual promotion' : ''}`, data: { path } }],
+    });
+    this.emit('deployment', record);
+    running.done = this.runPipeline(running);
+    return { deployment: record, done: running.done };
+  }
+
+  private checkReleasePath(p: string | null): string | null {
+    if (this.provider.kind !== 'process') return p;
+    if (!p) throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', 'the process provider needs the release directory: pass --path DIR', { details: { field: 'path' } });
+    if (!existsSync(p) || !statSync(p).isDirectory()) {
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${p} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: p } });
+    }
+    return p;
+  }
+
+  private async runPipeline(run: RunningDeployment): Promise<DeploymentRecord> {
+    const d = run.record;
+    const release: Release = { version: d.version, path: d.path };
+    const ctx = this.phaseContext(run, release);
+    let switched = false;
+    try {
+      await this.phase(run, 'provision', async () => {
+        const prior = run.priorCandidateState;
+        if (prior.role === 'standby' || this.provider.instances(d.color).length > 0) {
+          this.record({ type: 'standby.replaced', deployment: d.id, actor: SYSTEM_ACTOR, color: d.color, version: prior.version, reason: `${d.color} (${prior.version ?? 'nothing'}) is stopped to make room for ${d.version}` });
+        }
+        this.provider.setAutoRestart(d.color, false);
+        this.commit({ environments: [{ color: d.color, role: 'candidate', version: d.version, path: d.path, since: Date.now(), retireAt: null }] });
+        this.cancelRetirementOf(d.color);
+        const instances = await this.provider.start(d.color, release);
+        this.adoptInstances(d.color, instances, { assumeHealthy: false });
+        await this.updateRoutes('candidate provisioned');
+        return { outcome: 'passed', summary: `started ${instances.length} instance(s) of ${d.version} on ${d.color}`, data: { instances: instances.map((i) => ({ id: i.id, port: i.port, pid: i.pid })) } };
+      });
+      await this.phase(run, 'health', async () => {
+        const ids = this.provider.instances(d.color).map((i) => i.id);
+        await this.health.waitHealthy(ids, this.opts.startTimeoutMs, run.abort.signal);
+        return { outcome: 'passed', summary: `${ids.length}/${ids.length} instance(s) healthy` };
+      });
+      await this.phase(run, 'migrate', () => this.hooks.migrate ? this.hooks.migrate(ctx) : skipped('no database migrations configured'));
+      await this.phase(run, 'gates', async () => {
+        const v = await (this.hooks.gates ? this.hooks.gates(ctx) : skipped('no gates configured'));
+        this.updateDeployment(run, { gates: v.outcome });
+        return v;
+      });
+      await this.phase(run, 'promote', async () => {
+        if (!d.manual) return { outcome: 'passed', summary: 'automatic promotion' };
+        this.updateDeployment(run, { status: 'awaiting-promotion' });
+        this.record({ type: 'promote.waiting', deployment: d.id, phase: 'promote', actor: SYSTEM_ACTOR, color: d.color, version: d.version, reason: `${d.version} on ${d.color} is ready; run \`cutover promote\` (preview: ${ctx.previewUrl ?? 'none'})` });
+        const decision = await new Promise<{ actor: string; force: boolean }>((resolve, reject) => {
+          run.promoteWaiter = { resolve };
+          run.abort.signal.addEventListener('abort', () => reject(run.abort.signal.reason), { once: true });
+        });
+        this.updateDeployment(run, { status: 'running', forced: decision.force });
+        return { outcome: 'passed', summary: `promoted by ${decision.actor}${decision.force ? ' (forced)' : ''}` };
+      });
+      await this.phase(run, 'switch', async () => {
+        const ms = await this.switchTo(d.color, { actor: d.actor, reason: `promote ${d.version}`, deployment: d.id, requireGates: true, forced: run.record.forced });
+        switched = true;
+        this.updateDeployment(run, { switchMs: ms });
+        return { outcome: 'passed', summary: `live → ${d.color} (${d.version}) in ${formatDuration(ms)}`, data: { switchMs: ms } };
+      });
+      await this.phase(run, 'verify', () => this.hooks.verify ? this.hooks.verify(ctx) : skipped('no post-switch checks configured'));
+      await this.phase(run, 'analysis', () => this.hooks.analysis ? this.hooks.analysis(ctx) : skipped('no analysis configured'));
+      this.updateDeployment(run, { phase: 'stable' });
+      return this.finishDeployment(run.record, 'succeeded', d.actor, `${d.version} is live on ${d.color}`);
+    } catch (err) {
+      return await this.failDeployment(run, err, switched);
+    } finally {
+      if (this.running === run) this.running = null;
+    }
+  }
+
+  /** Run one phase: record start and end with duration; a failed verdict throws. */
+  private async phase(run: RunningDeployment, name: PhaseName, body: () => Promise<PhaseVerdict>): Promise<void> {
+    const d = run.record;
+    if (run.abort.signal.aborted) throw run.abort.signal.reason;
+    this.updateDeployment(run, { phase: name });
+    const t0 = performance.now();
+    let v: PhaseVerdict;
+    try {
+      v = await body();
+    } catch (err) {
+      const ms = performance.now() - t0;
+      const e = toCutoverError(err, name);
+      this.record({ type: 'phase', deployment: d.id, phase: name, actor: SYSTEM_ACTOR, color: d.color, version: d.version, durationMs: ms, reason: e.message, data: { outcome: 'failed', code: e.code, ...(e.details ?? {}) } });
+      throw e;
+    }
+    const ms = performance.now() - t0;
+    this.record({ type: 'phase', deployment: d.id, phase: name, actor: SYSTEM_ACTOR, color: d.color, version: d.version, durationMs: ms, reason: v.summary, data: { outcome: v.outcome, ...(v.data ?? {}) } });
+    if (v.outcome === 'failed') {
+      const code = name === 'gates' ? 'CUTOVER_ERR_GATE_FAILED' : name === 'analysis' || name === 'verify' ? 'CUTOVER_ERR_ANALYSIS_FAILED' : name === 'migrate' ? 'CUTOVER_ERR_MIGRATION' : 'CUTOVER_ERR_INTERNAL';
+      throw new CutoverError(code, `${name} failed: ${v.summary}`, { details: v.data });
+    }
+  }
+
+  private async failDeployment(run: RunningDeployment, err: unknown, switched: boolean): Promise<DeploymentRecord> {
+    const d = run.record;
+    const e = toCutoverError(err, d.phase);
+    const aborted = e.code === 'CUTOVER_ERR_ABORTED';
+    if (switched) {
+      // After the switch a failed check means: go back to what was live (analysis, verify).
+      if (this.store.environments()[d.color].role === 'live' && d.fromColor) {
+        try {
+          await this.rollbackNow({ actor: SYSTEM_ACTOR, reason: `automatic rollback: ${e.message}`, deployment: d.id });
+        } catch (rbErr) {
+          this.record({ type: 'rollback.failed', deployment: d.id, actor: SYSTEM_ACTOR, reason: `automatic rollback failed: ${(rbErr as Error).message}` });
+        }
+      }
+      return this.finishDeployment(run.record, aborted ? 'aborted' : 'rolled-back', SYSTEM_ACTOR, e.message, { code: e.code, message: e.message });
+    }
+    // Before the switch: traffic was never moved. Stop the candidate and put the colour back.
+    const prior = run.priorCandidateState;
+    try {
+      await this.provider.stop(d.color);
+    } catch (stopErr) {
+      this.log.error({ err: stopErr, color: d.color }, 'stopping the candidate failed');
+    }
+    this.forgetInstances(d.color, this.store.instances(d.color));
+    const restored: EnvironmentState = prior.version !== null && (prior.role === 'standby' || prior.role === 'retired')
+      ? { ...prior, role: 'retired', since: Date.now(), retireAt: null }
+      : { color: d.color, role: 'empty', version: null, path: null, since: Date.now(), retireAt: null };
+    this.commit({ environments: [restored], instances: [{ color: d.color, instances: [] }] });
+    await this.updateRoutes('candidate stopped');
+    const reason = aborted ? `aborted during ${d.phase}; traffic untouched, candidate stopped` : `${e.message}; traffic untouched, candidate stopped`;
+    return this.finishDeployment(run.record, aborted ? 'aborted' : 'failed', aborted ? (e.details?.actor as string | undefined) ?? SYSTEM_ACTOR : SYSTEM_ACTOR, reason, { code: e.code, message: e.message });
+  }
+
+  private finishDeployment(record: DeploymentRecord, status: DeploymentRecord['status'], actor: string, reason: string, error: DeploymentRecord['error'] = null): DeploymentRecord {
+    const now = Date.now();
+    const next: DeploymentRecord = { ...record, status, updatedAt: now, finishedAt: now, error };
+    this.commit({
+      deployment: next,
+      events: [{ type: 'deployment.finished', deployment: record.id, phase: record.phase, actor, color: record.color, version: record.version, durationMs: now - record.createdAt, reason, data: { status, error } }],
+    });
+    if (this.running?.record.id === record.id) this.running.record = next;
+    this.emit('deployment', next);
+    this.log.info({ deployment: record.id, version: record.version, color: record.color, status }, reason);
+    return next;
+  }
+
+  private updateDeployment(run: RunningDeployment, patch: Partial<DeploymentRecord>): void {
+    run.record = { ...run.record, ...patch, updatedAt: Date.now() };
+    this.commit({ deployment: run.record });
+    this.emit('deployment', run.record);
+  }
+
+  private phaseContext(run: RunningDeployment, release: Release): PhaseContext {
+    const addrs = this.router.addresses();
+    const d = run.record;
+    const envs = this.store.environments();
+    return {
+      get deployment() { return run.record; },
+      release,
+      color: d.color,
+      previous: d.fromColor ? { color: d.fromColor, version: d.fromVersion ?? '', path: envs[d.fromColor].path } : null,
+      previewUrl: addrs.preview ? `http://${hostPort(addrs.preview)}` : null,
+      liveUrl: `http://${hostPort(addrs.live)}`,
+      signal: run.abort.signal,
+      record: (e) => { this.record({ ...e, actor: e.actor ?? SYSTEM_ACTOR, deployment: run.record.id }); },
+    };
+  }
+
+  /** Wait for the running deployment (tests, CLI --wait via API). */
+  current(): { deployment: DeploymentRecord; done: Promise<DeploymentRecord> } | null {
+    return this.running ? { deployment: this.running.record, done: this.running.done } : null;
+  }
+
+  // ───────────────────────────── promote / abort ─────────────────────────────
+
+  promote(opts: { actor: string; force?: boolean }): DeploymentRecord {
+    const run = this.running;
+    if (!run) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'no deployment is in progress');
+    if (!run.promoteWaiter) {
+      throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} is in phase ${run.record.phase}, not waiting for promotion${run.record.manual ? '' : ' (it promotes automatically)'}`);
+    }
+    if (run.record.gates === 'failed' && !opts.force) {
+      throw new CutoverError('CUTOVER_ERR_GATE_FAILED', `the gates of ${run.record.version} failed; promote refuses it unless forced (--force, recorded)`);
+    }
+    this.record({ type: 'promote', deployment: run.record.id, actor: opts.actor, color: run.record.color, version: run.record.version, reason: `${opts.actor} promoted ${run.record.version}${opts.force ? ' (forced)' : ''}` });
+    run.promoteWaiter.resolve({ actor: opts.actor, force: opts.force === true });
+    run.promoteWaiter = null;
+    return run.record;
+  }
+
+  abort(opts: { actor: string; reason?: string }): DeploymentRecord {
+    const run = this.running;
+    if (!run) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'no deployment is in progress');
+    if (['switch', 'verify', 'analysis', 'stable'].includes(run.record.phase)) {
+      throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has already switched traffic (phase ${run.record.phase}); use \`cutover rollback\``);
+    }
+    this.record({ type: 'abort', deployment: run.record.id, actor: opts.actor, color: run.record.color, version: run.record.version, reason: opts.reason ?? `${opts.actor} aborted the deployment during ${run.record.phase}` });
+    run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', `aborted by ${opts.actor} during ${run.record.phase}`, { details: { actor: opts.actor } }));
+    return run.record;
+  }
+
+  // ───────────────────────────── traffic moves ─────────────────────────────
+
+  /**
+   * Make `color` live: persist first, then one route swap. Returns the time from the call
+   * to the swap being in force (ms). The old live colour becomes the warm standby.
+   */
+  private switchTo(color: Color, o: { actor: string; reason: string; deployment: string | null; requireGates: boolean; forced: boolean; type?: string }): Promise<number> {
+    const t0 = performance.now();
+    return this.traffic.run(async () => {
+      const envs = this.store.environments();
+      const target = envs[color];
+      const healthy = this.healthyCount(color);
+      if (healthy === 0) {
+        throw new CutoverError('CUTOVER_ERR_NO_HEALTHY_INSTANCE', `${color} (${target.version}) has no healthy instance; traffic stays where it is`, { details: { color } });
+      }
+      if (o.requireGates && this.running?.record.gates === 'failed' && !o.forced) {
+        throw new CutoverError('CUTOVER_ERR_GATE_FAILED', `the gates of ${target.version} failed; the switch refuses it unless forced`);
+      }
+      const from = otherColor(color);
+      const now = Date.now();
+      const changes: EnvironmentState[] = [{ ...target, role: 'live', since: now, retireAt: null }];
+      if (envs[from].role === 'live') changes.push({ ...envs[from], role: 'standby', since: now, retireAt: now + this.opts.standbyKeepForMs });
+      // Write-ahead: if this throws (disk full, read-only), the router was never touched.
+      this.commit({ environments: changes });
+      const { drain } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      const ms = performance.now() - t0;
+      this.record({
+        type: o.type ?? 'switch', deployment: o.deployment, phase: 'switch', actor: o.actor, color, version: target.version, durationMs: ms,
+        reason: `${o.reason}: live ${envs[from].role === 'live' ? `${from} (${envs[from].version})` : 'nothing'} → ${color} (${target.version})`,
+        data: { from: envs[from].role === 'live' ? from : null, to: color, revision: this.revision, healthyInstances: healthy, forced: o.forced },
+      });
+      this.provider.setAutoRestart(color, true);
+      if (drain) this.watchDrain(drain, o.deployment);
+      this.scheduleRetirement();
+      return ms;
+    });
+  }
+
+  private watchDrain(drain: Promise<DrainInfo>, deployment: string | null): void {
+    drain.then((r) => {
+      this.record({
+        type: 'drain', deployment, actor: SYSTEM_ACTOR, color: r.color, durationMs: r.durationMs,
+        reason: r.completed ? `${r.color} drained: every in-flight request finished` : `${r.color} drain timed out: closed ${r.closedRequests} request(s) and ${r.closedWebSockets} WebSocket(s)`,
+        data: { ...r },
+      });
+    }, (err: unknown) => this.log.error({ err }, 'drain failed'));
+  }
+
+  /**
+   * Roll back: the standby becomes live again in one swap. If the standby was retired, it is
+   * started first (not instant; the response says so).
+   */
+  async rollback(opts: { actor: string; reason?: string }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null } }> {
+    const run = this.running;
+    if (run && !['switch', 'verify', 'analysis', 'stable'].includes(run.record.phase)) {
+      throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has not switched traffic yet (phase ${run.record.phase}); use \`cutover abort\``);
+    }
+    const result = await this.rollbackNow({ actor: opts.actor, reason: opts.reason ?? `rollback requested by ${opts.actor}`, deployment: run?.record.id ?? null });
+    if (run) {
+      run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', `rolled back by ${opts.actor}`, { details: { actor: opts.actor } }));
+    }
+    return result;
+  }
+
+  private async rollbackNow(o: { actor: string; reason: string; deployment: string | null }) {
+    const t0 = performance.now();
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    if (!live) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'nothing is live: there is nothing to roll back');
+    const target = otherColor(live);
+    const env = envs[target];
+    if (env.version === null || (env.role !== 'standby' && env.role !== 'retired')) {
+      throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `there is no previous release to roll back to (${target} is ${env.role})`);
+    }
+    let restarted = false;
+    if (env.role === 'retired' || this.provider.instances(target).length === 0) {
+      restarted = true;
+      this.record({ type: 'rollback.restart', deployment: o.deployment, actor: o.actor, color: target, version: env.version, reason: `standby ${target} (${env.version}) was retired; starting it again before switching back (not instant)` });
+      this.commit({ environments: [{ ...env, role: 'standby', since: Date.now(), retireAt: null }] });
+      const instances = await this.provider.start(target, { version: env.version, path: env.path });
+      this.adoptInstances(target, instances, { assumeHealthy: false });
+      await this.health.waitHealthy(instances.map((i) => i.id), this.opts.startTimeoutMs);
+    }
+    await this.switchTo(target, { actor: o.actor, reason: o.reason, deployment: o.deployment, requireGates: false, forced: false, type: 'rollback' });
+    const ms = performance.now() - t0;
+    return { ms, restarted, live: { color: target, version: env.version } };
+  }
+
+  /** Promise 2: when every live instance is down and the standby is healthy, serve the standby. */
+  private onHealthChange(id: string, healthy: boolean, reason?: string): void {
+    if (healthy || this.closed) return;
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    if (!live || !id.startsWith(`${live}-`)) return;
+    if (this.healthyCount(live) > 0) return;
+    const standby = otherColor(live);
+    if (envs[standby].role !== 'standby' || this.healthyCount(standby) === 0) {
+      this.record({ type: 'live.down', actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}) and there is no healthy standby; requests get 503 until one recovers` });
+      return;
+    }
+    void this.switchTo(standby, { actor: SYSTEM_ACTOR, reason: `failover: every live instance of ${live} is down (${reason ?? 'health check'})`, deployment: this.running?.record.id ?? null, requireGates: false, forced: false, type: 'failover' })
+      .then(() => this.running?.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', 'failover to the standby')))
+      .catch((err: unknown) => this.log.error({ err }, 'failover failed'));
+  }
+
+  // ───────────────────────────── retirement ─────────────────────────────
+
+  private scheduleRetirement(): void {
+    if (this.retireTimer) clearTimeout(this.retireTimer);
+    this.retireTimer = null;
+    if (this.closed) return;
+    const envs = this.store.environments();
+    const standby = COLORS.find((c) => envs[c].role === 'standby' && envs[c].retireAt !== null);
+    if (!standby) return;
+    const delay = Math.max(0, (envs[standby].retireAt ?? 0) - Date.now());
+    // setTimeout caps at 2^31-1 ms (~24.8 days); re-check then.
+    this.retireTimer = setTimeout(() => { void this.retire(standby, SYSTEM_ACTOR, 'standby.keepFor elapsed'); }, Math.min(delay, 2 ** 31 - 1));
+    this.retireTimer.unref();
+  }
+
+  private cancelRetirementOf(color: Color): void {
+    const envs = this.store.environments();
+    if (envs[color].retireAt !== null && this.retireTimer) { clearTimeout(this.retireTimer); this.retireTimer = null; }
+  }
+
+  /** Stop the standby; its release is remembered so a later rollback can start it again. */
+  retire(color: Color, actor: string, reason: string): Promise<void> {
+    return this.traffic.run(async () => {
+      const env = this.store.environments()[color];
+      if (env.role !== 'standby') return;
+      if (this.running && this.running.record.color !== color && ['verify', 'analysis'].includes(this.running.record.phase)) {
+        // Never retire the rollback target while the new release is still being judged.
+        this.commit({ environments: [{ ...env, retireAt: Date.now() + 60_000 }] });
+        this.scheduleRetirement();
+        return;
+      }
+      const t0 = performance.now();
+      this.provider.setAutoRestart(color, false);
+      await this.provider.stop(color);
+      this.forgetInstances(color, this.store.instances(color));
+      this.commit({ environments: [{ ...env, role: 'retired', since: Date.now(), retireAt: null }], instances: [{ color, instances: [] }] });
+      this.applyRoutes('standby retired');
+      this.record({ type: 'retire', actor, color, version: env.version, durationMs: performance.now() - t0, reason: `${color} (${env.version}) retired: ${reason}; rollback now needs a restart` });
+      if (this.hooks.retired) await this.hooks.retired({ color, version: env.version });
+    });
+  }
+
+  // ───────────────────────────── routes ─────────────────────────────
+
+  private healthyCount(color: Color): number {
+    return this.provider.instances(color).filter((i) => this.health.isHealthy(i.id)).length;
+  }
+
+  private buildTable(instancesOf: (c: Color) => Instance[], revision: number): RouteTable {
+    const envs = this.store.environments();
+    const route = (c: Color | undefined): ColorRoute | null => c === undefined ? null : {
+      color: c, version: envs[c].version ?? '',
+      targets: instancesOf(c).map((i) => ({ id: i.id, host: i.host, port: i.port })),
+    };
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    const preview = COLORS.find((c) => envs[c].role === 'candidate') ?? COLORS.find((c) => envs[c].role === 'standby');
+    return { revision, live: route(live), preview: route(preview) };
+  }
+
+  /** Re-derive the table from state (instances moved, candidate added or removed); swap when it differs. */
+  private updateRoutes(why: string): Promise<void> {
+    return this.traffic.run(() => this.applyRoutes(why));
+  }
+
+  /** Only call while holding the traffic mutex. */
+  private applyRoutes(why: string): void {
+    const next = this.buildTable((c) => this.provider.instances(c), this.revision + 1);
+    const cur = this.router.table();
+    if (JSON.stringify({ ...next, revision: 0 }) === JSON.stringify({ ...cur, revision: 0 })) return;
+    this.revision = next.revision;
+    const { drain } = this.router.swap(next);
+    if (drain) this.watchDrain(drain, null);
+    this.log.debug({ revision: next.revision, why }, 'routes updated');
+  }
+
+  // ───────────────────────────── events and shutdown ─────────────────────────────
+
+  record(e: EventInput): void {
+    this.commit({ events: [e] });
+  }
+
+  private commit(change: Parameters<Store['commit']>[0]): void {
+    const stored = this.store.commit(change);
+    for (const ev of stored) {
+      this.log.info({ event: ev.type, deployment: ev.deployment ?? undefined, color: ev.color ?? undefined, version: ev.version ?? undefined, phase: ev.phase ?? undefined, durationMs: ev.durationMs ?? undefined, actor: ev.actor }, ev.reason);
+      this.emit('event', ev);
+    }
+  }
+
+  /** Stop timers and the running deployment; instances are left to the caller (stop or detach). */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retireTimer) clearTimeout(this.retireTimer);
+    const run = this.running;
+    if (run) {
+      run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', 'the daemon is shutting down'));
+      await run.done.catch(() => undefined);
+    }
+  }
+
+  isFinished(d: DeploymentRecord): boolean {
+    return FINISHED_STATUSES.includes(d.status);
+  }
+}
+
+function skipped(summary: string): Promise<PhaseVerdict> {
+  return Promise.resolve({ outcome: 'skipped', summary });
+}
+
+function toCutoverError(err: unknown, phase: string): CutoverError {
+  if (isCutoverError(err)) return err;
+  if (err instanceof Error && err.name === 'AbortError') return new CutoverError('CUTOVER_ERR_ABORTED', `aborted during ${phase}`, { cause: err });
+  return new CutoverError('CUTOVER_ERR_INTERNAL', `${phase}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
+function newDeploymentId(now: number): string {
+  const t = new Date(now).toISOString().replace(/[-:T]/g, '').slice(0, 14);
+  return `d-${t}-${randomBytes(3).toString('hex')}`;
+}
+
+export function hostPort(a: { host: string; port: number }): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
