@@ -1,0 +1,119 @@
+/**
+ * Header rewriting at the proxy boundary: hop-by-hop headers are dropped in both directions and
+ * the X-Forwarded-* set is added to requests. Pure functions over flat raw-header arrays
+ * (`[name, value, name, value, …]`, the form Node and undici both speak, so nothing is re-parsed).
+ *
+ * Owns: which headers cross the proxy. Must never: add identifying headers of its own
+ * (no `via`, no colour header) or touch the request line.
+ */
+
+/** RFC 9110 §7.6.1: hop-by-hop headers never cross the proxy (plus those named in Connection). */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+]);
+
+/**
+ * Request-only drops. `expect`: Node's server already answered `100-continue` before the
+ * request reached us (and undici refuses the header). `x-forwarded-proto/host`: replaced with
+ * what this listener saw, so a client cannot spoof them.
+ */
+const REQUEST_DROP: ReadonlySet<string> = new Set(['expect', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-for']);
+
+/**
+ * Extra header names listed in a Connection header value (RFC 9110 §7.6.1), lower-cased, or null
+ * for the usual values (`keep-alive`, `close`, `upgrade`) that name nothing else.
+ */
+export function connectionTokens(value: string | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const v = value.length < 12 ? value.toLowerCase() : '';
+  if (v === 'keep-alive' || v === 'close' || v === 'upgrade') return null; // fast path
+  let out: Set<string> | null = null;
+  for (const part of value.split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t === '' || HOP_BY_HOP.has(t)) continue;
+    (out ??= new Set()).add(t);
+  }
+  return out;
+}
+
+function stripIpv4Mapped(addr: string | undefined): string {
+  if (addr === undefined) return 'unknown';
+  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+}
+
+/**
+ * Headers for the upstream request: client headers minus hop-by-hop ones, `X-Forwarded-For`
+ * extended with the client address, `X-Forwarded-Proto`/`X-Forwarded-Host` set.
+ * `Host` is kept as the client sent it (the application sees its public name).
+ */
+export function upstreamRequestHeaders(raw: readonly string[], connection: string | undefined, clientAddr: string | undefined, proto: string): string[] {
+  const named = connectionTokens(connection);
+  const out: string[] = [];
+  let xff: string | null = null;
+  let host: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || (named !== null && named.has(lower))) continue;
+    if (REQUEST_DROP.has(lower)) {
+      // Several X-Forwarded-For lines are one list (RFC 9110 §5.3); keep their order.
+      if (lower === 'x-forwarded-for') xff = xff === null ? raw[i + 1] : `${xff}, ${raw[i + 1]}`;
+      continue;
+    }
+    if (lower === 'host') host = raw[i + 1];
+    out.push(name, raw[i + 1]);
+  }
+  const client = stripIpv4Mapped(clientAddr);
+  out.push('x-forwarded-for', xff === null ? client : `${xff}, ${client}`, 'x-forwarded-proto', proto);
+  if (host !== null) out.push('x-forwarded-host', host);
+  return out;
+}
+
+/**
+ * Headers for the client response: upstream headers minus hop-by-hop ones. Node's server adds
+ * its own Connection/Keep-Alive and chooses the framing (Content-Length or chunked) itself.
+ * Accepts undici's raw form (Buffers) or strings.
+ */
+export function downstreamResponseHeaders(raw: readonly (Buffer | string)[], keep?: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  let named: Set<string> | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = typeof raw[i] === 'string' ? (raw[i] as string) : (raw[i] as Buffer).toString('latin1');
+    const lower = name.toLowerCase();
+    if (keep !== undefined && keep.has(lower)) {
+      out.push(name, typeof raw[i + 1] === 'string' ? (raw[i + 1] as string) : (raw[i + 1] as Buffer).toString('latin1'));
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') named = connectionTokens(typeof raw[i + 1] === 'string' ? (raw[i + 1] as string) : (raw[i + 1] as Buffer).toString('latin1'));
+      continue;
+    }
+    // Values are bytes on the wire; latin1 round-trips them exactly through Node's writer.
+    out.push(name, typeof raw[i + 1] === 'string' ? (raw[i + 1] as string) : (raw[i + 1] as Buffer).toString('latin1'));
+  }
+  if (named === null) return out;
+  // Rare: the upstream named extra hop-by-hop headers in Connection; drop them too.
+  const filtered: string[] = [];
+  for (let i = 0; i < out.length; i += 2) if (!named.has(out[i].toLowerCase())) filtered.push(out[i], out[i + 1]);
+  return filtered;
+}
+
+/** Flattens undici's parsed header object (used when raw headers are not available). */
+export function flattenHeaderObject(h: Record<string, string | string[] | undefined>): string[] {
+  const out: string[] = [];
+  for (const k of Object.keys(h)) {
+    const v = h[k];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push(k, x);
+    else out.push(k, v);
+  }
+  return out;
+}

@@ -1,0 +1,247 @@
+/**
+ * One proxied HTTP request: the undici dispatch handler that streams the client's request to an
+ * upstream of the route it was bound to, and the upstream's answer back, with backpressure both
+ * ways. It is also the request's in-flight entry (a lane `Flight`).
+ *
+ * Owns: one exchange's life (dispatch, at most one retry, answer, record). Must never: choose a
+ * route (it keeps the one it arrived under), buffer a whole body, retry a request that has a body
+ * or a non-idempotent method, or retry after a response byte was forwarded.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { HealthView } from '../health/types.ts';
+import { downstreamResponseHeaders, flattenHeaderObject, upstreamRequestHeaders } from './headers.ts';
+import type { Flight, Lane } from './lanes.ts';
+import type { ListenerName, ProxyErrorKind, RequestStats } from './request-stats.ts';
+import { classifyUpstreamError, failureBody } from './upstream-errors.ts';
+import type { BoundRoute, Upstream, UpstreamSet } from './upstreams.ts';
+
+/** What an exchange needs from the router (one object shared by all exchanges). */
+export interface ProxyContext {
+  readonly health: HealthView;
+  readonly stats: RequestStats;
+  readonly upstreams: UpstreamSet;
+  readonly onRequest: ((r: RequestRecord) => void) | undefined;
+  reportFailure(u: Upstream, reason: string): void;
+}
+
+export interface RequestRecord {
+  listener: ListenerName;
+  color: import('../environments/types.ts').Color;
+  version: string;
+  method: string;
+  status: number;
+  durationMs: number;
+  error?: ProxyErrorKind;
+}
+
+/**
+ * RFC 9110 §9.2.2 idempotent methods that we retry, and only when bodiless: a body stream can be
+ * read once, and PATCH/POST may have had effects even when the connection failed.
+ */
+const RETRYABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** nginx's convention for "client closed the connection before the answer was complete". */
+export const STATUS_CLIENT_CLOSED = 499;
+
+const PENDING = 0; // no response byte sent to the client yet
+const STREAMING = 1; // response head sent; body flowing
+const DONE = 2;
+
+const kExchange = Symbol('cutover.exchange');
+type TaggedResponse = ServerResponse & { [kExchange]?: HttpExchange };
+
+// Shared listeners (no per-request closures): the exchange is found through the response.
+function onResponseClose(this: TaggedResponse): void {
+  this[kExchange]?.clientClosed();
+}
+function onResponseDrain(this: TaggedResponse): void {
+  this[kExchange]?.controller?.resume();
+}
+
+export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
+  readonly kind = 'http' as const;
+  lane: Lane | null = null;
+  prev: Flight | null = null;
+  next: Flight | null = null;
+
+  controller: Dispatcher.DispatchController | null = null;
+  readonly #ctx: ProxyContext;
+  readonly #listener: ListenerName;
+  readonly #route: BoundRoute;
+  readonly #req: IncomingMessage;
+  readonly #res: TaggedResponse;
+  readonly #headers: string[];
+  readonly #hasBody: boolean;
+  readonly #startedAt: number;
+  #upstream: Upstream | null = null;
+  #retried = false;
+  #state = PENDING;
+  #status = 0;
+  #error: ProxyErrorKind | undefined = undefined;
+
+  constructor(ctx: ProxyContext, listener: ListenerName, route: BoundRoute, req: IncomingMessage, res: ServerResponse, startedAt: number) {
+    this.#ctx = ctx;
+    this.#listener = listener;
+    this.#route = route;
+    this.#req = req;
+    this.#res = res as TaggedResponse;
+    this.#startedAt = startedAt;
+    const h = req.headers;
+    const cl = h['content-length'];
+    this.#hasBody = (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined;
+    this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, req.socket.remoteAddress, 'http');
+  }
+
+  /** Links into the lane and sends the request to `first` (already picked, healthy). */
+  start(lane: Lane, first: Upstream): void {
+    lane.add(this);
+    this.#res[kExchange] = this;
+    this.#res.on('close', onResponseClose);
+    this.#dispatch(first);
+  }
+
+  #dispatch(u: Upstream): void {
+    this.#upstream = u;
+    this.#ctx.upstreams.acquire(u);
+    const req = this.#req;
+    u.pool.dispatch(
+      {
+        path: req.url ?? '/',
+        method: req.method ?? 'GET',
+        headers: this.#headers,
+        // Streamed: undici pauses the client socket when the upstream socket is full.
+        body: this.#hasBody ? req : null,
+      },
+      this,
+    );
+  }
+
+  // ── undici DispatchHandler ──
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    // The client left (or a drain aborted us) while the request waited for a pool connection.
+    if (this.#state === DONE) controller.abort(new Error('client closed'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Dispatcher.DispatchController['rawHeaders'], statusMessage?: string): void {
+    if (this.#state !== PENDING) return;
+    const raw = controller.rawHeaders ?? headers;
+    const out = Array.isArray(raw) ? downstreamResponseHeaders(raw) : downstreamResponseHeaders(flattenHeaderObject((raw ?? {}) as Record<string, string | string[]>));
+    const u = this.#upstream;
+    if (u !== null) u.failures = 0;
+    try {
+      this.#res.writeHead(statusCode, statusMessage || undefined, out);
+    } catch {
+      // Invalid header bytes from the application; nothing was written yet.
+      controller.abort(new Error('invalid upstream response head'));
+      return;
+    }
+    this.#state = STREAMING;
+    this.#status = statusCode;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#state !== STREAMING) return;
+    if (!this.#res.write(chunk)) {
+      // Backpressure: stop reading the upstream socket until the client socket drains.
+      controller.pause();
+      this.#res.once('drain', onResponseDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.#state !== STREAMING) return;
+    this.#res.end();
+    this.#finish();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.#state === DONE) return;
+    if (this.#state === STREAMING) {
+      // The head is out: the only honest signal left is cutting the connection.
+      this.#error = (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT' ? 'timeout' : 'reset';
+      this.#res.destroy();
+      this.#finish();
+      return;
+    }
+    const u = this.#upstream as Upstream;
+    const f = classifyUpstreamError(err);
+    if (f.report) this.#ctx.reportFailure(u, `${f.text} (${(err as { code?: string }).code ?? 'error'})`);
+    if (f.retryable && !this.#retried && !this.#hasBody && RETRYABLE_METHODS.has(this.#req.method ?? '')) {
+      const other = this.#route.pick(this.#ctx.health, u);
+      if (other !== null) {
+        this.#retried = true;
+        this.#upstream = null;
+        this.#ctx.upstreams.release(u);
+        this.controller = null;
+        this.#dispatch(other);
+        return;
+      }
+    }
+    this.#fail(f.status, f.status === 400 ? 'the request could not be forwarded' : `upstream ${u.id} ${f.text}`, f.kind ?? undefined);
+  }
+
+  // ── client side ──
+
+  /** The client connection closed (or the response finished: then we are already DONE). */
+  clientClosed(): void {
+    if (this.#state === DONE) return;
+    if (this.#state === PENDING) this.#status = STATUS_CLIENT_CLOSED;
+    this.#finish();
+    this.controller?.abort(new Error('client closed'));
+  }
+
+  /** Drain deadline or shutdown: cut the exchange now. */
+  abort(_reason: string): void {
+    if (this.#state === DONE) return;
+    if (this.#state === PENDING) this.#status = 502;
+    this.#error = 'reset';
+    this.#finish();
+    this.controller?.abort(new Error('aborted by router'));
+    this.#res.destroy();
+  }
+
+  #fail(status: number, detail: string, kind: ProxyErrorKind | undefined): void {
+    const res = this.#res;
+    this.#status = status;
+    this.#error = kind;
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+    } else {
+      const body = failureBody(status, detail);
+      // A request body we did not (fully) read would be misparsed as the next request.
+      const close = this.#hasBody && !this.#req.complete;
+      res.writeHead(status, close
+        ? { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }
+        : { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    }
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#state === DONE) return;
+    this.#state = DONE;
+    this.#res[kExchange] = undefined;
+    const u = this.#upstream;
+    if (u !== null) {
+      this.#upstream = null;
+      this.#ctx.upstreams.release(u);
+    }
+    const durationMs = performance.now() - this.#startedAt;
+    const route = this.#route;
+    this.#ctx.stats.record(this.#listener, route.color, this.#status, durationMs, this.#error);
+    const hook = this.#ctx.onRequest;
+    if (hook !== undefined) {
+      const r: RequestRecord = { listener: this.#listener, color: route.color, version: route.version, method: this.#req.method ?? '', status: this.#status, durationMs };
+      if (this.#error !== undefined) r.error = this.#error;
+      try {
+        hook(r);
+      } catch { /* a metrics hook must not break the data plane */ }
+    }
+    // Last: may complete a drain whose report should already count this request as done.
+    this.lane?.remove(this);
+  }
+}

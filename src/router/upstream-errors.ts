@@ -1,0 +1,74 @@
+/**
+ * What an upstream failure means for the client: status, short text, whether the request may be
+ * retried on another instance and whether the instance is reported to health (passive ejection).
+ *
+ * Owns: the mapping error code → answer. Must never: put internals (addresses, stack traces,
+ * error messages) into the text; the instance id is the only detail a client sees.
+ */
+import type { ProxyErrorKind } from './request-stats.ts';
+
+export interface UpstreamFailure {
+  status: 400 | 502 | 504;
+  kind: ProxyErrorKind | null;
+  /** Completes "upstream <id> …". */
+  text: string;
+  /** Nothing reached the application: safe to retry an idempotent bodiless request elsewhere. */
+  retryable: boolean;
+  /** A connection-level failure worth reporting to health. */
+  report: boolean;
+}
+
+const REFUSED: UpstreamFailure = { status: 502, kind: 'connect', text: 'refused the connection', retryable: true, report: true };
+const UNREACHABLE: UpstreamFailure = { status: 502, kind: 'connect', text: 'could not be reached', retryable: true, report: true };
+const CONNECT_TIMEOUT: UpstreamFailure = { status: 504, kind: 'timeout', text: 'did not accept the connection in time', retryable: true, report: true };
+const RESET: UpstreamFailure = { status: 502, kind: 'reset', text: 'closed the connection before answering', retryable: true, report: true };
+const HEADERS_TIMEOUT: UpstreamFailure = { status: 504, kind: 'timeout', text: 'did not answer in time', retryable: false, report: false };
+const GONE: UpstreamFailure = { status: 502, kind: 'connect', text: 'is no longer available', retryable: true, report: false };
+const BAD_REQUEST: UpstreamFailure = { status: 400, kind: null, text: 'was not sent a malformed request', retryable: false, report: false };
+const OTHER: UpstreamFailure = { status: 502, kind: 'reset', text: 'sent an invalid response', retryable: false, report: false };
+
+/** Classifies an error seen before any response byte was forwarded. */
+export function classifyUpstreamError(err: unknown): UpstreamFailure {
+  const code = (err as { code?: unknown } | null)?.code;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return REFUSED;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return UNREACHABLE;
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'ETIMEDOUT':
+      return CONNECT_TIMEOUT;
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+      return RESET;
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return HEADERS_TIMEOUT;
+    case 'UND_ERR_CLOSED':
+    case 'UND_ERR_DESTROYED':
+      // The pool was closed under us (target left the table): nothing was sent.
+      return GONE;
+    case 'UND_ERR_INVALID_ARG':
+    case 'UND_ERR_NOT_SUPPORTED':
+    case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
+      return BAD_REQUEST;
+    default:
+      return OTHER;
+  }
+}
+
+export const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+/** `502 Bad Gateway: upstream blue-0 refused the connection\n` */
+export function failureBody(status: number, detail: string): string {
+  return `${status} ${STATUS_TEXT[status] ?? 'Error'}: ${detail}\n`;
+}
