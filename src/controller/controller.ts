@@ -107,6 +107,10 @@ export class Controller extends EventEmitter<ControllerEvents> {
    * router listens, so that after a crash it serves the same live colour before anything else.
    */
   recoveredTable(): RouteTable {
+    for (const color of COLORS) {
+      // Optimistic: they served a moment ago. Active checks and passive ejection correct this within ms.
+      for (const inst of this.store.instances(color)) this.health.watch(inst, { assumeHealthy: true });
+    }
     return this.buildTable((c) => this.store.instances(c), ++this.revision);
   }
 
@@ -116,9 +120,6 @@ export class Controller extends EventEmitter<ControllerEvents> {
    */
   async recover(): Promise<void> {
     const envs = this.store.environments();
-    for (const color of COLORS) {
-      for (const inst of this.store.instances(color)) this.health.watch(inst, { assumeHealthy: true });
-    }
     const interrupted = this.store.activeDeployment();
     for (const color of COLORS) {
       const env = envs[color];

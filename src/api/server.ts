@@ -1,0 +1,299 @@
+/**
+ * The admin API under /api/v1 (JSON, bearer token on every request), the event stream
+ * (server-sent events), and mount points for /metrics and the dashboard.
+ * It translates HTTP to controller calls and CutoverError codes to HTTP statuses; it never
+ * decides anything about traffic itself.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import { CutoverError, isCutoverError, type ErrorCode } from '../lib/errors.ts';
+import type { Controller } from '../controller/controller.ts';
+import type { EventRecord, DeploymentRecord } from '../store/types.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { silentLogger } from '../telemetry/logger.ts';
+import { tokenMatches } from './token.ts';
+
+export const API_PREFIX = '/api/v1';
+const MAX_BODY_BYTES = 1 << 20; // 1 MiB: admin requests are small
+const SSE_HEARTBEAT_MS = 15_000;
+/** Failed authentications allowed per source address per window before 429. */
+const AUTH_FAILURES_PER_WINDOW = 20;
+const AUTH_WINDOW_MS = 60_000;
+
+const STATUS_OF: Partial<Record<ErrorCode, number>> = {
+  CUTOVER_ERR_CONFIG: 400, CUTOVER_ERR_USAGE: 400, CUTOVER_ERR_BAD_REQUEST: 400, CUTOVER_ERR_RELEASE_PATH: 400,
+  CUTOVER_ERR_UNAUTHORIZED: 401, CUTOVER_ERR_NOT_FOUND: 404, CUTOVER_ERR_CONFLICT: 409, CUTOVER_ERR_INVALID_STATE: 409,
+  CUTOVER_ERR_NO_HEALTHY_INSTANCE: 409, CUTOVER_ERR_GATE_FAILED: 409, CUTOVER_ERR_MIGRATION: 409, CUTOVER_ERR_RATE_LIMITED: 429,
+  CUTOVER_ERR_STATE_WRITE: 503,
+};
+
+export interface ApiExtras {
+  /** GET /metrics; returns the Prometheus text exposition. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
+  metricsPublic?: boolean;
+  /** GET / and /ui/*: the dashboard (served without the token; it asks for it and keeps it out of URLs). */
+  ui?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+  /** Extra authenticated routes added by later modules (e.g. drill, report); return true when handled. */
+  routes?: (ctx: RequestContext) => Promise<boolean>;
+}
+
+export interface RequestContext {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  actor: string;
+  source: string;
+  body: () => Promise<unknown>;
+  send: (status: number, value: unknown) => void;
+}
+
+const deployBody = z.strictObject({
+  version: z.string().min(1, 'expected the release version'),
+  path: z.string().min(1).nullable().optional(),
+  manual: z.boolean().optional(),
+});
+const promoteBody = z.strictObject({ force: z.boolean().optional() });
+const reasonBody = z.strictObject({ reason: z.string().max(500).optional() });
+
+export class AdminServer {
+  private readonly server: http.Server;
+  private readonly controller: Controller;
+  private readonly token: string;
+  private readonly log: Logger;
+  private readonly extras: ApiExtras;
+  private readonly authFailures = new Map<string, { count: number; since: number }>();
+  private readonly streams = new Set<http.ServerResponse>();
+
+  constructor(opts: { controller: Controller; token: string; logger?: Logger; extras?: ApiExtras }) {
+    this.controller = opts.controller;
+    this.token = opts.token;
+    this.log = opts.logger ?? silentLogger;
+    this.extras = opts.extras ?? {};
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => this.fail(res, err));
+    });
+    this.server.keepAliveTimeout = 5_000;
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.streams) s.end();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections();
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const method = req.method ?? 'GET';
+    const source = req.socket.remoteAddress ?? 'unknown';
+    res.setHeader('cache-control', 'no-store');
+    res.setHeader('x-content-type-options', 'nosniff');
+
+    if (method === 'GET' && url.pathname === '/metrics' && this.extras.metrics) {
+      if (!this.extras.metricsPublic && !this.authorised(req, res, source)) return;
+      const m = await this.extras.metrics();
+      res.writeHead(200, { 'content-type': m.contentType }).end(m.body);
+      return;
+    }
+    if (!url.pathname.startsWith(`${API_PREFIX}/`)) {
+      if (this.extras.ui?.(req, res)) return;
+      throw new CutoverError('CUTOVER_ERR_NOT_FOUND', `no such endpoint: ${method} ${url.pathname}`);
+    }
+    if (!this.authorised(req, res, source)) return;
+
+    const actor = sanitiseActor(req.headers['x-cutover-actor']);
+    const ctx: RequestContext = {
+      req, res, method, path: url.pathname.slice(API_PREFIX.length), query: url.searchParams, actor, source,
+      body: () => readJson(req),
+      send: (status, value) => sendJson(res, status, value),
+    };
+    if (method !== 'GET') this.log.info({ method, path: url.pathname, actor, source }, 'admin call');
+    if (await this.route(ctx)) return;
+    if (this.extras.routes && (await this.extras.routes(ctx))) return;
+    throw new CutoverError('CUTOVER_ERR_NOT_FOUND', `no such endpoint: ${method} ${url.pathname}`);
+  }
+
+  private async route(ctx: RequestContext): Promise<boolean> {
+    const { method, path, send } = ctx;
+    const c = this.controller;
+    if (method === 'GET' && path === '/status') { send(200, c.status()); return true; }
+    if (method === 'GET' && path === '/history') {
+      const limit = intParam(ctx.query, 'limit', 20, 1, 1000);
+      const sinceMs = ctx.query.get('since') ? Number(ctx.query.get('since')) : undefined;
+      send(200, { deployments: c.history({ limit, since: sinceMs }) });
+      return true;
+    }
+    if (method === 'GET' && path.startsWith('/deployments/')) {
+      send(200, c.deployment(decodeURIComponent(path.slice('/deployments/'.length))));
+      return true;
+    }
+    if (method === 'GET' && path === '/events') { this.stream(ctx); return true; }
+    if (method === 'POST' && path === '/deployments') {
+      const body = parseBody(deployBody, await ctx.body());
+      const { deployment } = c.deploy({ version: body.version, path: body.path ?? null, manual: body.manual, actor: ctx.actor });
+      this.audit(ctx, `deploy ${body.version}`, { deployment: deployment.id });
+      send(202, { deployment });
+      return true;
+    }
+    if (method === 'POST' && path === '/promote') {
+      const body = parseBody(promoteBody, await ctx.body());
+      const deployment = c.promote({ actor: ctx.actor, force: body.force });
+      this.audit(ctx, body.force ? 'promote --force' : 'promote', { deployment: deployment.id });
+      send(200, { deployment });
+      return true;
+    }
+    if (method === 'POST' && path === '/abort') {
+      const body = parseBody(reasonBody, await ctx.body());
+      const deployment = c.abort({ actor: ctx.actor, reason: body.reason });
+      this.audit(ctx, 'abort', { deployment: deployment.id });
+      const done = c.current();
+      send(200, { deployment: done ? await done.done : deployment });
+      return true;
+    }
+    if (method === 'POST' && path === '/rollback') {
+      const body = parseBody(reasonBody, await ctx.body());
+      const result = await c.rollback({ actor: ctx.actor, reason: body.reason });
+      this.audit(ctx, 'rollback', { ms: result.ms, restarted: result.restarted });
+      send(200, result);
+      return true;
+    }
+    return false;
+  }
+
+  /** Every mutating call leaves an audit event: who, from where, what. */
+  private audit(ctx: RequestContext, what: string, data: Record<string, unknown>): void {
+    this.controller.record({ type: 'audit', actor: ctx.actor, reason: `${ctx.actor} from ${ctx.source}: ${what}`, data: { method: ctx.method, path: ctx.path, source: ctx.source, ...data } });
+  }
+
+  /** Server-sent events: the stored backlog after `Last-Event-ID`/`after`, then live events. */
+  private stream(ctx: RequestContext): void {
+    const { req, res } = ctx;
+    const deployment = ctx.query.get('deployment') ?? undefined;
+    const header = req.headers['last-event-id'] ?? ctx.query.get('after');
+    let last = header !== undefined && header !== null ? Number(header) || 0 : 0;
+    if (ctx.query.get('backlog') === 'false') last = Math.max(last, this.latestSeq());
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.write(': cutover event stream\n\n');
+    const writeEvent = (e: EventRecord) => {
+      if (e.seq <= last || (deployment && e.deployment !== deployment)) return;
+      last = e.seq;
+      res.write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+    };
+    const writeDeployment = (d: DeploymentRecord) => {
+      if (deployment && d.id !== deployment) return;
+      res.write(`event: deployment\ndata: ${JSON.stringify(d)}\n\n`);
+    };
+    for (const e of this.controller.events({ afterSeq: last, deployment, limit: 10_000 })) writeEvent(e);
+    if (deployment) {
+      try { writeDeployment(this.controller.deployment(deployment).deployment); } catch { /* unknown id: events only */ }
+    }
+    this.controller.on('event', writeEvent);
+    this.controller.on('deployment', writeDeployment);
+    const beat = setInterval(() => res.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
+    this.streams.add(res);
+    const done = () => {
+      clearInterval(beat);
+      this.controller.off('event', writeEvent);
+      this.controller.off('deployment', writeDeployment);
+      this.streams.delete(res);
+    };
+    res.on('close', done);
+  }
+
+  private latestSeq(): number {
+    let seq = 0;
+    for (;;) {
+      const batch = this.controller.events({ afterSeq: seq, limit: 1000 });
+      if (batch.length === 0) return seq;
+      seq = batch[batch.length - 1].seq;
+    }
+  }
+
+  private authorised(req: http.IncomingMessage, res: http.ServerResponse, source: string): boolean {
+    const now = Date.now();
+    const f = this.authFailures.get(source);
+    if (f && now - f.since < AUTH_WINDOW_MS && f.count >= AUTH_FAILURES_PER_WINDOW) {
+      res.setHeader('retry-after', String(Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000)));
+      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', 'too many failed authentication attempts from this address; try again later'));
+      return false;
+    }
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (m && tokenMatches(this.token, m[1])) return true;
+    if (!f || now - f.since >= AUTH_WINDOW_MS) this.authFailures.set(source, { count: 1, since: now });
+    else f.count++;
+    this.log.warn({ source, path: req.url?.split('?')[0] }, 'admin request without a valid token');
+    res.setHeader('www-authenticate', 'Bearer realm="cutover"');
+    this.fail(res, new CutoverError('CUTOVER_ERR_UNAUTHORIZED', m ? 'the admin token is wrong' : 'missing admin token: send Authorization: Bearer <token>'));
+    return false;
+  }
+
+  private fail(res: http.ServerResponse, err: unknown): void {
+    const e = isCutoverError(err) ? err : new CutoverError('CUTOVER_ERR_INTERNAL', 'internal error (see the daemon log)', { cause: err });
+    if (!isCutoverError(err)) this.log.error({ err }, 'admin API error');
+    if (res.headersSent) { res.destroy(); return; }
+    sendJson(res, STATUS_OF[e.code] ?? 500, { error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } });
+  }
+}
+
+function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `request body is larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (text === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function parseBody<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const field = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue.path.join('.') || '(body)';
+  const message = issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message.replace(/^Invalid input: /, '');
+  throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${field}: ${message}`, { details: { field } });
+}
+
+function intParam(q: URLSearchParams, name: string, def: number, min: number, max: number): number {
+  const v = q.get(name);
+  if (v === null) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${name}: expected an integer from ${min} to ${max}`, { details: { field: name } });
+  return n;
+}
+
+function sanitiseActor(h: string | string[] | undefined): string {
+  const v = (Array.isArray(h) ? h[0] : h) ?? 'api';
+  const clean = v.replace(/[^\w.@+-]/g, '').slice(0, 64);
+  return clean === '' ? 'api' : clean;
+}

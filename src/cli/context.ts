@@ -1,0 +1,62 @@
+/**
+ * What every CLI command shares: where the daemon is, the token, output streams, exit codes.
+ * Commands talk to the daemon through the admin API only (never the store or the controller).
+ */
+import { existsSync } from 'node:fs';
+import { CutoverError, isCutoverError, type ErrorCode } from '../lib/errors.ts';
+import { loadConfigFile, resolveConfigPath, ConfigError } from '../config/load.ts';
+import type { LoadedConfig } from '../config/schema.ts';
+import { AdminClient } from '../api/client.ts';
+import { readToken } from '../api/token.ts';
+import { connectableHost } from '../daemon/daemon.ts';
+import { hostPort } from '../controller/controller.ts';
+
+/** Exit codes of the contract. */
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const;
+
+export interface Io {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+export function exitCodeFor(err: unknown): number {
+  if (!isCutoverError(err)) return EXIT.FAILED;
+  const usage: ErrorCode[] = ['CUTOVER_ERR_CONFIG', 'CUTOVER_ERR_USAGE', 'CUTOVER_ERR_BAD_REQUEST', 'CUTOVER_ERR_RELEASE_PATH'];
+  if (usage.includes(err.code)) return EXIT.USAGE;
+  if (err.code === 'CUTOVER_ERR_UNREACHABLE' || err.code === 'CUTOVER_ERR_UNAUTHORIZED' || err.code === 'CUTOVER_ERR_RATE_LIMITED') return EXIT.UNREACHABLE;
+  return EXIT.FAILED;
+}
+
+/** Load the config named by -c (or ./cutover.yaml). */
+export function loadConfig(io: Io, file: string | undefined): LoadedConfig {
+  return loadConfigFile(resolveConfigPath(file, io.cwd), io.env);
+}
+
+/** The admin client for client commands: CUTOVER_ADMIN_URL, else the config's admin.listen. */
+export function connect(io: Io, configFile: string | undefined): AdminClient {
+  const explicitUrl = io.env.CUTOVER_ADMIN_URL?.trim();
+  let config: LoadedConfig | null = null;
+  const path = resolveConfigPath(configFile, io.cwd);
+  if (configFile !== undefined || existsSync(path)) {
+    config = loadConfigFile(path, io.env);
+  } else if (!explicitUrl) {
+    throw new CutoverError('CUTOVER_ERR_USAGE', `no ${path} here: pass -c FILE, or set CUTOVER_ADMIN_URL (and CUTOVER_TOKEN)`);
+  }
+  const baseUrl = explicitUrl || `http://${hostPort({ host: connectableHost(config!.admin.listen.host), port: config!.admin.listen.port })}`;
+  const token = readToken(config ? config.stateDir : null, io.env);
+  return new AdminClient({ baseUrl, token });
+}
+
+export function printError(io: Io, err: unknown): void {
+  if (err instanceof ConfigError) {
+    io.stderr.write(`cutover: invalid configuration\n${err.message}\n`);
+    return;
+  }
+  if (isCutoverError(err)) {
+    io.stderr.write(`cutover: ${err.message}${io.env.CUTOVER_DEBUG ? ` [${err.code}]` : ''}\n`);
+    return;
+  }
+  io.stderr.write(`cutover: ${err instanceof Error ? (io.env.CUTOVER_DEBUG ? err.stack : err.message) : String(err)}\n`);
+}

@@ -1,0 +1,46 @@
+/** `cutover deploy`: start a deployment, print each step with its duration as it happens. */
+import type { AdminClient } from '../api/client.ts';
+import type { DeploymentRecord, EventRecord } from '../store/types.ts';
+import { FINISHED_STATUSES } from '../store/types.ts';
+import { EXIT, type Io } from './context.ts';
+import { finalLine, stepLine } from './format.ts';
+
+export async function runDeploy(io: Io, client: AdminClient, o: { version: string; path: string; manual: boolean; wait: boolean; json: boolean }): Promise<number> {
+  try {
+    const { deployment } = await client.call<{ deployment: DeploymentRecord }>('POST', '/deployments', { version: o.version, path: o.path, manual: o.manual });
+    if (!o.wait) {
+      if (o.json) io.stdout.write(`${JSON.stringify({ deployment }, null, 2)}\n`);
+      else io.stdout.write(`deployment ${deployment.id} started: ${deployment.version} → ${deployment.color} (follow with \`cutover status\`)\n`);
+      return EXIT.OK;
+    }
+    let final: DeploymentRecord | null = null;
+    const events: EventRecord[] = [];
+    await client.follow({
+      deployment: deployment.id,
+      onMessage: (m) => {
+        if (m.kind === 'event') {
+          events.push(m.event);
+          if (!o.json) {
+            const line = stepLine(m.event);
+            if (line) io.stdout.write(`${line}\n`);
+          }
+          return false;
+        }
+        if (FINISHED_STATUSES.includes(m.deployment.status)) {
+          final = m.deployment;
+          return true;
+        }
+        if (m.deployment.status === 'awaiting-promotion' && !o.json && (final === null)) {
+          // Printed once by the promote.waiting event; keep following until promoted or aborted.
+        }
+        return false;
+      },
+    });
+    const result = final ?? (await client.call<{ deployment: DeploymentRecord }>('GET', `/deployments/${deployment.id}`)).deployment;
+    if (o.json) io.stdout.write(`${JSON.stringify({ deployment: result, events }, null, 2)}\n`);
+    else io.stdout.write(`${finalLine(result)}\n`);
+    return result.status === 'succeeded' ? EXIT.OK : EXIT.FAILED;
+  } finally {
+    await client.close();
+  }
+}

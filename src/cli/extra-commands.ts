@@ -1,0 +1,16 @@
+/** Commands added by later modules (drill, report, migrate…), registered on the same program. */
+import type { Command } from 'commander';
+import type { AdminClient } from '../api/client.ts';
+import type { Io } from './context.ts';
+
+export interface CommandKit {
+  io: Io;
+  client: (cmd: Command) => AdminClient;
+  json: (v: unknown) => void;
+  setExit: (code: number) => void;
+  configOf: (cmd: Command) => string | undefined;
+}
+
+export function registerExtraCommands(_program: Command, _kit: CommandKit): void {
+  // drill, report and migrate register here.
+}

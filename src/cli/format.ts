@@ -1,0 +1,62 @@
+/** Human output of the CLI: step lines, status and history tables. Plain text, no colour codes off a TTY. */
+import { formatDuration } from '../lib/duration.ts';
+import type { DeploymentRecord, EventRecord } from '../store/types.ts';
+
+const MARK: Record<string, string> = { passed: '✓', failed: '✗', skipped: '–' };
+
+/** One line per pipeline event as it happens; null for events the step list does not show. */
+export function stepLine(e: EventRecord): string | null {
+  const dur = e.durationMs !== null ? formatDuration(e.durationMs) : '';
+  switch (e.type) {
+    case 'deployment.started':
+      return `▶ ${e.reason}`;
+    case 'phase': {
+      const outcome = String(e.data?.outcome ?? 'passed');
+      return `  ${MARK[outcome] ?? '•'} ${String(e.phase).padEnd(10)} ${dur.padStart(7)}  ${e.reason}`;
+    }
+    case 'gate': {
+      const outcome = String(e.data?.outcome ?? 'passed');
+      return `      ${MARK[outcome] ?? '•'} ${e.reason}`;
+    }
+    case 'promote.waiting':
+    case 'standby.replaced':
+    case 'rollback':
+    case 'rollback.restart':
+    case 'failover':
+    case 'abort':
+    case 'analysis':
+      return `  • ${e.reason}`;
+    case 'drain':
+      return `  • ${e.reason} (${dur})`;
+    default:
+      return null;
+  }
+}
+
+export function finalLine(d: DeploymentRecord): string {
+  const total = d.finishedAt ? formatDuration(d.finishedAt - d.createdAt) : '';
+  switch (d.status) {
+    case 'succeeded':
+      return `✓ ${d.version} is live on ${d.color}${d.switchMs !== null ? `; switch took ${formatDuration(d.switchMs)}` : ''} (total ${total})`;
+    case 'rolled-back':
+      return `✗ ${d.version} was rolled back: ${d.error?.message ?? ''}${d.fromVersion ? `; ${d.fromVersion} is live on ${d.fromColor}` : ''}`;
+    case 'aborted':
+      return `✗ ${d.version} was aborted: ${d.error?.message ?? ''}; traffic untouched`;
+    case 'failed':
+      return `✗ ${d.version} failed: ${d.error?.message ?? ''}; traffic untouched`;
+    case 'awaiting-promotion':
+      return `… ${d.version} on ${d.color} waits for \`cutover promote\``;
+    default:
+      return `${d.version}: ${d.status}`;
+  }
+}
+
+export function table(rows: string[][]): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+export function ago(ms: number): string {
+  return `${formatDuration(Math.max(0, Date.now() - ms))} ago`;
+}

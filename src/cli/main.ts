@@ -1,0 +1,152 @@
+/**
+ * The `cutover` command line. Parses arguments (commander), maps errors to the contract's exit
+ * codes (0 done, 1 failed or rolled back, 2 usage/config, 3 daemon unreachable or unauthorised).
+ * Client commands reach the daemon through the admin API only.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { writeFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { CutoverError } from '../lib/errors.ts';
+import { INIT_TEMPLATE } from '../config/init-template.ts';
+import { DEFAULT_CONFIG_FILE } from '../config/defaults.ts';
+import { EXIT, connect, exitCodeFor, printError, type Io } from './context.ts';
+import { runUp } from './up.ts';
+import { runDeploy } from './deploy.ts';
+import { printStatus, printHistory } from './status.ts';
+import { runLintMigrationsCommand } from './lint-migrations.ts';
+import { registerExtraCommands } from './extra-commands.ts';
+import type { DeploymentRecord } from '../store/types.ts';
+
+export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() }): Promise<number> {
+  let exitCode: number = EXIT.OK;
+  const program = new Command('cutover')
+    .description('Blue-green deployments for HTTP services: zero-drop switch, gates before, instant rollback after.')
+    .version(await packageVersion(), '-V, --version')
+    .option('-c, --config <file>', `config file (default: ./${DEFAULT_CONFIG_FILE})`)
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+
+  const configOf = (cmd: Command): string | undefined => cmd.optsWithGlobals<{ config?: string }>().config;
+  const client = (cmd: Command) => connect(io, configOf(cmd));
+  const json = (v: unknown) => io.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+
+  program.command('init')
+    .description('write a commented cutover.yaml')
+    .option('--force', 'overwrite an existing file')
+    .action((opts: { force?: boolean }, cmd: Command) => {
+      const file = path.resolve(io.cwd, configOf(cmd) ?? DEFAULT_CONFIG_FILE);
+      if (existsSync(file) && !opts.force) throw new CutoverError('CUTOVER_ERR_USAGE', `${file} exists; pass --force to overwrite it`);
+      writeFileSync(file, INIT_TEMPLATE);
+      io.stdout.write(`wrote ${path.relative(io.cwd, file) || file}; edit environments.process.command, then run \`cutover up\`\n`);
+    });
+
+  program.command('up')
+    .description('run the daemon (router, controller, admin API) in the foreground')
+    .option('--keep-instances', 'on shutdown leave the instances running for the next daemon to adopt')
+    .action(async (opts: { keepInstances?: boolean }, cmd: Command) => {
+      exitCode = await runUp(io, configOf(cmd), { keepInstances: opts.keepInstances === true });
+    });
+
+  program.command('deploy')
+    .description('release VERSION to the idle colour, validate it, switch, watch it')
+    .argument('<version>', 'release version, e.g. v2 or a git sha')
+    .option('--path <dir>', 'release directory (process provider); default: the current directory')
+    .option('--manual', 'wait for `cutover promote` before switching')
+    .option('--no-wait', 'return once the deployment has started')
+    .option('--json', 'print the result as JSON')
+    .action(async (version: string, opts: { path?: string; manual?: boolean; wait: boolean; json?: boolean }, cmd: Command) => {
+      exitCode = await runDeploy(io, client(cmd), { version, path: path.resolve(io.cwd, opts.path ?? '.'), manual: opts.manual === true, wait: opts.wait, json: opts.json === true });
+    });
+
+  program.command('promote')
+    .description('switch traffic to a candidate that waits for promotion (deploy --manual)')
+    .option('--force', 'promote even though its gates failed (recorded)')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { force?: boolean; json?: boolean }, cmd: Command) => {
+      const c = client(cmd);
+      try {
+        const r = await c.call<{ deployment: DeploymentRecord }>('POST', '/promote', { force: opts.force === true });
+        if (opts.json) json(r); else io.stdout.write(`promoted ${r.deployment.version} on ${r.deployment.color}${opts.force ? ' (forced)' : ''}; switching\n`);
+      } finally { await c.close(); }
+    });
+
+  program.command('abort')
+    .description('stop the deployment in progress before its switch; traffic is untouched')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const c = client(cmd);
+      try {
+        const r = await c.call<{ deployment: DeploymentRecord }>('POST', '/abort', {});
+        if (opts.json) json(r); else io.stdout.write(`aborted ${r.deployment.version}: candidate on ${r.deployment.color} stopped, traffic untouched\n`);
+      } finally { await c.close(); }
+    });
+
+  program.command('rollback')
+    .description('switch traffic back to the standby (instant when it is warm)')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const c = client(cmd);
+      try {
+        const r = await c.call<{ ms: number; restarted: boolean; live: { color: string; version: string } }>('POST', '/rollback', {});
+        if (opts.json) json(r);
+        else io.stdout.write(`rolled back: ${r.live.version} is live on ${r.live.color} (${r.ms.toFixed(1)}ms${r.restarted ? '; the standby was retired and had to be started first' : ''})\n`);
+      } finally { await c.close(); }
+    });
+
+  program.command('status')
+    .description('live and standby colours, versions, instance health, the current deployment')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const c = client(cmd);
+      try {
+        const s = await c.call<Record<string, unknown>>('GET', '/status');
+        if (opts.json) json(s); else printStatus(io, s);
+      } finally { await c.close(); }
+    });
+
+  program.command('history')
+    .description('past deployments, newest first')
+    .option('--json', 'print as JSON')
+    .addOption(new Option('--limit <n>', 'how many').default('20').argParser((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 1000) throw new CutoverError('CUTOVER_ERR_USAGE', `--limit: expected an integer from 1 to 1000, got ${v}`);
+      return String(n);
+    }))
+    .action(async (opts: { json?: boolean; limit: string }, cmd: Command) => {
+      const c = client(cmd);
+      try {
+        const h = await c.call<{ deployments: DeploymentRecord[] }>('GET', `/history?limit=${opts.limit}`);
+        if (opts.json) json(h); else printHistory(io, h.deployments);
+      } finally { await c.close(); }
+    });
+
+  program.command('lint-migrations')
+    .description('check SQL migrations for changes that break the running version or block traffic')
+    .argument('<files...>', 'migration files (*.expand.sql, *.contract.sql)')
+    .addOption(new Option('--format <format>', 'output format').choices(['human', 'json', 'github']).default('human'))
+    .addOption(new Option('--engine <engine>', 'SQL dialect (default: from the file header, else postgres)').choices(['postgres', 'mysql']))
+    .action(async (files: string[], opts: { format: 'human' | 'json' | 'github'; engine?: 'postgres' | 'mysql' }) => {
+      exitCode = await runLintMigrationsCommand(io, files, opts);
+    });
+
+  registerExtraCommands(program, { io, client, json, setExit: (c) => { exitCode = c; }, configOf });
+
+  try {
+    await program.parseAsync(argv);
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.OK;
+      return EXIT.USAGE;
+    }
+    printError(io, err);
+    return exitCodeFor(err);
+  }
+}
+
+async function packageVersion(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}

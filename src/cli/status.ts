@@ -1,0 +1,55 @@
+/** Human output of `cutover status` and `cutover history`. */
+import { formatDuration } from '../lib/duration.ts';
+import type { DeploymentRecord } from '../store/types.ts';
+import type { Io } from './context.ts';
+import { ago, table } from './format.ts';
+
+interface EnvView { color: string; role: string; version: string | null; since: number; retireAt: number | null; healthy: number; instances: { id: string; port: number; pid: number | null; healthy: boolean }[] }
+interface StatusView {
+  app: string;
+  live: { color: string; version: string; since: number } | null;
+  standby: { color: string; version: string; state: string; retireAt: number | null } | null;
+  deployment: DeploymentRecord | null;
+  environments: Record<string, EnvView>;
+  router: { live: string; preview: string | null; revision: number };
+  migrations?: { pending: string[] } | null;
+}
+
+export function printStatus(io: Io, raw: Record<string, unknown>): void {
+  const s = raw as unknown as StatusView;
+  const out: string[] = [];
+  out.push(`${s.app}: ${s.live ? `live ${s.live.version} on ${s.live.color} (since ${ago(s.live.since)})` : 'nothing is live yet'}`);
+  if (s.standby) {
+    out.push(`standby: ${s.standby.version} on ${s.standby.color}, ${s.standby.state === 'warm' ? `warm${s.standby.retireAt ? `, retires in ${formatDuration(Math.max(0, s.standby.retireAt - Date.now()))}` : ''}` : 'retired (a rollback restarts it)'}`);
+  } else {
+    out.push('standby: none');
+  }
+  if (s.deployment) out.push(`deployment: ${s.deployment.id} ${s.deployment.version} → ${s.deployment.color}, ${s.deployment.status}, phase ${s.deployment.phase}`);
+  out.push(`router: live ${s.router.live}, preview ${s.router.preview ?? 'off'} (route revision ${s.router.revision})`);
+  io.stdout.write(`${out.join('\n')}\n\n`);
+  const rows = [['COLOR', 'ROLE', 'VERSION', 'INSTANCES']];
+  for (const e of Object.values(s.environments)) {
+    const inst = e.instances.map((i) => `${i.id}:${i.port}${i.healthy ? '' : '(down)'}`).join(' ');
+    rows.push([e.color, e.role, e.version ?? '-', e.instances.length ? `${e.healthy}/${e.instances.length} healthy  ${inst}` : '-']);
+  }
+  io.stdout.write(table(rows));
+  if (s.migrations && s.migrations.pending.length > 0) io.stdout.write(`\npending contract migrations: ${s.migrations.pending.join(', ')}\n`);
+}
+
+export function printHistory(io: Io, ds: DeploymentRecord[]): void {
+  if (ds.length === 0) {
+    io.stdout.write('no deployments yet\n');
+    return;
+  }
+  const rows = [['ID', 'VERSION', 'COLOR', 'STATUS', 'SWITCH', 'DURATION', 'WHEN', 'WHY']];
+  for (const d of ds) {
+    rows.push([
+      d.id, d.version, d.color, d.status,
+      d.switchMs !== null ? formatDuration(d.switchMs) : '-',
+      d.finishedAt ? formatDuration(d.finishedAt - d.createdAt) : '-',
+      ago(d.createdAt),
+      d.error ? d.error.message.slice(0, 80) : '',
+    ]);
+  }
+  io.stdout.write(table(rows));
+}

@@ -1,0 +1,150 @@
+/**
+ * `cutover up`: composes store, environments, health, router, controller and admin API into
+ * one process. Start-up order is the point: the router serves the recorded live colour before
+ * anything else happens (DESIGN promise 5), then instances are adopted, then the API opens.
+ */
+import type { LoadedConfig } from '../config/schema.ts';
+import { SqliteStore } from '../store/sqlite-store.ts';
+import { ProcessProvider } from '../environments/process-provider.ts';
+import { StaticProvider } from '../environments/static-provider.ts';
+import type { EnvironmentProvider } from '../environments/types.ts';
+import { HealthChecker } from '../health/health-checker.ts';
+import { Router } from '../router/router.ts';
+import type { RequestRecord } from '../router/router.ts';
+import { Controller, type HealthMonitor, hostPort } from '../controller/controller.ts';
+import type { PipelineHooks } from '../controller/hooks.ts';
+import { AdminServer, type ApiExtras } from '../api/server.ts';
+import { ensureToken, tokenFile } from '../api/token.ts';
+import { createLogger, type Logger } from '../telemetry/logger.ts';
+
+export interface DaemonOptions {
+  logger?: Logger;
+  /** Extra pipeline hooks (gates, analysis, migrations) built by the caller. */
+  hooks?: PipelineHooks;
+  extras?: ApiExtras;
+  /** Called for every proxied request (metrics, analysis). */
+  onRequest?: (r: RequestRecord) => void;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface DaemonPlugins {
+  hooks?: PipelineHooks;
+  extras?: ApiExtras;
+  onRequest?: (r: RequestRecord) => void;
+  close?: () => Promise<void>;
+}
+
+/** Later modules (gates, analysis, migrations, telemetry) register here to be composed into the daemon. */
+export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: Router; logger: Logger }) => DaemonPlugins;
+
+export class Daemon {
+  readonly config: LoadedConfig;
+  readonly store: SqliteStore;
+  readonly provider: EnvironmentProvider;
+  readonly health: HealthChecker;
+  readonly router: Router;
+  readonly controller: Controller;
+  readonly api: AdminServer;
+  readonly logger: Logger;
+  readonly tokenSource: 'env' | 'file' | 'generated';
+  private readonly plugins: DaemonPlugins[];
+  private stopped = false;
+
+  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl'> & { plugins: DaemonPlugins[] }) {
+    this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
+    this.router = parts.router; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
+    this.tokenSource = parts.tokenSource; this.plugins = parts.plugins;
+  }
+
+  static async start(config: LoadedConfig, opts: DaemonOptions & { plugins?: PluginFactory[] } = {}): Promise<Daemon> {
+    const logger = opts.logger ?? createLogger();
+    const store = new SqliteStore(config.stateDir);
+    const { token, source: tokenSource } = ensureToken(config.stateDir, opts.env);
+    const health = new HealthChecker({
+      path: config.health.path, intervalMs: config.health.interval, timeoutMs: config.health.timeout,
+      healthyThreshold: config.health.healthyThreshold, unhealthyThreshold: config.health.unhealthyThreshold, logger,
+    });
+    const provider = makeProvider(config, logger);
+    const onRequestFns: ((r: RequestRecord) => void)[] = opts.onRequest ? [opts.onRequest] : [];
+    const router = new Router({
+      listen: config.router.listen, preview: config.router.preview,
+      drainTimeoutMs: config.router.drainTimeout, connectTimeoutMs: config.router.connectTimeout, responseTimeoutMs: config.router.responseTimeout,
+      health, logger,
+      onRequest: (r) => { for (const f of onRequestFns) f(r); },
+    });
+    const hooks: PipelineHooks = { ...(opts.hooks ?? {}) };
+    const controller = new Controller({
+      app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
+      startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
+      standbyKeepForMs: config.standby.keepFor,
+    });
+    // Promise 5: serve the recorded live colour first, before adoption or anything else.
+    router.swap(controller.recoveredTable());
+    await router.start();
+    await controller.recover();
+
+    const plugins: DaemonPlugins[] = [];
+    for (const factory of opts.plugins ?? []) plugins.push(factory({ config, controller, router, logger }));
+    for (const p of plugins) {
+      if (p.hooks) Object.assign(hooks, p.hooks);
+      if (p.onRequest) onRequestFns.push(p.onRequest);
+    }
+    const extras: ApiExtras = { metricsPublic: config.admin.metricsPublic, ...(opts.extras ?? {}) };
+    for (const p of plugins) if (p.extras) Object.assign(extras, p.extras);
+    const api = new AdminServer({ controller, token, logger, extras });
+    await api.listen(config.admin.listen.host, config.admin.listen.port);
+
+    const d = new Daemon({ config, store, provider, health, router, controller, api, logger, tokenSource, plugins });
+    logger.info({ live: d.liveUrl(), preview: d.previewUrl(), admin: d.adminUrl(), tokenFile: tokenSource === 'env' ? null : tokenFile(config.stateDir) }, 'cutover is up');
+    return d;
+  }
+
+  adminUrl(): string {
+    const a = this.api.address();
+    return `http://${hostPort({ host: connectableHost(a.address), port: a.port })}`;
+  }
+
+  liveUrl(): string { return `http://${hostPort(this.router.addresses().live)}`; }
+
+  previewUrl(): string | null {
+    const p = this.router.addresses().preview;
+    return p ? `http://${hostPort(p)}` : null;
+  }
+
+  /**
+   * Shut down. `stopInstances: false` leaves the environments running for the next daemon to
+   * adopt (a daemon upgrade without downtime); true stops them (SIGTERM, then SIGKILL).
+   */
+  async stop(opts: { stopInstances: boolean }): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await this.api.close();
+    await this.controller.close();
+    for (const p of this.plugins) await p.close?.();
+    if (opts.stopInstances) {
+      await Promise.all((['blue', 'green'] as const).map((c) => this.provider.stop(c)));
+    } else {
+      await this.provider.detach();
+    }
+    await this.router.close();
+    await this.health.close();
+    this.store.close();
+  }
+}
+
+function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider {
+  const env = config.environments;
+  if (env.provider === 'static' && env.static) {
+    return new StaticProvider({ blue: env.static.blue, green: env.static.green, logger });
+  }
+  const p = env.process;
+  if (!p) throw new Error('unreachable: the config schema requires environments.process');
+  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, logger });
+}
+
+/** A wildcard bind address is not connectable; clients use loopback instead. */
+export function connectableHost(host: string): string {
+  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
+  if (host === '::') return '::1';
+  return host;
+}

@@ -1,0 +1,10 @@
+/**
+ * The plugins `cutover up` composes into the daemon: each turns a part of cutover.yaml
+ * (gates, analysis, database, notifications, metrics, dashboard) into pipeline hooks,
+ * request observers and API extras. Order matters only for request observers.
+ */
+import type { PluginFactory } from './daemon.ts';
+
+export function defaultPlugins(): PluginFactory[] {
+  return [];
+}
