@@ -25,7 +25,8 @@ export function parseDuration(text: string): number | null {
 export function formatDuration(ms: number): string {
   if (ms < 1_000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1_000).toFixed(ms < 10_000 ? 2 : 1).replace(/\.?0+$/, '')}s`;
-  const m = Math.floor(ms / 60_000);
-  const s = Math.round((ms % 60_000) / 1_000);
+  const totalS = Math.round(ms / 1_000);
+  const m = Math.floor(totalS / 60);
+  const s = totalS % 60;
   return s === 0 ? `${m}m` : `${m}m${s}s`;
 }
