@@ -145,7 +145,7 @@ export const RULES = [
     id: 'drop-default',
     kind: 'breaking',
     title: 'Drop a column default',
-    engines: ['postgres'],
+    engines: BOTH,
     severity: BREAKING,
     why: 'The old version may leave this column out of its inserts and rely on the default; without it those rows get NULL, or are rejected if the column is NOT NULL.',
     fix: 'Drop the default in a contract migration, after the old version is retired.',
