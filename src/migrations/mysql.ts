@@ -8,7 +8,7 @@
 import { createRequire } from 'node:module';
 import { formatType, type ColumnType, type SchemaState } from './schema.ts';
 import { readStatementTokens, splitMysql, tableKey, type AlterOp, type MyColumn, type MyStatement, type RawStatement } from './mysql-tokens.ts';
-import type { AnalysedStatement, Analysis, Hit } from './source.ts';
+import { SqlParseFailure, type AnalysedStatement, type Analysis, type Hit } from './source.ts';
 
 interface SqlParser {
   astify(sql: string, opt?: { database?: string }): unknown;
@@ -35,17 +35,38 @@ export type ReadBy = 'MySQL' | 'MariaDB' | 'tokens';
 
 export function readMysqlStatement(raw: RawStatement, sql: string): { statement: MyStatement; readBy: ReadBy } {
   const text = sql.slice(raw.start, raw.end);
+  let firstError: { message: string; offset: number } | undefined;
   for (const { name, parser } of parsers()) {
     let ast: unknown;
     try {
       ast = parser.astify(text, { database: name });
-    } catch {
+    } catch (err) {
+      const offset = (err as { location?: { start?: { offset?: number } } }).location?.start?.offset ?? 0;
+      firstError ??= { message: err instanceof Error ? err.message : String(err), offset };
       continue;
     }
     const statement = fromAst(Array.isArray(ast) ? ast[0] : ast);
     if (statement !== undefined) return { statement, readBy: name as ReadBy };
   }
-  return { statement: readStatementTokens(raw.tokens, sql), readBy: 'tokens' };
+  const statement = readStatementTokens(raw.tokens, sql);
+  if (statement.kind === 'other' && firstError !== undefined && isMistypedDdl(raw)) {
+    throw new SqlParseFailure(firstError.message, raw.start + firstError.offset);
+  }
+  return { statement, readBy: 'tokens' };
+}
+
+/** Objects MySQL/MariaDB DDL can name after ALTER/CREATE/DROP/RENAME (or words that may precede them). */
+const DDL_OBJECTS = new Set(
+  ('TABLE TABLES INDEX UNIQUE FULLTEXT SPATIAL VIEW TRIGGER PROCEDURE FUNCTION EVENT DATABASE SCHEMA USER ROLE TEMPORARY OR ' +
+    'DEFINER ALGORITHM SQL ONLINE OFFLINE IGNORE SEQUENCE TABLESPACE SERVER LOGFILE INSTANCE RESOURCE AGGREGATE IF PACKAGE ' +
+    'UNDO SPATIAL').split(' '),
+);
+
+/** ALTER/CREATE/DROP/RENAME followed by a word that names no object: a typo, reported as a parse error. */
+function isMistypedDdl(raw: RawStatement): boolean {
+  const [verb, object] = raw.tokens;
+  if (verb?.kind !== 'word' || !['ALTER', 'CREATE', 'DROP', 'RENAME'].includes(verb.value)) return false;
+  return object === undefined || object.kind !== 'word' || !DDL_OBJECTS.has(object.value);
 }
 
 export function analyseMysql(sql: string, ctx: MysqlContext): Analysis {
