@@ -78,8 +78,8 @@ async function main(): Promise<number> {
 
     const connections = Number(args.connections);
     console.log(`\n== 2. release v2 under load: ${connections} keep-alive connections on ${live}, including 2 s requests in flight\n`);
-    const load = autocannon({ url: live, connections, duration: 600, requests: [{ method: 'GET', path: '/' }] });
-    const slow = autocannon({ url: `${live}/slow?ms=2000`, connections: 5, duration: 600 });
+    const load = autocannon({ url: live, connections, duration: 600, requests: [{ method: 'GET', path: '/' }] }, () => undefined);
+    const slow = autocannon({ url: `${live}/slow?ms=2000`, connections: 5, duration: 600 }, () => undefined);
     const versions = new Map<string, number>();
     let sampling = true;
     const sampler = (async () => {
