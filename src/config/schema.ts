@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { parseDuration } from '../lib/duration.ts';
 import * as d from './defaults.ts';
+import { notificationsSchema } from '../telemetry/schema.ts';
 
 /** A duration like "500ms", "30s", "5m" → milliseconds. */
 export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -103,7 +104,7 @@ export const configSchema = z.strictObject({
   analysis: z.looseObject({}).default({}),
   standby: standbySchema.default(() => standbySchema.parse({})),
   database: z.looseObject({}).optional(),
-  notifications: z.array(z.looseObject({})).default([]),
+  notifications: notificationsSchema,
 });
 
 export type ConfigInput = z.input<typeof configSchema>;

@@ -4,7 +4,8 @@
  * request observers and API extras. Order matters only for request observers.
  */
 import type { PluginFactory } from './daemon.ts';
+import { telemetryPlugin } from '../telemetry/plugin.ts';
 
 export function defaultPlugins(): PluginFactory[] {
-  return [];
+  return [telemetryPlugin()];
 }

@@ -1,0 +1,254 @@
+/**
+ * Webhook notifications: each matching event is POSTed as JSON to every configured target,
+ * signed with HMAC-SHA256, retried with exponential backoff.
+ *
+ * One queue per target, delivered strictly in order (a failing head waits, later events queue
+ * behind it), so a receiver never sees `deployment.finished` before `switch`. `notify` only
+ * enqueues: the pipeline is never blocked or slowed by a receiver.
+ *
+ * Owns: payload, signature, retry policy. Must never: log a secret or a target URL's path or
+ * query (Slack-style URLs carry their credential there), throw into the caller, or hold more
+ * than MAX_QUEUED_PER_TARGET events per target.
+ */
+import { createHmac } from 'node:crypto';
+import { Agent, request } from 'undici';
+import type { EventRecord } from '../store/types.ts';
+import type { Logger } from './logger.ts';
+import { silentLogger } from './logger.ts';
+import { MAX_WEBHOOK_RETRY_DELAY_MS, type NotificationTarget } from './schema.ts';
+
+export const SIGNATURE_HEADER = 'x-cutover-signature';
+export const TIMESTAMP_HEADER = 'x-cutover-timestamp';
+export const EVENT_HEADER = 'x-cutover-event';
+export const DELIVERY_HEADER = 'x-cutover-delivery';
+/** Beyond this many undelivered events a target's oldest waiting ones are dropped (and logged). */
+export const MAX_QUEUED_PER_TARGET = 1_000;
+/** How long close() lets queues finish before giving up on what is left. */
+export const CLOSE_GRACE_MS = 2_000;
+
+/** The JSON body a receiver gets. `text` makes it a valid Slack/Mattermost incoming-webhook message. */
+export interface WebhookPayload {
+  /** Unique per event and app, stable across retries (deduplicate on it). */
+  id: string;
+  app: string;
+  type: string;
+  seq: number;
+  time: string;
+  deployment: string | null;
+  phase: string | null;
+  color: string | null;
+  version: string | null;
+  actor: string;
+  reason: string;
+  durationMs: number | null;
+  data: Record<string, unknown> | null;
+  text: string;
+}
+
+export type DeliveryOutcome = 'delivered' | 'retried' | 'failed' | 'dropped';
+
+export interface NotifierOptions {
+  app: string;
+  targets: readonly NotificationTarget[];
+  logger?: Logger;
+  /** Each attempt's outcome, for metrics. */
+  onOutcome?: (target: string, outcome: DeliveryOutcome) => void;
+}
+
+/** `sha256=<hex>` of HMAC-SHA256(secret, `${timestamp}.${rawBody}`). */
+export function signPayload(secret: string, timestamp: string, rawBody: string): string {
+  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${rawBody}`).digest('hex')}`;
+}
+
+/** `deployment.*` → matches `deployment.started`; `*` matches everything. */
+export function eventMatcher(patterns: readonly string[]): (type: string) => boolean {
+  const res = patterns.map((p) => new RegExp(`^${p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`));
+  return (type) => res.some((r) => r.test(type));
+}
+
+/** What a target is called in logs and metrics: its name, else the URL's origin (never its path). */
+export function targetLabel(t: NotificationTarget): string {
+  if (t.name) return t.name;
+  const u = new URL(t.url);
+  return u.host;
+}
+
+const ICON: Record<string, string> = {
+  'deployment.started': '🚀', switch: '🔀', rollback: '↩️', failover: '⚠️', 'live.down': '🔥',
+  'promote.waiting': '⏸️', abort: '⏹️', retire: '💤', 'rollback.failed': '🔥',
+};
+const FINISHED_ICON: Record<string, string> = { succeeded: '✅', failed: '❌', 'rolled-back': '↩️', aborted: '⏹️', interrupted: '⚠️' };
+
+/** One readable line for chat: `*shop* ✅ v2 is live on green (d-…)`. */
+export function slackText(app: string, e: EventRecord): string {
+  const icon = e.type === 'deployment.finished' ? FINISHED_ICON[String(e.data?.status)] ?? 'ℹ️' : ICON[e.type] ?? 'ℹ️';
+  const what = e.type === 'deployment.finished' && e.version ? `${e.version} ${String(e.data?.status ?? 'finished')}: ${e.reason}` : e.reason;
+  return `*${app}* ${icon} ${what}${e.deployment ? ` (${e.deployment})` : ''}`;
+}
+
+export function payloadOf(app: string, e: EventRecord): WebhookPayload {
+  return {
+    id: `${app}-${e.seq}`, app, type: e.type, seq: e.seq, time: new Date(e.time).toISOString(),
+    deployment: e.deployment, phase: e.phase, color: e.color, version: e.version, actor: e.actor,
+    reason: e.reason, durationMs: e.durationMs, data: e.data, text: slackText(app, e),
+  };
+}
+
+interface Job { payload: WebhookPayload; body: string }
+
+/** One target's ordered queue and its single delivery loop. */
+class TargetQueue {
+  readonly label: string;
+  readonly matches: (type: string) => boolean;
+  private readonly target: NotificationTarget;
+  private readonly log: Logger;
+  private readonly dispatcher: Agent;
+  private readonly onOutcome: (outcome: DeliveryOutcome) => void;
+  private readonly jobs: Job[] = [];
+  private running: Promise<void> | null = null;
+  private readonly stop = new AbortController();
+
+  constructor(target: NotificationTarget, log: Logger, dispatcher: Agent, onOutcome: (o: DeliveryOutcome) => void) {
+    this.target = target;
+    this.label = targetLabel(target);
+    this.matches = eventMatcher(target.events);
+    this.log = log.child({ webhook: this.label });
+    this.dispatcher = dispatcher;
+    this.onOutcome = onOutcome;
+  }
+
+  push(job: Job): void {
+    this.jobs.push(job);
+    if (this.jobs.length > MAX_QUEUED_PER_TARGET) {
+      // Keep the head (it may be mid-delivery); drop the oldest waiting one behind it.
+      const [dropped] = this.jobs.splice(1, 1);
+      this.onOutcome('dropped');
+      this.log.warn({ event: dropped.payload.type, seq: dropped.payload.seq }, 'webhook queue full; dropped the oldest waiting event');
+    }
+    this.running ??= this.drain().finally(() => { this.running = null; });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.jobs.length > 0 && !this.stop.signal.aborted) {
+      await this.deliver(this.jobs[0]);
+      this.jobs.shift();
+    }
+  }
+
+  /** Attempt until delivered, refused for good (4xx other than 408/429), or out of retries. */
+  private async deliver(job: Job): Promise<void> {
+    const { target } = this;
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.attempt(job);
+      if (r.ok) {
+        this.onOutcome('delivered');
+        if (attempt > 0) this.log.info({ event: job.payload.type, seq: job.payload.seq, attempts: attempt + 1 }, 'webhook delivered after retrying');
+        return;
+      }
+      if (!r.retryable || attempt >= target.retries || this.stop.signal.aborted) {
+        this.onOutcome('failed');
+        this.log.warn({ event: job.payload.type, seq: job.payload.seq, attempts: attempt + 1, status: r.status, error: r.error }, 'webhook not delivered; giving up on this event');
+        return;
+      }
+      this.onOutcome('retried');
+      const backoff = Math.min(target.retryDelay * 2 ** attempt, MAX_WEBHOOK_RETRY_DELAY_MS);
+      // Full jitter on the upper half: targets that failed together do not retry in lockstep.
+      let delay = backoff / 2 + Math.random() * (backoff / 2);
+      if (r.retryAfterMs !== null) delay = Math.min(Math.max(delay, r.retryAfterMs), MAX_WEBHOOK_RETRY_DELAY_MS);
+      this.log.debug({ event: job.payload.type, seq: job.payload.seq, attempt: attempt + 1, status: r.status, error: r.error, retryInMs: Math.round(delay) }, 'webhook attempt failed; retrying');
+      await sleep(delay, this.stop.signal);
+    }
+  }
+
+  private async attempt(job: Job): Promise<{ ok: boolean; retryable: boolean; status: number | null; error?: string; retryAfterMs: number | null }> {
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    const headers: Record<string, string> = {
+      ...this.target.headers,
+      'content-type': 'application/json; charset=utf-8',
+      'user-agent': 'cutover-webhook/1',
+      [EVENT_HEADER]: job.payload.type,
+      [DELIVERY_HEADER]: job.payload.id,
+      [TIMESTAMP_HEADER]: timestamp,
+    };
+    if (this.target.secret) headers[SIGNATURE_HEADER] = signPayload(this.target.secret, timestamp, job.body);
+    try {
+      const res = await request(this.target.url, {
+        method: 'POST', body: job.body, headers, dispatcher: this.dispatcher,
+        headersTimeout: this.target.timeout, bodyTimeout: this.target.timeout,
+        signal: AbortSignal.any([this.stop.signal, AbortSignal.timeout(this.target.timeout)]),
+      });
+      await res.body.dump();
+      const s = res.statusCode;
+      if (s >= 200 && s < 300) return { ok: true, retryable: false, status: s, retryAfterMs: null };
+      const retryAfter = Number(res.headers['retry-after']);
+      return { ok: false, retryable: s >= 500 || s === 408 || s === 429, status: s, retryAfterMs: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter * 1000 : null };
+    } catch (err) {
+      // The message of a connection error names host and port only; never the path.
+      return { ok: false, retryable: true, status: null, error: (err as { code?: string }).code ?? (err as Error).name, retryAfterMs: null };
+    }
+  }
+
+  pending(): number {
+    return this.jobs.length;
+  }
+
+  async close(graceMs: number): Promise<void> {
+    if (this.running) {
+      const timer = setTimeout(() => this.stop.abort(), graceMs);
+      await this.running;
+      clearTimeout(timer);
+    }
+    this.stop.abort();
+    if (this.jobs.length > 0) this.log.warn({ undelivered: this.jobs.length }, 'daemon stopping; undelivered webhook events are dropped');
+  }
+}
+
+export class Notifier {
+  private readonly app: string;
+  private readonly queues: TargetQueue[];
+  private readonly dispatcher = new Agent({ connectTimeout: 5_000, keepAliveTimeout: 4_000 });
+  private closed = false;
+
+  constructor(opts: NotifierOptions) {
+    this.app = opts.app;
+    const log = opts.logger ?? silentLogger;
+    this.queues = opts.targets.map((t) => {
+      const label = targetLabel(t);
+      return new TargetQueue(t, log, this.dispatcher, (o) => opts.onOutcome?.(label, o));
+    });
+  }
+
+  /** Enqueue an event for every target that wants it; returns at once, never throws. */
+  notify(e: EventRecord): void {
+    if (this.closed) return;
+    let job: Job | null = null;
+    for (const q of this.queues) {
+      if (!q.matches(e.type)) continue;
+      if (!job) {
+        const payload = payloadOf(this.app, e);
+        job = { payload, body: JSON.stringify(payload) };
+      }
+      q.push(job);
+    }
+  }
+
+  /** Events waiting or in delivery, over all targets. */
+  pending(): number {
+    return this.queues.reduce((n, q) => n + q.pending(), 0);
+  }
+
+  async close(graceMs = CLOSE_GRACE_MS): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.queues.map((q) => q.close(graceMs)));
+    await this.dispatcher.destroy();
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) { resolve(); return; }
+    const t = setTimeout(done, ms);
+    function done() { clearTimeout(t); signal.removeEventListener('abort', done); resolve(); }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
