@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { connectionTokens, downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
+import { connectionTokens, downstreamFromParsed, downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 
 test('request: hop-by-hop and Connection-named headers are dropped; X-Forwarded-* are set', () => {
   const out = upstreamRequestHeaders(
@@ -25,4 +25,11 @@ test('connection tokens: the common values name nothing', () => {
   assert.equal(connectionTokens('keep-alive'), null);
   assert.equal(connectionTokens('Close'), null);
   assert.deepEqual([...connectionTokens('keep-alive, X-A ,x-b')!], ['x-a', 'x-b']);
+});
+
+test('response from undici\'s parsed headers: same rules, arrays expanded', () => {
+  assert.deepEqual(
+    downstreamFromParsed({ connection: 'keep-alive, x-hop', 'x-hop': '1', 'keep-alive': 'timeout=5', 'set-cookie': ['a=1', 'b=2'], 'content-length': '3' }),
+    ['set-cookie', 'a=1', 'set-cookie', 'b=2', 'content-length', '3'],
+  );
 });

@@ -106,14 +106,26 @@ export function downstreamResponseHeaders(raw: readonly (Buffer | string)[], kee
   return filtered;
 }
 
-/** Flattens undici's parsed header object (used when raw headers are not available). */
-export function flattenHeaderObject(h: Record<string, string | string[] | undefined>): string[] {
+/**
+ * Same as `downstreamResponseHeaders` from undici's parsed header object (lower-cased names,
+ * latin1 values, repeated headers as arrays). Cheaper on the hot path: undici has already
+ * decoded every name and value once, so nothing is decoded twice.
+ */
+export function downstreamFromParsed(h: Record<string, string | string[] | undefined>): string[] {
   const out: string[] = [];
-  for (const k of Object.keys(h)) {
+  let named: Set<string> | null = null;
+  for (const k in h) {
     const v = h[k];
     if (v === undefined) continue;
-    if (Array.isArray(v)) for (const x of v) out.push(k, x);
-    else out.push(k, v);
+    if (HOP_BY_HOP.has(k)) {
+      if (k === 'connection') named = connectionTokens(Array.isArray(v) ? v.join(',') : v);
+      continue;
+    }
+    if (typeof v === 'string') out.push(k, v);
+    else for (const x of v) out.push(k, x);
   }
-  return out;
+  if (named === null) return out;
+  const filtered: string[] = [];
+  for (let i = 0; i < out.length; i += 2) if (!named.has(out[i])) filtered.push(out[i], out[i + 1]);
+  return filtered;
 }

@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { HealthView } from '../health/types.ts';
-import { downstreamResponseHeaders, flattenHeaderObject, upstreamRequestHeaders } from './headers.ts';
+import { downstreamFromParsed, upstreamRequestHeaders } from './headers.ts';
 import type { Flight, Lane } from './lanes.ts';
 import type { ListenerName, ProxyErrorKind, RequestStats } from './request-stats.ts';
 import { classifyUpstreamError, failureBody } from './upstream-errors.ts';
@@ -125,10 +125,9 @@ export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
     if (this.#state === DONE) controller.abort(new Error('client closed'));
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Dispatcher.DispatchController['rawHeaders'], statusMessage?: string): void {
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
     if (this.#state !== PENDING) return;
-    const raw = controller.rawHeaders ?? headers;
-    const out = Array.isArray(raw) ? downstreamResponseHeaders(raw) : downstreamResponseHeaders(flattenHeaderObject((raw ?? {}) as Record<string, string | string[]>));
+    const out = downstreamFromParsed(headers);
     const u = this.#upstream;
     if (u !== null) u.failures = 0;
     try {

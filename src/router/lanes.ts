@@ -103,6 +103,12 @@ export class Lane {
     return { requests, webSockets };
   }
 
+  /** Shutdown: a pending drain ends now as if its deadline passed; otherwise just abort all. */
+  forceEnd(reason: string): void {
+    if (this.#drain !== null) this.#deadline();
+    else this.abortAll(reason);
+  }
+
   #deadline(): void {
     const d = this.#drain;
     if (d === null) return;

@@ -183,10 +183,8 @@ export class Router {
     if (this.#closed) return;
     this.#closed = true;
     const closing = this.#listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
-    for (const lane of this.#lanes) {
-      lane.cancelDrain();
-      lane.abortAll('router closing');
-    }
+    // Pending drains resolve as not completed, with what was cut.
+    for (const lane of this.#lanes) lane.forceEnd('router closing');
     for (const l of this.#listeners) l.server.closeAllConnections();
     await Promise.all(closing);
     await this.#upstreams.destroyAll();
