@@ -7,7 +7,7 @@ import { Client } from 'undici';
 import WebSocket from 'ws';
 import { silentLogger } from '../telemetry/logger.ts';
 import { Router, type RequestRecord } from './router.ts';
-import { refusingPort, routes, sleep, startUpstream, TestHealth, type TestUpstream } from './test-support.ts';
+import { blackhole, refusingPort, routes, sleep, startUpstream, TestHealth, type TestUpstream } from './test-support.ts';
 
 async function get(base: string, path: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
   const r = await fetch(base + path, { method: init.method ?? 'GET', headers: init.headers });
@@ -288,14 +288,22 @@ describe('router', () => {
     }
   });
 
-  test('a connect that never completes gets 504 after connectTimeoutMs', { skip: process.env.CUTOVER_TEST_BLACKHOLE === undefined ? 'needs a blackhole address (set CUTOVER_TEST_BLACKHOLE=ip:port)' : false }, async () => {
-    const [host, port] = process.env.CUTOVER_TEST_BLACKHOLE!.split(':');
-    const { router, live } = await makeRouter({ connectTimeoutMs: 300 });
+  test('a connect that never completes gets 504 after connectTimeoutMs', async () => {
+    const hole = await blackhole();
+    const health = new TestHealth();
+    const { router, live, records } = await makeRouter({ connectTimeoutMs: 300, health });
     try {
-      router.swap(routes({ color: 'blue', targets: [{ id: 'blue-0', host, port: Number(port) }] }));
+      router.swap(routes({ color: 'blue', targets: [{ id: 'blue-7', host: hole.host, port: hole.port }] }));
+      const t0 = performance.now();
       const r = await get(live, '/');
+      const ms = performance.now() - t0;
       assert.equal(r.status, 504);
+      assert.equal(r.body, '504 Gateway Timeout: upstream blue-7 did not accept the connection in time\n');
+      assert.ok(ms >= 250 && ms < 2_000, `answered after ${ms.toFixed(0)}ms`);
+      assert.equal(records.at(-1)?.error, 'timeout');
+      assert.equal(health.reports[0]?.id, 'blue-7');
     } finally {
+      hole.close();
       await router.close();
     }
   });

@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { spawn } from 'node:child_process';
 import { WebSocketServer } from 'ws';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
@@ -141,6 +142,34 @@ export async function refusingPort(): Promise<number> {
   const port = (s.address() as AddressInfo).port;
   await new Promise<void>((resolve) => s.close(() => resolve()));
   return port;
+}
+
+/**
+ * An address where TCP connect() hangs: a child process listens with a tiny backlog and then
+ * blocks its event loop forever, so nothing is accepted; once the accept queue is full (filled
+ * here), the kernel drops further SYNs and connects stall until their timeout.
+ */
+export async function blackhole(): Promise<{ host: string; port: number; close: () => void }> {
+  const script = `const s=require('net').createServer();s.listen({port:0,host:'127.0.0.1',backlog:1},()=>{` +
+    `process.stdout.write(String(s.address().port)+'\\n');setTimeout(()=>Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0),50);});`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once('error', reject);
+  });
+  await new Promise((r) => setTimeout(r, 150)); // let it block
+  const fillers: Socket[] = [];
+  for (let i = 0; i < 16; i++) {
+    const s = netConnect(port, '127.0.0.1');
+    s.on('error', () => {});
+    fillers.push(s);
+    const connected = await new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), 150);
+      s.once('connect', () => { clearTimeout(t); resolve(true); });
+    });
+    if (!connected) break; // the queue is full: connects now hang
+  }
+  return { host: '127.0.0.1', port, close: () => { for (const s of fillers) s.destroy(); child.kill('SIGKILL'); } };
 }
 
 export class TestHealth implements HealthView {
