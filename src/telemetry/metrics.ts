@@ -139,7 +139,8 @@ export class CutoverMetrics {
       for (const color of COLORS) {
         const lane = laneIndex(listener, color);
         this.latencyChildren[lane] = this.latency.labels(listener, color);
-        this.errorChildren[lane] = UPSTREAM_ERROR_KINDS.map((k) => this.upstreamErrors.labels(listener, color, k));
+        // Initialised at 0, so that rate() sees the first error as an increase.
+        this.errorChildren[lane] = UPSTREAM_ERROR_KINDS.map((k) => { const c = this.upstreamErrors.labels(listener, color, k); c.inc(0); return c; });
       }
     }
   }
