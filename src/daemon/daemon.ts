@@ -91,9 +91,6 @@ export class Daemon {
     }
     const extras: ApiExtras = { metricsPublic: config.admin.metricsPublic, ...(opts.extras ?? {}) };
     for (const p of plugins) if (p.extras) Object.assign(extras, p.extras);
-    // Several plugins add routes (telemetry, drill…): try each in turn instead of the last one winning.
-    const routeFns = [opts.extras?.routes, ...plugins.map((p) => p.extras?.routes)].filter((f) => f !== undefined);
-    if (routeFns.length > 1) extras.routes = async (ctx) => { for (const f of routeFns) if (await f(ctx)) return true; return false; };
     const api = new AdminServer({ controller, token, logger, extras });
     await api.listen(config.admin.listen.host, config.admin.listen.port);
 
