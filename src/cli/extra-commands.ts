@@ -2,6 +2,8 @@
 import type { Command } from 'commander';
 import type { AdminClient } from '../api/client.ts';
 import type { Io } from './context.ts';
+import { registerReport } from './report.ts';
+import { registerDrill } from './drill.ts';
 
 export interface CommandKit {
   io: Io;
@@ -11,6 +13,8 @@ export interface CommandKit {
   configOf: (cmd: Command) => string | undefined;
 }
 
-export function registerExtraCommands(_program: Command, _kit: CommandKit): void {
+export function registerExtraCommands(program: Command, kit: CommandKit): void {
   // drill, report and migrate register here.
+  registerReport(program, kit);
+  registerDrill(program, kit);
 }
