@@ -111,9 +111,11 @@ export class Router {
       // One closure per listener, not per request.
       server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(name, req, res));
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(name, req, socket, head));
-      server.on('clientError', (_err, socket: Duplex) => {
-        if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-        socket.destroy();
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+        // Malformed or too-slow requests never reach a route: answer like Node would, quietly.
+        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+        if (socket.writable && err.code !== 'ECONNRESET') socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+        else socket.destroy();
       });
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
