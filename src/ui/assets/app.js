@@ -156,19 +156,20 @@ function niceMax(v) {
 }
 
 /** A two-series line chart: x = time, y from 0 to a rounded maximum. */
-function lineChart(figure, data, value, format, from, to) {
+function lineChart(figure, data, value, format, from, to, opts = {}) {
   const W = 360, H = 130, L = 44, R = 6, T = 8, B = 18;
   const plot = figure.querySelector('.plot');
   let max = 0;
   for (const c of ['blue', 'green']) for (const p of data.colors[c]) { const v = value(p); if (v !== null && v > max) max = v; }
-  max = niceMax(max);
+  max = niceMax(Math.max(max, opts.minMax ?? 0));
+  const axisFormat = opts.axis ?? format;
   const x = (t) => L + ((t - from) / (to - from)) * (W - L - R);
   const y = (v) => T + (1 - v / max) * (H - T - B);
   const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img' });
   for (const f of [0, 0.5, 1]) {
     root.append(svg('line', { class: 'grid', x1: L, x2: W - R, y1: y(max * f), y2: y(max * f) }));
     const label = svg('text', { class: 'axis', x: L - 4, y: y(max * f) + 3, 'text-anchor': 'end' });
-    label.textContent = format(max * f);
+    label.textContent = axisFormat(max * f);
     root.append(label);
   }
   for (const [t, text] of [[from, '-15m'], [to, 'now']]) {
@@ -206,7 +207,7 @@ async function refreshStats() {
     const live = state.status?.live?.color;
     // Error rate and p95 only where there was traffic; rate is 0 when there was none.
     lineChart($('#chart-rps'), data, (p) => p.rps, (v) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)), data.from, data.to);
-    lineChart($('#chart-err'), data, (p) => (p.requests > 0 ? p.errorRate : null), fmtPct, data.from, data.to);
+    lineChart($('#chart-err'), data, (p) => (p.requests > 0 ? p.errorRate : null), fmtPct, data.from, data.to, { minMax: 0.01, axis: (v) => `${+(v * 100).toFixed(1)}%` });
     lineChart($('#chart-p95'), data, (p) => p.p95Ms, fmtMs, data.from, data.to);
     $('#traffic-h').dataset.live = live ?? '';
   } catch (err) { onApiError(err); }
@@ -247,7 +248,7 @@ function renderDeployment() {
     if (!list || list.length === 0) return [li];
     const sub = el('ul', { class: 'checks', 'aria-label': `${name} results` }, ...list.map((c) => el('li', {},
       el('span', { 'aria-hidden': 'true', text: `${MARK[String(c.data?.outcome ?? 'passed')] ?? '•'} ` }),
-      `${c.reason} `, el('span', { class: 'vals', text: valuesText(c.data) }))));
+      `${c.reason} `, c.type === 'release.measured' ? null : el('span', { class: 'vals', text: valuesText(c.data) }))));
     return [li, el('li', { class: 'sub' }, sub)];
   }).flat();
   const title = el('div', { class: 'dep-title' },
@@ -337,7 +338,9 @@ async function stream() {
   let delay = 500;
   while (!ctl.signal.aborted) {
     try {
-      const q = state.lastSeq > 0 ? `after=${state.lastSeq}` : 'backlog=false';
+      // First connection: the recent past (from the deployment shown) then live; later: resume.
+      const recent = Math.max(0, ...(state.deployment?.events ?? []).map((e) => e.seq)) - 30;
+      const q = state.lastSeq > 0 ? `after=${state.lastSeq}` : recent > -30 ? `after=${Math.max(0, recent)}` : 'backlog=false';
       const res = await fetch(`${API}/events?${q}`, { headers: { authorization: `Bearer ${token()}`, accept: 'text/event-stream' }, signal: ctl.signal, cache: 'no-store' });
       if (res.status === 401) throw new Unauthorised();
       if (!res.ok || !res.body) throw new Error(`event stream: HTTP ${res.status}`);
