@@ -21,7 +21,10 @@ export interface UpstreamFailure {
 const REFUSED: UpstreamFailure = { status: 502, kind: 'connect', text: 'refused the connection', retryable: true, report: true };
 const UNREACHABLE: UpstreamFailure = { status: 502, kind: 'connect', text: 'could not be reached', retryable: true, report: true };
 const CONNECT_TIMEOUT: UpstreamFailure = { status: 504, kind: 'timeout', text: 'did not accept the connection in time', retryable: true, report: true };
-const RESET: UpstreamFailure = { status: 502, kind: 'reset', text: 'closed the connection before answering', retryable: true, report: true };
+// Not reported to health: a reset on a reused keep-alive connection is the benign race of an
+// upstream closing an idle socket as a request is sent (RFC 9112 §9.3.1); a dead instance shows
+// up as ECONNREFUSED on the next connect and in active checks. Ejecting on it could empty a colour.
+const RESET: UpstreamFailure = { status: 502, kind: 'reset', text: 'closed the connection before answering', retryable: true, report: false };
 const HEADERS_TIMEOUT: UpstreamFailure = { status: 504, kind: 'timeout', text: 'did not answer in time', retryable: false, report: false };
 const GONE: UpstreamFailure = { status: 502, kind: 'connect', text: 'is no longer available', retryable: true, report: false };
 const BAD_REQUEST: UpstreamFailure = { status: 400, kind: null, text: 'was not sent a malformed request', retryable: false, report: false };
