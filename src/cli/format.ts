@@ -16,15 +16,28 @@ export function stepLine(e: EventRecord): string | null {
     }
     case 'gate': {
       const outcome = String(e.data?.outcome ?? 'passed');
-      return `      ${MARK[outcome] ?? '•'} ${e.reason}`;
+      const output = outcome === 'failed' && typeof e.data?.output === 'string' && e.data.output !== ''
+        ? `\n${e.data.output.split('\n').slice(-10).map((l) => `          │ ${l}`).join('\n')}` : '';
+      return `      ${MARK[outcome] ?? '•'} ${e.reason}${output}`;
     }
+    case 'parity':
+      return `      ${e.data?.outcome === 'warning' ? '!' : '✓'} ${e.reason}`;
+    case 'warmup':
+      return `      • ${e.reason}`;
+    case 'analysis': {
+      const outcome = String(e.data?.outcome ?? '');
+      return `      ${MARK[outcome] ?? '?'} ${e.reason}`;
+    }
+    case 'analysis.started':
+    case 'analysis.paused':
+    case 'drill':
+      return `  • ${e.reason}`;
     case 'promote.waiting':
     case 'standby.replaced':
     case 'rollback':
     case 'rollback.restart':
     case 'failover':
     case 'abort':
-    case 'analysis':
       return `  • ${e.reason}`;
     case 'drain':
       return `  • ${e.reason} (${dur})`;

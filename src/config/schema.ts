@@ -4,19 +4,14 @@
  * Types come from here (z.infer); never write them twice.
  */
 import { z } from 'zod';
-import { parseDuration } from '../lib/duration.ts';
 import * as d from './defaults.ts';
 import { notificationsSchema } from '../telemetry/schema.ts';
+import { duration } from './fields.ts';
+import { gatesSchema, warmupSchema } from '../gates/schema.ts';
+import { analysisSchema } from '../analysis/schema.ts';
 
-/** A duration like "500ms", "30s", "5m" → milliseconds. */
-export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  const ms = typeof v === 'number' ? v : parseDuration(v);
-  if (ms === null || !Number.isFinite(ms) || ms < 0) {
-    ctx.addIssue({ code: 'custom', message: `expected a duration like "500ms", "30s" or "5m", got ${JSON.stringify(v)}` });
-    return z.NEVER;
-  }
-  return ms;
-});
+/** A duration like "500ms", "30s", "5m" → milliseconds (defined in fields.ts, shared with gates/ and analysis/). */
+export { duration };
 
 export interface Address { host: string; port: number }
 
@@ -89,9 +84,6 @@ const standbySchema = z.strictObject({
   keepFor: duration.default(d.DEFAULT_STANDBY_KEEP_FOR_MS),
 });
 
-/** Gate and analysis settings are validated by their own modules' schemas (see gates/, analysis/). */
-const gateSchema = z.looseObject({ name: z.string().min(1) });
-
 export const configSchema = z.strictObject({
   app: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'expected a short name of letters, digits, ".", "_" or "-"').default('app'),
   router: routerSchema.default(() => routerSchema.parse({})),
@@ -99,9 +91,11 @@ export const configSchema = z.strictObject({
   stateDir: z.string().min(1).default(d.DEFAULT_STATE_DIR),
   environments: environmentsSchema,
   health: healthSchema.default(() => healthSchema.parse({})),
-  gates: z.array(gateSchema).default([]),
-  warmup: z.looseObject({}).optional(),
-  analysis: z.looseObject({}).default({}),
+  /** Gate, warmup and analysis settings are defined by their own modules (gates/schema.ts, analysis/schema.ts). */
+  gates: gatesSchema.default([]),
+  warmup: warmupSchema.optional(),
+  /** Absent: no post-switch analysis. Present (even `{}`): analysis with the defaults. */
+  analysis: analysisSchema.optional(),
   standby: standbySchema.default(() => standbySchema.parse({})),
   database: z.looseObject({}).optional(),
   notifications: notificationsSchema,

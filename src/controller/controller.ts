@@ -84,7 +84,11 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private readonly hooks: PipelineHooks;
   private readonly traffic = new Mutex();
   private running: RunningDeployment | null = null;
+  /** Set while an exclusive operation (a rollback drill) runs: new deployments are refused. */
+  private exclusiveReason: string | null = null;
   private retireTimer: NodeJS.Timeout | null = null;
+  /** Read-only sections plugins add to status() (e.g. `migrations`); built-in keys always win. */
+  private readonly statusSections = new Map<string, () => unknown>();
   private revision = 0;
   private closed = false;
 
@@ -203,6 +207,14 @@ export class Controller extends EventEmitter<ControllerEvents> {
 
   // ───────────────────────────── status ─────────────────────────────
 
+  /**
+   * Let a plugin add a section to status() under `name` (e.g. `migrations: { pending }`). The
+   * function must be cheap and synchronous (status is polled); a built-in key cannot be replaced.
+   */
+  extendStatus(name: string, section: () => unknown): void {
+    this.statusSections.set(name, section);
+  }
+
   status() {
     const envs = this.store.environments();
     const live = COLORS.find((c) => envs[c].role === 'live') ?? null;
@@ -214,7 +226,10 @@ export class Controller extends EventEmitter<ControllerEvents> {
     };
     const active = this.running?.record ?? null;
     const addrs = this.router.addresses();
+    const sections: Record<string, unknown> = {};
+    for (const [name, section] of this.statusSections) sections[name] = section();
     return {
+      ...sections,
       app: this.opts.app,
       live: live ? { color: live, version: envs[live].version, since: envs[live].since, healthy: envView(live).healthy } : null,
       standby: standby ? { color: standby, version: envs[standby].version, state: envs[standby].role === 'standby' ? 'warm' : 'retired', retireAt: envs[standby].retireAt } : null,
@@ -250,6 +265,9 @@ export class Controller extends EventEmitter<ControllerEvents> {
     const version = req.version.trim();
     if (!/^[A-Za-z0-9][A-Za-z0-9._+\-/:]{0,127}$/.test(version)) {
       throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `version ${JSON.stringify(req.version)} is not valid: use letters, digits and . _ + - / : (at most 128)`, { details: { field: 'version' } });
+    }
+    if (this.exclusiveReason !== null) {
+      throw new CutoverError('CUTOVER_ERR_CONFLICT', `${this.exclusiveReason} is in progress; deploy again when it ends`);
     }
     if (this.running) {
       const r = this.running.record;
@@ -312,20 +330,20 @@ export class Controller extends EventEmitter<ControllerEvents> {
         return { outcome: 'passed', summary: `${ids.length}/${ids.length} instance(s) healthy` };
       });
       await this.phase(run, 'migrate', () => this.hooks.migrate ? this.hooks.migrate(ctx) : skipped('no database migrations configured'));
+      // Manual mode: a failed gate leaves the candidate waiting (gates=failed) so that an operator
+      // can inspect it on the preview listener and `promote --force` (recorded) or `abort` it.
       await this.phase(run, 'gates', async () => {
         const v = await (this.hooks.gates ? this.hooks.gates(ctx) : skipped('no gates configured'));
         this.updateDeployment(run, { gates: v.outcome });
         return v;
-      });
+      }, { holdOnFailure: d.manual });
       await this.phase(run, 'promote', async () => {
         if (!d.manual) return { outcome: 'passed', summary: 'automatic promotion' };
-        this.updateDeployment(run, { status: 'awaiting-promotion' });
-        this.record({ type: 'promote.waiting', deployment: d.id, phase: 'promote', actor: SYSTEM_ACTOR, color: d.color, version: d.version, reason: `${d.version} on ${d.color} is ready; run \`cutover promote\` (preview: ${ctx.previewUrl ?? 'none'})` });
-        const decision = await new Promise<{ actor: string; force: boolean }>((resolve, reject) => {
-          run.promoteWaiter = { resolve };
-          run.abort.signal.addEventListener('abort', () => reject(run.abort.signal.reason), { once: true });
-        });
-        this.updateDeployment(run, { status: 'running', forced: decision.force });
+        const reason = run.record.gates === 'failed'
+          ? `the gates of ${d.version} on ${d.color} failed; it waits: \`cutover promote --force\` switches anyway (recorded), \`cutover abort\` stops it (preview: ${ctx.previewUrl ?? 'none'})`
+          : `${d.version} on ${d.color} is ready; run \`cutover promote\` (preview: ${ctx.previewUrl ?? 'none'})`;
+        const decision = await this.waitForPromotion(run, reason);
+        this.updateDeployment(run, { forced: decision.force });
         return { outcome: 'passed', summary: `promoted by ${decision.actor}${decision.force ? ' (forced)' : ''}` };
       });
       await this.phase(run, 'switch', async () => {
@@ -345,8 +363,25 @@ export class Controller extends EventEmitter<ControllerEvents> {
     }
   }
 
-  /** Run one phase: record start and end with duration; a failed verdict throws. */
-  private async phase(run: RunningDeployment, name: PhaseName, body: () => Promise<PhaseVerdict>): Promise<void> {
+  /**
+   * Wait for `cutover promote` (manual promotion, or a hook that pauses for an operator, e.g. analysis
+   * with `inconclusive: pause`). The deployment shows `awaiting-promotion` meanwhile; abort or rollback rejects.
+   */
+  private async waitForPromotion(run: RunningDeployment, reason: string): Promise<{ actor: string; force: boolean }> {
+    const d = run.record;
+    this.updateDeployment(run, { status: 'awaiting-promotion' });
+    this.record({ type: 'promote.waiting', deployment: d.id, phase: d.phase, actor: SYSTEM_ACTOR, color: d.color, version: d.version, reason });
+    const decision = await new Promise<{ actor: string; force: boolean }>((resolve, reject) => {
+      if (run.abort.signal.aborted) { reject(run.abort.signal.reason); return; }
+      run.promoteWaiter = { resolve };
+      run.abort.signal.addEventListener('abort', () => { run.promoteWaiter = null; reject(run.abort.signal.reason); }, { once: true });
+    });
+    this.updateDeployment(run, { status: 'running' });
+    return decision;
+  }
+
+  /** Run one phase: record start and end with duration; a failed verdict throws (unless held: manual gates). */
+  private async phase(run: RunningDeployment, name: PhaseName, body: () => Promise<PhaseVerdict>, opts: { holdOnFailure?: boolean } = {}): Promise<void> {
     const d = run.record;
     if (run.abort.signal.aborted) throw run.abort.signal.reason;
     this.updateDeployment(run, { phase: name });
@@ -362,7 +397,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     }
     const ms = performance.now() - t0;
     this.record({ type: 'phase', deployment: d.id, phase: name, actor: SYSTEM_ACTOR, color: d.color, version: d.version, durationMs: ms, reason: v.summary, data: { outcome: v.outcome, ...(v.data ?? {}) } });
-    if (v.outcome === 'failed') {
+    if (v.outcome === 'failed' && !opts.holdOnFailure) {
       const code = name === 'gates' ? 'CUTOVER_ERR_GATE_FAILED' : name === 'analysis' || name === 'verify' ? 'CUTOVER_ERR_ANALYSIS_FAILED' : name === 'migrate' ? 'CUTOVER_ERR_MIGRATION' : 'CUTOVER_ERR_INTERNAL';
       throw new CutoverError(code, `${name} failed: ${v.summary}`, { details: v.data });
     }
@@ -432,7 +467,26 @@ export class Controller extends EventEmitter<ControllerEvents> {
       liveUrl: `http://${hostPort(addrs.live)}`,
       signal: run.abort.signal,
       record: (e) => { this.record({ ...e, actor: e.actor ?? SYSTEM_ACTOR, deployment: run.record.id }); },
+      awaitPromotion: (reason) => this.waitForPromotion(run, reason),
     };
+  }
+
+  /**
+   * Run `fn` with new deployments refused (a rollback drill flips live and back; a deployment
+   * starting in between would pick the wrong idle colour). Refused itself while one is running.
+   */
+  async exclusive<T>(reason: string, fn: () => Promise<T>): Promise<T> {
+    if (this.exclusiveReason !== null) throw new CutoverError('CUTOVER_ERR_CONFLICT', `${this.exclusiveReason} is in progress`);
+    if (this.running) {
+      const r = this.running.record;
+      throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${r.id} of ${r.version} is in progress (phase ${r.phase}); ${reason} needs none`, { details: { deployment: r.id, phase: r.phase } });
+    }
+    this.exclusiveReason = reason;
+    try {
+      return await fn();
+    } finally {
+      this.exclusiveReason = null;
+    }
   }
 
   /** Wait for the running deployment (tests, CLI --wait via API). */
@@ -448,7 +502,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     if (!run.promoteWaiter) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} is in phase ${run.record.phase}, not waiting for promotion${run.record.manual ? '' : ' (it promotes automatically)'}`);
     }
-    if (run.record.gates === 'failed' && !opts.force) {
+    if (run.record.phase === 'promote' && run.record.gates === 'failed' && !opts.force) {
       throw new CutoverError('CUTOVER_ERR_GATE_FAILED', `the gates of ${run.record.version} failed; promote refuses it unless forced (--force, recorded)`);
     }
     this.record({ type: 'promote', deployment: run.record.id, actor: opts.actor, color: run.record.color, version: run.record.version, reason: `${opts.actor} promoted ${run.record.version}${opts.force ? ' (forced)' : ''}` });

@@ -20,6 +20,11 @@ export interface PhaseContext {
   readonly signal: AbortSignal;
   /** Record an event for this deployment (gate results, verdicts); returns when durable. */
   record(event: Omit<EventInput, 'deployment' | 'actor'> & { actor?: string }): void;
+  /**
+   * Hold the deployment for an operator (status `awaiting-promotion`, a `promote.waiting` event with
+   * `reason`): resolves on `cutover promote`, rejects on abort or rollback. Used by analysis `pause`.
+   */
+  awaitPromotion(reason: string): Promise<{ actor: string; force: boolean }>;
 }
 
 /** What a checking phase concludes. `summary` is one human line; `data` the measured values. */

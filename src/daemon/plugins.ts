@@ -4,8 +4,10 @@
  * request observers and API extras. Order matters only for request observers.
  */
 import type { PluginFactory } from './daemon.ts';
+import { gatesPlugin } from '../gates/plugin.ts';
+import { analysisPlugin } from '../analysis/plugin.ts';
 import { telemetryPlugin } from '../telemetry/plugin.ts';
 
 export function defaultPlugins(): PluginFactory[] {
-  return [telemetryPlugin()];
+  return [gatesPlugin, analysisPlugin, telemetryPlugin()];
 }

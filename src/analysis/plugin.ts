@@ -1,0 +1,61 @@
+/**
+ * Plugs post-switch analysis into `cutover up` (the `analysis` hook) and adds the rollback drill
+ * (`POST /api/v1/drill`). The hook judges and returns a verdict; the controller rolls back.
+ */
+import { z } from 'zod';
+import type { PluginFactory } from '../daemon/daemon.ts';
+import type { PhaseVerdict } from '../controller/hooks.ts';
+import { CutoverError } from '../lib/errors.ts';
+import { runAnalysis } from './analyzer.ts';
+import { DEFAULT_DRILL_CONNECTIONS, DEFAULT_DRILL_HOLD_MS, DEFAULT_DRILL_RATE, runDrill } from './drill.ts';
+
+const drillBody = z.strictObject({
+  path: z.string().startsWith('/').optional(),
+  rate: z.number().positive().max(10_000).optional(),
+  connections: z.int().min(1).max(64).optional(),
+  holdMs: z.number().min(0).max(60_000).optional(),
+});
+
+export const analysisPlugin: PluginFactory = ({ config, controller, router }) => {
+  const cfg = config.analysis;
+  return {
+    hooks: {
+      async analysis(ctx): Promise<PhaseVerdict> {
+        if (!cfg) return { outcome: 'skipped', summary: 'no analysis configured' };
+        if (!ctx.previous) return { outcome: 'skipped', summary: 'first release: no baseline to judge against and nothing to roll back to' };
+        // The switch event of this deployment says when the new colour took live traffic.
+        const switched = controller.events({ deployment: ctx.deployment.id, limit: 10_000 }).filter((e) => e.type === 'switch').at(-1);
+        return runAnalysis({
+          cfg,
+          candidate: { color: ctx.color, version: ctx.release.version },
+          previous: { color: ctx.previous.color, version: ctx.previous.version },
+          switchAt: switched?.time ?? Date.now(),
+          stats: router.stats,
+          liveUrl: ctx.liveUrl,
+          previewUrl: ctx.previewUrl,
+          signal: ctx.signal,
+          record: (e) => ctx.record({ type: e.type, phase: 'analysis', reason: e.reason, data: e.data, color: ctx.color, version: ctx.release.version }),
+          awaitPromotion: (reason) => ctx.awaitPromotion(reason),
+        });
+      },
+    },
+    extras: {
+      async routes(rc) {
+        if (rc.method !== 'POST' || rc.path !== '/drill') return false;
+        const parsed = drillBody.safeParse(await rc.body());
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0];
+          throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${issue.path.join('.') || '(body)'}: ${issue.message}`);
+        }
+        const b = parsed.data;
+        const report = await runDrill(controller, controller.status().router.live, {
+          path: b.path ?? '/', rate: b.rate ?? DEFAULT_DRILL_RATE, connections: b.connections ?? DEFAULT_DRILL_CONNECTIONS,
+          holdMs: b.holdMs ?? DEFAULT_DRILL_HOLD_MS, actor: rc.actor,
+        });
+        controller.record({ type: 'audit', actor: rc.actor, reason: `${rc.actor} from ${rc.source}: drill`, data: { method: rc.method, path: rc.path, source: rc.source, outcome: report.outcome } });
+        rc.send(200, report);
+        return true;
+      },
+    },
+  };
+};
