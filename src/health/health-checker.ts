@@ -182,11 +182,12 @@ export class HealthChecker extends EventEmitter<HealthEvents> implements HealthV
     });
   }
 
-  /** Stops every check loop. In-flight checks finish but their results are ignored. */
+  /** Stops every check loop and cuts checks in flight (their results would be ignored). Idempotent. */
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
     for (const id of [...this.targets.keys()]) this.unwatch(id);
-    await this.agent.close();
+    await this.agent.destroy();
   }
 
   // ── internals ───────────────────────────────────────────────────────────────────────────
