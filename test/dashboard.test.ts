@@ -88,19 +88,19 @@ test('a wrong token is refused; the right one shows the live version', { skip },
   assert.equal(await page.getByTestId('role-blue').textContent(), 'Live');
   assert.equal(await page.getByTestId('deployment-status').textContent(), 'succeeded');
   assert.ok(!page.url().includes(TEST_TOKEN), 'the token is never in the URL');
-  assert.equal(await page.evaluate(() => localStorage.length), 0, 'nothing in localStorage');
-  assert.equal(await page.evaluate(() => sessionStorage.getItem('cutover.token')), TEST_TOKEN);
+  assert.equal(await page.evaluate('localStorage.length'), 0, 'nothing in localStorage');
+  assert.equal(await page.evaluate("sessionStorage.getItem('cutover.token')"), TEST_TOKEN);
   assert.deepEqual(errors, []);
 });
 
 test('a switch shows on the page without a reload', { skip }, async () => {
-  await page.evaluate(() => { (window as unknown as { marker: number }).marker = 42; });
+  await page.evaluate(() => { (globalThis as unknown as { marker: number }).marker = 42; });
   await deploy('v2', SHOP_V2);
   await traffic(20);
   await page.getByTestId('role-green').filter({ hasText: 'Live' }).waitFor({ timeout: 5_000 });
   assert.equal(await page.getByTestId('version-green').textContent(), 'v2');
   assert.equal(await page.getByTestId('role-blue').textContent(), 'standby');
-  assert.equal(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 42, 'same page, no reload');
+  assert.equal(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker), 42, 'same page, no reload');
   await page.locator('#events li', { hasText: 'live blue (v1) → green (v2)' }).first().waitFor();
   await page.locator('.timeline li[data-phase="switch"].passed').waitFor();
 });
@@ -133,7 +133,7 @@ test('rollback from the keyboard asks for confirmation, then switches back', { s
 
 test('charts draw both colours and the page keeps its screenshot', { skip }, async () => {
   await traffic(10);
-  await page.waitForFunction(() => document.querySelectorAll('#chart-rps path.line').length === 2, undefined, { timeout: 8_000 });
+  await page.waitForFunction("document.querySelectorAll('#chart-rps path.line').length === 2", undefined, { timeout: 8_000 });
   assert.match(await page.locator('#chart-rps svg').getAttribute('aria-label') ?? '', /^Requests \/ s, last 15 minutes; latest: blue /);
   const out = process.env.CUTOVER_SCREENSHOT;
   if (out) await page.screenshot({ path: out, fullPage: true });
