@@ -342,7 +342,9 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
     sup.child = null;
     this.clearTimers(sup);
     // The leader is gone but anything it forked may still hold the port: clear the group.
-    // (The group id cannot be reused while any member is alive, so this only reaches our leftovers.)
+    // A group id is not reused while any member lives, so this reaches only our leftovers; the
+    // one gap is an empty group whose id was taken by a new session leader in the moments since
+    // the exit (our child: reaped just now; adopted: within one poll interval) — accepted.
     if (inst.pid !== null) sendSignal(inst.pid, 'SIGKILL', true);
     sup.lastExit = { code, signal, at: now, uptimeMs: now - inst.startedAt };
     appendFile(this.logPath(inst.id), `[cutover ${new Date(now).toISOString()}] ${inst.id} pid ${inst.pid} exited code=${code} signal=${signal}\n`).catch(() => {});
