@@ -9,6 +9,7 @@ import { notificationsSchema } from '../telemetry/schema.ts';
 import { duration } from './fields.ts';
 import { gatesSchema, warmupSchema } from '../gates/schema.ts';
 import { analysisSchema } from '../analysis/schema.ts';
+import { databaseSchema } from '../migrations/config.ts';
 
 /** A duration like "500ms", "30s", "5m" → milliseconds (defined in fields.ts, shared with gates/ and analysis/). */
 export { duration };
@@ -97,7 +98,8 @@ export const configSchema = z.strictObject({
   /** Absent: no post-switch analysis. Present (even `{}`): analysis with the defaults. */
   analysis: analysisSchema.optional(),
   standby: standbySchema.default(() => standbySchema.parse({})),
-  database: z.looseObject({}).optional(),
+  /** Shared database and its migrations (migrations/config.ts). */
+  database: databaseSchema.optional(),
   notifications: notificationsSchema,
 });
 

@@ -91,6 +91,15 @@ export class Daemon {
     }
     const extras: ApiExtras = { metricsPublic: config.admin.metricsPublic, ...(opts.extras ?? {}) };
     for (const p of plugins) if (p.extras) Object.assign(extras, p.extras);
+    // Several plugins may add routes (telemetry, migrations…): ask each in turn, first to answer wins.
+    const routeFns = plugins.flatMap((p) => (p.extras?.routes ? [p.extras.routes] : []));
+    if (opts.extras?.routes) routeFns.unshift(opts.extras.routes);
+    if (routeFns.length > 1) {
+      extras.routes = async (ctx) => {
+        for (const f of routeFns) if (await f(ctx)) return true;
+        return false;
+      };
+    }
     const api = new AdminServer({ controller, token, logger, extras });
     await api.listen(config.admin.listen.host, config.admin.listen.port);
 

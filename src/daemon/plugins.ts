@@ -7,7 +7,8 @@ import type { PluginFactory } from './daemon.ts';
 import { gatesPlugin } from '../gates/plugin.ts';
 import { analysisPlugin } from '../analysis/plugin.ts';
 import { telemetryPlugin } from '../telemetry/plugin.ts';
+import { migrationsPlugin } from '../migrations/plugin.ts';
 
 export function defaultPlugins(): PluginFactory[] {
-  return [gatesPlugin, analysisPlugin, telemetryPlugin()];
+  return [gatesPlugin, analysisPlugin, migrationsPlugin, telemetryPlugin()];
 }
