@@ -1,9 +1,13 @@
-/** `cutover deploy`: start a deployment, print each step with its duration as it happens. */
+/**
+ * `cutover deploy`: start a deployment, print each step with its duration as it happens (with a
+ * spinner on the phase in progress when stdout is a terminal), and end with a summary line.
+ */
 import type { AdminClient } from '../api/client.ts';
 import type { DeploymentRecord, EventRecord } from '../store/types.ts';
 import { FINISHED_STATUSES } from '../store/types.ts';
 import { EXIT, type Io } from './context.ts';
-import { finalLine, stepLine } from './format.ts';
+import { finalLine } from './format.ts';
+import { LiveSteps } from './live-steps.ts';
 
 export async function runDeploy(io: Io, client: AdminClient, o: { version: string; path: string; manual: boolean; wait: boolean; json: boolean }): Promise<number> {
   try {
@@ -15,30 +19,31 @@ export async function runDeploy(io: Io, client: AdminClient, o: { version: strin
     }
     let final: DeploymentRecord | null = null;
     const events: EventRecord[] = [];
-    await client.follow({
-      deployment: deployment.id,
-      onMessage: (m) => {
-        if (m.kind === 'event') {
-          events.push(m.event);
-          if (!o.json) {
-            const line = stepLine(m.event);
-            if (line) io.stdout.write(`${line}\n`);
+    const steps = o.json ? null : new LiveSteps(io);
+    try {
+      await client.follow({
+        deployment: deployment.id,
+        onMessage: (m) => {
+          if (m.kind === 'event') {
+            events.push(m.event);
+            steps?.event(m.event);
+            return false;
           }
+          if (FINISHED_STATUSES.includes(m.deployment.status)) {
+            final = m.deployment;
+            return true;
+          }
+          // awaiting-promotion is printed once by the promote.waiting event; keep following.
+          steps?.deployment(m.deployment);
           return false;
-        }
-        if (FINISHED_STATUSES.includes(m.deployment.status)) {
-          final = m.deployment;
-          return true;
-        }
-        if (m.deployment.status === 'awaiting-promotion' && !o.json && (final === null)) {
-          // Printed once by the promote.waiting event; keep following until promoted or aborted.
-        }
-        return false;
-      },
-    });
+        },
+      });
+    } finally {
+      steps?.stop();
+    }
     const result = final ?? (await client.call<{ deployment: DeploymentRecord }>('GET', `/deployments/${deployment.id}`)).deployment;
     if (o.json) io.stdout.write(`${JSON.stringify({ deployment: result, events }, null, 2)}\n`);
-    else io.stdout.write(`${finalLine(result)}\n`);
+    else steps!.finish(finalLine(result));
     return result.status === 'succeeded' ? EXIT.OK : EXIT.FAILED;
   } finally {
     await client.close();

@@ -13,6 +13,7 @@ import { EXIT, connect, exitCodeFor, printError, type Io } from './context.ts';
 import { runUp } from './up.ts';
 import { runDeploy } from './deploy.ts';
 import { printStatus, printHistory } from './status.ts';
+import { watchStatus } from './status-watch.ts';
 import { runLintMigrationsCommand } from './lint-migrations.ts';
 import { registerExtraCommands } from './extra-commands.ts';
 import type { DeploymentRecord } from '../store/types.ts';
@@ -97,9 +98,11 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   program.command('status')
     .description('live and standby colours, versions, instance health, the current deployment')
     .option('--json', 'print as JSON')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .option('--watch', 'follow the live state: redraw on every change (Ctrl-C to stop)')
+    .action(async (opts: { json?: boolean; watch?: boolean }, cmd: Command) => {
       const c = client(cmd);
       try {
+        if (opts.watch) { await watchStatus(io, c, { json: opts.json === true }); return; }
         const s = await c.call<Record<string, unknown>>('GET', '/status');
         if (opts.json) json(s); else printStatus(io, s);
       } finally { await c.close(); }
