@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect, withDatabase, type DbConnection } from '../src/migrations/db.ts';
 import type { DbEngine } from '../src/migrations/config.ts';
+import { configYaml, type Ports } from './helpers.ts';
 
 export const PG_ADMIN_URL = process.env.CUTOVER_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const MYSQL_ADMIN_URL = process.env.CUTOVER_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
@@ -62,3 +63,11 @@ export async function columnsOf(db: DbConnection, table: string): Promise<string
     : await db.query<{ c: string }>('SELECT COLUMN_NAME AS c FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION', [table]);
   return rows.map((r) => r.c);
 }
+
+/** A cutover.yaml whose instances get DATABASE_URL, with a `database:` section. */
+export function migrationsConfig(ports: Ports, url: string, database = ''): string {
+  return configYaml(ports, { instances: 1, startTimeout: '10s', keepFor: '10m' })
+    .replace('    stopTimeout: 2s', `    stopTimeout: 2s\n    env:\n      DATABASE_URL: ${url}`)
+    + `\ndatabase:\n  url: ${url}\n  migrations: ./migrations\n  engine: postgres\n${database}`;
+}
+

@@ -14,8 +14,8 @@ import { AdminClient } from '../src/api/client.ts';
 import { silentLogger } from '../src/telemetry/logger.ts';
 import { isCutoverError } from '../src/lib/errors.ts';
 import type { EventRecord } from '../src/store/types.ts';
-import { ROOT, TEST_TOKEN, configYaml, freePorts, getJson, instancesOf, killAll, tempDir } from './helpers.ts';
-import { available, columnsOf, createTestDb, databasesLike, type TestDb } from './migrations-db.ts';
+import { ROOT, TEST_TOKEN, freePorts, getJson, instancesOf, killAll, tempDir } from './helpers.ts';
+import { available, columnsOf, createTestDb, databasesLike, migrationsConfig, type TestDb } from './migrations-db.ts';
 
 const SHOP = path.join(ROOT, 'examples', 'migrations-shop');
 const release = (v: string) => path.join(SHOP, v);
@@ -26,13 +26,6 @@ let client: AdminClient;
 let db: TestDb;
 let stateDir: string;
 let cleanup: () => void;
-
-/** A cutover.yaml whose instances get DATABASE_URL, with a `database:` section. */
-export function migrationsConfig(ports: Awaited<ReturnType<typeof freePorts>>, url: string, database = ''): string {
-  return configYaml(ports, { instances: 1, startTimeout: '10s', keepFor: '10m' })
-    .replace('    stopTimeout: 2s', `    stopTimeout: 2s\n    env:\n      DATABASE_URL: ${url}`)
-    + `\ndatabase:\n  url: ${url}\n  migrations: ./migrations\n  engine: postgres\n${database}`;
-}
 
 async function deploy(version: string, dir: string) {
   return daemon.controller.deploy({ version, path: dir, actor: 'test' }).done;

@@ -223,7 +223,7 @@ async function getAnswers2xx(url: string, p: string, o: CompatOptions): Promise<
     const body = (await res.body.text()).slice(0, 200);
     const ms = performance.now() - t0;
     const ok = res.statusCode >= 200 && res.statusCode < 300;
-    return { gate: name, kind: 'http', outcome: ok ? 'passed' : 'failed', reason: `${name} → ${res.statusCode}${ok ? '' : ` (expected 2xx): ${JSON.stringify(body)}`}`, values: { status: res.statusCode, body }, thresholds: { status: '2xx' }, durationMs: ms };
+    return { gate: name, kind: 'http', outcome: ok ? 'passed' : 'failed', reason: `${name} → ${res.statusCode}${ok ? '' : ` (expected 2xx): ${body.replace(/\s+/g, ' ').trim()}`}`, values: { status: res.statusCode, body }, thresholds: { status: '2xx' }, durationMs: ms };
   } catch (err) {
     if (o.signal.aborted) throw o.signal.reason;
     return { gate: name, kind: 'http', outcome: 'failed', reason: `${name} failed: ${(err as Error).message}`, values: { error: (err as Error).message }, thresholds: { status: '2xx' }, durationMs: performance.now() - t0 };
