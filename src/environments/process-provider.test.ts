@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isCutoverError } from '../lib/errors.ts';
 import { ProcessProvider, type ProcessProviderOptions } from './process-provider.ts';
 import type { Instance } from './types.ts';
-import { FIXTURE_COMMAND, getJson, isPidAlive, killMarked, markedLeaders, tempRoot, waitFor } from './fixtures/helpers.ts';
+import { FIXTURE_COMMAND, FIXTURE_DAEMON, getJson, isPidAlive, killMarked, markedLeaders, tempRoot, waitFor } from './fixtures/helpers.ts';
 
 const tmp = tempRoot('cutover-env-');
 const foreign: number[] = [];
@@ -175,6 +175,26 @@ describe('process provider', () => {
     assert.equal(b.instances('green')[1].pid, started[1].pid, 'the other instance is untouched');
 
     await b.stop('green');
+    assert.deepEqual(await markedLeaders(stateDir), []);
+  });
+
+  test('instances outlive a daemon killed with SIGKILL, keep logging, and are adopted by the next one', async () => {
+    const stateDir = tmp.dir('state');
+    const daemon = spawn(process.execPath, [FIXTURE_DAEMON, stateDir, tmp.dir('rel'), FIXTURE_COMMAND], { stdio: ['ignore', 'pipe', 'inherit'] });
+    foreign.push(daemon.pid as number);
+    let out = '';
+    daemon.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    const recorded = await waitFor('the daemon to report its instances', () => (out.includes('\n') ? (JSON.parse(out) as Instance[]) : null), 10_000);
+    await Promise.all(recorded.map(answers));
+    daemon.kill('SIGKILL');
+    await once(daemon, 'exit');
+
+    for (const inst of recorded) assert.equal((await answers(inst)).pid, inst.pid, `${inst.id} still serves`);
+    const next = provider({ stateDir });
+    const adopted = await next.adopt('blue', recorded);
+    assert.deepEqual(adopted.map((i) => i.pid), recorded.map((i) => i.pid));
+    await next.stop('blue');
+    assert.match(readFileSync(next.logPath('blue-1'), 'utf8'), /got SIGTERM/, 'the log file outlived the daemon');
     assert.deepEqual(await markedLeaders(stateDir), []);
   });
 
