@@ -14,7 +14,7 @@ import { AdminClient } from '../src/api/client.ts';
 import { silentLogger } from '../src/telemetry/logger.ts';
 import { isCutoverError } from '../src/lib/errors.ts';
 import type { EventRecord } from '../src/store/types.ts';
-import { ROOT, TEST_TOKEN, freePorts, getJson, instancesOf, killAll, tempDir } from './helpers.ts';
+import { ROOT, TEST_TOKEN, cli, freePorts, getJson, instancesOf, killAll, tempDir } from './helpers.ts';
 import { available, columnsOf, createTestDb, databasesLike, migrationsConfig, type TestDb } from './migrations-db.ts';
 
 const SHOP = path.join(ROOT, 'examples', 'migrations-shop');
@@ -122,6 +122,17 @@ test('the example across three releases: the contract migration is refused while
   assert.ok((await columnsOf(db.db, 'products')).includes('name'), 'the column is still there');
   const listing = await client.call<{ pending: { name: string; blockedBy: string[] }[] }>('GET', '/migrations');
   assert.equal(listing.pending[0].blockedBy.length, 1);
+  // The same through the CLI: `status` names it, `migrate status` says what holds it, `migrate contract` is refused (exit 1).
+  const env = { CUTOVER_ADMIN_URL: daemon.adminUrl() };
+  const cliStatus = await cli(['status'], { cwd: ROOT, env });
+  assert.match(cliStatus.stdout, /pending contract migrations: 004_drop_name\.contract\.sql/);
+  const cliMigrate = await cli(['migrate', 'status'], { cwd: ROOT, env });
+  assert.equal(cliMigrate.code, 0, cliMigrate.stderr);
+  assert.match(cliMigrate.stdout, /003_backfill_title\.expand\.sql +expand +v3/);
+  assert.match(cliMigrate.stdout, /✗ 004_drop_name\.contract\.sql \(from v4, held .*\): (blue|green) \(standby, a rollback target\) runs v3/);
+  const refused = await cli(['migrate', 'contract'], { cwd: ROOT, env });
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /004_drop_name\.contract\.sql is held/);
 
   // Retiring v3 makes it eligible: the `retired` seam applies it.
   await daemon.controller.retire(status.standby.color, 'test', 'contract test');

@@ -4,6 +4,7 @@ import type { AdminClient } from '../api/client.ts';
 import type { Io } from './context.ts';
 import { registerReport } from './report.ts';
 import { registerDrill } from './drill.ts';
+import { registerMigrate } from './migrate.ts';
 
 export interface CommandKit {
   io: Io;
@@ -17,4 +18,5 @@ export function registerExtraCommands(program: Command, kit: CommandKit): void {
   // drill, report and migrate register here.
   registerReport(program, kit);
   registerDrill(program, kit);
+  registerMigrate(program, kit);
 }
