@@ -326,7 +326,12 @@ export class Controller extends EventEmitter<ControllerEvents> {
       });
       await this.phase(run, 'health', async () => {
         const ids = this.provider.instances(d.color).map((i) => i.id);
-        await this.health.waitHealthy(ids, this.opts.startTimeoutMs, run.abort.signal);
+        try {
+          await this.health.waitHealthy(ids, this.opts.startTimeoutMs, run.abort.signal);
+        } catch (err) {
+          if (run.abort.signal.aborted) throw run.abort.signal.reason;
+          throw await this.explainUnhealthy(err, ids);
+        }
         return { outcome: 'passed', summary: `${ids.length}/${ids.length} instance(s) healthy` };
       });
       await this.phase(run, 'migrate', () => this.hooks.migrate ? this.hooks.migrate(ctx) : skipped('no database migrations configured'));
@@ -378,6 +383,22 @@ export class Controller extends EventEmitter<ControllerEvents> {
     });
     this.updateDeployment(run, { status: 'running' });
     return decision;
+  }
+
+  /** Say why a release did not become healthy: the health error, exits, and the tail of each log. */
+  private async explainUnhealthy(err: unknown, ids: string[]): Promise<unknown> {
+    if (!isCutoverError(err, 'CUTOVER_ERR_HEALTH_TIMEOUT')) return err;
+    const p = this.provider as EnvironmentProvider & { lastExit?: (id: string) => { code: number | null; signal: string | null } | null; logTail?: (id: string, lines: number) => Promise<string[]> };
+    const instances: { id: string; exit: { code: number | null; signal: string | null } | null; log: string[] }[] = [];
+    for (const id of ids) {
+      if (this.health.isHealthy(id)) continue;
+      const log = p.logTail ? await p.logTail(id, 5).catch(() => []) : [];
+      instances.push({ id, exit: p.lastExit?.(id) ?? null, log });
+    }
+    const first = instances[0];
+    const exitNote = first?.exit ? `; ${first.id} exited with ${first.exit.signal ?? `code ${first.exit.code}`}` : '';
+    const logNote = first && first.log.length > 0 ? `; last log line of ${first.id}: ${first.log[first.log.length - 1]}` : '';
+    return new CutoverError('CUTOVER_ERR_HEALTH_TIMEOUT', `${err.message}${exitNote}${logNote}`, { cause: err, details: { ...(err.details ?? {}), instances } });
   }
 
   /** Run one phase: record start and end with duration; a failed verdict throws (unless held: manual gates). */
