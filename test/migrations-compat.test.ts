@@ -28,8 +28,8 @@ let ports: Ports;
 let stateDir: string;
 let cleanup: () => void;
 
-async function startDaemon(database = ''): Promise<Daemon> {
-  const config = parseConfig(migrationsConfig(ports, db.url, database), { file: 'cutover.yaml', baseDir: dir });
+async function startDaemon(database = '', topLevel = ''): Promise<Daemon> {
+  const config = parseConfig(migrationsConfig(ports, db.url, database, topLevel), { file: 'cutover.yaml', baseDir: dir });
   stateDir = config.stateDir;
   return Daemon.start(config, { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN }, plugins: defaultPlugins() });
 }
@@ -84,8 +84,9 @@ test('an expand file that renames a column is stopped by the linter, with file:l
 
 test('with the linter overridden (database.lint: warn, recorded), the compatibility run catches it: the old release fails on the migrated copy, the real database is unchanged', { skip: skip ?? false }, async (t) => {
   // The override is a config change: restart the daemon with it; it adopts v1 and keeps serving.
+  // An http gate is configured too: the compatibility run runs it against both versions.
   await daemon.stop({ stopInstances: false });
-  daemon = await startDaemon('  lint: warn\n');
+  daemon = await startDaemon('  lint: warn\n', 'gates:\n  - name: lists-products\n    http:\n      path: /\n      expect:\n        status: 200\n        bodyContains: products\n');
   await waitFor(async () => (await getJson<{ release: string }>(`${daemon.liveUrl()}/`).catch(() => ({ release: '' }))).release === 'v1', { what: 'v1 adopted' });
 
   const bad = await daemon.controller.deploy({ version: 'rename', path: RENAME, actor: 'test' }).done;
@@ -99,10 +100,10 @@ test('with the linter overridden (database.lint: warn, recorded), the compatibil
   const failure = (compat.data as { failure: { label: string; version: string; check: string; reason: string; statements: string[] } }).failure;
   assert.equal(failure.label, 'old');
   assert.equal(failure.version, 'v1');
-  assert.equal(failure.check, 'GET /');
-  assert.match(failure.reason, /^GET \/ → 500 \(expected 2xx\): .*column \\"name\\" does not exist/);
+  assert.equal(failure.check, 'lists-products');
+  assert.match(failure.reason, /^lists-products: GET \/ → 500 .*status 500 \(expected 200\).*column [\\"]+name[\\"]+ does not exist/);
   assert.deepEqual(failure.statements, ['002_rename_name.expand.sql:2 ALTER TABLE products RENAME COLUMN name TO title']);
-  assert.match(bad.error?.message ?? '', /the old release v1 \(the rollback target\) fails GET \/ against the migrated copy of the database.*002_rename_name\.expand\.sql:2 ALTER TABLE products RENAME COLUMN name TO title.*the real database is untouched/);
+  assert.match(bad.error?.message ?? '', /the old release v1 \(the rollback target\) fails lists-products against the migrated copy of the database.*002_rename_name\.expand\.sql:2 ALTER TABLE products RENAME COLUMN name TO title.*the real database is untouched/);
   await assertUntouched();
 });
 

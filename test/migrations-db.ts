@@ -64,10 +64,10 @@ export async function columnsOf(db: DbConnection, table: string): Promise<string
   return rows.map((r) => r.c);
 }
 
-/** A cutover.yaml whose instances get DATABASE_URL, with a `database:` section. */
-export function migrationsConfig(ports: Ports, url: string, database = ''): string {
+/** A cutover.yaml whose instances get DATABASE_URL, with a `database:` section (`database` adds keys to it, `topLevel` adds sections). */
+export function migrationsConfig(ports: Ports, url: string, database = '', topLevel = ''): string {
   return configYaml(ports, { instances: 1, startTimeout: '10s', keepFor: '10m' })
     .replace('    stopTimeout: 2s', `    stopTimeout: 2s\n    env:\n      DATABASE_URL: ${url}`)
-    + `\ndatabase:\n  url: ${url}\n  migrations: ./migrations\n  engine: postgres\n${database}`;
+    + `\n${topLevel}\ndatabase:\n  url: ${url}\n  migrations: ./migrations\n  engine: postgres\n${database}`;
 }
 

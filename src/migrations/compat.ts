@@ -150,10 +150,8 @@ async function runVersions(o: CompatOptions, shadow: Shadow, result: CompatResul
     stateDir: runDir, command: o.process.command, instances: 1,
     env: { ...o.process.env, [o.db.urlEnv]: shadow.url }, stopGraceMs: o.process.stopTimeoutMs, logger: o.logger,
   });
-  // The old release runs as "blue", the new one as "green" of this throw-away provider.
-  const colorOf = (v: CompatVersion): Color => (v.label === 'old' ? 'blue' : 'green');
   try {
-    const started = await Promise.all(o.versions.map(async (v) => ({ v, instances: await provider.start(colorOf(v), { version: v.version, path: v.path }) })));
+    const started = await Promise.all(o.versions.map(async (v) => ({ v, instances: await provider.start(compatColor(v), { version: v.version, path: v.path }) })));
     const healthy = await Promise.all(started.map(({ v, instances }) => waitHealthy(provider, instances[0], o).then((failure) => ({ v, inst: instances[0], failure }))));
     for (const { v, inst, failure } of healthy) {
       const entry = { label: v.label, version: v.version, checks: [] as CompatCheck[] };
@@ -178,6 +176,11 @@ async function runVersions(o: CompatOptions, shadow: Shadow, result: CompatResul
     await provider.detach().catch(() => undefined);
     await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/** The old release runs as "blue", the new one as "green" of the throw-away provider. */
+function compatColor(v: CompatVersion): Color {
+  return v.label === 'old' ? 'blue' : 'green';
 }
 
 /** Null when healthy; else why not (exited, or no 2xx within the start timeout). */
@@ -206,7 +209,8 @@ async function waitHealthy(provider: ProcessProvider, inst: Instance, o: CompatO
 
 /** The http gates, then `GET /` (when no http gate is configured), the health path and `compatibility.paths`: each must pass. */
 async function runChecks(o: CompatOptions, v: CompatVersion, url: string): Promise<GateResult[]> {
-  const target: GateTarget = { url, listener: 'preview', liveUrl: null, hasLive: false, version: v.version, color: v.label, cwd: v.path, signal: o.signal };
+  // `{color}` in a gate is the colour the throw-away instance was started as (CUTOVER_COLOR).
+  const target: GateTarget = { url, listener: 'preview', liveUrl: null, hasLive: false, version: v.version, color: compatColor(v), cwd: v.path, signal: o.signal };
   const results: GateResult[] = [];
   const httpGates = o.gates.filter((g): g is Extract<Gate, { kind: 'http' }> => g.kind === 'http');
   for (const g of httpGates) results.push(await runHttpGate(g.name, g.http, target, Math.min(g.timeout, o.db.compatibility.requestTimeout)));
