@@ -97,17 +97,13 @@ test('config: interval at least 1s and at most the window; defaults; latencyTest
 /** runAnalysis on a script: `intervals[k]` is what the candidate's live lane holds in interval k. */
 function scripted(c: AnalysisConfig, intervals: Partial<StatsSummary>[], o: { baseline?: Partial<StatsSummary>; promote?: () => Promise<{ actor: string; force: boolean }> } = {}) {
   const switchAt = 1_000_000_500;
-  const t0 = 1_000_000_000;
   const events: { type: string; reason: string; data: Record<string, unknown> }[] = [];
   const waits: string[] = [];
   const input: AnalysisInput = {
     cfg: c, candidate: { color: 'green', version: 'v2' }, previous: { color: 'blue', version: 'v1' }, switchAt,
-    stats: {
-      query(listener, color, from) {
-        if (color === 'blue') return summary({ requests: 1000, ...o.baseline });
-        return summary({ requests: 100, ...intervals[Math.round((from - t0) / c.interval)] });
-      },
-    },
+    stats: { query: () => summary({ requests: 1000, ...o.baseline }) },
+    candidateWindow: (from) => summary({ requests: 100, ...intervals[Math.round((from - switchAt) / c.interval)] }),
+    previousPreviewWindow: () => summary({ requests: 0 }),
     liveUrl: 'http://127.0.0.1:1', previewUrl: null, signal: new AbortController().signal,
     record: (e) => events.push(e),
     awaitPromotion: (reason) => { waits.push(reason); return o.promote ? o.promote() : Promise.reject(new Error('no operator')); },

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig, ConfigError } from '../src/config/load.ts';
-import { gatesSchema } from '../src/gates/schema.ts';
+import { gatesSchema, type Gate, type HttpGateSpec } from '../src/gates/schema.ts';
 import { jsonSubsetMismatch, runHttpGate } from '../src/gates/http-gate.ts';
 import { runCommandGate } from '../src/gates/command-gate.ts';
 import { runCompareGate } from '../src/gates/compare-gate.ts';
@@ -51,8 +51,13 @@ let tmp: string;
 function target(url: string, extra: Partial<GateTarget> = {}): GateTarget {
   return { url, listener: 'preview', liveUrl: null, hasLive: false, version: 'v2', color: 'green', cwd: tmp, signal: new AbortController().signal, ...extra };
 }
-function gate(yaml: object) {
+function gate(yaml: object): Gate {
   return gatesSchema.parse([yaml])[0];
+}
+function httpOf(yaml: object): HttpGateSpec {
+  const g = gate(yaml);
+  assert.equal(g.kind, 'http');
+  return (g as Extract<Gate, { kind: 'http' }>).http;
 }
 
 before(async () => {
@@ -92,34 +97,34 @@ test('JSON subset: listed keys only, arrays element-wise, first mismatch named w
 });
 
 test('http gate: status, JSON with {version}, body text and latency are checked and reported with values', async () => {
-  const pass = await runHttpGate('version', gate({ name: 'version', http: { path: '/version', expect: { json: { version: '{version}' } } } }).http!, target(goodUrl), 5_000);
+  const pass = await runHttpGate('version', httpOf({ name: 'version', http: { path: '/version', expect: { json: { version: '{version}' } } } }), target(goodUrl), 5_000);
   assert.equal(pass.outcome, 'passed', pass.reason);
   assert.match(pass.reason, /^version: GET \/version → 200 in [\d.]+ms; json matches \{"version":"v2"\}$/);
   assert.equal(pass.values.status, 200);
 
-  const wrongVersion = await runHttpGate('version', gate({ name: 'version', http: { path: '/version', expect: { json: { version: '{version}' } } } }).http!, target(goodUrl, { version: 'v3' }), 5_000);
+  const wrongVersion = await runHttpGate('version', httpOf({ name: 'version', http: { path: '/version', expect: { json: { version: '{version}' } } } }), target(goodUrl, { version: 'v3' }), 5_000);
   assert.equal(wrongVersion.outcome, 'failed');
   assert.match(wrongVersion.reason, /json\.version: got "v2", expected "v3"/);
   assert.deepEqual(wrongVersion.thresholds.json, { version: 'v3' });
 
-  const echo = await runHttpGate('echo', gate({ name: 'echo', http: { method: 'post', path: '/echo', body: 'ping {color}', expect: { bodyContains: 'ping green', maxLatency: '500ms' } } }).http!, target(goodUrl), 5_000);
+  const echo = await runHttpGate('echo', httpOf({ name: 'echo', http: { method: 'post', path: '/echo', body: 'ping {color}', expect: { bodyContains: 'ping green', maxLatency: '500ms' } } }), target(goodUrl), 5_000);
   assert.equal(echo.outcome, 'passed', echo.reason);
   assert.match(echo.reason, /POST \/echo → 200 .*body contains "ping green"; latency ≤ 500ms/);
 
-  const status = await runHttpGate('text', gate({ name: 'text', http: { path: '/text', expect: { status: [201, 204], bodyContains: 'bye' } } }).http!, target(goodUrl), 5_000);
+  const status = await runHttpGate('text', httpOf({ name: 'text', http: { path: '/text', expect: { status: [201, 204], bodyContains: 'bye' } } }), target(goodUrl), 5_000);
   assert.equal(status.outcome, 'failed');
   assert.match(status.reason, /status 200 \(expected 201 or 204\); body does not contain "bye" \(got "hello world"\)/);
 
-  const tooSlow = await runHttpGate('slow', gate({ name: 'slow', http: { path: '/', expect: { maxLatency: '20ms' } } }).http!, target(slowUrl), 5_000);
+  const tooSlow = await runHttpGate('slow', httpOf({ name: 'slow', http: { path: '/', expect: { maxLatency: '20ms' } } }), target(slowUrl), 5_000);
   assert.equal(tooSlow.outcome, 'failed');
   assert.match(tooSlow.reason, /latency [\d.]+ms > max 20ms/);
   assert.ok((tooSlow.values.latencyMs as number) >= 55);
 
-  const timeout = await runHttpGate('slow', gate({ name: 'slow', http: { path: '/' } }).http!, target(slowUrl), 20);
+  const timeout = await runHttpGate('slow', httpOf({ name: 'slow', http: { path: '/' } }), target(slowUrl), 20);
   assert.equal(timeout.outcome, 'failed');
   assert.match(timeout.reason, /failed after [\d.]+ms: no answer within 20ms/);
 
-  const refused = await runHttpGate('down', gate({ name: 'down', http: { path: '/' } }).http!, target('http://127.0.0.1:1'), 2_000);
+  const refused = await runHttpGate('down', httpOf({ name: 'down', http: { path: '/' } }), target('http://127.0.0.1:1'), 2_000);
   assert.equal(refused.outcome, 'failed');
   assert.match(refused.reason, /GET \/ failed after/);
 });
@@ -153,7 +158,7 @@ test('command gate: at the timeout the whole process group is killed and the out
 });
 
 test('compare gate: same requests to both; preview error rate and p95 are held to live with a floor and a slack', async () => {
-  const spec = (o: object = {}) => gate({ name: 'compare', compare: { paths: ['/', '/version'], requests: 40, ...o } }).compare!;
+  const spec = (o: object = {}) => (gate({ name: 'compare', compare: { paths: ['/', '/version'], requests: 40, ...o } }) as Extract<Gate, { kind: 'compare' }>).compare;
   const same = await runCompareGate('compare', spec(), target(goodUrl, { liveUrl: goodUrl, hasLive: true }));
   assert.equal(same.outcome, 'passed', same.reason);
   assert.match(same.reason, /error rate 0% vs live 0% \(limit 1%\)/, '0 vs 0 passes: the floor keeps it from dividing by zero');
@@ -172,10 +177,10 @@ test('compare gate: same requests to both; preview error rate and p95 are held t
 });
 
 test('load gate: autocannon load; error rate and p99 against their thresholds', async () => {
-  const ok = await runLoadGate('load', gate({ name: 'load', load: { duration: '1s', connections: 4, maxErrorRate: '1%', maxP99: '300ms' } }).load!, target(goodUrl));
+  const ok = await runLoadGate('load', (gate({ name: 'load', load: { duration: '1s', connections: 4, maxErrorRate: '1%', maxP99: '300ms' } }) as Extract<Gate, { kind: 'load' }>).load, target(goodUrl));
   assert.equal(ok.outcome, 'passed', ok.reason);
   assert.ok((ok.values.requests as number) > 50);
-  const bad = await runLoadGate('load', gate({ name: 'load', load: { duration: '1s', connections: 4, maxErrorRate: '0.1%' } }).load!, target(brokenUrl));
+  const bad = await runLoadGate('load', (gate({ name: 'load', load: { duration: '1s', connections: 4, maxErrorRate: '0.1%' } }) as Extract<Gate, { kind: 'load' }>).load, target(brokenUrl));
   assert.equal(bad.outcome, 'failed');
   assert.match(bad.reason, /error rate 50% > 0\.1%/);
 });

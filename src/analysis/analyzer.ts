@@ -4,17 +4,20 @@
  * its numbers, and conclude. It only returns a verdict (or waits for an operator): the controller
  * rolls back when it says `failed`.
  *
- * Baseline: the old colour's live-listener requests in the `baseline` span before the switch.
- * When that has fewer than minRequests requests and synthetic traffic is on, the old colour's
- * preview-listener requests of the same interval (the synthetic copy sent to it) are used instead.
+ * Baseline: the old colour's live-listener requests in the `baseline` span before the switch
+ * (the router's per-colour stats). When that has fewer than minRequests requests and synthetic
+ * traffic is on, the old release's preview-listener requests of the same interval (the synthetic
+ * copy sent to it) are used instead. Intervals start at the switch, to the millisecond, and count
+ * only the new release's requests (ReleaseRecorder).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Color } from '../environments/types.ts';
-import type { ListenerName, StatsSummary } from '../router/request-stats.ts';
+import type { StatsSummary } from '../router/request-stats.ts';
 import { formatDuration } from '../lib/duration.ts';
 import { startLoad, type LoadRun } from '../gates/load-generator.ts';
 import type { AnalysisConfig } from './schema.ts';
 import { judgeInterval, ms, pct, type IntervalJudgement } from './judge.ts';
+import type { WindowSummary } from './recorder.ts';
 
 /** After an interval ends, wait this long before reading it (requests are counted when they finish). */
 export const EVAL_GRACE_MS = 10;
@@ -26,7 +29,12 @@ export interface AnalysisInput {
   previous: { color: Color; version: string };
   /** When the switch took effect (epoch ms). */
   switchAt: number;
-  stats: { query(listener: ListenerName, color: Color, fromMs: number, toMs: number): StatsSummary };
+  /** The router's stats: the baseline before the switch. */
+  stats: { query(listener: 'live', color: Color, fromMs: number, toMs: number): StatsSummary };
+  /** The new release's live requests that finished in [from, to) (taken in order). */
+  candidateWindow(from: number, to: number): WindowSummary;
+  /** The old release's preview requests in [from, to): the synthetic copy, a concurrent baseline. */
+  previousPreviewWindow(from: number, to: number): WindowSummary;
   liveUrl: string;
   previewUrl: string | null;
   signal: AbortSignal;
@@ -45,11 +53,11 @@ export interface AnalysisVerdict {
 export async function runAnalysis(a: AnalysisInput): Promise<AnalysisVerdict> {
   const { cfg } = a;
   const now = a.now ?? Date.now;
-  const t0 = Math.floor(a.switchAt / 1_000) * 1_000;
+  const t0 = a.switchAt;
   const count = Math.max(1, Math.round(cfg.window / cfg.interval));
   const before = a.stats.query('live', a.previous.color, a.switchAt - cfg.baseline, a.switchAt);
   const baselineOk = before.requests >= cfg.minRequests;
-  const synthetic = cfg.synthetic ? startSynthetic(a, count * cfg.interval + (t0 - a.switchAt) + 2_000, !baselineOk) : null;
+  const synthetic = cfg.synthetic ? startSynthetic(a, count * cfg.interval + 2_000, !baselineOk) : null;
   const baselineSource = baselineOk ? 'before-switch' : synthetic?.preview ? 'synthetic' : 'none';
   const baselineInfo = { source: baselineSource, spanMs: cfg.baseline, requests: before.requests, errorRate: before.errorRate, p95: before.p95, p99: before.p99 };
   a.record({
@@ -67,8 +75,9 @@ export async function runAnalysis(a: AnalysisInput): Promise<AnalysisVerdict> {
       const wait = to + EVAL_GRACE_MS - now();
       if (wait > 0) await sleep(wait, undefined, { signal: a.signal });
       if (a.signal.aborted) throw a.signal.reason;
-      const cand = a.stats.query('live', a.candidate.color, from, to);
-      const base = baselineOk ? before : synthetic?.preview ? a.stats.query('preview', a.previous.color, from, to) : null;
+      const cand = a.candidateWindow(from, to);
+      const copy = synthetic?.preview ? a.previousPreviewWindow(from, to) : null;
+      const base = baselineOk ? before : copy;
       const j = judgeInterval(cand, base, cfg);
       const label = `interval ${k + 1}/${count}`;
       let counted = j.outcome === 'failed';

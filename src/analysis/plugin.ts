@@ -7,6 +7,7 @@ import type { PluginFactory } from '../daemon/daemon.ts';
 import type { PhaseVerdict } from '../controller/hooks.ts';
 import { CutoverError } from '../lib/errors.ts';
 import { runAnalysis } from './analyzer.ts';
+import { ReleaseRecorder } from './recorder.ts';
 import { DEFAULT_DRILL_CONNECTIONS, DEFAULT_DRILL_HOLD_MS, DEFAULT_DRILL_RATE, runDrill } from './drill.ts';
 
 const drillBody = z.strictObject({
@@ -18,25 +19,39 @@ const drillBody = z.strictObject({
 
 export const analysisPlugin: PluginFactory = ({ config, controller, router }) => {
   const cfg = config.analysis;
+  /** Recorders of the bakes in progress (at most one pair: one deployment at a time). */
+  const recorders = new Set<ReleaseRecorder>();
   return {
+    onRequest: (r) => { for (const rec of recorders) rec.observe(r); },
     hooks: {
       async analysis(ctx): Promise<PhaseVerdict> {
         if (!cfg) return { outcome: 'skipped', summary: 'no analysis configured' };
         if (!ctx.previous) return { outcome: 'skipped', summary: 'first release: no baseline to judge against and nothing to roll back to' };
         // The switch event of this deployment says when the new colour took live traffic.
         const switched = controller.events({ deployment: ctx.deployment.id, limit: 10_000 }).filter((e) => e.type === 'switch').at(-1);
-        return runAnalysis({
+        const candidate = new ReleaseRecorder({ listener: 'live', color: ctx.color, version: ctx.release.version });
+        const copy = new ReleaseRecorder({ listener: 'preview', color: ctx.previous.color, version: ctx.previous.version });
+        recorders.add(candidate);
+        recorders.add(copy);
+        try {
+          return await runAnalysis({
           cfg,
           candidate: { color: ctx.color, version: ctx.release.version },
           previous: { color: ctx.previous.color, version: ctx.previous.version },
           switchAt: switched?.time ?? Date.now(),
           stats: router.stats,
+          candidateWindow: (from, to) => candidate.take(from, to),
+          previousPreviewWindow: (from, to) => copy.take(from, to),
           liveUrl: ctx.liveUrl,
           previewUrl: ctx.previewUrl,
           signal: ctx.signal,
           record: (e) => ctx.record({ type: e.type, phase: 'analysis', reason: e.reason, data: e.data, color: ctx.color, version: ctx.release.version }),
           awaitPromotion: (reason) => ctx.awaitPromotion(reason),
-        });
+          });
+        } finally {
+          recorders.delete(candidate);
+          recorders.delete(copy);
+        }
       },
     },
     extras: {

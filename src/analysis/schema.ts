@@ -24,7 +24,9 @@ export const DEFAULT_MAX_BASELINE_MS = 5 * 60_000;
 export const DEFAULT_MW_SIGNIFICANCE = 0.01;
 export const DEFAULT_MW_MIN_EFFECT = 1.2; // candidate median at least 20 % above the baseline's
 export const DEFAULT_MW_SLACK_MS = 5;
-export const DEFAULT_SYNTHETIC_CONNECTIONS = 2;
+/** Synthetic connections by default: one per 5 req/s, so a release 200 ms slow still gets `rate` requests a second. */
+export const SYNTHETIC_RATE_PER_CONNECTION = 5;
+export const MAX_SYNTHETIC_CONNECTIONS = 64;
 
 const latencyLimit = z.strictObject({
   relative: z.number().min(1),
@@ -49,10 +51,13 @@ const synthetic = z.strictObject({
   /** Requests per second sent through the live listener during the bake (and as many through preview to the old colour). */
   rate: z.number().positive().max(10_000),
   paths: z.array(urlPath).min(1).default(['/']),
-  connections: z.int().min(1).max(64).default(DEFAULT_SYNTHETIC_CONNECTIONS),
+  connections: z.int().min(1).max(MAX_SYNTHETIC_CONNECTIONS).optional(),
   method: z.string().regex(/^[A-Za-z]+$/).transform((m) => m.toUpperCase()).default('GET'),
   headers: z.record(z.string(), z.string()).default({}),
-});
+}).transform((s) => ({
+  ...s,
+  connections: s.connections ?? Math.min(MAX_SYNTHETIC_CONNECTIONS, Math.max(2, Math.ceil(s.rate / SYNTHETIC_RATE_PER_CONNECTION))),
+}));
 
 export const analysisSchema = z
   .strictObject({

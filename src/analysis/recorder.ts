@@ -1,0 +1,61 @@
+/**
+ * Exact per-request accounting of one colour+version on one listener for the length of a bake,
+ * fed by the router's request hook. Intervals are cut at any millisecond (the switch is rarely on
+ * a second boundary) and only this release's requests count: the router's per-colour 1 s buckets
+ * would also hold, in the second of the switch, requests of whatever ran on that colour before
+ * (e.g. a release rolled back a moment ago, whose cut-off requests are 502s).
+ * Memory: the requests of the interval being filled (older ones are dropped when judged).
+ */
+import type { RequestRecord } from '../router/router.ts';
+import type { StatsSummary } from '../router/request-stats.ts';
+import { MAX_TEST_SAMPLES } from './judge.ts';
+
+export type WindowSummary = Pick<StatsSummary, 'requests' | 'errorRate' | 'p50' | 'p95' | 'p99' | 'samples'>;
+
+export class ReleaseRecorder {
+  readonly #listener: RequestRecord['listener'];
+  readonly #color: RequestRecord['color'];
+  readonly #version: string;
+  readonly #now: () => number;
+  #at: number[] = [];
+  #latency: number[] = [];
+  #error: boolean[] = [];
+
+  constructor(o: { listener: RequestRecord['listener']; color: RequestRecord['color']; version: string; now?: () => number }) {
+    this.#listener = o.listener;
+    this.#color = o.color;
+    this.#version = o.version;
+    this.#now = o.now ?? Date.now;
+  }
+
+  /** Hot path while a bake runs: one comparison, three pushes. */
+  observe(r: RequestRecord): void {
+    if (r.listener !== this.#listener || r.color !== this.#color || r.version !== this.#version) return;
+    this.#at.push(this.#now());
+    this.#latency.push(r.durationMs);
+    this.#error.push(r.status >= 500);
+  }
+
+  /** Requests that finished in [from, to); drops everything before `to` (intervals are taken in order). */
+  take(from: number, to: number): WindowSummary {
+    let end = 0;
+    while (end < this.#at.length && this.#at[end] < to) end++;
+    const lat: number[] = [];
+    let errors = 0;
+    for (let i = 0; i < end; i++) {
+      if (this.#at[i] < from) continue;
+      lat.push(this.#latency[i]);
+      if (this.#error[i]) errors++;
+    }
+    this.#at = this.#at.slice(end);
+    this.#latency = this.#latency.slice(end);
+    this.#error = this.#error.slice(end);
+    const sorted = Float64Array.from(lat).sort();
+    const q = (p: number) => (sorted.length === 0 ? Number.NaN : sorted[Math.max(1, Math.ceil(p * sorted.length)) - 1]);
+    return {
+      requests: lat.length, errorRate: lat.length === 0 ? 0 : errors / lat.length,
+      p50: q(0.5), p95: q(0.95), p99: q(0.99),
+      samples: lat.length > MAX_TEST_SAMPLES ? lat.filter((_, i) => i % Math.ceil(lat.length / MAX_TEST_SAMPLES) === 0) : lat,
+    };
+  }
+}
