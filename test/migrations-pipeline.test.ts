@@ -60,7 +60,7 @@ after(async () => {
   cleanup?.();
 });
 
-test('a release adding a nullable column passes; the old version keeps serving from the migrated schema; rollback after the switch still works', { skip: skip ?? false }, async () => {
+test('a release adding a nullable column passes; the old version keeps serving from the migrated schema; rollback after the switch still works', { skip: skip ?? false }, async (t) => {
   const d1 = await deploy('v1', release('v1'));
   assert.equal(d1.status, 'succeeded', JSON.stringify(d1.error));
   assert.deepEqual(await columnsOf(db.db, 'products'), ['id', 'name']);
@@ -68,6 +68,7 @@ test('a release adding a nullable column passes; the old version keeps serving f
   const d2 = await deploy('v2', release('v2'));
   assert.equal(d2.status, 'succeeded', JSON.stringify(d2.error));
   assert.deepEqual(await columnsOf(db.db, 'products'), ['id', 'name', 'title']);
+  t.diagnostic(eventsOf(d2.id, 'phase').find((e) => e.phase === 'migrate')?.reason ?? '');
   // The compatibility run started v1 (the rollback target) and v2 on a shadow copy first.
   const [compat] = eventsOf(d2.id, 'migrations.compat');
   assert.equal((compat.data as { outcome: string }).outcome, 'passed', compat.reason);
