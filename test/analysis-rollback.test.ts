@@ -8,7 +8,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DeploymentRecord, EventRecord } from '../src/store/types.ts';
-import { startHarness, type Harness } from './fixtures/judged/harness.ts';
+import { startHarness, JUDGED, type Harness } from './fixtures/judged/harness.ts';
 
 const GATES = [
   'gates:',
@@ -90,5 +90,41 @@ describe('low traffic with synthetic requests', () => {
     assert.equal(fine.status, 'succeeded', fine.error?.message);
     assert.ok(intervals(h, fine).some((e) => e.data?.outcome === 'passed'));
     assert.ok(h.requestLog('v3').length > 50, 'synthetic requests reached the new live colour');
+  });
+});
+
+describe('inconclusive: pause', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness('analysis:\n  window: 10s\n  interval: 1s\n  minRequests: 100000\n  inconclusive: pause\n');
+    assert.equal((await h.deploy('v1')).status, 'succeeded');
+  });
+  after(async () => { await h?.close(); });
+
+  async function paused(version: string) {
+    await h.client.call('POST', '/deployments', { version, path: JUDGED });
+    const cur = h.daemon.controller.current()!;
+    for (let i = 0; i < 200 && h.daemon.controller.current()?.deployment.status !== 'awaiting-promotion'; i++) await sleep(25);
+    assert.equal(h.daemon.controller.current()?.deployment.status, 'awaiting-promotion');
+    assert.equal(h.daemon.controller.current()?.deployment.phase, 'analysis');
+    return cur;
+  }
+
+  test('judging stops at the first inconclusive interval and waits: promote accepts the release, rollback rolls it back', async () => {
+    const first = await paused('v2');
+    const wait = h.events(first.deployment.id).find((e) => e.type === 'promote.waiting')!;
+    assert.match(wait.reason, /interval 1\/10 of v2 was inconclusive \(\d+ request\(s\) < minRequests 100000\); judging stopped: `cutover promote` accepts it, `cutover rollback` rolls back/);
+    const p = await h.cli(['promote']);
+    assert.equal(p.code, 0, p.stderr);
+    const ok = await first.done;
+    assert.equal(ok.status, 'succeeded');
+    assert.match(h.events(ok.id).find((e) => e.type === 'phase' && e.phase === 'analysis')!.reason, /^accepted by \S+ after analysis paused$/);
+
+    const second = await paused('v3');
+    const rb = await h.cli(['rollback']);
+    assert.equal(rb.code, 0, rb.stderr);
+    const back = await second.done;
+    assert.notEqual(back.status, 'succeeded');
+    assert.equal(h.daemon.controller.status().live!.version, 'v2');
   });
 });
