@@ -669,15 +669,15 @@ export class Controller extends EventEmitter<ControllerEvents> {
   }
 
   /** Stop the standby; its release is remembered so a later rollback can start it again. */
-  retire(color: Color, actor: string, reason: string): Promise<void> {
-    return this.traffic.run(async () => {
+  async retire(color: Color, actor: string, reason: string): Promise<void> {
+    const retired = await this.traffic.run(async () => {
       const env = this.store.environments()[color];
-      if (env.role !== 'standby') return;
+      if (env.role !== 'standby') return null;
       if (this.running && this.running.record.color !== color && ['verify', 'analysis'].includes(this.running.record.phase)) {
         // Never retire the rollback target while the new release is still being judged.
         this.commit({ environments: [{ ...env, retireAt: Date.now() + 60_000 }] });
         this.scheduleRetirement();
-        return;
+        return null;
       }
       const t0 = performance.now();
       this.provider.setAutoRestart(color, false);
@@ -686,8 +686,10 @@ export class Controller extends EventEmitter<ControllerEvents> {
       this.commit({ environments: [{ ...env, role: 'retired', since: Date.now(), retireAt: null }], instances: [{ color, instances: [] }] });
       this.applyRoutes('standby retired');
       this.record({ type: 'retire', actor, color, version: env.version, durationMs: performance.now() - t0, reason: `${color} (${env.version}) retired: ${reason}; rollback now needs a restart` });
-      if (this.hooks.retired) await this.hooks.retired({ color, version: env.version });
+      return { color, version: env.version };
     });
+    // Outside the traffic lock: a long contract migration must never delay a rollback.
+    if (retired && this.hooks.retired) await this.hooks.retired(retired);
   }
 
   // ───────────────────────────── routes ─────────────────────────────
