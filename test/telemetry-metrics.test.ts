@@ -145,3 +145,20 @@ test('request series of old versions are removed so a long-lived daemon keeps bo
   const versions = [...text.matchAll(/cutover_http_requests_total\{[^}]*version="(v\d+)"/g)].map((x) => x[1]);
   assert.deepEqual(versions.sort(), ['v10', 'v7', 'v8', 'v9']);
 });
+
+test('gate events are counted and timed by phase, gate and outcome', async () => {
+  const status = () => ({ live: null, deployment: null, router: { revision: 0 }, environments: { blue: { color: 'blue' as const, role: 'empty', version: null, since: 0, instances: [] }, green: { color: 'green' as const, role: 'empty', version: null, since: 0, instances: [] } } });
+  const m = new CutoverMetrics({ status, inFlight: () => 0, processMetrics: false });
+  const gate = (seq: number, phase: string, name: string, outcome: string, durationMs: number | null) => m.onEvent({ seq, time: Date.now(), type: 'gate', phase, deployment: 'd', actor: 'cutover', reason: name, durationMs, color: 'green', version: 'v2', data: { gate: name, outcome } });
+  gate(1, 'gates', 'smoke', 'passed', 120);
+  gate(2, 'gates', 'load', 'failed', 5_000);
+  gate(3, 'verify', 'smoke', 'passed', 80);
+  gate(4, 'gates', 'compare', 'skipped', null);
+  const { body } = await m.render();
+  assert.equal(value(body, 'cutover_gate_results_total{phase="gates",gate="smoke",outcome="passed"}'), 1);
+  assert.equal(value(body, 'cutover_gate_results_total{phase="gates",gate="load",outcome="failed"}'), 1);
+  assert.equal(value(body, 'cutover_gate_results_total{phase="verify",gate="smoke",outcome="passed"}'), 1);
+  assert.equal(value(body, 'cutover_gate_results_total{phase="gates",gate="compare",outcome="skipped"}'), 1);
+  assert.equal(value(body, 'cutover_gate_duration_seconds_sum{phase="gates",gate="load",outcome="failed"}'), 5);
+  assert.equal(value(body, 'cutover_events_total{type="gate"}'), 4);
+});

@@ -75,8 +75,8 @@ export class CutoverMetrics {
   private readonly rollbacks: Counter<'trigger' | 'outcome'>;
   private readonly drainDuration: Histogram<'outcome'>;
   private readonly phaseDuration: Histogram<'phase' | 'outcome'>;
-  private readonly gateDuration: Histogram<'gate' | 'outcome'>;
-  private readonly gateResults: Counter<'gate' | 'outcome'>;
+  private readonly gateDuration: Histogram<'phase' | 'gate' | 'outcome'>;
+  private readonly gateResults: Counter<'phase' | 'gate' | 'outcome'>;
   private readonly analysisVerdicts: Counter<'outcome'>;
   private readonly events: Counter<'type'>;
   private readonly idleSeconds: Counter<'role'>;
@@ -129,8 +129,8 @@ export class CutoverMetrics {
     this.rollbacks = new Counter({ name: 'cutover_rollbacks_total', help: 'Rollbacks by trigger (manual, automatic) and outcome (completed, failed).', labelNames: ['trigger', 'outcome'], registers });
     this.drainDuration = new Histogram({ name: 'cutover_drain_duration_seconds', help: 'Time to drain the colour that left the live listener, by outcome (completed, timeout).', labelNames: ['outcome'], buckets: LONG_BUCKETS, registers });
     this.phaseDuration = new Histogram({ name: 'cutover_phase_duration_seconds', help: 'Pipeline phase durations, by phase and outcome (passed, failed, skipped).', labelNames: ['phase', 'outcome'], buckets: LONG_BUCKETS, registers });
-    this.gateDuration = new Histogram({ name: 'cutover_gate_duration_seconds', help: 'Pre-switch gate durations, by gate and outcome.', labelNames: ['gate', 'outcome'], buckets: LONG_BUCKETS, registers });
-    this.gateResults = new Counter({ name: 'cutover_gate_results_total', help: 'Pre-switch gate results, by gate and outcome (passed, failed, skipped).', labelNames: ['gate', 'outcome'], registers });
+    this.gateDuration = new Histogram({ name: 'cutover_gate_duration_seconds', help: 'Gate durations, by phase (gates before the switch, verify after it), gate and outcome.', labelNames: ['phase', 'gate', 'outcome'], buckets: LONG_BUCKETS, registers });
+    this.gateResults = new Counter({ name: 'cutover_gate_results_total', help: 'Gate results, by phase (gates, verify), gate and outcome (passed, failed, skipped).', labelNames: ['phase', 'gate', 'outcome'], registers });
     this.analysisVerdicts = new Counter({ name: 'cutover_analysis_verdicts_total', help: 'Post-switch analysis verdicts, by outcome (passed, failed, skipped).', labelNames: ['outcome'], registers });
     this.notifications = new Counter({ name: 'cutover_notifications_total', help: 'Webhook delivery attempts by target and outcome (delivered, retried, failed, dropped).', labelNames: ['target', 'outcome'], registers });
     this.events = new Counter({ name: 'cutover_events_total', help: 'Recorded events, by type.', labelNames: ['type'], registers });
@@ -242,8 +242,9 @@ export class CutoverMetrics {
         break;
       case 'gate': {
         const gate = gateName(e);
-        this.gateResults.labels(gate, outcome).inc();
-        if (seconds !== null) this.gateDuration.labels(gate, outcome).observe(seconds);
+        const phase = e.phase === 'verify' ? 'verify' : 'gates';
+        this.gateResults.labels(phase, gate, outcome).inc();
+        if (seconds !== null) this.gateDuration.labels(phase, gate, outcome).observe(seconds);
         break;
       }
       default:

@@ -38,8 +38,8 @@ function fmtMs(ms) {
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
 const fmtPct = (x) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : `${(x * 100).toFixed(x < 0.001 && x > 0 ? 3 : 2)}%`);
-const fmtTime = (t) => new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
-const fmtDate = (t) => new Date(t).toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+const fmtTime = (t) => new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+const fmtDate = (t) => new Date(t).toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
 function ago(t) {
   const s = Math.max(0, (Date.now() - t) / 1000);
   if (s < 60) return `${Math.round(s)}s ago`;
@@ -231,7 +231,11 @@ function renderDeployment() {
   const d = dep.deployment;
   const events = dep.events;
   const phaseEvents = new Map(events.filter((e) => e.type === 'phase').map((e) => [e.phase, e]));
-  const checks = { gates: events.filter((e) => e.type === 'gate'), analysis: events.filter((e) => e.type === 'analysis' || e.type === 'release.measured') };
+  const checks = {
+    gates: events.filter((e) => e.type === 'gate' && e.phase !== 'verify'),
+    verify: events.filter((e) => e.type === 'gate' && e.phase === 'verify'),
+    analysis: events.filter((e) => e.type.startsWith('analysis') || e.type === 'release.measured'),
+  };
   const running = d.status === 'running' || d.status === 'awaiting-promotion';
   const items = PHASES.map((name) => {
     const e = phaseEvents.get(name);
@@ -251,9 +255,11 @@ function renderDeployment() {
       `${c.reason} `, c.type === 'release.measured' ? null : el('span', { class: 'vals', text: valuesText(c.data) }))));
     return [li, el('li', { class: 'sub' }, sub)];
   }).flat();
+  const later = state.report?.releases.find((x) => x.id === d.id && x.rolledBack && d.status === 'succeeded');
   const title = el('div', { class: 'dep-title' },
     el('strong', { text: `${d.version} → ${d.color}` }),
     el('span', { class: `status ${d.status}`, 'data-testid': 'deployment-status', text: d.status }),
+    later ? el('span', { class: 'status rolled-back', text: `rolled back after ${fmtMs(later.timeToRollbackMs)}` }) : null,
     el('span', { class: 'muted', text: `${d.id} · by ${d.actor} · ${fmtDate(d.createdAt)}${d.finishedAt ? ` · took ${fmtMs(d.finishedAt - d.createdAt)}` : ''}` }));
   const children = [title, el('ol', { class: 'timeline', 'aria-label': 'Phases' }, ...items)];
   if (d.error) children.push(el('p', { class: 'error', text: d.error.message }));
@@ -272,6 +278,7 @@ async function refreshDeployment() {
 // ───────────────────────────── history and figures ─────────────────────────────
 
 function renderReport(r) {
+  state.report = r;
   const fig = (label, value, note, id) => el('div', {}, el('dt', { text: label }), el('dd', { 'data-testid': id, text: value }, note ? el('small', { text: note }) : null));
   const ps = r.postSwitch;
   $('#figures').replaceChildren(
