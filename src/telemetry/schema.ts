@@ -10,26 +10,16 @@
  * ```
  */
 import { z } from 'zod';
-import { parseDuration } from '../lib/duration.ts';
+import { duration } from '../config/fields.ts';
 
 /** Event types sent when a target names none: what a person on call wants to hear about. */
 export const DEFAULT_NOTIFY_EVENTS = [
   'deployment.*', 'promote.waiting', 'switch', 'rollback', 'rollback.*', 'failover', 'live.down', 'abort', 'retire',
 ] as const;
 export const DEFAULT_WEBHOOK_TIMEOUT_MS = 5_000; // 5 seconds per attempt
-export const DEFAULT_WEBHOOK_RETRIES = 8; // attempts after the first: 1+2+…+128 s ≈ 4 min of retrying
+export const DEFAULT_WEBHOOK_RETRIES = 8; // attempts after the first: waits of about 1, 2, 4 … 128 s, up to ~4 min in all
 export const DEFAULT_WEBHOOK_RETRY_DELAY_MS = 1_000; // first retry after 1 s, doubling each time
 export const MAX_WEBHOOK_RETRY_DELAY_MS = 5 * 60_000; // never wait more than 5 minutes between attempts
-
-/** Local duration parser (config/schema.ts imports this module, so it cannot be imported back). */
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  const ms = typeof v === 'number' ? v : parseDuration(v);
-  if (ms === null || !Number.isFinite(ms) || ms < 0) {
-    ctx.addIssue({ code: 'custom', message: `expected a duration like "500ms", "30s" or "5m", got ${JSON.stringify(v)}` });
-    return z.NEVER;
-  }
-  return ms;
-});
 
 export const notificationSchema = z.strictObject({
   /** Shown in logs and metrics instead of the URL (whose path is often a secret, as Slack's). */
