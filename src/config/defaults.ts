@@ -17,3 +17,10 @@ export const DEFAULT_HEALTH_TIMEOUT_MS = 2_000; // 2 seconds
 export const DEFAULT_HEALTHY_THRESHOLD = 1; // passes before an instance takes traffic
 export const DEFAULT_UNHEALTHY_THRESHOLD = 2; // failures before it stops taking traffic
 export const DEFAULT_STANDBY_KEEP_FOR_MS = 30 * 60_000; // 30 minutes
+// Router limits for hostile or broken clients (issue #6).
+export const DEFAULT_MAX_HEADER_SIZE_BYTES = 16 * 1024; // 16 KiB request (and upstream response) head, Node's default; over it: 431 / 502
+export const DEFAULT_MAX_HEADER_COUNT = 100; // header lines per request, as Apache's LimitRequestFields; over it: 431
+export const DEFAULT_MAX_URL_LENGTH_BYTES = 8 * 1024; // 8 KiB request target; over it: 414
+export const DEFAULT_MAX_BODY_SIZE_BYTES = 10 * 1024 * 1024; // 10 MiB request body, streamed and counted; over it: 413 (0 = no limit)
+export const DEFAULT_HEADERS_TIMEOUT_MS = 30_000; // 30 seconds to send the whole request head; then 408
+export const DEFAULT_REQUEST_TIMEOUT_MS = 5 * 60_000; // 5 minutes to send the whole request (head and body); then 408

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { parseDuration } from '../lib/duration.ts';
+import { parseSize } from '../lib/size.ts';
 
 /** A duration like "500ms", "30s", "5m" → milliseconds. */
 export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -33,3 +34,13 @@ export const share = z.union([z.string(), z.number()]).transform((v, ctx) => {
 
 /** An URL path such as "/version" or "/search?q=x". */
 export const urlPath = z.string().startsWith('/', 'expected a path starting with "/"');
+
+/** A byte size like "16kb", "10mb" or a number of bytes → bytes (binary units: 1kb = 1024). */
+export const byteSize = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const n = typeof v === 'number' ? v : parseSize(v);
+  if (n === null || !Number.isSafeInteger(n) || n < 0) {
+    ctx.addIssue({ code: 'custom', message: `expected a size like "16kb", "10mb" or a number of bytes, got ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return n;
+});

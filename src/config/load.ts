@@ -61,7 +61,16 @@ export function parseConfig(text: string, opts: { file: string; baseDir: string;
     throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
   }
   const cfg = result.data;
-  const loaded: LoadedConfig = { ...cfg, stateDir: path.resolve(opts.baseDir, cfg.stateDir), file: opts.file, baseDir: opts.baseDir };
+  // Files named in the config are relative to the config file, like stateDir.
+  const tlsFiles = (t: { cert: string; key: string } | undefined) => t && { cert: path.resolve(opts.baseDir, t.cert), key: path.resolve(opts.baseDir, t.key) };
+  const loaded: LoadedConfig = {
+    ...cfg,
+    stateDir: path.resolve(opts.baseDir, cfg.stateDir),
+    router: { ...cfg.router, tls: tlsFiles(cfg.router.tls) },
+    admin: { ...cfg.admin, tls: tlsFiles(cfg.admin.tls) },
+    file: opts.file,
+    baseDir: opts.baseDir,
+  };
   return deepFreeze(loaded);
 }
 

@@ -6,7 +6,8 @@
 import { z } from 'zod';
 import * as d from './defaults.ts';
 import { notificationsSchema } from '../telemetry/schema.ts';
-import { duration } from './fields.ts';
+import { byteSize, duration } from './fields.ts';
+import { parseCidr } from '../lib/cidr.ts';
 import { gatesSchema, warmupSchema } from '../gates/schema.ts';
 import { analysisSchema } from '../analysis/schema.ts';
 import { databaseSchema } from '../migrations/config.ts';
@@ -35,18 +36,38 @@ export const address = z.string().transform((v, ctx) => {
   return a;
 });
 
+/** Certificate and key files (PEM), relative to the config file; reloaded on SIGHUP. */
+const tlsSchema = z.strictObject({
+  cert: z.string().min(1, 'expected the certificate file (PEM)'),
+  key: z.string().min(1, 'expected the private key file (PEM)'),
+});
+
+const cidr = z.string().refine((v) => parseCidr(v) !== null, { message: 'expected an address or CIDR range like "10.0.0.0/8" or "::1"' });
+
 const routerSchema = z.strictObject({
   listen: address.prefault(d.DEFAULT_LISTEN),
   preview: address.prefault(d.DEFAULT_PREVIEW),
   drainTimeout: duration.default(d.DEFAULT_DRAIN_TIMEOUT_MS),
   connectTimeout: duration.default(d.DEFAULT_CONNECT_TIMEOUT_MS),
   responseTimeout: duration.default(d.DEFAULT_RESPONSE_TIMEOUT_MS),
+  // Limits and trust for the router's listeners (issue #6; README "Security").
+  maxHeaderSize: byteSize.default(d.DEFAULT_MAX_HEADER_SIZE_BYTES),
+  maxHeaderCount: z.int().min(1).max(10_000).default(d.DEFAULT_MAX_HEADER_COUNT),
+  maxUrlLength: byteSize.default(d.DEFAULT_MAX_URL_LENGTH_BYTES),
+  maxBodySize: byteSize.default(d.DEFAULT_MAX_BODY_SIZE_BYTES),
+  headersTimeout: duration.default(d.DEFAULT_HEADERS_TIMEOUT_MS),
+  requestTimeout: duration.default(d.DEFAULT_REQUEST_TIMEOUT_MS),
+  trustedProxies: z.array(cidr).default([]),
+  tls: tlsSchema.optional(),
+}).superRefine((v, ctx) => {
+  if (v.requestTimeout > 0 && v.headersTimeout > v.requestTimeout) ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: 'must not be longer than router.requestTimeout' });
 });
 
 const adminSchema = z.strictObject({
   listen: address.prefault(d.DEFAULT_ADMIN_LISTEN),
   /** Serve /metrics without the admin token (for a Prometheus scraper on a trusted network). */
   metricsPublic: z.boolean().default(false),
+  tls: tlsSchema.optional(),
 });
 
 const processSchema = z.strictObject({

@@ -69,6 +69,11 @@ export class Daemon {
     const router = new Router({
       listen: config.router.listen, preview: config.router.preview,
       drainTimeoutMs: config.router.drainTimeout, connectTimeoutMs: config.router.connectTimeout, responseTimeoutMs: config.router.responseTimeout,
+      limits: {
+        maxHeaderBytes: config.router.maxHeaderSize, maxHeaderCount: config.router.maxHeaderCount, maxUrlBytes: config.router.maxUrlLength,
+        maxBodyBytes: config.router.maxBodySize, headersTimeoutMs: config.router.headersTimeout, requestTimeoutMs: config.router.requestTimeout,
+      },
+      trustedProxies: config.router.trustedProxies, tls: config.router.tls ?? null,
       health, logger,
       onRequest: (r) => { for (const f of onRequestFns) f(r); },
     });

@@ -8,7 +8,26 @@ test('request: hop-by-hop and Connection-named headers are dropped; X-Forwarded-
       'X-Forwarded-For', '10.0.0.1', 'x-forwarded-for', '10.0.0.2', 'X-Forwarded-Proto', 'https', 'Expect', '100-continue', 'Accept', '*/*'],
     'Keep-Alive, X-Hop', '::ffff:192.0.2.1', 'http',
   );
-  assert.deepEqual(out, ['Host', 'a.example', 'Accept', '*/*', 'x-forwarded-for', '10.0.0.1, 10.0.0.2, 192.0.2.1', 'x-forwarded-proto', 'http', 'x-forwarded-host', 'a.example']);
+  // An untrusted client's forwarding headers are replaced, not extended (issue #6).
+  assert.deepEqual(out, ['Host', 'a.example', 'Accept', '*/*', 'x-forwarded-for', '192.0.2.1', 'x-forwarded-proto', 'http', 'x-forwarded-host', 'a.example']);
+});
+
+test('request from a trusted proxy: its X-Forwarded-For list is extended, its proto/host/Forwarded kept', () => {
+  const raw = ['Host', 'a.example', 'X-Forwarded-For', '10.0.0.1', 'x-forwarded-for', '10.0.0.2', 'X-Forwarded-Proto', 'https',
+    'X-Forwarded-Host', 'public.example', 'Forwarded', 'for=10.0.0.1', 'X-Real-IP', '10.0.0.1'];
+  assert.deepEqual(upstreamRequestHeaders(raw, undefined, '::ffff:192.0.2.1', 'http', { trusted: true }), [
+    'Host', 'a.example', 'Forwarded', 'for=10.0.0.1', 'X-Real-IP', '10.0.0.1',
+    'x-forwarded-for', '10.0.0.1, 10.0.0.2, 192.0.2.1', 'x-forwarded-proto', 'https', 'x-forwarded-host', 'public.example',
+  ]);
+  // The same headers from anyone else are dropped or replaced.
+  assert.deepEqual(upstreamRequestHeaders(raw, undefined, '198.51.100.9', 'https'), [
+    'Host', 'a.example', 'x-forwarded-for', '198.51.100.9', 'x-forwarded-proto', 'https', 'x-forwarded-host', 'a.example',
+  ]);
+});
+
+test('request with an absolute-form target: Host is the target\'s authority', () => {
+  const out = upstreamRequestHeaders(['Host', 'a.example', 'Accept', '*/*'], undefined, '127.0.0.1', 'http', { host: 'b.example' });
+  assert.deepEqual(out, ['Accept', '*/*', 'host', 'b.example', 'x-forwarded-for', '127.0.0.1', 'x-forwarded-proto', 'http', 'x-forwarded-host', 'b.example']);
 });
 
 test('response: hop-by-hop dropped, repeated headers kept, Buffers decoded byte-exact', () => {

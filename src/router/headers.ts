@@ -22,10 +22,11 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 
 /**
  * Request-only drops. `expect`: Node's server already answered `100-continue` before the
- * request reached us (and undici refuses the header). `x-forwarded-proto/host`: replaced with
- * what this listener saw, so a client cannot spoof them.
+ * request reached us (and undici refuses the header). The forwarding headers are rebuilt from what
+ * this listener saw, so a client cannot spoof its address, scheme or host to the application
+ * (only a trusted proxy's values are kept, see `upstreamRequestHeaders`).
  */
-const REQUEST_DROP: ReadonlySet<string> = new Set(['expect', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-for']);
+const REQUEST_DROP: ReadonlySet<string> = new Set(['expect', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-for', 'forwarded', 'x-real-ip']);
 
 /**
  * Extra header names listed in a Connection header value (RFC 9110 §7.6.1), lower-cased, or null
@@ -49,31 +50,54 @@ function stripIpv4Mapped(addr: string | undefined): string {
   return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
 }
 
+export interface ForwardingOptions {
+  /**
+   * The client is a configured trusted proxy (`router.trustedProxies`): its X-Forwarded-For list is
+   * kept and extended, and its X-Forwarded-Proto/-Host, Forwarded and X-Real-IP pass unchanged.
+   * Otherwise all of these are replaced by what this listener saw (or dropped).
+   */
+  trusted?: boolean;
+  /** Host to send instead of the client's (the authority of an absolute-form request target). */
+  host?: string;
+}
+
 /**
  * Headers for the upstream request: client headers minus hop-by-hop ones, `X-Forwarded-For`
- * extended with the client address, `X-Forwarded-Proto`/`X-Forwarded-Host` set.
+ * set to the client address (appended to a trusted proxy's list), `X-Forwarded-Proto`/`-Host` set.
  * `Host` is kept as the client sent it (the application sees its public name).
  */
-export function upstreamRequestHeaders(raw: readonly string[], connection: string | undefined, clientAddr: string | undefined, proto: string): string[] {
+export function upstreamRequestHeaders(raw: readonly string[], connection: string | undefined, clientAddr: string | undefined, proto: string, opts: ForwardingOptions = {}): string[] {
   const named = connectionTokens(connection);
+  const trusted = opts.trusted === true;
   const out: string[] = [];
   let xff: string | null = null;
-  let host: string | null = null;
+  let host: string | null = opts.host ?? null;
+  let xfProto: string | null = null;
+  let xfHost: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || (named !== null && named.has(lower))) continue;
     if (REQUEST_DROP.has(lower)) {
+      if (!trusted) continue;
       // Several X-Forwarded-For lines are one list (RFC 9110 §5.3); keep their order.
       if (lower === 'x-forwarded-for') xff = xff === null ? raw[i + 1] : `${xff}, ${raw[i + 1]}`;
+      else if (lower === 'x-forwarded-proto') xfProto ??= raw[i + 1];
+      else if (lower === 'x-forwarded-host') xfHost ??= raw[i + 1];
+      else if (lower !== 'expect') out.push(name, raw[i + 1]); // forwarded, x-real-ip
       continue;
     }
-    if (lower === 'host') host = raw[i + 1];
+    if (lower === 'host') {
+      if (opts.host !== undefined) continue;
+      host = raw[i + 1];
+    }
     out.push(name, raw[i + 1]);
   }
+  if (opts.host !== undefined) out.push('host', opts.host);
   const client = stripIpv4Mapped(clientAddr);
-  out.push('x-forwarded-for', xff === null ? client : `${xff}, ${client}`, 'x-forwarded-proto', proto);
-  if (host !== null) out.push('x-forwarded-host', host);
+  out.push('x-forwarded-for', xff === null ? client : `${xff}, ${client}`, 'x-forwarded-proto', xfProto ?? proto);
+  const fwdHost = xfHost ?? host;
+  if (fwdHost !== null) out.push('x-forwarded-host', fwdHost);
   return out;
 }
 

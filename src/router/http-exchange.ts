@@ -8,10 +8,13 @@
  * or a non-idempotent method, or retry after a response byte was forwarded.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { HealthView } from '../health/types.ts';
+import type { AddressSet } from '../lib/cidr.ts';
 import { downstreamFromParsed, upstreamRequestHeaders } from './headers.ts';
 import type { Flight, Lane } from './lanes.ts';
+import { absoluteForm } from './request-guard.ts';
 import type { ListenerName, ProxyErrorKind, RequestStats } from './request-stats.ts';
 import { classifyUpstreamError, failureBody } from './upstream-errors.ts';
 import type { BoundRoute, Upstream, UpstreamSet } from './upstreams.ts';
@@ -22,7 +25,36 @@ export interface ProxyContext {
   readonly stats: RequestStats;
   readonly upstreams: UpstreamSet;
   readonly onRequest: ((r: RequestRecord) => void) | undefined;
+  /** Clients whose X-Forwarded-* headers are kept (`router.trustedProxies`). */
+  readonly trustedProxies: AddressSet;
+  /** The scheme clients used: `https` when the router terminates TLS. */
+  readonly proto: 'http' | 'https';
+  /** Request body limit in bytes; 0 = none. Content-Length is checked before; chunked bodies are counted. */
+  readonly maxBodyBytes: number;
   reportFailure(u: Upstream, reason: string): void;
+}
+
+/** Thrown into undici by a counted body that went past the limit; answered 413. */
+const BODY_TOO_LARGE = 'CUTOVER_BODY_TOO_LARGE';
+
+/**
+ * A chunked request body, counted as it streams: past `limit` bytes it fails, which aborts the
+ * upstream request (the application sees a cut request, never a complete one). A Transform and
+ * not an async iterator over `req`: ending an iterator early destroys the client socket, and the
+ * client should get its 413.
+ */
+class CountedBody extends Transform {
+  #n = 0;
+  readonly #limit: number;
+  constructor(limit: number) {
+    super();
+    this.#limit = limit;
+  }
+  _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.#n += chunk.length;
+    if (this.#n > this.#limit) cb(Object.assign(new Error(`request body larger than ${this.#limit} bytes`), { code: BODY_TOO_LARGE }));
+    else cb(null, chunk);
+  }
 }
 
 export interface RequestRecord {
@@ -72,7 +104,10 @@ export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
   readonly #req: IncomingMessage;
   readonly #res: TaggedResponse;
   readonly #headers: string[];
+  readonly #path: string;
   readonly #hasBody: boolean;
+  /** Chunked body under a limit: streamed through `CountedBody`. */
+  readonly #counted: boolean;
   readonly #startedAt: number;
   #upstream: Upstream | null = null;
   #retried = false;
@@ -90,7 +125,11 @@ export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
     const h = req.headers;
     const cl = h['content-length'];
     this.#hasBody = (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined;
-    this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, req.socket.remoteAddress, 'http');
+    this.#counted = ctx.maxBodyBytes > 0 && cl === undefined && this.#hasBody;
+    const target = targetOf(req);
+    this.#path = target.path;
+    const remote = req.socket.remoteAddress;
+    this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto, { trusted: ctx.trustedProxies.has(remote), host: target.host });
   }
 
   /** Links into the lane and sends the request to `first` (already picked, healthy). */
@@ -107,11 +146,11 @@ export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
     const req = this.#req;
     u.pool.dispatch(
       {
-        path: req.url ?? '/',
+        path: this.#path,
         method: req.method ?? 'GET',
         headers: this.#headers,
         // Streamed: undici pauses the client socket when the upstream socket is full.
-        body: this.#hasBody ? req : null,
+        body: this.#hasBody ? (this.#counted ? req.pipe(new CountedBody(this.#ctx.maxBodyBytes)) : req) : null,
       },
       this,
     );
@@ -166,6 +205,10 @@ export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
       return;
     }
     const u = this.#upstream as Upstream;
+    if ((err as { code?: string }).code === BODY_TOO_LARGE) {
+      this.#fail(413, `the request body is larger than ${this.#ctx.maxBodyBytes} bytes`, undefined);
+      return;
+    }
     const f = classifyUpstreamError(err);
     if (f.report) this.#ctx.reportFailure(u, `${f.text} (${(err as { code?: string }).code ?? 'error'})`);
     if (f.retryable && !this.#retried && !this.#hasBody && RETRYABLE_METHODS.has(this.#req.method ?? '')) {
@@ -243,4 +286,15 @@ export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
     // Last: may complete a drain whose report should already count this request as done.
     this.lane?.remove(this);
   }
+}
+
+/**
+ * The path to send upstream, and the Host to send when the client used the absolute form
+ * (RFC 9112 §3.2.2: its authority replaces Host). The router checked the target already.
+ */
+export function targetOf(req: IncomingMessage): { path: string; host: string | undefined } {
+  const url = req.url ?? '/';
+  if (url.charCodeAt(0) === 47 /* / */) return { path: url, host: undefined };
+  const abs = absoluteForm(url);
+  return abs === null ? { path: url, host: undefined } : { path: abs.path, host: abs.host };
 }

@@ -108,6 +108,8 @@ test('50 keep-alive connections, 20 switches, slow requests and WebSockets in fl
     await sleep(SWITCH_EVERY_MS - 100);
     // Slow requests bound to the current colour, in flight across the switch.
     const bound = current;
+    const slowStartedOn = (c: Color) => ups.filter((u) => u.color === c).reduce((n, u) => n + u.slowStarted, 0);
+    const startedBefore = slowStartedOn(bound);
     for (let k = 0; k < SLOW_PER_SWITCH; k++) {
       const ms = 2_000 + Math.floor(Math.random() * 1_000);
       slow.push(
@@ -122,7 +124,11 @@ test('50 keep-alive connections, 20 switches, slow requests and WebSockets in fl
         ),
       );
     }
+    // Switch only once the router has bound them (reached the upstream): on a busy machine a fixed
+    // pause was not always enough for a fresh connection, and the request then rightly went to the new colour.
+    const deadline = performance.now() + 2_000;
     await sleep(100);
+    while (slowStartedOn(bound) < startedBefore + SLOW_PER_SWITCH && performance.now() < deadline) await sleep(10);
     current = other(current);
     const { drain } = swapTo(current);
     if (drain) drains.push(drain);

@@ -11,27 +11,37 @@
  * Must never: log per request, buffer whole bodies, touch the live colour's connections in a
  * drain, or add headers of its own beyond X-Forwarded-*.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_DRAIN_TIMEOUT_MS,
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_MAX_BODY_SIZE_BYTES,
+  DEFAULT_MAX_HEADER_COUNT,
+  DEFAULT_MAX_HEADER_SIZE_BYTES,
+  DEFAULT_MAX_URL_LENGTH_BYTES,
+  DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_RESPONSE_TIMEOUT_MS,
 } from '../config/defaults.ts';
+import { AddressSet } from '../lib/cidr.ts';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../telemetry/logger.ts';
 import { HttpExchange, type ProxyContext, type RequestRecord } from './http-exchange.ts';
 import { Lane, type DrainReport } from './lanes.ts';
+import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
 import { EMPTY_ROUTE_TABLE, freezeTable, type RouteTable } from './route-table.ts';
-import { failureBody } from './upstream-errors.ts';
+import { failureBody, STATUS_TEXT } from './upstream-errors.ts';
+import { loadTlsFiles, type TlsFiles } from './tls.ts';
 import { type BoundRoute, type Upstream, UpstreamSet } from './upstreams.ts';
 import { WebSocketTunnel, writeRawFailure } from './websocket-tunnel.ts';
 
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS };
-export type { DrainReport, ListenerName, RequestRecord };
+export type { DrainReport, ListenerName, RequestLimits, RequestRecord, TlsFiles };
 export { RequestStats };
 
 /**
@@ -52,12 +62,28 @@ export interface RouterOptions {
   logger?: Logger;
   /** Called once per finished proxied request (metrics/analysis hook); must be cheap. */
   onRequest?: (r: RequestRecord) => void;
+  /** Limits on what clients send (defaults: the `DEFAULT_*` constants of config/defaults.ts). */
+  limits?: Partial<RequestLimits>;
+  /** Addresses or CIDR ranges whose X-Forwarded-* headers are kept; everyone else's are replaced. */
+  trustedProxies?: readonly string[];
+  /** Certificate and key files: both listeners speak HTTPS; `reloadTls()` re-reads them. */
+  tls?: TlsFiles | null;
 }
 
 interface Listener {
   name: ListenerName;
-  server: Server;
+  server: Server | TlsServer;
 }
+
+/** Defaults for every limit, from the config defaults (one place for the numbers). */
+export const DEFAULT_REQUEST_LIMITS: Readonly<RequestLimits> = Object.freeze({
+  maxHeaderBytes: DEFAULT_MAX_HEADER_SIZE_BYTES,
+  maxHeaderCount: DEFAULT_MAX_HEADER_COUNT,
+  maxUrlBytes: DEFAULT_MAX_URL_LENGTH_BYTES,
+  maxBodyBytes: DEFAULT_MAX_BODY_SIZE_BYTES,
+  headersTimeoutMs: DEFAULT_HEADERS_TIMEOUT_MS,
+  requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
+});
 
 function laneIndex(listener: ListenerName, color: Color): number {
   return (listener === 'live' ? 0 : 2) + (color === 'blue' ? 0 : 1);
@@ -76,6 +102,9 @@ export class Router {
   #preview: BoundRoute | null = null;
   #listeners: Listener[] = [];
   #closed = false;
+  readonly #limits: RequestLimits;
+  /** Requests refused before reaching any colour, by status (400, 408, 413, 414, 431, 501). */
+  readonly #rejected = new Map<number, number>();
 
   constructor(opts: RouterOptions) {
     this.#opts = opts;
@@ -84,7 +113,11 @@ export class Router {
       connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       responseTimeoutMs: opts.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS,
     };
-    this.#upstreams = new UpstreamSet(this.#timeouts, this.#logger);
+    const limits: RequestLimits = { ...DEFAULT_REQUEST_LIMITS, ...definedOnly(opts.limits ?? {}) };
+    // Node refuses a headers timeout longer than the request timeout.
+    if (limits.requestTimeoutMs > 0 && limits.headersTimeoutMs > limits.requestTimeoutMs) limits.headersTimeoutMs = limits.requestTimeoutMs;
+    this.#limits = limits;
+    this.#upstreams = new UpstreamSet({ ...this.#timeouts, maxHeaderBytes: limits.maxHeaderBytes }, this.#logger);
     const logger = this.#logger;
     const health = opts.health;
     this.#ctx = {
@@ -92,6 +125,9 @@ export class Router {
       stats: this.stats,
       upstreams: this.#upstreams,
       onRequest: opts.onRequest,
+      trustedProxies: new AddressSet(opts.trustedProxies ?? []),
+      proto: opts.tls ? 'https' : 'http',
+      maxBodyBytes: limits.maxBodyBytes,
       reportFailure(u: Upstream, reason: string): void {
         // Log the first failure of a run, not every request that meets a dead instance.
         if (u.failures++ === 0) logger.warn({ instance: u.id, reason }, 'upstream connection failed; reported to health');
@@ -105,18 +141,35 @@ export class Router {
     if (this.#listeners.length > 0) return;
     const specs: [ListenerName, { host: string; port: number }][] = [['live', this.#opts.listen]];
     if (this.#opts.preview !== null) specs.push(['preview', this.#opts.preview]);
+    const lim = this.#limits;
+    const serverOptions: ServerOptions = {
+      maxHeaderSize: lim.maxHeaderBytes,
+      // Never lenient, whatever --insecure-http-parser says: a proxy that parses differently from
+      // its upstream is how requests get smuggled.
+      insecureHTTPParser: false,
+      requireHostHeader: true,
+      headersTimeout: lim.headersTimeoutMs,
+      requestTimeout: lim.requestTimeoutMs,
+      // How often Node looks for slow clients (its default, 30 s, would make a 10 s timeout up to 40 s).
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor((lim.headersTimeoutMs || 4_000) / 4))),
+      keepAliveTimeout: CLIENT_KEEP_ALIVE_TIMEOUT_MS,
+    };
+    const tls = this.#opts.tls ? loadTlsFiles(this.#opts.tls, 'router.tls') : null;
     for (const [name, addr] of specs) {
-      const server = createServer();
+      const server = tls ? createTlsServer({ ...serverOptions, ...tls }) : createServer(serverOptions);
       server.keepAliveTimeout = CLIENT_KEEP_ALIVE_TIMEOUT_MS;
+      // One above the limit, so that the guard sees the excess (Node drops extra lines silently).
+      server.maxHeadersCount = lim.maxHeaderCount + 1;
       // One closure per listener, not per request.
       server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(name, req, res));
-      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(name, req, socket, head));
-      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-        // Malformed or too-slow requests never reach a route: answer like Node would, quietly.
-        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-        if (socket.writable && err.code !== 'ECONNRESET') socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-        else socket.destroy();
+      // `Expect: 100-continue`: refuse before the client sends a body we would not forward.
+      server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+        if (this.#refuse(req, res)) return;
+        res.writeContinue();
+        this.#onRequest(name, req, res);
       });
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(name, req, socket, head));
+      server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => this.#onClientError(err, socket));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(addr.port, addr.host, () => {
@@ -174,6 +227,24 @@ export class Router {
     return { revision: table.revision, drain };
   }
 
+  /**
+   * Re-reads the TLS certificate and key and uses them for new handshakes on both listeners;
+   * connections already open keep theirs (nothing is dropped). A bad pair is refused (throws) and
+   * the current certificate stays.
+   */
+  reloadTls(): boolean {
+    if (!this.#opts.tls) return false;
+    const tls = loadTlsFiles(this.#opts.tls, 'router.tls');
+    for (const l of this.#listeners) (l.server as TlsServer).setSecureContext(tls);
+    this.#logger.info({ cert: this.#opts.tls.cert }, 'router TLS certificate reloaded');
+    return true;
+  }
+
+  /** Requests refused before reaching any colour (malformed, too large, too slow), by status. */
+  rejections(): Record<string, number> {
+    return Object.fromEntries(this.#rejected);
+  }
+
   /** Requests plus WebSockets in flight on a listener (optionally only those bound to `color`). */
   inFlight(listener: ListenerName, color?: Color): number {
     if (color !== undefined) return this.#lanes[laneIndex(listener, color)].count;
@@ -198,6 +269,7 @@ export class Router {
 
   #onRequest(listener: ListenerName, req: IncomingMessage, res: ServerResponse): void {
     const startedAt = performance.now();
+    if (this.#refuse(req, res)) return;
     // The binding moment: this request belongs to the snapshot current right now.
     const route = listener === 'live' ? this.#live : this.#preview;
     if (route === null) {
@@ -216,6 +288,12 @@ export class Router {
     const startedAt = performance.now();
     const route = listener === 'live' ? this.#live : this.#preview;
     socket.on('error', () => socket.destroy()); // before the tunnel owns it
+    const bad = rejectUpgrade(req, this.#limits) ?? badTarget(req);
+    if (bad !== null) {
+      this.#count(bad.status);
+      writeRawFailure(socket, bad.status, bad.detail);
+      return;
+    }
     if (route === null) {
       writeRawFailure(socket, 503, listener === 'live' ? 'no release is live yet' : 'no release is in preview');
       return;
@@ -227,6 +305,44 @@ export class Router {
       return;
     }
     new WebSocketTunnel(this.#ctx, this.#timeouts, listener, route, req, socket, head, startedAt).start(this.#lanes[laneIndex(listener, route.color)], first);
+  }
+
+  /** Answers (and closes) a request that must not be forwarded; true when it did. */
+  #refuse(req: IncomingMessage, res: ServerResponse): boolean {
+    const bad = rejectRequest(req, this.#limits) ?? badTarget(req);
+    if (bad === null) return false;
+    this.#count(bad.status);
+    const body = failureBody(bad.status, bad.detail);
+    // Always close: the body (if any) is unread and the framing may be what is wrong.
+    res.shouldKeepAlive = false;
+    res.writeHead(bad.status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.end(body);
+    return true;
+  }
+
+  /**
+   * A head Node's parser refused (malformed, too large) or a client too slow to send its request.
+   * Nothing was forwarded; answer once, unless a response is already on the wire, and close.
+   */
+  #onClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex): void {
+    const status = err.code === 'HPE_HEADER_OVERFLOW'
+      ? (requestLineLonger(err.rawPacket, this.#limits.maxUrlBytes) ? 414 : 431)
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    // A response already started on this connection (a slow request body after the upstream
+    // answered): our bytes would corrupt it. Cut instead.
+    const inFlight = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (socket.writable && err.code !== 'ECONNRESET' && !(inFlight?.headersSent ?? false)) {
+      this.#count(status);
+      socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      // A client that does not read its answer must not hold the socket.
+      setTimeout(() => socket.destroy(), 1_000).unref();
+    } else {
+      socket.destroy();
+    }
+  }
+
+  #count(status: number): void {
+    this.#rejected.set(status, (this.#rejected.get(status) ?? 0) + 1);
   }
 
   #noHealthy(listener: ListenerName, route: BoundRoute, req: IncomingMessage, res: ServerResponse, startedAt: number): void {
@@ -255,4 +371,25 @@ function answer(res: ServerResponse, status: number, detail: string, req?: Incom
     ? { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }
     : { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
   res.end(body);
+}
+
+/** A request target that is neither origin form (`/path`) nor a usable absolute form. */
+function badTarget(req: IncomingMessage): Rejection | null {
+  const url = req.url ?? '';
+  if (url.charCodeAt(0) === 47 /* / */) return null;
+  if (url === '*' && req.method === 'OPTIONS') return null;
+  return absoluteForm(url) === null ? { status: 400, detail: 'invalid request target' } : null;
+}
+
+/** Whether the request line in what was received is longer than `max` (the head overflowed because of the URL). */
+function requestLineLonger(raw: Buffer | undefined, max: number): boolean {
+  if (raw === undefined) return false;
+  const nl = raw.indexOf(10);
+  return (nl === -1 ? raw.length : nl) > max;
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] !== undefined) out[k] = o[k];
+  return out;
 }

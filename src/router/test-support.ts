@@ -28,6 +28,8 @@ export interface TestUpstream {
   shaBytes: number;
   /** /big answers fully written so far. */
   bigDone: number;
+  /** /slow requests received so far (the router has bound and forwarded them). */
+  slowStarted: number;
   close(): Promise<void>;
 }
 
@@ -45,13 +47,14 @@ export async function startUpstream(color: Color, index: number, host = '127.0.0
   const id = `${color}-${index}`;
   const sockets = new Set<Socket>();
   const pending = new Set<ServerResponse>();
-  const state = { requests: 0, connections: 0, shaBytes: 0, bigDone: 0 };
+  const state = { requests: 0, connections: 0, shaBytes: 0, bigDone: 0, slowStarted: 0 };
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     state.requests++;
     const url = new URL(req.url ?? '/', 'http://x');
     const me = `${color} ${id}`;
     switch (url.pathname) {
       case '/slow': {
+        state.slowStarted++;
         pending.add(res);
         const t = setTimeout(() => { pending.delete(res); res.end(me); }, Number(url.searchParams.get('ms') ?? 1000));
         res.on('close', () => { clearTimeout(t); pending.delete(res); });
@@ -126,6 +129,7 @@ export async function startUpstream(color: Color, index: number, host = '127.0.0
     get connections() { return state.connections; },
     get shaBytes() { return state.shaBytes; },
     get bigDone() { return state.bigDone; },
+    get slowStarted() { return state.slowStarted; },
     open: () => sockets.size,
     close: async () => {
       for (const c of wss.clients) c.terminate();

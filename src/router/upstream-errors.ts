@@ -28,6 +28,8 @@ const RESET: UpstreamFailure = { status: 502, kind: 'reset', text: 'closed the c
 const HEADERS_TIMEOUT: UpstreamFailure = { status: 504, kind: 'timeout', text: 'did not answer in time', retryable: false, report: false };
 const GONE: UpstreamFailure = { status: 502, kind: 'connect', text: 'is no longer available', retryable: true, report: false };
 const BAD_REQUEST: UpstreamFailure = { status: 400, kind: null, text: 'was not sent a malformed request', retryable: false, report: false };
+// The application's response head is larger than router.maxHeaderSize: refuse to relay it.
+const HEAD_TOO_LARGE: UpstreamFailure = { status: 502, kind: 'reset', text: 'sent a response head larger than the limit', retryable: false, report: false };
 const OTHER: UpstreamFailure = { status: 502, kind: 'reset', text: 'sent an invalid response', retryable: false, report: false };
 
 /** Classifies an error seen before any response byte was forwarded. */
@@ -51,6 +53,8 @@ export function classifyUpstreamError(err: unknown): UpstreamFailure {
       return RESET;
     case 'UND_ERR_HEADERS_TIMEOUT':
       return HEADERS_TIMEOUT;
+    case 'UND_ERR_HEADERS_OVERFLOW':
+      return HEAD_TOO_LARGE;
     case 'UND_ERR_CLOSED':
     case 'UND_ERR_DESTROYED':
       // The pool was closed under us (target left the table): nothing was sent.
@@ -66,6 +70,11 @@ export function classifyUpstreamError(err: unknown): UpstreamFailure {
 
 export const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  414: 'URI Too Long',
+  431: 'Request Header Fields Too Large',
+  501: 'Not Implemented',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',

@@ -19,6 +19,8 @@ export const UPSTREAM_KEEP_ALIVE_MS = 4_000;
 export interface PoolSettings {
   connectTimeoutMs: number;
   responseTimeoutMs: number;
+  /** Largest upstream response head accepted (then 502); undici's default (16 KiB) when absent. */
+  maxHeaderBytes?: number;
 }
 
 export class Upstream {
@@ -48,6 +50,7 @@ export class Upstream {
       bodyTimeout: settings.responseTimeoutMs,
       keepAliveTimeout: UPSTREAM_KEEP_ALIVE_MS,
       pipelining: 1,
+      ...(settings.maxHeaderBytes !== undefined ? { maxHeaderSize: settings.maxHeaderBytes } : {}),
     });
   }
 }

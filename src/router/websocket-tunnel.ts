@@ -9,7 +9,7 @@
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
-import type { ProxyContext } from './http-exchange.ts';
+import { targetOf, type ProxyContext } from './http-exchange.ts';
 import type { Flight, Lane } from './lanes.ts';
 import type { ListenerName, ProxyErrorKind } from './request-stats.ts';
 import { classifyUpstreamError, failureBody, STATUS_TEXT } from './upstream-errors.ts';
@@ -63,6 +63,7 @@ export class WebSocketTunnel implements Flight {
   readonly #client: Duplex;
   readonly #head: Buffer;
   readonly #headers: string[];
+  readonly #path: string;
   readonly #startedAt: number;
   #upstream: Upstream | null = null;
   #upReq: ClientRequest | null = null;
@@ -81,7 +82,10 @@ export class WebSocketTunnel implements Flight {
     this.#client = client;
     this.#head = head;
     this.#startedAt = startedAt;
-    const h = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, req.socket.remoteAddress, 'http');
+    const target = targetOf(req);
+    this.#path = target.path;
+    const remote = req.socket.remoteAddress;
+    const h = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, remote, ctx.proto, { trusted: ctx.trustedProxies.has(remote), host: target.host });
     // Upgrade is hop-by-hop, so it was stripped; a proxy re-sends it for the next hop (RFC 9110 §7.8).
     h.push('connection', 'upgrade', 'upgrade', String(req.headers.upgrade ?? 'websocket'));
     this.#headers = h;
@@ -100,7 +104,7 @@ export class WebSocketTunnel implements Flight {
       host: u.host,
       port: u.port,
       method: this.#req.method,
-      path: this.#req.url,
+      path: this.#path,
       headers: this.#headers,
       agent: false, // a fresh connection: it becomes the tunnel
       setHost: false, // Host comes from the client, like for plain requests
