@@ -12,7 +12,7 @@ import type { StatsSummary } from '../src/router/request-stats.ts';
 
 const cfg = (o: object = {}): AnalysisConfig => analysisSchema.parse({ window: '5s', interval: '1s', minRequests: 50, ...o });
 
-function summary(o: Partial<StatsSummary> & { requests: number }): StatsSummary {
+function summary(o: Partial<StatsSummary> & { requests: number; latencyRequests?: number }): StatsSummary & { latencyRequests?: number } {
   return {
     byClass: { '2xx': o.requests, '3xx': 0, '4xx': 0, '5xx': 0 }, errors: { connect: 0, timeout: 0, reset: 0, 'no-healthy': 0 },
     errorRate: 0, p50: 5, p95: 10, p99: 20, samples: [], ...o,
@@ -48,6 +48,13 @@ test('p95/p99 fail when candidate > baseline × relative + slack; either can be 
   const slow = judgeInterval(summary({ requests: 100, p95: 210 }), base, c);
   assert.equal(slow.outcome, 'failed');
   assert.equal(slow.checks[1].text, 'p95 210ms > limit 35ms (baseline 10ms × 1.5 + 20ms)');
+});
+
+test('latency is not judged on the settle time after the switch; errors are', () => {
+  const j = judgeInterval(summary({ requests: 100, latencyRequests: 30, errorRate: 0.2, p95: 900 }), summary({ requests: 1000 }), cfg());
+  assert.equal(j.outcome, 'failed');
+  assert.deepEqual(j.checks.map((k) => [k.check, k.outcome]), [['error-rate', 'failed'], ['p95', 'skipped']]);
+  assert.equal(j.checks[1].text, 'latency not judged: 30 request(s) after the settle time < minRequests 50');
 });
 
 test('without a usable baseline: error rate against the absolute limit only, latency not judged', () => {
@@ -86,7 +93,7 @@ test('config: interval at least 1s and at most the window; defaults; latencyTest
   assert.throws(() => analysisSchema.parse({ window: '10s', interval: '20s' }), /at most the window/);
   const d = analysisSchema.parse({});
   assert.deepEqual({ ...d, latencyTest: d.latencyTest.method }, {
-    window: 120_000, interval: 10_000, minRequests: 50, baseline: 120_000,
+    window: 120_000, interval: 10_000, minRequests: 50, baseline: 120_000, settle: 1_000,
     maxErrorRate: { relative: 2, absolute: 0.01 }, maxLatency: { p95: { relative: 1.5, slack: 20 }, p99: { relative: 2, slack: 50 } },
     latencyTest: 'percentiles', failureLimit: 1, inconclusive: 'continue', onFailure: 'rollback',
   });

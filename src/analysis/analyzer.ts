@@ -32,9 +32,9 @@ export interface AnalysisInput {
   /** The router's stats: the baseline before the switch. */
   stats: { query(listener: 'live', color: Color, fromMs: number, toMs: number): StatsSummary };
   /** The new release's live requests that finished in [from, to) (taken in order). */
-  candidateWindow(from: number, to: number): WindowSummary;
+  candidateWindow(from: number, to: number, latencyFrom: number): WindowSummary;
   /** The old release's preview requests in [from, to): the synthetic copy, a concurrent baseline. */
-  previousPreviewWindow(from: number, to: number): WindowSummary;
+  previousPreviewWindow(from: number, to: number, latencyFrom: number): WindowSummary;
   liveUrl: string;
   previewUrl: string | null;
   signal: AbortSignal;
@@ -75,8 +75,8 @@ export async function runAnalysis(a: AnalysisInput): Promise<AnalysisVerdict> {
       const wait = to + EVAL_GRACE_MS - now();
       if (wait > 0) await sleep(wait, undefined, { signal: a.signal });
       if (a.signal.aborted) throw a.signal.reason;
-      const cand = a.candidateWindow(from, to);
-      const copy = synthetic?.preview ? a.previousPreviewWindow(from, to) : null;
+      const cand = a.candidateWindow(from, to, a.switchAt + cfg.settle);
+      const copy = synthetic?.preview ? a.previousPreviewWindow(from, to, a.switchAt + cfg.settle) : null;
       const base = baselineOk ? before : copy;
       const j = judgeInterval(cand, base, cfg);
       const label = `interval ${k + 1}/${count}`;

@@ -9,7 +9,8 @@
  *   mann-whitney (option)   fails when p(candidate slower) < significance
  *                                 and  candidate median > baseline median × minEffect + slack
  *   without a usable baseline (< minRequests requests): error rate is held to `absolute` alone
- *   and the latency checks are skipped.
+ *   and the latency checks are skipped; so are they when fewer than minRequests requests
+ *   finished after the settle time (the first moments after the switch).
  * An interval fails when any check fails; passes when none fails.
  */
 import type { StatsSummary } from '../router/request-stats.ts';
@@ -43,7 +44,7 @@ export interface IntervalJudgement {
   text: string;
 }
 
-type Summary = Pick<StatsSummary, 'requests' | 'errorRate' | 'p50' | 'p95' | 'p99' | 'samples'>;
+type Summary = Pick<StatsSummary, 'requests' | 'errorRate' | 'p50' | 'p95' | 'p99' | 'samples'> & { latencyRequests?: number };
 
 export function judgeInterval(candidate: Summary, baseline: Summary | null, cfg: AnalysisConfig): IntervalJudgement {
   const c = { requests: candidate.requests, errorRate: candidate.errorRate, p50: candidate.p50, p95: candidate.p95, p99: candidate.p99 };
@@ -52,7 +53,11 @@ export function judgeInterval(candidate: Summary, baseline: Summary | null, cfg:
   }
   const base = baseline !== null && baseline.requests >= cfg.minRequests ? baseline : null;
   const checks: CheckResult[] = [errorRateCheck(candidate, base, cfg)];
-  if (cfg.latencyTest.method === 'mann-whitney') checks.push(mannWhitneyCheck(candidate, base, cfg.latencyTest));
+  const latencyCount = candidate.latencyRequests ?? candidate.requests;
+  if (latencyCount < cfg.minRequests) {
+    // Mostly inside the settle time after the switch: too few settled requests to judge latency on.
+    checks.push({ check: cfg.latencyTest.method === 'mann-whitney' ? 'latency-mann-whitney' : 'p95', outcome: 'skipped', value: Number.NaN, baseline: null, limit: null, text: `latency not judged: ${latencyCount} request(s) after the settle time < minRequests ${cfg.minRequests}` });
+  } else if (cfg.latencyTest.method === 'mann-whitney') checks.push(mannWhitneyCheck(candidate, base, cfg.latencyTest));
   else {
     if (cfg.maxLatency.p95 !== false) checks.push(percentileCheck('p95', candidate.p95, base?.p95 ?? null, cfg.maxLatency.p95));
     if (cfg.maxLatency.p99 !== false) checks.push(percentileCheck('p99', candidate.p99, base?.p99 ?? null, cfg.maxLatency.p99));

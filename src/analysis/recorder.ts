@@ -10,7 +10,10 @@ import type { RequestRecord } from '../router/router.ts';
 import type { StatsSummary } from '../router/request-stats.ts';
 import { MAX_TEST_SAMPLES } from './judge.ts';
 
-export type WindowSummary = Pick<StatsSummary, 'requests' | 'errorRate' | 'p50' | 'p95' | 'p99' | 'samples'>;
+export type WindowSummary = Pick<StatsSummary, 'requests' | 'errorRate' | 'p50' | 'p95' | 'p99' | 'samples'> & {
+  /** How many requests the latency figures (percentiles, samples) are over; < requests while settling. */
+  latencyRequests?: number;
+};
 
 export class ReleaseRecorder {
   readonly #listener: RequestRecord['listener'];
@@ -36,16 +39,21 @@ export class ReleaseRecorder {
     this.#error.push(r.status >= 500);
   }
 
-  /** Requests that finished in [from, to); drops everything before `to` (intervals are taken in order). */
-  take(from: number, to: number): WindowSummary {
+  /**
+   * Requests that finished in [from, to); latency only of those that finished at or after
+   * `latencyFrom` (the settle time). Drops everything before `to` (intervals are taken in order).
+   */
+  take(from: number, to: number, latencyFrom = from): WindowSummary {
     let end = 0;
     while (end < this.#at.length && this.#at[end] < to) end++;
     const lat: number[] = [];
     let errors = 0;
+    let requests = 0;
     for (let i = 0; i < end; i++) {
       if (this.#at[i] < from) continue;
-      lat.push(this.#latency[i]);
+      requests++;
       if (this.#error[i]) errors++;
+      if (this.#at[i] >= latencyFrom) lat.push(this.#latency[i]);
     }
     this.#at = this.#at.slice(end);
     this.#latency = this.#latency.slice(end);
@@ -53,7 +61,7 @@ export class ReleaseRecorder {
     const sorted = Float64Array.from(lat).sort();
     const q = (p: number) => (sorted.length === 0 ? Number.NaN : sorted[Math.max(1, Math.ceil(p * sorted.length)) - 1]);
     return {
-      requests: lat.length, errorRate: lat.length === 0 ? 0 : errors / lat.length,
+      requests, errorRate: requests === 0 ? 0 : errors / requests, latencyRequests: lat.length,
       p50: q(0.5), p95: q(0.95), p99: q(0.99),
       samples: lat.length > MAX_TEST_SAMPLES ? lat.filter((_, i) => i % Math.ceil(lat.length / MAX_TEST_SAMPLES) === 0) : lat,
     };

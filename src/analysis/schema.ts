@@ -21,6 +21,12 @@ export const DEFAULT_FAILURE_LIMIT = 1;
 /** The router keeps 15 minutes of 1 s buckets; the baseline must fit in them with room to spare. */
 export const MAX_BASELINE_MS = 10 * 60_000;
 export const DEFAULT_MAX_BASELINE_MS = 5 * 60_000;
+/**
+ * Latency of requests finishing this soon after the switch is not judged: new upstream connections
+ * and cold code paths make the first moments slower for any release (A/A runs here: first-second
+ * p95 up to 3× the rest). Errors are judged from the first request.
+ */
+export const DEFAULT_SETTLE_MS = 1_000;
 export const DEFAULT_MW_SIGNIFICANCE = 0.01;
 export const DEFAULT_MW_MIN_EFFECT = 1.2; // candidate median at least 20 % above the baseline's
 export const DEFAULT_MW_SLACK_MS = 5;
@@ -66,6 +72,8 @@ export const analysisSchema = z
     minRequests: z.int().min(1).default(DEFAULT_MIN_REQUESTS),
     /** How far before the switch the old colour's live traffic is the baseline (default: the window, at most 5m). */
     baseline: duration.optional(),
+    /** Latency is judged on requests that finish at least this long after the switch. */
+    settle: duration.default(DEFAULT_SETTLE_MS),
     maxErrorRate: z.strictObject({
       relative: z.number().min(1).default(DEFAULT_ERROR_RATE_RELATIVE),
       absolute: share.default(DEFAULT_ERROR_RATE_ABSOLUTE),
