@@ -24,7 +24,7 @@ function intervals(h: Harness, d: DeploymentRecord): EventRecord[] {
 describe('under live load', () => {
   let h: Harness;
   before(async () => {
-    h = await startHarness(`${GATES}\nanalysis:\n  window: 3s\n  interval: 1s\n  minRequests: 20\n  baseline: 3s\n  failureLimit: 1\n`);
+    h = await startHarness(`${GATES}\nanalysis:\n  window: 4s\n  interval: 1s\n  minRequests: 20\n  baseline: 3s\n  failureLimit: 1\n`);
     assert.equal((await h.deploy('v1')).status, 'succeeded');
     h.liveLoad({ rate: 100, connections: 20 });
     await sleep(1_500); // the baseline: v1's live traffic before the next switch
@@ -38,7 +38,7 @@ describe('under live load', () => {
     const iv = intervals(h, d);
     assert.equal(iv.filter((e) => e.data?.outcome === 'failed').length, 1, 'rolled back at the first failed interval (failureLimit 1)');
     assert.ok(iv.length <= 2, `at most one inconclusive (partial) interval before it: ${iv.map((e) => e.reason).join(' | ')}`);
-    assert.match(d.error!.message, /^analysis failed: error rate (1\d|2\d)(\.\d)?% > limit 1% \(baseline 0% × 2, absolute 1%\) in interval \d\/3 \(\d+ request\(s\); 1 of failureLimit 1\)$/);
+    assert.match(d.error!.message, /^analysis failed: error rate (1\d|2\d)(\.\d)?% > limit 1% \(baseline 0% × 2, absolute 1%\) in interval \d\/4 \(\d+ request\(s\); 1 of failureLimit 1\)$/);
     const check = (iv.at(-1)!.data!.checks as { check: string; value: number; limit: number; baseline: number }[])[0];
     assert.equal(check.check, 'error-rate');
     assert.ok(check.value > 0.1 && check.value < 0.3, `error rate ${check.value}`);
@@ -75,7 +75,7 @@ describe('under live load', () => {
 describe('low traffic with synthetic requests', () => {
   let h: Harness;
   before(async () => {
-    h = await startHarness(`${GATES}\nanalysis:\n  window: 3s\n  interval: 1s\n  minRequests: 20\n  synthetic: { rate: 60, paths: [/] }\n`);
+    h = await startHarness(`${GATES}\nanalysis:\n  window: 4s\n  interval: 1s\n  minRequests: 20\n  synthetic: { rate: 60, paths: [/] }\n`);
     assert.equal((await h.deploy('v1')).status, 'succeeded');
   });
   after(async () => { await h?.close(); });
