@@ -87,6 +87,8 @@ export class Controller extends EventEmitter<ControllerEvents> {
   /** Set while an exclusive operation (a rollback drill) runs: new deployments are refused. */
   private exclusiveReason: string | null = null;
   private retireTimer: NodeJS.Timeout | null = null;
+  /** Colours still draining on the live listener: never stop one before its drain ends (promise 1). */
+  private readonly draining = new Map<Color, Promise<unknown>>();
   /** Read-only sections plugins add to status() (e.g. `migrations`); built-in keys always win. */
   private readonly statusSections = new Map<string, () => unknown>();
   private revision = 0;
@@ -316,6 +318,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
         if (prior.role === 'standby' || this.provider.instances(d.color).length > 0) {
           this.record({ type: 'standby.replaced', deployment: d.id, actor: SYSTEM_ACTOR, color: d.color, version: prior.version, reason: `${d.color} (${prior.version ?? 'nothing'}) is stopped to make room for ${d.version}` });
         }
+        await this.waitForDrain(d.color, d.id, `before ${d.version} replaces it`);
         this.provider.setAutoRestart(d.color, false);
         this.commit({ environments: [{ color: d.color, role: 'candidate', version: d.version, path: d.path, since: Date.now(), retireAt: null }] });
         this.cancelRetirementOf(d.color);
@@ -575,13 +578,15 @@ export class Controller extends EventEmitter<ControllerEvents> {
         data: { from: envs[from].role === 'live' ? from : null, to: color, revision: this.revision, healthyInstances: healthy, forced: o.forced },
       });
       this.provider.setAutoRestart(color, true);
-      if (drain) this.watchDrain(drain, o.deployment);
+      if (drain) this.watchDrain(drain, from, o.deployment);
       this.scheduleRetirement();
       return ms;
     });
   }
 
-  private watchDrain(drain: Promise<DrainInfo>, deployment: string | null): void {
+  private watchDrain(drain: Promise<DrainInfo>, color: Color, deployment: string | null): void {
+    const settled = drain.finally(() => { if (this.draining.get(color) === settled) this.draining.delete(color); });
+    this.draining.set(color, settled.catch(() => undefined));
     drain.then((r) => {
       this.record({
         type: 'drain', deployment, actor: SYSTEM_ACTOR, color: r.color, durationMs: r.durationMs,
@@ -589,6 +594,15 @@ export class Controller extends EventEmitter<ControllerEvents> {
         data: { ...r },
       });
     }, (err: unknown) => this.log.error({ err }, 'drain failed'));
+  }
+
+  /** Requests that arrived on `color` while it was live finish before its processes stop. */
+  private async waitForDrain(color: Color, deployment: string | null, why: string): Promise<void> {
+    const pending = this.draining.get(color);
+    if (!pending) return;
+    const t0 = performance.now();
+    await pending;
+    this.record({ type: 'drain.wait', deployment, actor: SYSTEM_ACTOR, color, durationMs: performance.now() - t0, reason: `waited for ${color} to finish its in-flight requests ${why}` });
   }
 
   /**
@@ -670,6 +684,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
 
   /** Stop the standby; its release is remembered so a later rollback can start it again. */
   async retire(color: Color, actor: string, reason: string): Promise<void> {
+    await this.waitForDrain(color, null, 'before it is retired');
     const retired = await this.traffic.run(async () => {
       const env = this.store.environments()[color];
       if (env.role !== 'standby') return null;
@@ -721,7 +736,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     if (JSON.stringify({ ...next, revision: 0 }) === JSON.stringify({ ...cur, revision: 0 })) return;
     this.revision = next.revision;
     const { drain } = this.router.swap(next);
-    if (drain) this.watchDrain(drain, null);
+    if (drain && cur.live) this.watchDrain(drain, cur.live.color, null);
     this.log.debug({ revision: next.revision, why }, 'routes updated');
   }
 
