@@ -36,8 +36,42 @@ health:
   # healthyThreshold: 1       # passes before an instance takes traffic
   # unhealthyThreshold: 2     # failures before it stops taking traffic
 
-gates: []                     # pre-switch checks against the preview listener
-analysis: {}                  # post-switch judgement and automatic rollback
+# Pre-switch checks against the preview listener, in order; the first failure stops the release.
+gates: []
+#  - name: version
+#    http: { path: /version, expect: { status: 200, json: { version: "{version}" } } }
+#  - name: smoke-suite
+#    command: npm run test:smoke   # env: CUTOVER_PREVIEW_URL, CUTOVER_LIVE_URL, CUTOVER_VERSION
+#    timeout: 2m
+#  - name: load
+#    load: { duration: 10s, connections: 20, path: /, maxErrorRate: 0.1%, maxP99: 300ms }
+#  - name: compare
+#    compare: { paths: [/], requests: 200, maxErrorRateRatio: 2, maxP95Ratio: 1.5 }
+# warmup: { requests: 200, paths: [/] }   # sent to the candidate before the gates, not judged
+
+# Post-switch judgement against the old colour's baseline, with automatic rollback.
+# Absent: no bake. Present (even {}): the defaults below.
+# analysis:
+#   window: 2m                 # bake time; deploy waits for it
+#   interval: 10s
+#   minRequests: 50            # per interval; fewer is inconclusive
+#   maxErrorRate: { relative: 2, absolute: 1% }
+#   maxLatency: { p95: { relative: 1.5, slack: 20ms }, p99: { relative: 2, slack: 50ms } }
+#   failureLimit: 1
+#   inconclusive: continue     # or rollback | pause
+#   synthetic: { rate: 20, paths: [/] }   # traffic during the bake when real traffic is low
+
+# Database migrations shared by both colours: expand before the switch, contract after retirement.
+# database:
+#   url: \${DATABASE_URL}
+#   migrations: ./migrations   # in the release directory: 001_x.expand.sql, 002_y.contract.sql
+#   engine: postgres           # or mysql
+
+# Webhooks for events (HMAC-SHA256 signed, retried with backoff).
+# notifications:
+#   - url: https://hooks.example.com/cutover
+#     events: [deployment.*, rollback, failover]
+#     secret: \${CUTOVER_WEBHOOK_SECRET}
 
 standby:
   keepFor: 30m                # the old colour stays warm for instant rollback, then is retired
