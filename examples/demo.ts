@@ -63,7 +63,21 @@ async function main(): Promise<number> {
     .replace('preview: 127.0.0.1:8081', `preview: 127.0.0.1:${ports.preview}`)
     .replace('listen: 127.0.0.1:8900', `listen: 127.0.0.1:${ports.admin}`)
     .replace('interval: 1s', 'interval: 250ms')
-    .replace('drainTimeout: 30s', 'drainTimeout: 10s');
+    .replace('drainTimeout: 30s', 'drainTimeout: 10s')
+    // Prove v2 before the switch and judge it for a few seconds after (short, for a demo).
+    .replace('gates: []\n', [
+      'gates:',
+      '  - name: version',
+      '    http: { path: /version, expect: { status: 200, json: { version: "{version}" } } }',
+      '  - name: compare',
+      '    compare: { paths: [/], requests: 100, maxErrorRateRatio: 2, maxP95Ratio: 3 }',
+      'analysis:',
+      '  window: 4s',
+      '  interval: 2s',
+      '  minRequests: 50',
+      '  maxLatency: { p95: { relative: 2, slack: 50ms }, p99: false }',
+      '',
+    ].join('\n'));
   writeFileSync(path.join(dir, 'cutover.yaml'), config);
   const env = { ...process.env };
   delete env.CUTOVER_TOKEN;
