@@ -1,4 +1,4 @@
-/** Renders the rules table as Markdown for the README; a test keeps README.md in step with RULES. */
+/** Renders the rules table as Markdown for the README; a test keeps docs/migrations.md in step with RULES. */
 import { RULES, type Rule } from './rules.ts';
 
 const cell = (s: string): string => s.replace(/\|/g, '\\|');
