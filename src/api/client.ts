@@ -4,11 +4,19 @@
  */
 import { Agent, request } from 'undici';
 import os from 'node:os';
+import { rootCertificates } from 'node:tls';
 import { CutoverError, ERROR_CODES, type ErrorCode } from '../lib/errors.ts';
 import type { EventRecord, DeploymentRecord } from '../store/types.ts';
 import { API_PREFIX } from './server.ts';
 
-export interface ClientOptions { baseUrl: string; token: string; actor?: string; timeoutMs?: number }
+export interface ClientOptions {
+  baseUrl: string;
+  token: string;
+  actor?: string;
+  timeoutMs?: number;
+  /** Extra trusted certificates (PEM) for an https:// daemon, e.g. the admin.tls certificate itself. */
+  ca?: Buffer[];
+}
 
 export type StreamMessage =
   | { kind: 'event'; event: EventRecord }
@@ -26,7 +34,9 @@ export class AdminClient {
     this.token = opts.token;
     this.actor = opts.actor ?? defaultActor();
     this.timeoutMs = opts.timeoutMs ?? 120_000;
-    this.dispatcher = new Agent({ connectTimeout: 5_000, keepAliveTimeout: 1_000 });
+    // A self-signed admin certificate is trusted by naming it; the system roots still count.
+    const connect = opts.ca && opts.ca.length > 0 ? { ca: [...rootCertificates, ...opts.ca.map((b) => b.toString('utf8'))] } : undefined;
+    this.dispatcher = new Agent({ connectTimeout: 5_000, keepAliveTimeout: 1_000, ...(connect ? { connect } : {}) });
   }
 
   async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {

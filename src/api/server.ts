@@ -5,6 +5,7 @@
  * decides anything about traffic itself.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { CutoverError, isCutoverError, type ErrorCode } from '../lib/errors.ts';
@@ -13,6 +14,7 @@ import type { EventRecord, DeploymentRecord } from '../store/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { silentLogger } from '../telemetry/logger.ts';
 import { tokenMatches } from './token.ts';
+import { loadTlsFiles, type TlsFiles } from '../lib/tls-files.ts';
 
 export const API_PREFIX = '/api/v1';
 const MAX_BODY_BYTES = 1 << 20; // 1 MiB: admin requests are small
@@ -20,6 +22,10 @@ const SSE_HEARTBEAT_MS = 15_000;
 /** Failed authentications allowed per source address per window before 429. */
 const AUTH_FAILURES_PER_WINDOW = 20;
 const AUTH_WINDOW_MS = 60_000;
+/** Addresses whose failures are remembered at once (oldest forgotten first beyond it). */
+const AUTH_TRACKED_ADDRESSES = 10_000;
+const ADMIN_HEADERS_TIMEOUT_MS = 10_000; // 10 seconds to send a request head
+const ADMIN_REQUEST_TIMEOUT_MS = 30_000; // 30 seconds to send a whole request
 
 const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   CUTOVER_ERR_CONFIG: 400, CUTOVER_ERR_USAGE: 400, CUTOVER_ERR_BAD_REQUEST: 400, CUTOVER_ERR_RELEASE_PATH: 400,
@@ -59,7 +65,8 @@ const promoteBody = z.strictObject({ force: z.boolean().optional() });
 const reasonBody = z.strictObject({ reason: z.string().max(500).optional() });
 
 export class AdminServer {
-  private readonly server: http.Server;
+  private readonly server: http.Server | https.Server;
+  private readonly tls: TlsFiles | null;
   private readonly controller: Controller;
   private readonly token: string;
   private readonly log: Logger;
@@ -67,15 +74,29 @@ export class AdminServer {
   private readonly authFailures = new Map<string, { count: number; since: number }>();
   private readonly streams = new Set<http.ServerResponse>();
 
-  constructor(opts: { controller: Controller; token: string; logger?: Logger; extras?: ApiExtras }) {
+  constructor(opts: { controller: Controller; token: string; logger?: Logger; extras?: ApiExtras; tls?: TlsFiles | null }) {
     this.controller = opts.controller;
     this.token = opts.token;
     this.log = opts.logger ?? silentLogger;
     this.extras = opts.extras ?? {};
-    this.server = http.createServer((req, res) => {
+    this.tls = opts.tls ?? null;
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => this.fail(res, err));
-    });
+    };
+    // Admin requests are small and quick: a slow client gets 408 well before Node's 5-minute default.
+    const options: http.ServerOptions = { headersTimeout: ADMIN_HEADERS_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS, insecureHTTPParser: false };
+    this.server = this.tls
+      ? https.createServer({ ...options, ...loadTlsFiles(this.tls, 'admin.tls') }, onRequest)
+      : http.createServer(options, onRequest);
     this.server.keepAliveTimeout = 5_000;
+  }
+
+  /** Re-reads admin.tls for new handshakes; open connections keep theirs. A bad pair throws and changes nothing. */
+  reloadTls(): boolean {
+    if (!this.tls) return false;
+    (this.server as https.Server).setSecureContext(loadTlsFiles(this.tls, 'admin.tls'));
+    this.log.info({ cert: this.tls.cert }, 'admin TLS certificate reloaded');
+    return true;
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
@@ -236,8 +257,14 @@ export class AdminServer {
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (m && tokenMatches(this.token, m[1])) return true;
-    if (!f || now - f.since >= AUTH_WINDOW_MS) this.authFailures.set(source, { count: 1, since: now });
-    else f.count++;
+    if (!f || now - f.since >= AUTH_WINDOW_MS) {
+      // Bounded: many failing addresses must not grow this map without end.
+      if (this.authFailures.size >= AUTH_TRACKED_ADDRESSES) {
+        for (const [addr, e] of this.authFailures) if (now - e.since >= AUTH_WINDOW_MS) this.authFailures.delete(addr);
+        if (this.authFailures.size >= AUTH_TRACKED_ADDRESSES) this.authFailures.delete(this.authFailures.keys().next().value as string);
+      }
+      this.authFailures.set(source, { count: 1, since: now });
+    } else f.count++;
     this.log.warn({ source, path: req.url?.split('?')[0] }, 'admin request without a valid token');
     res.setHeader('www-authenticate', 'Bearer realm="cutover"');
     this.fail(res, new CutoverError('CUTOVER_ERR_UNAUTHORIZED', m ? 'the admin token is wrong' : 'missing admin token: send Authorization: Bearer <token>'));
@@ -270,8 +297,9 @@ async function readJson(req: http.IncomingMessage): Promise<unknown> {
   if (text === '') return {};
   try {
     return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `request body is not valid JSON: ${(err as Error).message}`);
+  } catch {
+    // Not the parser's message: it quotes the body back, and a body may hold what should not be echoed or logged.
+    throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', 'request body is not valid JSON', { details: { field: '(body)' } });
   }
 }
 

@@ -2,7 +2,7 @@
  * What every CLI command shares: where the daemon is, the token, output streams, exit codes.
  * Commands talk to the daemon through the admin API only (never the store or the controller).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { CutoverError, isCutoverError, type ErrorCode } from '../lib/errors.ts';
 import { loadConfigFile, resolveConfigPath, ConfigError } from '../config/load.ts';
 import type { LoadedConfig } from '../config/schema.ts';
@@ -44,9 +44,15 @@ export function connect(io: Io, configFile: string | undefined): AdminClient {
   } else if (!explicitUrl) {
     throw new CutoverError('CUTOVER_ERR_USAGE', `no ${path} here: pass -c FILE, or set CUTOVER_ADMIN_URL (and CUTOVER_TOKEN)`);
   }
-  const baseUrl = explicitUrl || `http://${hostPort({ host: connectableHost(config!.admin.listen.host), port: config!.admin.listen.port })}`;
+  const adminTls = config?.admin.tls;
+  const baseUrl = explicitUrl || `${adminTls ? 'https' : 'http'}://${hostPort({ host: connectableHost(config!.admin.listen.host), port: config!.admin.listen.port })}`;
   const token = readToken(config ? config.stateDir : null, io.env);
-  return new AdminClient({ baseUrl, token });
+  // With admin.tls, trust the daemon's own certificate (self-signed is the common case on one host).
+  let ca: Buffer[] | undefined;
+  if (adminTls) {
+    try { ca = [readFileSync(adminTls.cert)]; } catch { /* unreadable here: the system roots decide */ }
+  }
+  return new AdminClient({ baseUrl, token, ca });
 }
 
 export function printError(io: Io, err: unknown): void {

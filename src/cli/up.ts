@@ -15,6 +15,7 @@ export async function runUp(io: Io, configFile: string | undefined, opts: { keep
     `  live     ${daemon.liveUrl()}${s.live ? `  → ${s.live.version} on ${s.live.color}` : '  (nothing live yet: cutover deploy VERSION --path DIR)'}`,
     `  preview  ${daemon.previewUrl() ?? 'off'}`,
     `  admin    ${daemon.adminUrl()}  (token: ${daemon.tokenSource === 'env' ? 'CUTOVER_TOKEN' : tokenFile(config.stateDir)})`,
+    ...daemon.warnings.map((w) => `  warning  ${w}`),
     '',
   ].join('\n'));
   await new Promise<void>((resolve) => {

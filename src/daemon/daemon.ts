@@ -47,13 +47,16 @@ export class Daemon {
   readonly api: AdminServer;
   readonly logger: Logger;
   readonly tokenSource: 'env' | 'file' | 'generated';
+  /** Start-up warnings (listeners bound beyond loopback); `cutover up` prints them too. */
+  readonly warnings: string[];
   private readonly plugins: DaemonPlugins[];
   private stopped = false;
+  private onHangup: (() => void) | null = null;
 
-  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl'> & { plugins: DaemonPlugins[] }) {
+  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: DaemonPlugins[] }) {
     this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
     this.router = parts.router; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
-    this.tokenSource = parts.tokenSource; this.plugins = parts.plugins;
+    this.tokenSource = parts.tokenSource; this.plugins = parts.plugins; this.warnings = parts.warnings;
   }
 
   static async start(config: LoadedConfig, opts: DaemonOptions & { plugins?: PluginFactory[] } = {}): Promise<Daemon> {
@@ -105,24 +108,48 @@ export class Daemon {
         return false;
       };
     }
-    const api = new AdminServer({ controller, token, logger, extras });
+    const api = new AdminServer({ controller, token, logger, extras, tls: config.admin.tls ?? null });
     await api.listen(config.admin.listen.host, config.admin.listen.port);
 
-    const d = new Daemon({ config, store, provider, health, router, controller, api, logger, tokenSource, plugins });
+    const warnings = exposureWarnings(config);
+    for (const w of warnings) logger.warn({ warning: 'exposed-listener' }, w);
+    const d = new Daemon({ config, store, provider, health, router, controller, api, logger, tokenSource, plugins, warnings });
+    if (config.router.tls || config.admin.tls) {
+      // SIGHUP re-reads the certificates (renewals) without dropping a connection.
+      d.onHangup = () => { d.reloadTls(); };
+      process.on('SIGHUP', d.onHangup);
+    }
     logger.info({ live: d.liveUrl(), preview: d.previewUrl(), admin: d.adminUrl(), tokenFile: tokenSource === 'env' ? null : tokenFile(config.stateDir) }, 'cutover is up');
     return d;
   }
 
   adminUrl(): string {
     const a = this.api.address();
-    return `http://${hostPort({ host: connectableHost(a.address), port: a.port })}`;
+    return `${this.config.admin.tls ? 'https' : 'http'}://${hostPort({ host: connectableHost(a.address), port: a.port })}`;
   }
 
-  liveUrl(): string { return `http://${hostPort(this.router.addresses().live)}`; }
+  liveUrl(): string { return `${this.config.router.tls ? 'https' : 'http'}://${hostPort(this.router.addresses().live)}`; }
 
   previewUrl(): string | null {
     const p = this.router.addresses().preview;
     return p ? `http://${hostPort(p)}` : null;
+  }
+
+  /**
+   * Re-reads router.tls and admin.tls for new handshakes; open connections keep going. A file that
+   * cannot be read or a key that does not match is refused (the current certificate stays) and recorded.
+   */
+  reloadTls(): { router: boolean; admin: boolean } {
+    const out = { router: false, admin: false };
+    for (const [name, reload] of [['router', () => this.router.reloadTls()], ['admin', () => this.api.reloadTls()]] as const) {
+      try {
+        out[name] = reload();
+        if (out[name]) this.controller.record({ type: 'tls.reload', actor: 'cutover', reason: `${name} TLS certificate reloaded from ${this.config[name].tls?.cert}` });
+      } catch (err) {
+        this.controller.record({ type: 'tls.reload.failed', actor: 'cutover', reason: `${name} TLS certificate not reloaded, the current one stays: ${(err as Error).message}` });
+      }
+    }
+    return out;
   }
 
   /**
@@ -132,6 +159,7 @@ export class Daemon {
   async stop(opts: { stopInstances: boolean }): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.onHangup) process.off('SIGHUP', this.onHangup);
     await this.api.close();
     await this.controller.close();
     for (const p of this.plugins) await p.close?.();
@@ -161,4 +189,25 @@ export function connectableHost(host: string): string {
   if (host === '0.0.0.0' || host === '') return '127.0.0.1';
   if (host === '::') return '::1';
   return host;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./i.test(host);
+}
+
+/**
+ * The admin API and the preview listener belong on loopback (or an internal network): say so at
+ * start when either is bound wider. The live listener is meant to be public.
+ */
+export function exposureWarnings(config: LoadedConfig): string[] {
+  const out: string[] = [];
+  const a = config.admin.listen;
+  if (!isLoopback(a.host)) {
+    out.push(`admin API listens on ${hostPort(a)}, beyond loopback: anyone who reaches it can try the token${config.admin.tls ? '' : ', and it travels without TLS (set admin.tls)'}; keep it on 127.0.0.1 or behind a firewall`);
+  }
+  const p = config.router.preview;
+  if (p && !isLoopback(p.host)) {
+    out.push(`preview listener listens on ${hostPort(p)}, beyond loopback: it serves unreleased candidates without authentication; keep it internal`);
+  }
+  return out;
 }

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { CutoverError } from '../lib/errors.ts';
+import { CutoverError } from './errors.ts';
 
 export interface TlsFiles {
   /** PEM certificate (chain) file. */

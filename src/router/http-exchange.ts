@@ -27,8 +27,8 @@ export interface ProxyContext {
   readonly onRequest: ((r: RequestRecord) => void) | undefined;
   /** Clients whose X-Forwarded-* headers are kept (`router.trustedProxies`). */
   readonly trustedProxies: AddressSet;
-  /** The scheme clients used: `https` when the router terminates TLS. */
-  readonly proto: 'http' | 'https';
+  /** The scheme clients used per listener: `https` on the live listener when the router terminates TLS. */
+  readonly proto: Readonly<Record<ListenerName, 'http' | 'https'>>;
   /** Request body limit in bytes; 0 = none. Content-Length is checked before; chunked bodies are counted. */
   readonly maxBodyBytes: number;
   reportFailure(u: Upstream, reason: string): void;
@@ -129,7 +129,7 @@ export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
     const target = targetOf(req);
     this.#path = target.path;
     const remote = req.socket.remoteAddress;
-    this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto, { trusted: ctx.trustedProxies.has(remote), host: target.host });
+    this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto[listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
   }
 
   /** Links into the lane and sends the request to `first` (already picked, healthy). */

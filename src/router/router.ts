@@ -36,7 +36,7 @@ import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type Reques
 import { RequestStats, type ListenerName } from './request-stats.ts';
 import { EMPTY_ROUTE_TABLE, freezeTable, type RouteTable } from './route-table.ts';
 import { failureBody, STATUS_TEXT } from './upstream-errors.ts';
-import { loadTlsFiles, type TlsFiles } from './tls.ts';
+import { loadTlsFiles, type TlsFiles } from '../lib/tls-files.ts';
 import { type BoundRoute, type Upstream, UpstreamSet } from './upstreams.ts';
 import { WebSocketTunnel, writeRawFailure } from './websocket-tunnel.ts';
 
@@ -66,7 +66,10 @@ export interface RouterOptions {
   limits?: Partial<RequestLimits>;
   /** Addresses or CIDR ranges whose X-Forwarded-* headers are kept; everyone else's are replaced. */
   trustedProxies?: readonly string[];
-  /** Certificate and key files: both listeners speak HTTPS; `reloadTls()` re-reads them. */
+  /**
+   * Certificate and key files: the live listener speaks HTTPS; `reloadTls()` re-reads them. The
+   * preview listener stays plain HTTP (internal: gates and testers reach it on loopback).
+   */
   tls?: TlsFiles | null;
 }
 
@@ -126,7 +129,7 @@ export class Router {
       upstreams: this.#upstreams,
       onRequest: opts.onRequest,
       trustedProxies: new AddressSet(opts.trustedProxies ?? []),
-      proto: opts.tls ? 'https' : 'http',
+      proto: { live: opts.tls ? 'https' : 'http', preview: 'http' },
       maxBodyBytes: limits.maxBodyBytes,
       reportFailure(u: Upstream, reason: string): void {
         // Log the first failure of a run, not every request that meets a dead instance.
@@ -156,7 +159,7 @@ export class Router {
     };
     const tls = this.#opts.tls ? loadTlsFiles(this.#opts.tls, 'router.tls') : null;
     for (const [name, addr] of specs) {
-      const server = tls ? createTlsServer({ ...serverOptions, ...tls }) : createServer(serverOptions);
+      const server = tls && name === 'live' ? createTlsServer({ ...serverOptions, ...tls }) : createServer(serverOptions);
       server.keepAliveTimeout = CLIENT_KEEP_ALIVE_TIMEOUT_MS;
       // One above the limit, so that the guard sees the excess (Node drops extra lines silently).
       server.maxHeadersCount = lim.maxHeaderCount + 1;
@@ -228,14 +231,14 @@ export class Router {
   }
 
   /**
-   * Re-reads the TLS certificate and key and uses them for new handshakes on both listeners;
+   * Re-reads the TLS certificate and key and uses them for new handshakes on the live listener;
    * connections already open keep theirs (nothing is dropped). A bad pair is refused (throws) and
    * the current certificate stays.
    */
   reloadTls(): boolean {
     if (!this.#opts.tls) return false;
     const tls = loadTlsFiles(this.#opts.tls, 'router.tls');
-    for (const l of this.#listeners) (l.server as TlsServer).setSecureContext(tls);
+    for (const l of this.#listeners) if (l.name === 'live') (l.server as TlsServer).setSecureContext(tls);
     this.#logger.info({ cert: this.#opts.tls.cert }, 'router TLS certificate reloaded');
     return true;
   }
