@@ -23,6 +23,7 @@ import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store
 import { FINISHED_STATUSES } from '../store/types.ts';
 import type { PhaseContext, PhaseVerdict, PipelineHooks } from './hooks.ts';
 import { Mutex } from './mutex.ts';
+import { crashPoint, type CrashPoint } from './fault-points.ts';
 
 export const SYSTEM_ACTOR = 'cutover';
 
@@ -138,10 +139,11 @@ export class Controller extends EventEmitter<ControllerEvents> {
         continue;
       }
       if (env.role !== 'live' && env.role !== 'standby') {
-        // Retired or empty: nothing may run. Adopt to find leftovers, then stop them (never orphans).
+        // Retired or empty: nothing may run. Adopt to find leftovers — recorded or not: the provider
+        // also stops unrecorded processes carrying our mark — then stop them (never orphans).
+        const adopted = await this.provider.adopt(color, recorded);
+        if (adopted.length > 0) await this.provider.stop(color);
         if (recorded.length > 0) {
-          const adopted = await this.provider.adopt(color, recorded);
-          if (adopted.length > 0) await this.provider.stop(color);
           this.forgetInstances(color, recorded);
           this.commit({ instances: [{ color, instances: [] }] });
         }
@@ -149,6 +151,12 @@ export class Controller extends EventEmitter<ControllerEvents> {
       }
       const adopted = await this.provider.adopt(color, recorded);
       this.forgetInstances(color, recorded.filter((r) => !adopted.some((a) => a.id === r.id)));
+      if (adopted.length === 0 && env.role === 'standby' && env.retireAt !== null && env.retireAt <= Date.now()) {
+        // It was due for retirement (the daemon died while retiring it): finish that, do not restart it.
+        this.commit({ environments: [{ ...env, role: 'retired', since: Date.now(), retireAt: null }], instances: [{ color, instances: [] }] });
+        this.record({ type: 'recovery', actor: SYSTEM_ACTOR, color, version: env.version, reason: `standby ${color} (${env.version}) was due for retirement and none of its instances survived the daemon restart: marked retired, not restarted` });
+        continue;
+      }
       if (adopted.length === 0 && env.version !== null) {
         this.record({ type: 'recovery', actor: SYSTEM_ACTOR, color, version: env.version, reason: `no ${env.role} instance of ${color} survived the daemon restart; starting ${env.version} again` });
         const started = await this.provider.start(color, { version: env.version, path: env.path });
@@ -178,6 +186,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private wireProviderEvents(): void {
     this.provider.on('instance-exit', (inst, info) => {
       this.health.markDown(inst.id, `process exited (${info.signal ?? `code ${info.code}`})`);
+      this.failCandidateOnExit(inst, info);
       this.record({ type: 'instance.exit', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version, reason: `instance ${inst.id} (pid ${inst.pid}) exited with ${info.signal ?? `code ${info.code}`}; no traffic goes to it while it is down`, data: { instance: inst.id, ...info } });
     });
     this.provider.on('instance-restart', (inst, info) => {
@@ -187,6 +196,17 @@ export class Controller extends EventEmitter<ControllerEvents> {
       this.adoptInstances(color, instances);
       void this.updateRoutes('instances changed');
     });
+  }
+
+  /**
+   * A candidate instance that exits before the switch is a broken release: fail the deployment now
+   * (traffic untouched, candidate stopped) instead of waiting for the health timeout or a gate.
+   */
+  private failCandidateOnExit(inst: Instance, info: { code: number | null; signal: string | null }): void {
+    const run = this.running;
+    if (!run || run.record.color !== inst.color || run.record.version !== inst.version) return;
+    if (!['provision', 'health', 'migrate', 'gates', 'promote'].includes(run.record.phase) || run.abort.signal.aborted) return;
+    run.abort.abort(new CutoverError('CUTOVER_ERR_PROVISION', `candidate instance ${inst.id} of ${inst.version} exited (${info.signal ?? `code ${info.code}`}) during ${run.record.phase}`, { details: { instance: inst.id, phase: run.record.phase } }));
   }
 
   /** Persist a colour's instances and health-watch them (re-watching any whose address changed). */
@@ -323,6 +343,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
         this.commit({ environments: [{ color: d.color, role: 'candidate', version: d.version, path: d.path, since: Date.now(), retireAt: null }] });
         this.cancelRetirementOf(d.color);
         const instances = await this.provider.start(d.color, release);
+        crashPoint('provision', d.version); // test-only (fault-points.ts)
         this.adoptInstances(d.color, instances, { assumeHealthy: false });
         await this.updateRoutes('candidate provisioned');
         return { outcome: 'passed', summary: `started ${instances.length} instance(s) of ${d.version} on ${d.color}`, data: { instances: instances.map((i) => ({ id: i.id, port: i.port, pid: i.pid })) } };
@@ -409,10 +430,13 @@ export class Controller extends EventEmitter<ControllerEvents> {
     const d = run.record;
     if (run.abort.signal.aborted) throw run.abort.signal.reason;
     this.updateDeployment(run, { phase: name });
+    if (name !== 'provision' && name !== 'switch' && name !== 'stable') crashPoint(name as CrashPoint, d.version); // test-only
     const t0 = performance.now();
     let v: PhaseVerdict;
     try {
       v = await body();
+      // Aborted while the phase ran (abort, a candidate crash): its verdict no longer counts.
+      if (run.abort.signal.aborted) throw run.abort.signal.reason;
     } catch (err) {
       const ms = performance.now() - t0;
       const e = toCutoverError(err, name);
@@ -570,6 +594,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       if (envs[from].role === 'live') changes.push({ ...envs[from], role: 'standby', since: now, retireAt: now + this.opts.standbyKeepForMs });
       // Write-ahead: if this throws (disk full, read-only), the router was never touched.
       this.commit({ environments: changes });
+      crashPoint('switch', target.version); // test-only: committed, not yet swapped
       const { drain } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
       const ms = performance.now() - t0;
       this.record({
@@ -579,6 +604,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       });
       this.provider.setAutoRestart(color, true);
       if (drain) this.watchDrain(drain, from, o.deployment);
+      if (drain) crashPoint('drain', target.version); // test-only: swapped, the old colour draining
       this.scheduleRetirement();
       return ms;
     });
@@ -697,6 +723,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       const t0 = performance.now();
       this.provider.setAutoRestart(color, false);
       await this.provider.stop(color);
+      crashPoint('retirement', env.version); // test-only: stopped, not yet recorded
       this.forgetInstances(color, this.store.instances(color));
       this.commit({ environments: [{ ...env, role: 'retired', since: Date.now(), retireAt: null }], instances: [{ color, instances: [] }] });
       this.applyRoutes('standby retired');

@@ -132,6 +132,15 @@ export class SqliteStore implements Store {
     return stored;
   }
 
+  /**
+   * `PRAGMA query_only`: while on, every write fails (as on a read-only or full disk) and reads go
+   * on. For the fault tests (test/faults-state.test.ts) — root ignores a chmod'ed file, so chmod
+   * cannot simulate it — and for inspecting a live daemon's state without risk.
+   */
+  setQueryOnly(on: boolean): void {
+    this.db.exec(`PRAGMA query_only = ${on ? 'ON' : 'OFF'}`);
+  }
+
   close(): void {
     if (this.db.isOpen) this.db.close();
   }
