@@ -26,6 +26,10 @@ import { Mutex } from './mutex.ts';
 import { crashPoint, type CrashPoint } from './fault-points.ts';
 
 export const SYSTEM_ACTOR = 'cutover';
+/** Retry of a failover that could not be written, while the live colour stays down: 1 second. */
+const FAILOVER_RETRY_MS = 1_000;
+/** Retry of a retirement that failed (e.g. a state write): 1 minute. */
+const RETIRE_RETRY_MS = 60_000;
 
 /** What the controller needs of the router: read the table, swap it. */
 export interface RouteSink {
@@ -187,14 +191,19 @@ export class Controller extends EventEmitter<ControllerEvents> {
     this.provider.on('instance-exit', (inst, info) => {
       this.health.markDown(inst.id, `process exited (${info.signal ?? `code ${info.code}`})`);
       this.failCandidateOnExit(inst, info);
-      this.record({ type: 'instance.exit', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version, reason: `instance ${inst.id} (pid ${inst.pid}) exited with ${info.signal ?? `code ${info.code}`}; no traffic goes to it while it is down`, data: { instance: inst.id, ...info } });
+      this.recordQuietly({ type: 'instance.exit', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version, reason: `instance ${inst.id} (pid ${inst.pid}) exited with ${info.signal ?? `code ${info.code}`}; no traffic goes to it while it is down`, data: { instance: inst.id, ...info } });
     });
     this.provider.on('instance-restart', (inst, info) => {
-      this.record({ type: 'instance.restart', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version, reason: `instance ${inst.id} restarted (attempt ${info.attempt}, after ${formatDuration(info.delayMs)}), pid ${inst.pid} port ${inst.port}`, data: { instance: inst.id, pid: inst.pid, port: inst.port, ...info } });
+      this.recordQuietly({ type: 'instance.restart', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version, reason: `instance ${inst.id} restarted (attempt ${info.attempt}, after ${formatDuration(info.delayMs)}), pid ${inst.pid} port ${inst.port}`, data: { instance: inst.id, pid: inst.pid, port: inst.port, ...info } });
     });
     this.provider.on('instances-changed', (color, instances) => {
-      this.adoptInstances(color, instances);
-      void this.updateRoutes('instances changed');
+      try {
+        this.adoptInstances(color, instances);
+      } catch (err) {
+        // Unrecorded pids are found by their mark and stopped at the next restart (never orphans).
+        this.log.error({ err, color }, 'instances changed but could not be recorded');
+      }
+      this.updateRoutes('instances changed').catch((err: unknown) => this.log.error({ err }, 'route update failed'));
     });
   }
 
@@ -309,12 +318,21 @@ export class Controller extends EventEmitter<ControllerEvents> {
     const abort = new AbortController();
     const running: RunningDeployment = { record, abort, promoteWaiter: null, priorCandidateState: envs[color], done: Promise.resolve(record) };
     this.running = running;
-    this.commit({
-      deployment: record,
-      events: [{ type: 'deployment.started', deployment: record.id, actor: req.actor, color, version, reason: `deploy ${version} to ${color}${liveColor ? ` (live: ${envs[liveColor].version} on ${liveColor})` : ' (first release)'}${record.manual ? ', manual promotion' : ''}`, data: { path } }],
-    });
+    try {
+      this.commit({
+        deployment: record,
+        events: [{ type: 'deployment.started', deployment: record.id, actor: req.actor, color, version, reason: `deploy ${version} to ${color}${liveColor ? ` (live: ${envs[liveColor].version} on ${liveColor})` : ' (first release)'}${record.manual ? ', manual promotion' : ''}`, data: { path } }],
+      });
+    } catch (err) {
+      // Not recorded (read-only or full disk): it never started, and must not block the next one.
+      this.running = null;
+      throw err;
+    }
     this.emit('deployment', record);
     running.done = this.runPipeline(running);
+    // Callers of `done` see a failure; nobody waiting must not turn it into an unhandled rejection
+    // (which would end the process): e.g. the state could not be written while finishing.
+    running.done.catch((err: unknown) => this.log.error({ err, deployment: record.id }, 'deployment ended with an error'));
     return { deployment: record, done: running.done };
   }
 
@@ -614,7 +632,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     const settled = drain.finally(() => { if (this.draining.get(color) === settled) this.draining.delete(color); });
     this.draining.set(color, settled.catch(() => undefined));
     drain.then((r) => {
-      this.record({
+      this.recordQuietly({
         type: 'drain', deployment, actor: SYSTEM_ACTOR, color: r.color, durationMs: r.durationMs,
         reason: r.completed ? `${r.color} drained: every in-flight request finished` : `${r.color} drain timed out: closed ${r.closedRequests} request(s) and ${r.closedWebSockets} WebSocket(s)`,
         data: { ...r },
@@ -680,12 +698,17 @@ export class Controller extends EventEmitter<ControllerEvents> {
     if (this.healthyCount(live) > 0) return;
     const standby = otherColor(live);
     if (envs[standby].role !== 'standby' || this.healthyCount(standby) === 0) {
-      this.record({ type: 'live.down', actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}) and there is no healthy standby; requests get 503 until one recovers` });
+      this.recordQuietly({ type: 'live.down', actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}) and there is no healthy standby; requests get 503 until one recovers` });
       return;
     }
     void this.switchTo(standby, { actor: SYSTEM_ACTOR, reason: `failover: every live instance of ${live} is down (${reason ?? 'health check'})`, deployment: this.running?.record.id ?? null, requireGates: false, forced: false, type: 'failover' })
       .then(() => this.running?.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', 'failover to the standby')))
-      .catch((err: unknown) => this.log.error({ err }, 'failover failed'));
+      .catch((err: unknown) => {
+        this.log.error({ err }, 'failover failed');
+        // E.g. the state cannot be written (write-ahead: no persisted decision, no swap). Try again
+        // while the live colour is still down; onHealthChange re-checks everything.
+        if (!this.closed) setTimeout(() => this.onHealthChange(id, false, reason), FAILOVER_RETRY_MS).unref();
+      });
   }
 
   // ───────────────────────────── retirement ─────────────────────────────
@@ -699,7 +722,12 @@ export class Controller extends EventEmitter<ControllerEvents> {
     if (!standby) return;
     const delay = Math.max(0, (envs[standby].retireAt ?? 0) - Date.now());
     // setTimeout caps at 2^31-1 ms (~24.8 days); re-check then.
-    this.retireTimer = setTimeout(() => { void this.retire(standby, SYSTEM_ACTOR, 'standby.keepFor elapsed'); }, Math.min(delay, 2 ** 31 - 1));
+    this.retireTimer = setTimeout(() => {
+      this.retire(standby, SYSTEM_ACTOR, 'standby.keepFor elapsed').catch((err: unknown) => {
+        this.log.error({ err, color: standby }, 'retirement failed; trying again later');
+        if (!this.closed) { this.retireTimer = setTimeout(() => this.scheduleRetirement(), RETIRE_RETRY_MS); this.retireTimer.unref(); }
+      });
+    }, Math.min(delay, 2 ** 31 - 1));
     this.retireTimer.unref();
   }
 
@@ -771,6 +799,19 @@ export class Controller extends EventEmitter<ControllerEvents> {
 
   record(e: EventInput): void {
     this.commit({ events: [e] });
+  }
+
+  /**
+   * For events raised by the world (exits, restarts, drains) rather than by a call: if the state
+   * database refuses the write (read-only, full disk), log it and go on; a throw here would escape
+   * an event handler and take the daemon, and with it the router, down.
+   */
+  private recordQuietly(e: EventInput): void {
+    try {
+      this.record(e);
+    } catch (err) {
+      this.log.error({ err, event: e.type, reason: e.reason }, 'event not recorded: the state database refused the write');
+    }
   }
 
   private commit(change: Parameters<Store['commit']>[0]): void {
