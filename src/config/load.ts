@@ -5,11 +5,14 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { CutoverError } from '../lib/errors.ts';
 import { configSchema, type LoadedConfig } from './schema.ts';
 import { DEFAULT_CONFIG_FILE } from './defaults.ts';
+
+/** Alias expansions a config may make (the yaml library's default; anchors are rare in cutover.yaml). */
+const MAX_ALIAS_COUNT = 100;
 
 export interface ConfigProblem { file: string; line: number; field: string; message: string }
 
@@ -52,7 +55,17 @@ export function parseConfig(text: string, opts: { file: string; baseDir: string;
   substituteEnv(doc.contents, env, [], (field, offset, message) => problems.push({ file: opts.file, line: lineOf(offset), field, message }));
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const raw: unknown = doc.toJS() ?? {};
+  let raw: unknown;
+  try {
+    // Caps alias expansion (yaml's maxAliasCount): an alias bomb is an error, not an OOM.
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
+  } catch (err) {
+    // An alias to an anchor defined later or not at all, or too many aliases (the `yaml` library
+    // throws these from toJS, not as document errors): point at the first alias.
+    let at: number | undefined;
+    visit(doc, { Alias(_key, node) { at = node.range?.[0]; return visit.BREAK; } });
+    throw new ConfigError([{ file: opts.file, line: lineOf(at), field: '', message: `YAML: ${(err as Error).message}` }]);
+  }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new ConfigError([{ file: opts.file, line: 1, field: '', message: 'expected a mapping of settings (app:, router:, environments: …)' }]);
   }
