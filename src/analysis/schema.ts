@@ -1,6 +1,6 @@
 /**
  * The `analysis:` section of cutover.yaml: how the new live colour is judged after the switch.
- * Decision rules (also in src/gates/README.md):
+ * Decision rules (also in docs/gates-and-analysis.md):
  *   error rate fails when  candidate > max(baseline × relative, absolute)
  *   p95/p99 fails when     candidate > baseline × relative + slack
  *   mann-whitney fails when p < significance  and  candidate median > baseline median × minEffect + slack

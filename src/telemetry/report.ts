@@ -3,7 +3,7 @@
  * deployment history and the event log (so it works for any past window, not only the router's
  * last 15 minutes).
  *
- * Definitions (also in src/telemetry/README.md):
+ * Definitions (also in docs/observability.md):
  * - deployment success rate: succeeded / finished deployments.
  * - cutover success rate: of the deployments that switched live traffic, the share that was not
  *   rolled back afterwards (automatically, or by hand while it was live).
