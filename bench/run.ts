@@ -616,6 +616,33 @@ speed in the same way: a reload either races keep-alive connections or it does n
 `;
 }
 
+// ── 4. detection to rollback (bench/analysis-detection.ts, in its own process) ──
+
+interface DetectionResult { interval: string; bound: number; max: number; median: number; withinBound: boolean; runs: { switchToRollbackMs: number; intervalEndToRollbackMs: number }[] }
+
+async function detectionBench(runs: number): Promise<DetectionResult[]> {
+  const r = await run(process.execPath, [path.join(HERE, 'analysis-detection.ts'), '--runs', String(runs)], 10 * 60_000);
+  const last = r.stdout.trim().split('\n').at(-1) ?? '';
+  if (r.code !== 0 || !last.startsWith('{')) throw new Error(`analysis-detection failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+  for (const line of r.stdout.trim().split('\n').slice(0, -1)) console.log(`  ${line}`);
+  return (JSON.parse(last) as { results: DetectionResult[] }).results;
+}
+
+function renderDetection(results: DetectionResult[]): string {
+  const rows = results.map((d) => {
+    const tails = d.runs.map((x) => x.intervalEndToRollbackMs).sort((a, b) => a - b);
+    return `| ${d.interval} | ${d.runs.length} | ${d.median} ms | ${d.max} ms | ${d.bound} ms | ${tails[Math.floor(tails.length / 2)]} ms / ${tails.at(-1)} ms | ${d.withinBound ? '**met**' : '**not met**'} |`;
+  });
+  return `A release answering 20 % errors under live load (200 req/s) is deployed with \`analysis\`
+(\`failureLimit: 1\`); the time is from its switch to the automatic rollback being in force, against the
+bound of one interval + 100 ms (\`bench/analysis-detection.ts\`, real daemon and instances).
+
+| interval | runs | switch → rollback median | max | bound | end of failing interval → rollback (median / max) | within bound |
+|---:|---:|---:|---:|---:|---:|:---|
+${rows.join('\n')}
+`;
+}
+
 // ── main ──
 
 async function main(): Promise<number> {
@@ -653,8 +680,10 @@ async function main(): Promise<number> {
         fsyncUnderLoadMs: sw.find((s) => s.key === 'cutover')!.switches.map((s) => s.fsyncMs!),
       },
     };
+    console.log('\n4. Detection to rollback (post-switch analysis)');
+    const detection = await detectionBench(plan.quick ? 2 : 5);
     const results: Results = { ...partial, targets: evaluateTargets(partial) };
-    const md = renderMarkdown(results);
+    const md = renderMarkdown(results).replace('\n## Noise', `\n## 4. Detection to rollback\n\n${renderDetection(detection)}\n## Noise`);
     console.log(`\n${md}`);
     if (out !== null) {
       writeFileSync(out, md);
