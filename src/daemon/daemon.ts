@@ -35,7 +35,8 @@ export interface DaemonPlugins {
 }
 
 /** Later modules (gates, analysis, migrations, telemetry) register here to be composed into the daemon. */
-export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: Router; logger: Logger }) => DaemonPlugins;
+/** May be async, so that a plugin loads its heavy dependencies (SQL parsers, database drivers) only when configured. */
+export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: Router; logger: Logger }) => DaemonPlugins | Promise<DaemonPlugins>;
 
 export class Daemon {
   readonly config: LoadedConfig;
@@ -92,7 +93,7 @@ export class Daemon {
     await controller.recover();
 
     const plugins: DaemonPlugins[] = [];
-    for (const factory of opts.plugins ?? []) plugins.push(factory({ config, controller, router, logger }));
+    for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router, logger }));
     for (const p of plugins) {
       if (p.hooks) Object.assign(hooks, p.hooks);
       if (p.onRequest) onRequestFns.push(p.onRequest);

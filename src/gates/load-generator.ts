@@ -4,7 +4,17 @@
  * keeps 2xx only by default). Used by the `load` gate, by synthetic traffic during the bake
  * and by the drill's probes.
  */
-import autocannon from 'autocannon';
+import { createRequire } from 'node:module';
+import type autocannonType from 'autocannon';
+
+// Loaded on first use (autocannon and its WebAssembly histogram cost memory in every daemon,
+// most of which never run a load gate, synthetic traffic or a drill). It is CommonJS: require works.
+const require = createRequire(import.meta.url);
+let autocannonLib: typeof autocannonType | null = null;
+function autocannon(opts: autocannonType.Options, cb: (err: unknown, result: autocannonType.Result) => void): autocannonType.Instance {
+  autocannonLib ??= require('autocannon') as typeof autocannonType;
+  return autocannonLib(opts, cb);
+}
 import { performance } from 'node:perf_hooks';
 import { quantile } from './types.ts';
 

@@ -7,10 +7,12 @@
 import type { PluginFactory } from '../daemon/daemon.ts';
 import type { RequestContext } from '../api/server.ts';
 import { COLORS } from '../environments/types.ts';
-import { Migrator, type EnvView } from './migrator.ts';
+import type { EnvView } from './migrator.ts';
 
-export const migrationsPlugin: PluginFactory = ({ config, controller, logger }) => {
+export const migrationsPlugin: PluginFactory = async ({ config, controller, logger }) => {
   if (!config.database) return {};
+  // Loaded only with a database section: SQL parsers (WebAssembly) and drivers cost ~20 MB.
+  const { Migrator } = await import('./migrator.ts');
   const environments = (): EnvView[] => {
     const envs = controller.status().environments;
     return COLORS.map((c) => ({ color: c, role: envs[c].role, version: envs[c].version, path: envs[c].path }));
