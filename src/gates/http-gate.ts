@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { request } from 'undici';
 import type { HttpGateSpec } from './schema.ts';
-import { ms, substitute, substituteDeep, type GateResult, type GateTarget } from './types.ts';
+import { ms, requestParts, substitute, substituteDeep, type GateResult, type GateTarget } from './types.ts';
 
 /** Bytes of the answer kept for the checks and the record. */
 const MAX_BODY_BYTES = 1 << 20; // 1 MiB
@@ -13,13 +13,7 @@ const BODY_EXCERPT_CHARS = 200;
 
 export async function runHttpGate(name: string, spec: HttpGateSpec, target: GateTarget, timeoutMs: number): Promise<GateResult> {
   const path = substitute(spec.path, target);
-  const headers: Record<string, string> = Object.fromEntries(Object.entries(spec.headers).map(([k, v]) => [k.toLowerCase(), substitute(v, target)]));
-  let body: string | undefined;
-  if (typeof spec.body === 'string') body = substitute(spec.body, target);
-  else if (spec.body !== undefined) {
-    body = JSON.stringify(substituteDeep(spec.body, target));
-    headers['content-type'] ??= 'application/json';
-  }
+  const { headers, body } = requestParts(spec, target);
   const expectJson = spec.expect.json === undefined ? undefined : substituteDeep(spec.expect.json, target);
   const bodyContains = spec.expect.bodyContains === undefined ? undefined : substitute(spec.expect.bodyContains, target);
   const thresholds = {

@@ -1,16 +1,10 @@
 /** `load` gate: autocannon against the preview listener; thresholds on error rate, p95 and p99. */
 import type { LoadGateSpec } from './schema.ts';
 import { startLoad } from './load-generator.ts';
-import { ms, pct, substitute, substituteDeep, type GateResult, type GateTarget } from './types.ts';
+import { ms, pct, requestParts, substitute, type GateResult, type GateTarget } from './types.ts';
 
 export async function runLoadGate(name: string, spec: LoadGateSpec, target: GateTarget): Promise<GateResult> {
-  const headers: Record<string, string> = Object.fromEntries(Object.entries(spec.headers).map(([k, v]) => [k.toLowerCase(), substitute(v, target)]));
-  let body: string | undefined;
-  if (typeof spec.body === 'string') body = substitute(spec.body, target);
-  else if (spec.body !== undefined) {
-    body = JSON.stringify(substituteDeep(spec.body, target));
-    headers['content-type'] ??= 'application/json';
-  }
+  const { headers, body } = requestParts(spec, target);
   const path = substitute(spec.path, target);
   const s = await startLoad({
     url: `${target.url}${path}`, connections: spec.connections, durationMs: spec.duration, rate: spec.rate,

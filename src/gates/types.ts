@@ -50,6 +50,21 @@ export function substituteDeep(v: unknown, t: Pick<GateTarget, 'version' | 'colo
   return v;
 }
 
+/**
+ * Headers and body of a configured request with `{version}`/`{color}` substituted; a mapping body
+ * is sent as JSON (with a content-type unless one was given). Shared by the `http` and `load` gates.
+ */
+export function requestParts(spec: { headers: Record<string, string>; body?: unknown }, t: Pick<GateTarget, 'version' | 'color'>): { headers: Record<string, string>; body: string | undefined } {
+  const headers: Record<string, string> = Object.fromEntries(Object.entries(spec.headers).map(([k, v]) => [k.toLowerCase(), substitute(v, t)]));
+  let body: string | undefined;
+  if (typeof spec.body === 'string') body = substitute(spec.body, t);
+  else if (spec.body !== undefined) {
+    body = JSON.stringify(substituteDeep(spec.body, t));
+    headers['content-type'] ??= 'application/json';
+  }
+  return { headers, body };
+}
+
 /** Nearest-rank quantile of ascending-sorted values (the same rule as the router's stats); NaN when empty. */
 export function quantile(sorted: ArrayLike<number>, q: number): number {
   if (sorted.length === 0) return Number.NaN;
