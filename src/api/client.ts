@@ -65,10 +65,12 @@ export class AdminClient {
   }
 
   /** Follow the event stream; resolves when `until` returns true or the signal aborts. */
-  async follow(opts: { deployment?: string; after?: number; signal?: AbortSignal; onMessage: (m: StreamMessage) => boolean | void }): Promise<void> {
+  /** `backlog: false` skips the stored events and streams only new ones. */
+  async follow(opts: { deployment?: string; after?: number; backlog?: boolean; signal?: AbortSignal; onMessage: (m: StreamMessage) => boolean | void }): Promise<void> {
     const q = new URLSearchParams();
     if (opts.deployment) q.set('deployment', opts.deployment);
     if (opts.after !== undefined) q.set('after', String(opts.after));
+    if (opts.backlog === false) q.set('backlog', 'false');
     let res;
     try {
       res = await request(`${this.baseUrl}${API_PREFIX}/events?${q}`, {

@@ -208,7 +208,7 @@ export class AdminServer {
     const deployment = ctx.query.get('deployment') ?? undefined;
     const header = req.headers['last-event-id'] ?? ctx.query.get('after');
     let last = header !== undefined && header !== null ? Number(header) || 0 : 0;
-    if (ctx.query.get('backlog') === 'false') last = Math.max(last, this.latestSeq());
+    if (ctx.query.get('backlog') === 'false') last = Math.max(last, this.controller.lastEventSeq());
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.write(': cutover event stream\n\n');
     const writeEvent = (e: EventRecord) => {
@@ -235,15 +235,6 @@ export class AdminServer {
       this.streams.delete(res);
     };
     res.on('close', done);
-  }
-
-  private latestSeq(): number {
-    let seq = 0;
-    for (;;) {
-      const batch = this.controller.events({ afterSeq: seq, limit: 1000 });
-      if (batch.length === 0) return seq;
-      seq = batch[batch.length - 1].seq;
-    }
   }
 
   private authorised(req: http.IncomingMessage, res: http.ServerResponse, source: string): boolean {

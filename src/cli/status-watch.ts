@@ -44,8 +44,8 @@ export async function watchStatus(io: Io, client: AdminClient, o: { json: boolea
     await draw();
     while (!o.signal?.aborted) {
       try {
-        // The stream replays past events first; they only schedule one redraw.
-        await client.follow({ signal: o.signal, onMessage: () => { schedule(); } });
+        // Only new events: each (re)connect redraws from /status, so the stored log is not replayed.
+        await client.follow({ backlog: false, signal: o.signal, onMessage: () => { schedule(); } });
       } catch (err) {
         if (!(err instanceof CutoverError) || err.code !== 'CUTOVER_ERR_UNREACHABLE') throw err;
         if (!tty && !o.json) io.stderr.write(`cutover: ${err.message}; retrying\n`);

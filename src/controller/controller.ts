@@ -20,7 +20,6 @@ import { silentLogger } from '../telemetry/logger.ts';
 import type { ColorRoute, RouteTable } from '../router/route-table.ts';
 import type { HealthView } from '../health/types.ts';
 import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store } from '../store/types.ts';
-import { FINISHED_STATUSES } from '../store/types.ts';
 import type { PhaseContext, PhaseVerdict, PipelineHooks } from './hooks.ts';
 import { Mutex } from './mutex.ts';
 import { crashPoint, type CrashPoint } from './fault-points.ts';
@@ -62,7 +61,6 @@ export interface ControllerOptions {
 export interface DeployRequest { version: string; path: string | null; manual?: boolean; actor: string }
 
 type PhaseName = 'provision' | 'health' | 'migrate' | 'gates' | 'promote' | 'switch' | 'verify' | 'analysis' | 'stable';
-export const PIPELINE_PHASES: readonly PhaseName[] = ['provision', 'health', 'migrate', 'gates', 'promote', 'switch', 'verify', 'analysis', 'stable'];
 
 interface RunningDeployment {
   record: DeploymentRecord;
@@ -286,6 +284,11 @@ export class Controller extends EventEmitter<ControllerEvents> {
 
   events(opts: { afterSeq?: number; deployment?: string; limit?: number } = {}): EventRecord[] {
     return this.store.events(opts);
+  }
+
+  /** Sequence number of the newest event (0 when none). */
+  lastEventSeq(): number {
+    return this.store.lastEventSeq();
   }
 
   // ───────────────────────────── deploy ─────────────────────────────
@@ -831,10 +834,6 @@ export class Controller extends EventEmitter<ControllerEvents> {
       run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', 'the daemon is shutting down'));
       await run.done.catch(() => undefined);
     }
-  }
-
-  isFinished(d: DeploymentRecord): boolean {
-    return FINISHED_STATUSES.includes(d.status);
   }
 }
 

@@ -67,10 +67,6 @@ export class SqliteStore implements Store {
     return rows.map((r) => ({ id: r.id, color: r.color as Color, index: r.idx, version: r.version, host: r.host, port: r.port, pid: r.pid, path: r.path, startedAt: r.started_at }));
   }
 
-  setInstances(color: Color, instances: Instance[]): void {
-    this.commit({ instances: [{ color, instances }] });
-  }
-
   deployment(id: string): DeploymentRecord | null {
     const row = this.db.prepare('SELECT body FROM deployments WHERE id = ?').get(id) as { body: string } | undefined;
     return row ? (JSON.parse(row.body) as DeploymentRecord) : null;
@@ -94,6 +90,11 @@ export class SqliteStore implements Store {
     sql += ' ORDER BY seq LIMIT ?';
     params.push(opts.limit ?? 1000);
     return (this.db.prepare(sql).all(...params) as unknown as EventRow[]).map(toEvent);
+  }
+
+  lastEventSeq(): number {
+    const row = this.db.prepare('SELECT max(seq) AS seq FROM events').get() as { seq: number | null };
+    return row.seq ?? 0;
   }
 
   commit(change: Parameters<Store['commit']>[0]): EventRecord[] {

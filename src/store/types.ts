@@ -67,11 +67,12 @@ export interface EventRecord extends Required<EventInput> {
 export interface Store {
   environments(): Record<Color, EnvironmentState>;
   instances(color: Color): Instance[];
-  setInstances(color: Color, instances: Instance[]): void;
   deployment(id: string): DeploymentRecord | null;
   activeDeployment(): DeploymentRecord | null;
   deployments(opts?: { limit?: number; since?: number }): DeploymentRecord[];
   events(opts?: { deployment?: string; afterSeq?: number; limit?: number }): EventRecord[];
+  /** Sequence number of the newest event, 0 when there is none. */
+  lastEventSeq(): number;
   /**
    * One atomic write: environment roles, deployment changes and events together.
    * Returns the events as stored (with seq and time).
