@@ -10,6 +10,7 @@
 import { spawn, fork, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { pickFreePort } from '../src/environments/ports.ts';
 
 /** How long a child gets after SIGTERM before SIGKILL. */
 export const STOP_GRACE_MS = 5_000;
@@ -100,15 +101,8 @@ export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ 
   });
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
+export function freePort(): Promise<number> {
+  return pickFreePort('127.0.0.1', new Set());
 }
 
 /** Waits until something accepts TCP connections on 127.0.0.1:port. */

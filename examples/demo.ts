@@ -7,13 +7,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { INIT_TEMPLATE } from '../src/config/init-template.ts';
+import { pickFreePort, probePort } from '../src/environments/ports.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(ROOT, 'bin', 'cutover.js');
@@ -25,13 +25,9 @@ const { values: args } = parseArgs({
   },
 });
 
+/** The usual port when it is free, else any free one. */
 async function freePort(preferred: number): Promise<number> {
-  const tryPort = (p: number) => new Promise<number | null>((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(null));
-    s.listen(p, '127.0.0.1', () => { const port = (s.address() as net.AddressInfo).port; s.close(() => resolve(port)); });
-  });
-  return (await tryPort(preferred)) ?? (await tryPort(0))!;
+  return (await probePort('127.0.0.1', preferred)) ?? pickFreePort('127.0.0.1', new Set());
 }
 
 function run(cmd: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<number> {
