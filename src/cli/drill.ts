@@ -17,15 +17,12 @@ export function registerDrill(program: Command, kit: CommandKit): void {
       if (!opts.path.startsWith('/')) throw new CutoverError('CUTOVER_ERR_USAGE', `--path: expected a path starting with "/", got ${opts.path}`);
       const holdMs = parseDuration(opts.hold);
       if (holdMs === null || holdMs > 60_000) throw new CutoverError('CUTOVER_ERR_USAGE', `--hold: expected a duration up to 60s like "500ms", got ${opts.hold}`);
-      const c = kit.client(cmd);
-      try {
+      await kit.withClient(cmd, async (c) => {
         const r = await c.call<DrillReport>('POST', '/drill', { path: opts.path, rate: Number(opts.rate), holdMs });
         if (opts.json) kit.json(r);
         else printDrill(kit, r);
         kit.setExit(r.outcome === 'passed' ? EXIT.OK : EXIT.FAILED);
-      } finally {
-        await c.close();
-      }
+      });
     });
 }
 

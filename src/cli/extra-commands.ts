@@ -8,7 +8,8 @@ import { registerMigrate } from './migrate.ts';
 
 export interface CommandKit {
   io: Io;
-  client: (cmd: Command) => AdminClient;
+  /** Run `fn` with a client of the daemon, closed afterwards whatever happens. */
+  withClient: <T>(cmd: Command, fn: (c: AdminClient) => Promise<T>) => Promise<T>;
   json: (v: unknown) => void;
   setExit: (code: number) => void;
   configOf: (cmd: Command) => string | undefined;

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { CutoverError } from '../lib/errors.ts';
 import { INIT_TEMPLATE } from '../config/init-template.ts';
 import { DEFAULT_CONFIG_FILE } from '../config/defaults.ts';
+import type { AdminClient } from '../api/client.ts';
 import { EXIT, connect, exitCodeFor, printError, type Io } from './context.ts';
 import { runUp } from './up.ts';
 import { runDeploy } from './deploy.ts';
@@ -30,6 +31,15 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
 
   const configOf = (cmd: Command): string | undefined => cmd.optsWithGlobals<{ config?: string }>().config;
   const client = (cmd: Command) => connect(io, configOf(cmd));
+  /** Run `fn` with a client of the daemon, closed afterwards whatever happens. */
+  const withClient = async <T>(cmd: Command, fn: (c: AdminClient) => Promise<T>): Promise<T> => {
+    const c = client(cmd);
+    try {
+      return await fn(c);
+    } finally {
+      await c.close();
+    }
+  };
   const json = (v: unknown) => io.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
 
   program.command('init')
@@ -65,34 +75,31 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--force', 'promote even though its gates failed (recorded)')
     .option('--json', 'print the result as JSON')
     .action(async (opts: { force?: boolean; json?: boolean }, cmd: Command) => {
-      const c = client(cmd);
-      try {
+      await withClient(cmd, async (c) => {
         const r = await c.call<{ deployment: DeploymentRecord }>('POST', '/promote', { force: opts.force === true });
         if (opts.json) json(r); else io.stdout.write(`promoted ${r.deployment.version} on ${r.deployment.color}${opts.force ? ' (forced)' : ''}; switching\n`);
-      } finally { await c.close(); }
+      });
     });
 
   program.command('abort')
     .description('stop the deployment in progress before its switch; traffic is untouched')
     .option('--json', 'print the result as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const c = client(cmd);
-      try {
+      await withClient(cmd, async (c) => {
         const r = await c.call<{ deployment: DeploymentRecord }>('POST', '/abort', {});
         if (opts.json) json(r); else io.stdout.write(`aborted ${r.deployment.version}: candidate on ${r.deployment.color} stopped, traffic untouched\n`);
-      } finally { await c.close(); }
+      });
     });
 
   program.command('rollback')
     .description('switch traffic back to the standby (instant when it is warm)')
     .option('--json', 'print the result as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const c = client(cmd);
-      try {
+      await withClient(cmd, async (c) => {
         const r = await c.call<{ ms: number; restarted: boolean; live: { color: string; version: string } }>('POST', '/rollback', {});
         if (opts.json) json(r);
         else io.stdout.write(`rolled back: ${r.live.version} is live on ${r.live.color} (${r.ms.toFixed(1)}ms${r.restarted ? '; the standby was retired and had to be started first' : ''})\n`);
-      } finally { await c.close(); }
+      });
     });
 
   program.command('status')
@@ -100,12 +107,11 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--json', 'print as JSON')
     .option('--watch', 'follow the live state: redraw on every change (Ctrl-C to stop)')
     .action(async (opts: { json?: boolean; watch?: boolean }, cmd: Command) => {
-      const c = client(cmd);
-      try {
+      await withClient(cmd, async (c) => {
         if (opts.watch) { await watchStatus(io, c, { json: opts.json === true }); return; }
         const s = await c.call<Record<string, unknown>>('GET', '/status');
         if (opts.json) json(s); else printStatus(io, s);
-      } finally { await c.close(); }
+      });
     });
 
   program.command('history')
@@ -117,11 +123,10 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       return String(n);
     }))
     .action(async (opts: { json?: boolean; limit: string }, cmd: Command) => {
-      const c = client(cmd);
-      try {
+      await withClient(cmd, async (c) => {
         const h = await c.call<{ deployments: DeploymentRecord[] }>('GET', `/history?limit=${opts.limit}`);
         if (opts.json) json(h); else printHistory(io, h.deployments);
-      } finally { await c.close(); }
+      });
     });
 
   program.command('lint-migrations')
@@ -133,7 +138,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       exitCode = await runLintMigrationsCommand(io, files, opts);
     });
 
-  registerExtraCommands(program, { io, client, json, setExit: (c) => { exitCode = c; }, configOf });
+  registerExtraCommands(program, { io, withClient, json, setExit: (c) => { exitCode = c; }, configOf });
 
   try {
     await program.parseAsync(argv);

@@ -18,8 +18,7 @@ export function registerMigrate(program: Command, kit: CommandKit): void {
     .description('applied migrations and held contract migrations (with what holds them)')
     .option('--json', 'print as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const c = kit.client(cmd);
-      try {
+      await kit.withClient(cmd, async (c) => {
         const r = await c.call<{ pending: PendingContract[]; applied: TrackedMigration[] }>('GET', '/migrations');
         if (opts.json) { kit.json(r); return; }
         const rows = [['NAME', 'PHASE', 'RELEASE', 'APPLIED', 'BY']];
@@ -27,17 +26,14 @@ export function registerMigrate(program: Command, kit: CommandKit): void {
         kit.io.stdout.write(r.applied.length ? table(rows) : 'no migrations applied yet\n');
         if (r.pending.length === 0) { kit.io.stdout.write('no contract migration is held\n'); return; }
         kit.io.stdout.write(`\nheld contract migrations:\n${r.pending.map(pendingLine).join('\n')}\n`);
-      } finally {
-        await c.close();
-      }
+      });
     });
 
   migrate.command('contract')
     .description('apply held contract migrations; refused while an environment that can take traffic runs a release without them')
     .option('--json', 'print the result as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const c = kit.client(cmd);
-      try {
+      await kit.withClient(cmd, async (c) => {
         const r = await c.call<ContractOutcome>('POST', '/migrations/contract', {});
         if (opts.json) kit.json(r);
         else {
@@ -46,9 +42,7 @@ export function registerMigrate(program: Command, kit: CommandKit): void {
           if (r.held.length > 0) kit.io.stdout.write(`still held:\n${r.held.map(pendingLine).join('\n')}\n`);
         }
         kit.setExit(r.held.length === 0 ? EXIT.OK : EXIT.FAILED);
-      } finally {
-        await c.close();
-      }
+      });
     });
 }
 

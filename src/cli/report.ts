@@ -17,11 +17,10 @@ export function registerReport(program: Command, kit: CommandKit): void {
     }))
     .option('--json', 'print as JSON')
     .action(async (opts: { since: string; json?: boolean }, cmd: Command) => {
-      const c = kit.client(cmd);
-      try {
+      await kit.withClient(cmd, async (c) => {
         const r = await c.call<ReleaseReport>('GET', `/report?since=${encodeURIComponent(opts.since)}`);
         if (opts.json) kit.json(r); else printReport(kit.io, r, opts.since);
-      } finally { await c.close(); }
+      });
     });
 }
 
