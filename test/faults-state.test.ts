@@ -7,23 +7,22 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { request } from 'undici';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/telemetry/logger.ts';
-import { SHOP_V1, TEST_TOKEN, freePort, freePorts, get, getJson, tempDir, waitFor } from './helpers.ts';
+import { freePort, freePorts, get, getJson, serveShop, tempDir, TEST_TOKEN, waitFor, waitForHealth } from './helpers.ts';
 
 test('with the state database refusing writes, rollback, promote, deploy and failover are refused and traffic never moves; the daemon stays up, and they work once writes do', async () => {
   const { dir, cleanup } = tempDir();
   const ports = await freePorts();
   const blue = await freePort();
   const green = await freePort();
-  const children: ChildProcess[] = [[blue, 'blue'], [green, 'green']].map(([p, c]) => spawn(process.execPath, [path.join(SHOP_V1, 'server.js')], { env: { ...process.env, PORT: String(p), CUTOVER_COLOR: String(c) }, stdio: 'ignore' }));
+  const children: ChildProcess[] = [serveShop(blue, 'blue'), serveShop(green, 'green')];
   let daemon: Daemon | null = null;
   try {
-    await waitFor(async () => (await Promise.all([blue, green].map((p) => get(`http://127.0.0.1:${p}/health`).then((r) => r.status === 200, () => false)))).every(Boolean), { what: 'targets up' });
+    await waitForHealth([blue, green], 'targets up');
     const yaml = [
       `router: { listen: 127.0.0.1:${ports.live}, preview: 127.0.0.1:${ports.preview}, drainTimeout: 1s }`,
       `admin: { listen: 127.0.0.1:${ports.admin} }`,

@@ -6,18 +6,13 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/telemetry/logger.ts';
-import { SHOP_V1, TEST_TOKEN, configYaml, freePort, freePorts, get, startDaemonProcess, tempDir, waitFor, writeConfig } from './helpers.ts';
-
-function serve(port: number, color: string): ChildProcess {
-  return spawn(process.execPath, [path.join(SHOP_V1, 'server.js')], { env: { ...process.env, PORT: String(port), CUTOVER_COLOR: color }, stdio: 'ignore' });
-}
+import { configYaml, freePort, freePorts, serveShop, startDaemonProcess, tempDir, TEST_TOKEN, waitFor, waitForHealth, writeConfig } from './helpers.ts';
 
 interface Answer { status: number; headers: Record<string, string | string[] | undefined>; json: { error?: { code: string; message: string; details?: { field?: string } } } & Record<string, unknown> }
 
@@ -48,8 +43,8 @@ describe('admin API hardening', () => {
     const ports = await freePorts();
     const blue = [await freePort()];
     const green = [await freePort()];
-    children = [serve(blue[0], 'blue'), serve(green[0], 'green')];
-    await waitFor(async () => (await Promise.all([...blue, ...green].map((p) => get(`http://127.0.0.1:${p}/health`).then((r) => r.status === 200, () => false)))).every(Boolean), { what: 'static targets up' });
+    children = [serveShop(blue[0], 'blue'), serveShop(green[0], 'green')];
+    await waitForHealth([...blue, ...green], 'static targets up');
     const yaml = [
       `router: { listen: 127.0.0.1:${ports.live}, preview: 127.0.0.1:${ports.preview} }`,
       `admin: { listen: 127.0.0.1:${ports.admin} }`,

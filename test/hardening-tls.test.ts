@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -17,7 +17,7 @@ import { silentLogger } from '../src/telemetry/logger.ts';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { loadConfigFile } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
-import { SHOP_V1, TEST_TOKEN, cli, freePort, freePorts, get, tempDir, waitFor } from './helpers.ts';
+import { cli, freePort, freePorts, get, serveShop, tempDir, TEST_TOKEN, waitFor, waitForHealth } from './helpers.ts';
 
 /** A self-signed certificate for 127.0.0.1/localhost with common name `cn` (P-256: quick to make). */
 function makeCert(dir: string, cn: string): { cert: string; key: string } {
@@ -112,7 +112,7 @@ test('admin.tls and router.tls through the daemon: the CLI trusts the configured
   const ca = [a, b].map((c) => execFileSync('cat', [c.cert]).toString());
   const blue = await freePort();
   const green = await freePort();
-  const children: ChildProcess[] = [blue, green].map((p, i) => spawn(process.execPath, [path.join(SHOP_V1, 'server.js')], { env: { ...process.env, PORT: String(p), CUTOVER_COLOR: i === 0 ? 'blue' : 'green' }, stdio: 'ignore' }));
+  const children: ChildProcess[] = [blue, green].map((p, i) => serveShop(p, i === 0 ? 'blue' : 'green'));
   writeFileSync(path.join(dir, 'cutover.yaml'), [
     `router: { listen: 127.0.0.1:${ports.live}, preview: 127.0.0.1:${ports.preview}, tls: { cert: tls.crt, key: tls.key } }`,
     `admin: { listen: 127.0.0.1:${ports.admin}, tls: { cert: tls.crt, key: tls.key } }`,
@@ -121,7 +121,7 @@ test('admin.tls and router.tls through the daemon: the CLI trusts the configured
   ].join('\n'));
   let daemon: Daemon | null = null;
   try {
-    await waitFor(async () => (await Promise.all([blue, green].map((p) => get(`http://127.0.0.1:${p}/health`).then((r) => r.status === 200, () => false)))).every(Boolean), { what: 'targets up' });
+    await waitForHealth([blue, green], 'targets up');
     daemon = await Daemon.start(loadConfigFile(path.join(dir, 'cutover.yaml')), { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN } });
     assert.match(daemon.adminUrl(), /^https:/);
     assert.match(daemon.liveUrl(), /^https:/);

@@ -147,3 +147,13 @@ export async function waitFor<T>(fn: () => T | Promise<T>, o: { timeoutMs?: numb
     await new Promise((r) => setTimeout(r, o.intervalMs ?? 50));
   }
 }
+
+/** The sample shop run by "something else": a target for the static provider, answering as `color`. */
+export function serveShop(port: number, color: string): ChildProcess {
+  return spawn(process.execPath, [path.join(SHOP_V1, 'server.js')], { env: { ...process.env, PORT: String(port), CUTOVER_COLOR: color }, stdio: 'ignore' });
+}
+
+/** Resolves once every loopback port answers GET /health with 200. */
+export async function waitForHealth(ports: number[], what = 'targets up'): Promise<void> {
+  await waitFor(async () => (await Promise.all(ports.map((p) => get(`http://127.0.0.1:${p}/health`).then((r) => r.status === 200, () => false)))).every(Boolean), { what });
+}

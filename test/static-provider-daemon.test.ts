@@ -4,26 +4,20 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/telemetry/logger.ts';
-import { SHOP_V1, TEST_TOKEN, freePort, freePorts, getJson, tempDir, waitFor, get } from './helpers.ts';
-
-function serve(port: number, color: string): ChildProcess {
-  return spawn(process.execPath, [path.join(SHOP_V1, 'server.js')], { env: { ...process.env, PORT: String(port), CUTOVER_COLOR: color }, stdio: 'ignore' });
-}
+import { freePort, freePorts, getJson, serveShop, tempDir, TEST_TOKEN, waitFor, waitForHealth } from './helpers.ts';
 
 test('static targets: deploy records versions, switches and rolls back without starting anything', async () => {
   const { dir, cleanup } = tempDir();
   const ports = await freePorts();
   const blue = [await freePort(), await freePort()];
   const green = [await freePort(), await freePort()];
-  const children = [...blue.map((p) => serve(p, 'blue')), ...green.map((p) => serve(p, 'green'))];
+  const children = [...blue.map((p) => serveShop(p, 'blue')), ...green.map((p) => serveShop(p, 'green'))];
   let daemon: Daemon | null = null;
   try {
-    await waitFor(async () => (await Promise.all([...blue, ...green].map((p) => get(`http://127.0.0.1:${p}/health`).then((r) => r.status === 200, () => false)))).every(Boolean), { what: 'static targets up' });
+    await waitForHealth([...blue, ...green], 'static targets up');
     const yaml = [
       'app: static-test',
       `router: { listen: 127.0.0.1:${ports.live}, preview: 127.0.0.1:${ports.preview}, drainTimeout: 1s }`,
@@ -62,10 +56,10 @@ test('failover: when every live instance dies, a healthy standby takes the traff
   const ports = await freePorts();
   const blue = [await freePort()];
   const green = [await freePort()];
-  const children = [serve(blue[0], 'blue'), serve(green[0], 'green')];
+  const children = [serveShop(blue[0], 'blue'), serveShop(green[0], 'green')];
   let daemon: Daemon | null = null;
   try {
-    await waitFor(async () => (await Promise.all([...blue, ...green].map((p) => get(`http://127.0.0.1:${p}/health`).then((r) => r.status === 200, () => false)))).every(Boolean), { what: 'static targets up' });
+    await waitForHealth([...blue, ...green], 'static targets up');
     const yaml = [
       `router: { listen: 127.0.0.1:${ports.live}, preview: 127.0.0.1:${ports.preview} }`,
       `admin: { listen: 127.0.0.1:${ports.admin} }`,
