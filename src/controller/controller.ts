@@ -253,6 +253,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       const instances = this.store.instances(c).map((i) => ({ id: i.id, host: i.host, port: i.port, pid: i.pid, healthy: this.health.isHealthy(i.id), startedAt: i.startedAt }));
       return { color: c, role: e.role, version: e.version, path: e.path, since: e.since, retireAt: e.retireAt, instances, healthy: instances.filter((i) => i.healthy).length };
     };
+    const environments = { blue: envView('blue'), green: envView('green') };
     const active = this.running?.record ?? null;
     const addrs = this.router.addresses();
     const sections: Record<string, unknown> = {};
@@ -260,10 +261,10 @@ export class Controller extends EventEmitter<ControllerEvents> {
     return {
       ...sections,
       app: this.opts.app,
-      live: live ? { color: live, version: envs[live].version, since: envs[live].since, healthy: envView(live).healthy } : null,
+      live: live ? { color: live, version: envs[live].version, since: envs[live].since, healthy: environments[live].healthy } : null,
       standby: standby ? { color: standby, version: envs[standby].version, state: envs[standby].role === 'standby' ? 'warm' : 'retired', retireAt: envs[standby].retireAt } : null,
       deployment: active,
-      environments: { blue: envView('blue'), green: envView('green') },
+      environments,
       router: {
         revision: this.router.table().revision,
         live: `http://${hostPort(addrs.live)}`,
