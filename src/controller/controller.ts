@@ -363,7 +363,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
         await this.waitForDrain(d.color, d.id, `before ${d.version} replaces it`);
         this.provider.setAutoRestart(d.color, false);
         this.commit({ environments: [{ color: d.color, role: 'candidate', version: d.version, path: d.path, since: Date.now(), retireAt: null }] });
-        this.cancelRetirementOf(d.color);
+        this.scheduleRetirement(); // the colour is no longer a standby: its retirement timer goes
         const instances = await this.provider.start(d.color, release);
         crashPoint('provision', d.version); // test-only (fault-points.ts)
         this.adoptInstances(d.color, instances, { assumeHealthy: false });
@@ -733,11 +733,6 @@ export class Controller extends EventEmitter<ControllerEvents> {
       });
     }, Math.min(delay, 2 ** 31 - 1));
     this.retireTimer.unref();
-  }
-
-  private cancelRetirementOf(color: Color): void {
-    const envs = this.store.environments();
-    if (envs[color].retireAt !== null && this.retireTimer) { clearTimeout(this.retireTimer); this.retireTimer = null; }
   }
 
   /** Stop the standby; its release is remembered so a later rollback can start it again. */
