@@ -1,7 +1,7 @@
 /**
  * Header rewriting at the proxy boundary: hop-by-hop headers are dropped in both directions and
  * the X-Forwarded-* set is added to requests. Pure functions over flat raw-header arrays
- * (`[name, value, name, value, …]`, the form Node and undici both speak, so nothing is re-parsed).
+ * (`[name, value, name, value, …]`, the form Node's HTTP parser gives, so nothing is re-parsed).
  *
  * Owns: which headers cross the proxy. Must never: add identifying headers of its own
  * (no `via`, no colour header) or touch the request line.
@@ -22,7 +22,7 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 
 /**
  * Request-only drops. `expect`: Node's server already answered `100-continue` before the
- * request reached us (and undici refuses the header). The forwarding headers are rebuilt from what
+ * request reached us. The forwarding headers are rebuilt from what
  * this listener saw, so a client cannot spoof its address, scheme or host to the application
  * (only a trusted proxy's values are kept, see `upstreamRequestHeaders`).
  */
@@ -104,52 +104,27 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
 /**
  * Headers for the client response: upstream headers minus hop-by-hop ones. Node's server adds
  * its own Connection/Keep-Alive and chooses the framing (Content-Length or chunked) itself.
- * Accepts undici's raw form (Buffers) or strings.
+ * Values are the bytes received, latin1-decoded; Node's writer sends them back byte for byte.
  */
-export function downstreamResponseHeaders(raw: readonly (Buffer | string)[], keep?: ReadonlySet<string>): string[] {
+export function downstreamResponseHeaders(raw: readonly string[], keep?: ReadonlySet<string>): string[] {
   const out: string[] = [];
   let named: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = typeof raw[i] === 'string' ? (raw[i] as string) : (raw[i] as Buffer).toString('latin1');
+    const name = raw[i];
     const lower = name.toLowerCase();
     if (keep !== undefined && keep.has(lower)) {
-      out.push(name, typeof raw[i + 1] === 'string' ? (raw[i + 1] as string) : (raw[i + 1] as Buffer).toString('latin1'));
+      out.push(name, raw[i + 1]);
       continue;
     }
     if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') named = connectionTokens(typeof raw[i + 1] === 'string' ? (raw[i + 1] as string) : (raw[i + 1] as Buffer).toString('latin1'));
+      if (lower === 'connection') named = connectionTokens(raw[i + 1]);
       continue;
     }
-    // Values are bytes on the wire; latin1 round-trips them exactly through Node's writer.
-    out.push(name, typeof raw[i + 1] === 'string' ? (raw[i + 1] as string) : (raw[i + 1] as Buffer).toString('latin1'));
+    out.push(name, raw[i + 1]);
   }
   if (named === null) return out;
   // Rare: the upstream named extra hop-by-hop headers in Connection; drop them too.
   const filtered: string[] = [];
   for (let i = 0; i < out.length; i += 2) if (!named.has(out[i].toLowerCase())) filtered.push(out[i], out[i + 1]);
-  return filtered;
-}
-
-/**
- * Same as `downstreamResponseHeaders` from undici's parsed header object (lower-cased names,
- * latin1 values, repeated headers as arrays). Cheaper on the hot path: undici has already
- * decoded every name and value once, so nothing is decoded twice.
- */
-export function downstreamFromParsed(h: Record<string, string | string[] | undefined>): string[] {
-  const out: string[] = [];
-  let named: Set<string> | null = null;
-  for (const k in h) {
-    const v = h[k];
-    if (v === undefined) continue;
-    if (HOP_BY_HOP.has(k)) {
-      if (k === 'connection') named = connectionTokens(Array.isArray(v) ? v.join(',') : v);
-      continue;
-    }
-    if (typeof v === 'string') out.push(k, v);
-    else for (const x of v) out.push(k, x);
-  }
-  if (named === null) return out;
-  const filtered: string[] = [];
-  for (let i = 0; i < out.length; i += 2) if (!named.has(out[i])) filtered.push(out[i], out[i + 1]);
   return filtered;
 }

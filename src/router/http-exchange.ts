@@ -1,5 +1,5 @@
 /**
- * One proxied HTTP request: the undici dispatch handler that streams the client's request to an
+ * One proxied HTTP request: the upstream handler (upstream-pool.ts) that streams the client's request to an
  * upstream of the route it was bound to, and the upstream's answer back, with backpressure both
  * ways. It is also the request's in-flight entry (a lane `Flight`).
  *
@@ -9,14 +9,14 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import type { HealthView } from '../health/types.ts';
 import type { AddressSet } from '../lib/cidr.ts';
-import { downstreamFromParsed, upstreamRequestHeaders } from './headers.ts';
+import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import type { Flight, Lane } from './lanes.ts';
 import { absoluteForm } from './request-guard.ts';
 import type { ListenerName, ProxyErrorKind, RequestStats } from './request-stats.ts';
 import { classifyUpstreamError, failureBody } from './upstream-errors.ts';
+import { UPSTREAM_ERRORS, type UpstreamController, type UpstreamHandler } from './upstream-pool.ts';
 import type { BoundRoute, Upstream, UpstreamSet } from './upstreams.ts';
 
 /** What an exchange needs from the router (one object shared by all exchanges). */
@@ -34,7 +34,7 @@ export interface ProxyContext {
   reportFailure(u: Upstream, reason: string): void;
 }
 
-/** Thrown into undici by a counted body that went past the limit; answered 413. */
+/** The error of a counted body that went past the limit (it fails the upstream attempt); answered 413. */
 const BODY_TOO_LARGE = 'CUTOVER_BODY_TOO_LARGE';
 
 /**
@@ -91,13 +91,13 @@ function onResponseDrain(this: TaggedResponse): void {
   this[kExchange]?.controller?.resume();
 }
 
-export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
+export class HttpExchange implements Flight, UpstreamHandler {
   readonly kind = 'http' as const;
   lane: Lane | null = null;
   prev: Flight | null = null;
   next: Flight | null = null;
 
-  controller: Dispatcher.DispatchController | null = null;
+  controller: UpstreamController | null = null;
   readonly #ctx: ProxyContext;
   readonly #listener: ListenerName;
   readonly #route: BoundRoute;
@@ -149,24 +149,24 @@ export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
         path: this.#path,
         method: req.method ?? 'GET',
         headers: this.#headers,
-        // Streamed: undici pauses the client socket when the upstream socket is full.
+        // Streamed: the client socket is paused while the upstream socket is full.
         body: this.#hasBody ? (this.#counted ? req.pipe(new CountedBody(this.#ctx.maxBodyBytes)) : req) : null,
       },
       this,
     );
   }
 
-  // ── undici DispatchHandler ──
+  // ── UpstreamHandler ──
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
+  onRequestStart(controller: UpstreamController): void {
     this.controller = controller;
     // The client left (or a drain aborted us) while the request waited for a pool connection.
     if (this.#state === DONE) controller.abort(new Error('client closed'));
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+  onResponseStart(controller: UpstreamController, statusCode: number, headers: string[], statusMessage: string): void {
     if (this.#state !== PENDING) return;
-    const out = downstreamFromParsed(headers);
+    const out = downstreamResponseHeaders(headers);
     const u = this.#upstream;
     if (u !== null) u.failures = 0;
     try {
@@ -180,7 +180,7 @@ export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
     this.#status = statusCode;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(controller: UpstreamController, chunk: Buffer): void {
     if (this.#state !== STREAMING) return;
     if (!this.#res.write(chunk)) {
       // Backpressure: stop reading the upstream socket until the client socket drains.
@@ -195,11 +195,11 @@ export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
     this.#finish();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(_controller: UpstreamController, err: Error): void {
     if (this.#state === DONE) return;
     if (this.#state === STREAMING) {
       // The head is out: the only honest signal left is cutting the connection.
-      this.#error = (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT' ? 'timeout' : 'reset';
+      this.#error = (err as { code?: string }).code === UPSTREAM_ERRORS.bodyTimeout ? 'timeout' : 'reset';
       this.#res.destroy();
       this.#finish();
       return;
@@ -222,7 +222,7 @@ export class HttpExchange implements Flight, Dispatcher.DispatchHandler {
         return;
       }
     }
-    this.#fail(f.status, f.status === 400 ? 'the request could not be forwarded' : `upstream ${u.id} ${f.text}`, f.kind ?? undefined);
+    this.#fail(f.status, `upstream ${u.id} ${f.text}`, f.kind);
   }
 
   // ── client side ──

@@ -6,10 +6,11 @@
  * error messages) into the text; the instance id is the only detail a client sees.
  */
 import type { ProxyErrorKind } from './request-stats.ts';
+import { UPSTREAM_ERRORS } from './upstream-pool.ts';
 
 export interface UpstreamFailure {
-  status: 400 | 502 | 504;
-  kind: ProxyErrorKind | null;
+  status: 502 | 504;
+  kind: ProxyErrorKind;
   /** Completes "upstream <id> …". */
   text: string;
   /** Nothing reached the application: safe to retry an idempotent bodiless request elsewhere. */
@@ -27,7 +28,6 @@ const CONNECT_TIMEOUT: UpstreamFailure = { status: 504, kind: 'timeout', text: '
 const RESET: UpstreamFailure = { status: 502, kind: 'reset', text: 'closed the connection before answering', retryable: true, report: false };
 const HEADERS_TIMEOUT: UpstreamFailure = { status: 504, kind: 'timeout', text: 'did not answer in time', retryable: false, report: false };
 const GONE: UpstreamFailure = { status: 502, kind: 'connect', text: 'is no longer available', retryable: true, report: false };
-const BAD_REQUEST: UpstreamFailure = { status: 400, kind: null, text: 'was not sent a malformed request', retryable: false, report: false };
 // The application's response head is larger than router.maxHeaderSize: refuse to relay it.
 const HEAD_TOO_LARGE: UpstreamFailure = { status: 502, kind: 'reset', text: 'sent a response head larger than the limit', retryable: false, report: false };
 const OTHER: UpstreamFailure = { status: 502, kind: 'reset', text: 'sent an invalid response', retryable: false, report: false };
@@ -44,25 +44,20 @@ export function classifyUpstreamError(err: unknown): UpstreamFailure {
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return UNREACHABLE;
-    case 'UND_ERR_CONNECT_TIMEOUT':
+    case UPSTREAM_ERRORS.connectTimeout:
     case 'ETIMEDOUT':
       return CONNECT_TIMEOUT;
     case 'ECONNRESET':
     case 'EPIPE':
-    case 'UND_ERR_SOCKET':
+    case UPSTREAM_ERRORS.closed:
       return RESET;
-    case 'UND_ERR_HEADERS_TIMEOUT':
+    case UPSTREAM_ERRORS.headersTimeout:
       return HEADERS_TIMEOUT;
-    case 'UND_ERR_HEADERS_OVERFLOW':
+    case UPSTREAM_ERRORS.headersOverflow:
       return HEAD_TOO_LARGE;
-    case 'UND_ERR_CLOSED':
-    case 'UND_ERR_DESTROYED':
+    case UPSTREAM_ERRORS.poolClosed:
       // The pool was closed under us (target left the table): nothing was sent.
       return GONE;
-    case 'UND_ERR_INVALID_ARG':
-    case 'UND_ERR_NOT_SUPPORTED':
-    case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
-      return BAD_REQUEST;
     default:
       return OTHER;
   }

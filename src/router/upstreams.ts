@@ -4,22 +4,25 @@
  * instance that stays routed. Pools of targets the current table no longer names are closed once
  * nothing in flight uses them.
  *
- * Owns: undici pools, per-target in-flight counts, load balancing among a colour's targets.
+ * Owns: connection pools (upstream-pool.ts), per-target in-flight counts, load balancing among a colour's targets.
  * Must never: decide which colour is live (that is the route table), or pick an unhealthy target.
  */
-import { Pool } from 'undici';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ColorRoute, RouteTable, RouteTarget } from './route-table.ts';
+import { UpstreamPool } from './upstream-pool.ts';
 
 /** Idle upstream keep-alive: below Node's default server keepAliveTimeout (5 s), so we close first. */
 export const UPSTREAM_KEEP_ALIVE_MS = 4_000;
 
+/** Largest upstream response head when no limit is configured. */
+const DEFAULT_UPSTREAM_HEADER_BYTES = 16 * 1024;
+
 export interface PoolSettings {
   connectTimeoutMs: number;
   responseTimeoutMs: number;
-  /** Largest upstream response head accepted (then 502); undici's default (16 KiB) when absent. */
+  /** Largest upstream response head accepted (then 502); 16 KiB when absent. */
   maxHeaderBytes?: number;
 }
 
@@ -28,7 +31,7 @@ export class Upstream {
   readonly id: string;
   readonly host: string;
   readonly port: number;
-  readonly pool: Pool;
+  readonly pool: UpstreamPool;
   /** Requests currently using this target (WebSocket tunnels use their own sockets, not the pool). */
   inFlight = 0;
   /** The current table no longer names this target: close the pool when inFlight reaches 0. */
@@ -42,15 +45,14 @@ export class Upstream {
     this.id = target.id;
     this.host = target.host;
     this.port = target.port;
-    const host = target.host.includes(':') ? `[${target.host}]` : target.host;
-    this.pool = new Pool(`http://${host}:${target.port}`, {
-      connect: { timeout: settings.connectTimeoutMs },
-      headersTimeout: settings.responseTimeoutMs,
-      // Idle time between body chunks, like nginx proxy_read_timeout.
-      bodyTimeout: settings.responseTimeoutMs,
-      keepAliveTimeout: UPSTREAM_KEEP_ALIVE_MS,
-      pipelining: 1,
-      ...(settings.maxHeaderBytes !== undefined ? { maxHeaderSize: settings.maxHeaderBytes } : {}),
+    this.pool = new UpstreamPool({
+      host: target.host,
+      port: target.port,
+      connectTimeoutMs: settings.connectTimeoutMs,
+      // Time to the response head and the longest pause between body chunks (nginx's proxy_read_timeout).
+      responseTimeoutMs: settings.responseTimeoutMs,
+      keepAliveMs: UPSTREAM_KEEP_ALIVE_MS,
+      maxHeaderBytes: settings.maxHeaderBytes ?? DEFAULT_UPSTREAM_HEADER_BYTES,
     });
   }
 }

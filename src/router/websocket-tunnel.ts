@@ -13,6 +13,7 @@ import { targetOf, type ProxyContext } from './http-exchange.ts';
 import type { Flight, Lane } from './lanes.ts';
 import type { ListenerName, ProxyErrorKind } from './request-stats.ts';
 import { classifyUpstreamError, failureBody, STATUS_TEXT } from './upstream-errors.ts';
+import { UPSTREAM_ERRORS } from './upstream-pool.ts';
 import type { BoundRoute, Upstream } from './upstreams.ts';
 
 /** On a 101 these two hop-by-hop headers are the handshake itself and must reach the client. */
@@ -123,7 +124,7 @@ export class WebSocketTunnel implements Flight {
   #setTimer(ms: number, phase: 'connect' | 'response'): void {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
-      const err = Object.assign(new Error(`${phase} timeout`), { code: phase === 'connect' ? 'UND_ERR_CONNECT_TIMEOUT' : 'UND_ERR_HEADERS_TIMEOUT' });
+      const err = Object.assign(new Error(`${phase} timeout`), { code: phase === 'connect' ? UPSTREAM_ERRORS.connectTimeout : UPSTREAM_ERRORS.headersTimeout });
       this.#upReq?.destroy(err);
     }, ms);
   }
@@ -146,9 +147,8 @@ export class WebSocketTunnel implements Flight {
         return;
       }
     }
-    const status = f.status === 400 ? 502 : f.status;
-    this.#record(status, f.kind ?? 'reset');
-    writeRawFailure(this.#client, status, `upstream ${u.id} ${f.text}`);
+    this.#record(f.status, f.kind);
+    writeRawFailure(this.#client, f.status, `upstream ${u.id} ${f.text}`);
     this.#finish(); // the client socket closes itself once the answer is flushed
   }
 
