@@ -15,12 +15,11 @@ import { AdminClient } from '../src/api/client.ts';
 import type { RouteTable } from '../src/router/route-table.ts';
 import type { DeploymentRecord } from '../src/store/types.ts';
 import type { Colour, OriginPorts } from './peers.ts';
-import { forkChild, freePort, nowMs, schedMs, sleep, spawnChild, stopChild, waitForPort } from './procs.ts';
+import { BIN, binNodeFlags, forkChild, freePort, nowMs, run, schedMs, sleep, spawnChild, stopChild, waitForPort, withCompileCache } from './procs.ts';
 import type { RouterCommand, RouterReply } from './router-server.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..');
-const BIN = path.join(ROOT, 'bin', 'cutover.js');
+const ROUTER_SERVER = path.join(HERE, 'router-server.ts');
 /** A fixed token for the benchmark daemon (bound to loopback, gone at the end of the run). */
 const BENCH_TOKEN = 'cutover-bench-token-not-secret';
 /** Time for `cutover up` to say it is up, and for a deployment to finish. */
@@ -28,6 +27,36 @@ const DAEMON_START_TIMEOUT_MS = 30_000;
 const DEPLOY_TIMEOUT_MS = 60_000;
 /** One page, the size of a small SQLite WAL append. */
 const FSYNC_PROBE_BLOCK = Buffer.alloc(4096, 1);
+
+/** Forks bench/router-server.ts with the bin's Node.js flags and compile cache; resolves once it listens. */
+async function launchRouter(): Promise<{ child: ChildProcess; port: number }> {
+  const child = forkChild(ROUTER_SERVER, [], { execArgv: binNodeFlags(), env: withCompileCache() });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m: RouterReply) => (m.type === 'ready' ? resolve(m.port) : reject(new Error(`router: unexpected ${m.type}`))));
+    child.once('exit', (code) => reject(new Error(`router process exited with ${code} before it was ready`)));
+  });
+  return { child, port };
+}
+
+let warming: Promise<void> | null = null;
+
+/**
+ * Fills the compile cache before the measured processes start, as a first run of `cutover` does
+ * for its users, so that neither the router nor the daemon loads Node's type stripper (about
+ * 30 MB of RSS): throw-away children with the same flags, environment and entry modules,
+ * `cutover --version` (bin/cutover.js → src/cli/main.ts, which imports every module `cutover up`
+ * loads at start) and a router process, started and stopped. Once per run.
+ */
+export function warmCompileCache(): Promise<void> {
+  warming ??= (async () => {
+    const env: NodeJS.ProcessEnv = { ...withCompileCache(), CUTOVER_LOG_LEVEL: 'warn' };
+    const version = await run(process.execPath, [...binNodeFlags(), BIN, '--version'], DAEMON_START_TIMEOUT_MS, { env });
+    if (version.code !== 0) throw new Error(`cutover --version exited with ${version.code}:\n${version.stderr}`);
+    const router = await launchRouter();
+    await stopChild(router.child); // exits through process.exit, which writes the cache
+  })();
+  return warming;
+}
 
 /** The bare router in a child process. */
 export class RouterProcess {
@@ -40,12 +69,10 @@ export class RouterProcess {
     this.port = port;
   }
 
+  /** Runs as `cutover` does: with the bin's Node.js flags and a warm compile cache. */
   static async start(): Promise<RouterProcess> {
-    const child = forkChild(path.join(HERE, 'router-server.ts'));
-    const port = await new Promise<number>((resolve, reject) => {
-      child.once('message', (m: RouterReply) => (m.type === 'ready' ? resolve(m.port) : reject(new Error(`router: unexpected ${m.type}`))));
-      child.once('exit', (code) => reject(new Error(`router process exited with ${code} before it was ready`)));
-    });
+    await warmCompileCache();
+    const { child, port } = await launchRouter();
     return new RouterProcess(child, port);
   }
 
@@ -130,9 +157,11 @@ export class Daemon {
       '  keepFor: 30m',
       '',
     ].join('\n'));
-    const env: NodeJS.ProcessEnv = { ...process.env, CUTOVER_TOKEN: BENCH_TOKEN, CUTOVER_LOG_LEVEL: 'warn' };
+    const env: NodeJS.ProcessEnv = { ...withCompileCache(), CUTOVER_TOKEN: BENCH_TOKEN, CUTOVER_LOG_LEVEL: 'warn' };
     delete env.CUTOVER_ADMIN_URL;
-    const child = spawnChild(process.execPath, [BIN, 'up'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    await warmCompileCache();
+    // The bin's shebang flags, which `node BIN` would not read.
+    const child = spawnChild(process.execPath, [...binNodeFlags(), BIN, 'up'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`cutover up did not come up within ${DAEMON_START_TIMEOUT_MS} ms:\n${out}`)), DAEMON_START_TIMEOUT_MS);

@@ -10,7 +10,13 @@
 import { spawn, fork, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pickFreePort } from '../src/environments/ports.ts';
+
+/** The `cutover` executable. */
+export const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'cutover.js');
 
 /** How long a child gets after SIGTERM before SIGKILL. */
 export const STOP_GRACE_MS = 5_000;
@@ -35,10 +41,40 @@ export function spawnChild(cmd: string, args: string[], opts: SpawnOptions = {})
   return track(child);
 }
 
-/** Forks a TypeScript module of ours with an IPC channel, in its own process group. */
-export function forkChild(modulePath: string, args: string[] = [], opts: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
-  const child = fork(modulePath, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], detached: true, env: opts.env ?? process.env });
+/**
+ * Forks a TypeScript module of ours with an IPC channel, in its own process group. `execArgv`
+ * (the child's Node.js flags) defaults to ours.
+ */
+export function forkChild(modulePath: string, args: string[] = [], opts: { env?: NodeJS.ProcessEnv; execArgv?: string[] } = {}): ChildProcess {
+  const child = fork(modulePath, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], detached: true, env: opts.env ?? process.env, execArgv: opts.execArgv ?? process.execArgv });
   return track(child);
+}
+
+/**
+ * The Node.js flags `cutover` runs with, read from the shebang line of bin/cutover.js
+ * (`#!/usr/bin/env -S node --max-semi-space-size=8` gives `['--max-semi-space-size=8']`): the
+ * one place they are written. A process started as `node FLAGS… bin/cutover.js` or forked with
+ * them as execArgv runs as the installed command does.
+ */
+export function binNodeFlags(bin = BIN): string[] {
+  const first = readFileSync(bin, 'utf8').split('\n', 1)[0];
+  const words = first.startsWith('#!') ? first.slice(2).trim().split(/\s+/) : [];
+  const node = words.findIndex((w) => path.basename(w) === 'node');
+  if (node === -1) throw new Error(`${bin}: the first line does not run node: ${first}`);
+  const flags = words.slice(node + 1);
+  const notFlag = flags.find((f) => !f.startsWith('-'));
+  if (notFlag !== undefined) throw new Error(`${bin}: unexpected ${notFlag} among the node flags of its first line`);
+  return flags;
+}
+
+/**
+ * `env` with NODE_COMPILE_CACHE set to the directory the bin's `module.enableCompileCache()`
+ * uses: the one NODE_COMPILE_CACHE already names, else <tmpdir>/node-compile-cache (Node's
+ * default). A process started with it reuses the type-stripped sources cached there, and never
+ * loads Node's type stripper, as `cutover` does.
+ */
+export function withCompileCache(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...env, NODE_COMPILE_CACHE: env.NODE_COMPILE_CACHE || path.join(os.tmpdir(), 'node-compile-cache') };
 }
 
 function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
@@ -88,9 +124,9 @@ export function waitExit(child: ChildProcess, timeoutMs: number): Promise<number
 }
 
 /** Runs a command to completion and returns its output (for `nginx -s reload`, `wrk`, versions). */
-export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function run(cmd: string, args: string[], timeoutMs = 60_000, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env }));
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });

@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { Daemon, RouterProcess, type RollbackTiming } from './cutover.ts';
 import type { LoadCommand, LoadReply, LoadResult } from './loadgen.ts';
 import { HAPROXY, HAProxy, NGINX, Nginx, haproxyConfig, nginxProxyConfig, originConfig, other, startSlowBackend, type Colour, type OriginPorts } from './peers.ts';
-import { forkChild, freePort, groupCpuTicks, killAllSync, memoryKb, nowMs, peakRssDuring, processAndChildren, run, sleep, stopAll, waitExit } from './procs.ts';
+import { binNodeFlags, forkChild, freePort, groupCpuTicks, killAllSync, memoryKb, nowMs, peakRssDuring, processAndChildren, run, sleep, stopAll, waitExit } from './procs.ts';
 import { fmt, int, max, mean, median, met, mb, ms, percentile, ratio, table } from './report.ts';
 import { WRK, runWrk, wrkFailures, type WrkResult } from './wrk.ts';
 
@@ -559,6 +559,10 @@ temp dir; nothing is shared with system services.
 - **Cutover daemon**: \`cutover up\` (router + controller + admin API + metrics + health checks
   every 500 ms) with the \`static\` provider on the origin's blue and green blocks; v1 deployed on
   blue, then v2 on green, so blue is the warm standby.
+- Router and daemon run as \`cutover\` itself does: with the Node.js flags of the shebang line of
+  \`bin/cutover.js\` (\`${binNodeFlags().join(' ')}\`) and a warm compile cache (filled by
+  throw-away runs of the same entry modules before the measured processes start), so neither
+  loads Node's type stripper.
 - **nginx** proxy: 1 worker, \`proxy_http_version 1.1\`, \`proxy_set_header Connection ""\`,
   upstream \`keepalive 64\`, access log off, \`keepalive_requests\` raised to 1,000,000 (its
   default 1,000 would close client and upstream connections that the others keep).
