@@ -33,7 +33,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   const client = (cmd: Command) => connect(io, configOf(cmd));
   /** Run `fn` with a client of the daemon, closed afterwards whatever happens. */
   const withClient = async <T>(cmd: Command, fn: (c: AdminClient) => Promise<T>): Promise<T> => {
-    const c = client(cmd);
+    const c = await client(cmd);
     try {
       return await fn(c);
     } finally {
@@ -67,7 +67,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--no-wait', 'return once the deployment has started')
     .option('--json', 'print the result as JSON')
     .action(async (version: string, opts: { path?: string; manual?: boolean; wait: boolean; json?: boolean }, cmd: Command) => {
-      exitCode = await runDeploy(io, client(cmd), { version, path: path.resolve(io.cwd, opts.path ?? '.'), manual: opts.manual === true, wait: opts.wait, json: opts.json === true });
+      exitCode = await runDeploy(io, await client(cmd), { version, path: path.resolve(io.cwd, opts.path ?? '.'), manual: opts.manual === true, wait: opts.wait, json: opts.json === true });
     });
 
   program.command('promote')

@@ -6,7 +6,7 @@
  * The floor and the slack keep 0-vs-0 and tiny baselines from dividing by zero or failing on noise.
  */
 import { performance } from 'node:perf_hooks';
-import { Agent, request } from 'undici';
+import { loadUndici } from '../lib/lazy-undici.ts';
 import type { CompareGateSpec } from './schema.ts';
 import { ms, pct, quantile, substitute, type GateResult, type GateTarget } from './types.ts';
 
@@ -19,6 +19,7 @@ export async function runCompareGate(name: string, spec: CompareGateSpec, target
   if (!target.hasLive || target.liveUrl === null) {
     return { gate: name, kind: 'compare', outcome: 'skipped', reason: `${name}: nothing is live to compare with (first release)`, values: {}, thresholds, durationMs: 0 };
   }
+  const { Agent, request } = await loadUndici();
   const t0 = performance.now();
   const headers = Object.fromEntries(Object.entries(spec.headers).map(([k, v]) => [k.toLowerCase(), substitute(v, target)]));
   const agent = new Agent({ connections: spec.concurrency, keepAliveTimeout: 2_000 });

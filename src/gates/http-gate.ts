@@ -3,7 +3,7 @@
  * latency. Every mismatch is listed in the reason with the value seen and the value expected.
  */
 import { performance } from 'node:perf_hooks';
-import { request } from 'undici';
+import { loadUndici } from '../lib/lazy-undici.ts';
 import type { HttpGateSpec } from './schema.ts';
 import { ms, requestParts, substitute, substituteDeep, type GateResult, type GateTarget } from './types.ts';
 
@@ -23,6 +23,7 @@ export async function runHttpGate(name: string, spec: HttpGateSpec, target: Gate
     ...(spec.expect.maxLatency !== undefined ? { maxLatencyMs: spec.expect.maxLatency } : {}),
   };
   const what = `${spec.method} ${path}`;
+  const { request } = await loadUndici();
   const t0 = performance.now();
   let status: number;
   let text: string;

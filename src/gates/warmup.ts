@@ -4,7 +4,7 @@
  * process. Counted and recorded, never judged.
  */
 import { performance } from 'node:perf_hooks';
-import { Agent, request } from 'undici';
+import { loadUndici } from '../lib/lazy-undici.ts';
 import type { WarmupSpec } from './schema.ts';
 
 export const WARMUP_REQUEST_TIMEOUT_MS = 10_000;
@@ -16,6 +16,7 @@ export interface WarmupResult {
 }
 
 export async function runWarmup(spec: WarmupSpec, baseUrl: string, signal: AbortSignal): Promise<WarmupResult> {
+  const { Agent, request } = await loadUndici();
   const t0 = performance.now();
   const byClass = { '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0, failed: 0 };
   const agent = new Agent({ connections: spec.connections, keepAliveTimeout: 2_000 });

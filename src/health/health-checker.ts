@@ -9,7 +9,7 @@
  *   await hc.waitHealthy(['green-0'], 30_000);
  */
 import { EventEmitter } from 'node:events';
-import { Agent, request } from 'undici';
+import http from 'node:http';
 import { CutoverError } from '../lib/errors.ts';
 import { silentLogger, type Logger } from '../telemetry/logger.ts';
 import type { HealthView } from './types.ts';
@@ -69,7 +69,9 @@ export class HealthChecker extends EventEmitter<HealthEvents> implements HealthV
   private readonly opts: Required<Omit<HealthCheckerOptions, 'logger'>>;
   private readonly log: Logger;
   private readonly targets = new Map<string, Watched>();
-  private readonly agent: Agent;
+  private readonly agent: http.Agent;
+  /** Checks in flight, cut by close(). */
+  private readonly probes = new Set<http.ClientRequest>();
   private closed = false;
 
   constructor(opts: HealthCheckerOptions) {
@@ -82,8 +84,9 @@ export class HealthChecker extends EventEmitter<HealthEvents> implements HealthV
       unhealthyThreshold: opts.unhealthyThreshold ?? DEFAULT_UNHEALTHY_THRESHOLD,
     };
     this.log = (opts.logger ?? silentLogger).child({ component: 'health' });
-    // Own agent: health checks never share (or wait behind) the router's upstream connections.
-    this.agent = new Agent({ connectTimeout: opts.timeoutMs, pipelining: 0 });
+    // Own agent: health checks never share (or wait behind) anyone's connections. No keep-alive:
+    // each check proves that the instance still accepts connections, and holds none open after.
+    this.agent = new http.Agent({ keepAlive: false });
     // 'change' listeners are the controller, the router, the API's event stream, waiters…
     this.setMaxListeners(0);
   }
@@ -187,7 +190,8 @@ export class HealthChecker extends EventEmitter<HealthEvents> implements HealthV
     if (this.closed) return;
     this.closed = true;
     for (const id of [...this.targets.keys()]) this.unwatch(id);
-    await this.agent.destroy();
+    for (const req of this.probes) req.destroy();
+    this.agent.destroy();
   }
 
   // ── internals ───────────────────────────────────────────────────────────────────────────
@@ -226,26 +230,49 @@ export class HealthChecker extends EventEmitter<HealthEvents> implements HealthV
     this.schedule(w, this.opts.intervalMs);
   }
 
-  /** One request; resolves with null on a pass, else with why it failed. */
-  private async probe(t: HealthTarget): Promise<string | null> {
+  /**
+   * One request on a fresh connection (Connection: close — a check must not ride on, or keep, a
+   * pooled socket); resolves with null on a pass, else with why it failed. Passing takes a 2xx
+   * status and the whole body (read up to MAX_BODY_BYTES, the rest not waited for) within
+   * timeoutMs, which bounds the whole check, connect included.
+   */
+  private probe(t: HealthTarget): Promise<string | null> {
     const { timeoutMs } = this.opts;
-    const host = t.host.includes(':') ? `[${t.host}]` : t.host;
-    try {
-      const res = await request(`http://${host}:${t.port}${this.opts.path}`, {
-        dispatcher: this.agent,
+    return new Promise((resolve) => {
+      const req = http.request({
+        host: t.host, // an IPv6 literal unbracketed; node brackets it in the Host header
+        port: t.port,
+        path: this.opts.path,
         method: 'GET',
-        headers: { 'user-agent': 'cutover-health' },
-        reset: true, // Connection: close — a check must not ride on (or keep) a pooled socket
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        // headers/body timeouts bound each wait; this bounds the whole check, connect included.
-        signal: AbortSignal.timeout(timeoutMs),
+        agent: this.agent,
+        headers: { 'user-agent': 'cutover-health', connection: 'close' },
       });
-      await res.body.dump({ limit: MAX_BODY_BYTES });
-      return res.statusCode >= 200 && res.statusCode < 300 ? null : `HTTP ${res.statusCode}`;
-    } catch (err) {
-      return describe(err, timeoutMs);
-    }
+      let settled = false;
+      const done = (result: string | null) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.probes.delete(req);
+        req.destroy(); // the connection is not reused: free it now, not at the peer's close
+        resolve(result);
+      };
+      const timer = setTimeout(() => done(`no answer within ${timeoutMs}ms`), timeoutMs);
+      timer.unref();
+      this.probes.add(req);
+      req.on('error', (err) => done(describe(err)));
+      req.on('response', (res) => {
+        const verdict = res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300 ? null : `HTTP ${res.statusCode}`;
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          if (bytes > MAX_BODY_BYTES) done(verdict);
+        });
+        res.on('end', () => done(verdict));
+        // The connection failed before the whole body arrived (ECONNRESET: aborted).
+        res.on('error', (err) => done(describe(err)));
+      });
+      req.end();
+    });
   }
 
   private record(w: Watched, error: string | null): void {
@@ -275,10 +302,7 @@ export class HealthChecker extends EventEmitter<HealthEvents> implements HealthV
   }
 }
 
-function describe(err: unknown, timeoutMs: number): string {
-  const e = err as { name?: string; code?: string; message?: string };
-  if (e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT' || e.code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return `no answer within ${timeoutMs}ms`;
-  }
+function describe(err: unknown): string {
+  const e = err as { code?: string; message?: string };
   return e.code ? `${e.code}: ${e.message ?? ''}`.trim() : (e.message ?? String(err));
 }

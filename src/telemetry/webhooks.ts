@@ -11,7 +11,8 @@
  * than MAX_QUEUED_PER_TARGET events per target.
  */
 import { createHmac } from 'node:crypto';
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
+import { loadUndici } from '../lib/lazy-undici.ts';
 import type { EventRecord } from '../store/types.ts';
 import type { Logger } from './logger.ts';
 import { silentLogger } from './logger.ts';
@@ -102,13 +103,13 @@ class TargetQueue {
   readonly matches: (type: string) => boolean;
   private readonly target: NotificationTarget;
   private readonly log: Logger;
-  private readonly dispatcher: Agent;
+  private readonly dispatcher: () => Promise<Agent>;
   private readonly onOutcome: (outcome: DeliveryOutcome) => void;
   private readonly jobs: Job[] = [];
   private running: Promise<void> | null = null;
   private readonly stop = new AbortController();
 
-  constructor(target: NotificationTarget, log: Logger, dispatcher: Agent, onOutcome: (o: DeliveryOutcome) => void) {
+  constructor(target: NotificationTarget, log: Logger, dispatcher: () => Promise<Agent>, onOutcome: (o: DeliveryOutcome) => void) {
     this.target = target;
     this.label = targetLabel(target);
     this.matches = eventMatcher(target.events);
@@ -172,8 +173,9 @@ class TargetQueue {
     };
     if (this.target.secret) headers[SIGNATURE_HEADER] = signPayload(this.target.secret, timestamp, job.body);
     try {
+      const { request } = await loadUndici();
       const res = await request(this.target.url, {
-        method: 'POST', body: job.body, headers, dispatcher: this.dispatcher,
+        method: 'POST', body: job.body, headers, dispatcher: await this.dispatcher(),
         headersTimeout: this.target.timeout, bodyTimeout: this.target.timeout,
         signal: AbortSignal.any([this.stop.signal, AbortSignal.timeout(this.target.timeout)]),
       });
@@ -206,7 +208,8 @@ class TargetQueue {
 export class Notifier {
   private readonly app: string;
   private readonly queues: TargetQueue[];
-  private readonly dispatcher = new Agent({ connectTimeout: 5_000, keepAliveTimeout: 4_000 });
+  /** Created with the first delivery: a daemon that sends no webhook never loads undici. */
+  private dispatcher: Agent | null = null;
   private closed = false;
 
   constructor(opts: NotifierOptions) {
@@ -214,8 +217,14 @@ export class Notifier {
     const log = opts.logger ?? silentLogger;
     this.queues = opts.targets.map((t) => {
       const label = targetLabel(t);
-      return new TargetQueue(t, log, this.dispatcher, (o) => opts.onOutcome?.(label, o));
+      return new TargetQueue(t, log, () => this.agent(), (o) => opts.onOutcome?.(label, o));
     });
+  }
+
+  private async agent(): Promise<Agent> {
+    const { Agent } = await loadUndici();
+    this.dispatcher ??= new Agent({ connectTimeout: 5_000, keepAliveTimeout: 4_000 });
+    return this.dispatcher;
   }
 
   /** Enqueue an event for every target that wants it; returns at once, never throws. */
@@ -240,7 +249,7 @@ export class Notifier {
   async close(graceMs = CLOSE_GRACE_MS): Promise<void> {
     this.closed = true;
     await Promise.all(this.queues.map((q) => q.close(graceMs)));
-    await this.dispatcher.destroy();
+    await this.dispatcher?.destroy();
   }
 }
 
