@@ -14,6 +14,7 @@
  * the warm-up (`--warmup`, default 60 s: the heap first grows to its working size, ~40 s here).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { binNodeFlags, withCompileCache } from '../bench/procs.ts';
 import { randomBytes, createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http, { request as httpRequest } from 'node:http';
@@ -103,7 +104,8 @@ async function main(): Promise<number> {
     'health: { interval: 200ms, timeout: 1s }',
     'standby: { keepFor: 1h }',
   ].join('\n'));
-  const daemon: ChildProcess = spawn(process.execPath, [BIN, 'up'], { cwd: dir, env: { ...process.env, CUTOVER_TOKEN: TOKEN, CUTOVER_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Started as `cutover` starts itself (the bin's Node flags, the compile cache): memory is measured.
+  const daemon: ChildProcess = spawn(process.execPath, [...binNodeFlags(BIN), BIN, 'up'], { cwd: dir, env: withCompileCache({ ...process.env, CUTOVER_TOKEN: TOKEN, CUTOVER_LOG_LEVEL: 'warn' }), stdio: ['ignore', 'pipe', 'pipe'] });
   let daemonLog = '';
   daemon.stdout!.on('data', (d: Buffer) => { daemonLog += d.toString(); });
   daemon.stderr!.on('data', (d: Buffer) => { daemonLog += d.toString(); });
