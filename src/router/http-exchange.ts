@@ -16,7 +16,7 @@ import type { Flight, Lane } from './lanes.ts';
 import { absoluteForm } from './request-guard.ts';
 import type { ListenerName, ProxyErrorKind, RequestStats } from './request-stats.ts';
 import { classifyUpstreamError, failureBody } from './upstream-errors.ts';
-import { UPSTREAM_ERRORS, type UpstreamController, type UpstreamHandler } from './upstream-pool.ts';
+import { kStaleConnection, UPSTREAM_ERRORS, type UpstreamController, type UpstreamHandler } from './upstream-pool.ts';
 import type { BoundRoute, Upstream, UpstreamSet } from './upstreams.ts';
 
 /** What an exchange needs from the router (one object shared by all exchanges). */
@@ -81,6 +81,7 @@ const STREAMING = 1; // response head sent; body flowing
 const DONE = 2;
 
 const kExchange = Symbol('cutover.exchange');
+const FRESH_CONNECTION = Object.freeze({ fresh: true });
 type TaggedResponse = ServerResponse & { [kExchange]?: HttpExchange };
 
 // Shared listeners (no per-request closures): the exchange is found through the response.
@@ -111,6 +112,7 @@ export class HttpExchange implements Flight, UpstreamHandler {
   readonly #startedAt: number;
   #upstream: Upstream | null = null;
   #retried = false;
+  #staleRetried = false;
   #state = PENDING;
   #status = 0;
   #error: ProxyErrorKind | undefined = undefined;
@@ -140,9 +142,12 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#dispatch(first);
   }
 
-  #dispatch(u: Upstream): void {
-    this.#upstream = u;
-    this.#ctx.upstreams.acquire(u);
+  /** Sends the request to `u` (`fresh`: on a new connection, not an idle one). */
+  #dispatch(u: Upstream, fresh = false): void {
+    if (this.#upstream !== u) {
+      this.#upstream = u;
+      this.#ctx.upstreams.acquire(u);
+    }
     const req = this.#req;
     u.pool.dispatch(
       {
@@ -153,6 +158,7 @@ export class HttpExchange implements Flight, UpstreamHandler {
         body: this.#hasBody ? (this.#counted ? req.pipe(new CountedBody(this.#ctx.maxBodyBytes)) : req) : null,
       },
       this,
+      fresh ? FRESH_CONNECTION : undefined,
     );
   }
 
@@ -211,7 +217,17 @@ export class HttpExchange implements Flight, UpstreamHandler {
     }
     const f = classifyUpstreamError(err);
     if (f.report) this.#ctx.reportFailure(u, `${f.text} (${(err as { code?: string }).code ?? 'error'})`);
-    if (f.retryable && !this.#retried && !this.#hasBody && RETRYABLE_METHODS.has(this.#req.method ?? '')) {
+    const retrySafe = !this.#hasBody && RETRYABLE_METHODS.has(this.#req.method ?? '');
+    if (retrySafe && !this.#staleRetried && (err as { [kStaleConnection]?: boolean })[kStaleConnection] === true && !u.closed) {
+      // A kept-alive connection the upstream had closed as the request went out: send it again to
+      // the same instance on a new connection, once. Like nginx with cached connections, this does
+      // not use up the retry on another instance.
+      this.#staleRetried = true;
+      this.controller = null;
+      this.#dispatch(u, true);
+      return;
+    }
+    if (f.retryable && !this.#retried && retrySafe) {
       const other = this.#route.pick(this.#ctx.health, u);
       if (other !== null) {
         this.#retried = true;

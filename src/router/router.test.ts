@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Client } from 'undici';
 import WebSocket from 'ws';
@@ -250,6 +250,37 @@ describe('router', () => {
       assert.ok(records.every((r) => r.status === 200));
     } finally {
       await router.close();
+    }
+  });
+
+  test('a kept-alive connection the upstream closed as a GET went out: sent again on a new connection, even with one instance', async () => {
+    // Closes each connection when its second request arrives (an idle timeout racing the request).
+    let connections = 0;
+    const server = createNetServer((socket) => {
+      connections++;
+      let requests = 0;
+      socket.on('error', () => {});
+      socket.on('data', (d) => {
+        if (!d.includes('\r\n\r\n')) return;
+        if (requests++ > 0) socket.destroy();
+        else socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const target = { id: 'blue-7', host: '127.0.0.1', port: (server.address() as AddressInfo).port };
+    const { router, live, records } = await makeRouter();
+    try {
+      router.swap(routes({ color: 'blue', targets: [target] }));
+      for (let i = 0; i < 3; i++) assert.equal((await get(live, '/')).body, 'ok');
+      assert.equal(connections, 3, 'each GET after the first met a closed connection and was sent again on a new one');
+      assert.ok(records.every((r) => r.status === 200));
+      // A POST with a body is never sent twice: the stale connection is a 502.
+      const post = await fetch(`${live}/x`, { method: 'POST', body: 'once' });
+      assert.equal(post.status, 502);
+      assert.equal(await post.text(), '502 Bad Gateway: upstream blue-7 closed the connection before answering\n');
+    } finally {
+      await router.close();
+      server.close();
     }
   });
 

@@ -8,7 +8,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { PassThrough, Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
-import { UPSTREAM_ERRORS, UpstreamPool, type UpstreamController, type UpstreamHandler, type UpstreamPoolOptions, type UpstreamRequest } from './upstream-pool.ts';
+import { kStaleConnection, UPSTREAM_ERRORS, UpstreamPool, type UpstreamController, type UpstreamHandler, type UpstreamPoolOptions, type UpstreamRequest } from './upstream-pool.ts';
 
 interface Outcome {
   status: number;
@@ -179,6 +179,42 @@ describe('upstream pool', () => {
     const port = (closed.address() as AddressInfo).port;
     closed.close();
     assert.equal((await exchange(poolFor(port))).error?.code, 'ECONNREFUSED');
+  });
+
+  test('a kept-alive connection closed as the next request arrives: the error says stale; a fresh one does not', async () => {
+    // Answers the first request on each connection and closes it when a second one arrives,
+    // as an upstream does whose idle timeout fires as the request is sent.
+    const u = await upstream((_h, s) => {
+      const used = (s as Socket & { used?: boolean }).used === true;
+      (s as Socket & { used?: boolean }).used = true;
+      if (used) s.destroy();
+      else s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+    const pool = poolFor(u.port);
+    assert.equal((await exchange(pool)).body, 'ok');
+    const stale = await exchange(pool);
+    assert.equal(stale.error?.code, UPSTREAM_ERRORS.closed);
+    assert.equal((stale.error as { [kStaleConnection]?: boolean } | null)?.[kStaleConnection], true);
+    // A fresh connection (even with an idle one available) answers.
+    assert.equal((await exchange(pool)).body, 'ok');
+    const again = new Promise<Outcome>((resolve) => {
+      const o: Outcome = { status: 0, headers: [], body: '', error: null, events: [] };
+      pool.dispatch({ method: 'GET', path: '/', headers: ['host', 'x'], body: null }, {
+        onRequestStart() {},
+        onResponseStart(_c, status) { o.status = status; },
+        onResponseData(_c, chunk) { o.body += chunk.toString(); },
+        onResponseEnd() { resolve(o); },
+        onResponseError(_c, err) { o.error = err; resolve(o); },
+      }, { fresh: true });
+    });
+    assert.equal((await again).body, 'ok');
+    assert.equal(u.connections, 3);
+
+    const dead = await upstream((_h, s) => s.destroy());
+    const first = await exchange(poolFor(dead.port));
+    assert.equal(first.error?.code, UPSTREAM_ERRORS.closed);
+    assert.equal((first.error as { [kStaleConnection]?: boolean } | null)?.[kStaleConnection], undefined, 'a new connection that fails is not stale');
+    await pool.close();
   });
 
   test('an idle connection is closed after keepAliveMs', async () => {

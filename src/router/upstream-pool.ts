@@ -98,6 +98,17 @@ export const UPSTREAM_ERRORS = {
   poolClosed: 'CUTOVER_UPSTREAM_POOL_CLOSED',
 } as const;
 
+/**
+ * Set (true) on an error when a kept-alive connection, reused for this request, was reset or
+ * closed before any byte of the answer: most likely the upstream closed it while idle as the
+ * request went out (RFC 9112 §9.3.1), not a failing instance. Retry-safe requests may be sent
+ * again on a fresh connection (`dispatch(…, { fresh: true })`).
+ */
+export const kStaleConnection = 'staleConnection';
+
+/** Connection-level failures that, on a reused connection before any answer, mean "stale". */
+const STALE_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', UPSTREAM_ERRORS.closed]);
+
 function upstreamError(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
 }
@@ -158,6 +169,8 @@ class Connection {
   readonly #pool: UpstreamPool;
   readonly #parser: NodeHttpParser;
   attempt: Attempt | null = null;
+  /** Taken from the idle list: it carried an earlier exchange. */
+  reused = false;
   #connected = false;
   #destroyed = false;
   /** The current response is complete (set by the parser; acted on after `execute` returns). */
@@ -398,6 +411,7 @@ class Connection {
     this.destroy();
     if (a.over) return;
     a.over = true;
+    if (this.reused && !a.headReceived && STALE_CODES.has((err as { code?: string }).code ?? '')) Object.assign(err, { [kStaleConnection]: true });
     try {
       a.handler.onResponseError(a, err);
     } catch { /* see above */ }
@@ -441,19 +455,22 @@ export class UpstreamPool {
     this.#o = o;
   }
 
-  /** Sends `req`; the handler hears `onRequestStart` synchronously, then the outcome. */
-  dispatch(req: UpstreamRequest, handler: UpstreamHandler): void {
+  /**
+   * Sends `req`; the handler hears `onRequestStart` synchronously, then the outcome. `fresh`:
+   * on a new connection, never an idle one (the retry of a request that met a stale connection).
+   */
+  dispatch(req: UpstreamRequest, handler: UpstreamHandler, opts?: { fresh?: boolean }): void {
     if (this.#closing) {
       const dead: UpstreamController = { pause() {}, resume() {}, abort() {} };
       handler.onRequestStart(dead);
       handler.onResponseError(dead, upstreamError(UPSTREAM_ERRORS.poolClosed, 'the upstream pool is closed'));
       return;
     }
-    let conn = this.#idle.pop();
+    let conn = opts?.fresh === true ? undefined : this.#idle.pop();
     if (conn === undefined) {
       conn = new Connection(this, this.#o);
       this.#all.add(conn);
-    }
+    } else conn.reused = true;
     const a = conn.start(req, handler, this.#o);
     handler.onRequestStart(a);
   }
