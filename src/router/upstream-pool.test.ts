@@ -129,6 +129,35 @@ describe('upstream pool', () => {
     await pool.close();
   });
 
+  test('trailers and heads of more than 32 fields: each answer gets exactly its own headers', async () => {
+    const many = Array.from({ length: 40 }, (_, i) => `X-F${i}: ${i}\r\n`).join('');
+    const u = await upstream((_h, s, n) => {
+      if (n === 0) s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n2\r\nab\r\n0\r\nX-T: 1\r\n\r\n');
+      else s.write(`HTTP/1.1 200 OK\r\nContent-Length: 1\r\n${many}\r\nz`);
+    });
+    const pool = poolFor(u.port);
+    assert.equal((await exchange(pool)).body, 'ab');
+    const r = await exchange(pool);
+    assert.equal(r.body, 'z');
+    assert.equal(r.headers.length, 82);
+    assert.deepEqual(r.headers.slice(0, 4), ['Content-Length', '1', 'X-F0', '0']);
+    assert.deepEqual(r.headers.slice(-2), ['X-F39', '39']);
+    assert.equal(u.connections, 1);
+    await pool.close();
+  });
+
+  test('a connection paused for a slow client when its answer completed is reusable', async () => {
+    const u = await upstream((_h, s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc'));
+    const pool = poolFor(u.port, { responseTimeoutMs: 500 });
+    // The handler pauses on the data and never resumes (its client is gone by then).
+    assert.equal((await exchange(pool, {}, { onData: (c) => c.pause() })).body, 'abc');
+    const next = await exchange(pool);
+    assert.equal(next.error, null);
+    assert.equal(next.body, 'abc');
+    assert.equal(u.connections, 1);
+    await pool.close();
+  });
+
   test('bytes after a complete answer: the answer is delivered, the connection is never reused', async () => {
     const u = await upstream((_h, s, n) => {
       if (n === 0) s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirstHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled');

@@ -290,6 +290,7 @@ class Connection {
   #onMessageBegin(): void {
     // A second message after the answer: bytes the router did not ask for.
     if (this.#complete || this.attempt === null) this.#broken = true;
+    this.#headers = null; // (trailers of the previous message arrive through kOnHeaders too)
   }
 
   #onHeadersComplete(raw: string[] | undefined, status: number, text: string, upgrade: boolean, keepAlive: boolean): number {
@@ -481,7 +482,11 @@ export class UpstreamPool {
       conn.destroy();
       return;
     }
-    conn.socket.setTimeout(this.#o.keepAliveMs);
+    const socket = conn.socket;
+    // Paused for a slow client while the last bytes of its answer came in: an idle connection
+    // must read, or it would never see the upstream close it.
+    if (socket.isPaused()) socket.resume();
+    socket.setTimeout(this.#o.keepAliveMs);
     this.#idle.push(conn);
   }
 
