@@ -15,6 +15,13 @@ before(async () => {
 });
 after(async () => { await h?.close(); });
 
+test('a drill request with a bad field is refused with 400 naming the field', async () => {
+  for (const [body, field] of [[{ rate: -5 }, 'rate'], [{ connections: 1.5 }, 'connections'], [{ path: 'x' }, 'path'], [{ holdMs: '1s' }, 'holdMs'], [{ speed: 1 }, 'speed']] as const) {
+    await assert.rejects(h.client.call('POST', '/drill', body), (e: unknown) =>
+      isCutoverError(e, 'CUTOVER_ERR_BAD_REQUEST') && (e as { details?: { field?: string } }).details?.field === field && (e as Error).message.startsWith(`${field}: `));
+  }
+});
+
 test('without a warm standby the drill is refused and nothing moves', async () => {
   assert.equal((await h.deploy('v1')).status, 'succeeded');
   const r = await h.cli(['drill']);

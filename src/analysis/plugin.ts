@@ -60,7 +60,9 @@ export const analysisPlugin: PluginFactory = ({ config, controller, router }) =>
         const parsed = drillBody.safeParse(await rc.body());
         if (!parsed.success) {
           const issue = parsed.error.issues[0];
-          throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${issue.path.join('.') || '(body)'}: ${issue.message}`);
+          // Named like every other API refusal: `details.field` is what to fix.
+          const field = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue.path.join('.') || '(body)';
+          throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${field}: ${issue.message}`, { details: { field } });
         }
         const b = parsed.data;
         const report = await runDrill(controller, controller.status().router.live, {
