@@ -14,20 +14,17 @@
  * the warm-up (`--warmup`, default 60 s: the heap first grows to its working size, ~40 s here).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { binNodeFlags, withCompileCache } from '../bench/procs.ts';
+import { BIN, binNodeFlags, withCompileCache } from '../bench/procs.ts';
 import { randomBytes, createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http, { request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool, request } from 'undici';
 import WebSocket from 'ws';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin', 'cutover.js');
 const TOKEN = `soak-${randomBytes(8).toString('hex')}`;
 
 const { values: args } = parseArgs({

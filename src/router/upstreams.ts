@@ -16,14 +16,11 @@ import { UpstreamPool } from './upstream-pool.ts';
 /** Idle upstream keep-alive: below Node's default server keepAliveTimeout (5 s), so we close first. */
 export const UPSTREAM_KEEP_ALIVE_MS = 4_000;
 
-/** Largest upstream response head when no limit is configured. */
-const DEFAULT_UPSTREAM_HEADER_BYTES = 16 * 1024;
-
 export interface PoolSettings {
   connectTimeoutMs: number;
   responseTimeoutMs: number;
-  /** Largest upstream response head accepted (then 502); 16 KiB when absent. */
-  maxHeaderBytes?: number;
+  /** Largest upstream response head accepted (then 502): `router.maxHeaderSize`. */
+  maxHeaderBytes: number;
 }
 
 export class Upstream {
@@ -52,7 +49,7 @@ export class Upstream {
       // Time to the response head and the longest pause between body chunks (nginx's proxy_read_timeout).
       responseTimeoutMs: settings.responseTimeoutMs,
       keepAliveMs: UPSTREAM_KEEP_ALIVE_MS,
-      maxHeaderBytes: settings.maxHeaderBytes ?? DEFAULT_UPSTREAM_HEADER_BYTES,
+      maxHeaderBytes: settings.maxHeaderBytes,
     });
   }
 }
