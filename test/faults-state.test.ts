@@ -12,7 +12,7 @@ import { request } from 'undici';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/telemetry/logger.ts';
-import { freePort, freePorts, get, getJson, serveShop, tempDir, TEST_TOKEN, waitFor, waitForHealth } from './helpers.ts';
+import { freePort, freePorts, get, getJson, serveShop, staticConfigYaml, tempDir, TEST_TOKEN, waitFor, waitForHealth } from './helpers.ts';
 
 test('with the state database refusing writes, rollback, promote, deploy and failover are refused and traffic never moves; the daemon stays up, and they work once writes do', async () => {
   const { dir, cleanup } = tempDir();
@@ -23,12 +23,7 @@ test('with the state database refusing writes, rollback, promote, deploy and fai
   let daemon: Daemon | null = null;
   try {
     await waitForHealth([blue, green], 'targets up');
-    const yaml = [
-      `router: { listen: 127.0.0.1:${ports.live}, preview: 127.0.0.1:${ports.preview}, drainTimeout: 1s }`,
-      `admin: { listen: 127.0.0.1:${ports.admin} }`,
-      `environments: { provider: static, static: { blue: [127.0.0.1:${blue}], green: [127.0.0.1:${green}] } }`,
-      'health: { interval: 100ms, timeout: 500ms }',
-    ].join('\n');
+    const yaml = staticConfigYaml(ports, blue, green, { router: 'drainTimeout: 1s' });
     daemon = await Daemon.start(parseConfig(yaml, { file: 'cutover.yaml', baseDir: dir }), { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN } });
     const d = daemon;
     await d.controller.deploy({ version: 'r1', path: null, actor: 'test' }).done;

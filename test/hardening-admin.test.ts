@@ -12,7 +12,7 @@ import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/telemetry/logger.ts';
-import { configYaml, freePort, freePorts, serveShop, startDaemonProcess, tempDir, TEST_TOKEN, waitFor, waitForHealth, writeConfig } from './helpers.ts';
+import { configYaml, freePort, freePorts, serveShop, startDaemonProcess, staticConfigYaml, tempDir, TEST_TOKEN, waitFor, waitForHealth, writeConfig } from './helpers.ts';
 
 interface Answer { status: number; headers: Record<string, string | string[] | undefined>; json: { error?: { code: string; message: string; details?: { field?: string } } } & Record<string, unknown> }
 
@@ -45,12 +45,7 @@ describe('admin API hardening', () => {
     const green = [await freePort()];
     children = [serveShop(blue[0], 'blue'), serveShop(green[0], 'green')];
     await waitForHealth([...blue, ...green], 'static targets up');
-    const yaml = [
-      `router: { listen: 127.0.0.1:${ports.live}, preview: 127.0.0.1:${ports.preview} }`,
-      `admin: { listen: 127.0.0.1:${ports.admin} }`,
-      `environments: { provider: static, static: { blue: [127.0.0.1:${blue[0]}], green: [127.0.0.1:${green[0]}] } }`,
-      'health: { interval: 100ms, timeout: 500ms }',
-    ].join('\n');
+    const yaml = staticConfigYaml(ports, blue[0], green[0]);
     daemon = await Daemon.start(parseConfig(yaml, { file: 'cutover.yaml', baseDir: dir }), { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN }, plugins: defaultPlugins() });
     base = daemon.adminUrl();
     assert.equal((await daemon.controller.deploy({ version: 'r1', path: null, actor: 'test' }).done).status, 'succeeded');

@@ -17,7 +17,7 @@ import { silentLogger } from '../src/telemetry/logger.ts';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { loadConfigFile } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
-import { cli, freePort, freePorts, get, serveShop, tempDir, TEST_TOKEN, waitFor, waitForHealth } from './helpers.ts';
+import { cli, freePort, freePorts, get, serveShop, staticConfigYaml, tempDir, TEST_TOKEN, waitFor, waitForHealth } from './helpers.ts';
 
 /** A self-signed certificate for 127.0.0.1/localhost with common name `cn` (P-256: quick to make). */
 function makeCert(dir: string, cn: string): { cert: string; key: string } {
@@ -113,12 +113,8 @@ test('admin.tls and router.tls through the daemon: the CLI trusts the configured
   const blue = await freePort();
   const green = await freePort();
   const children: ChildProcess[] = [blue, green].map((p, i) => serveShop(p, i === 0 ? 'blue' : 'green'));
-  writeFileSync(path.join(dir, 'cutover.yaml'), [
-    `router: { listen: 127.0.0.1:${ports.live}, preview: 127.0.0.1:${ports.preview}, tls: { cert: tls.crt, key: tls.key } }`,
-    `admin: { listen: 127.0.0.1:${ports.admin}, tls: { cert: tls.crt, key: tls.key } }`,
-    `environments: { provider: static, static: { blue: [127.0.0.1:${blue}], green: [127.0.0.1:${green}] } }`,
-    'health: { interval: 100ms, timeout: 500ms }',
-  ].join('\n'));
+  const tls = 'tls: { cert: tls.crt, key: tls.key }';
+  writeFileSync(path.join(dir, 'cutover.yaml'), staticConfigYaml(ports, blue, green, { router: tls, admin: tls }));
   let daemon: Daemon | null = null;
   try {
     await waitForHealth([blue, green], 'targets up');

@@ -57,6 +57,20 @@ export function configYaml(ports: Ports, o: { instances?: number; startTimeout?:
   ].join('\n');
 }
 
+/**
+ * A cutover.yaml for the static provider: one target per colour (e.g. `serveShop` ports), health
+ * checked every 100 ms. `router`/`admin`: more keys for those inline maps (`drainTimeout: 1s`).
+ */
+export function staticConfigYaml(ports: Ports, blue: number, green: number, o: { router?: string; admin?: string } = {}): string {
+  const more = (keys: string | undefined) => (keys === undefined ? '' : `, ${keys}`);
+  return [
+    `router: { listen: 127.0.0.1:${ports.live}, preview: 127.0.0.1:${ports.preview}${more(o.router)} }`,
+    `admin: { listen: 127.0.0.1:${ports.admin}${more(o.admin)} }`,
+    `environments: { provider: static, static: { blue: [127.0.0.1:${blue}], green: [127.0.0.1:${green}] } }`,
+    'health: { interval: 100ms, timeout: 500ms }',
+  ].join('\n');
+}
+
 export function writeConfig(dir: string, text: string): string {
   const file = path.join(dir, 'cutover.yaml');
   writeFileSync(file, text);

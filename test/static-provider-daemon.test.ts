@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/telemetry/logger.ts';
-import { freePort, freePorts, getJson, serveShop, tempDir, TEST_TOKEN, waitFor, waitForHealth } from './helpers.ts';
+import { freePort, freePorts, getJson, serveShop, staticConfigYaml, tempDir, TEST_TOKEN, waitFor, waitForHealth } from './helpers.ts';
 
 test('static targets: deploy records versions, switches and rolls back without starting anything', async () => {
   const { dir, cleanup } = tempDir();
@@ -60,12 +60,7 @@ test('failover: when every live instance dies, a healthy standby takes the traff
   let daemon: Daemon | null = null;
   try {
     await waitForHealth([...blue, ...green], 'static targets up');
-    const yaml = [
-      `router: { listen: 127.0.0.1:${ports.live}, preview: 127.0.0.1:${ports.preview} }`,
-      `admin: { listen: 127.0.0.1:${ports.admin} }`,
-      `environments: { provider: static, static: { blue: [127.0.0.1:${blue[0]}], green: [127.0.0.1:${green[0]}] } }`,
-      'health: { interval: 100ms, timeout: 500ms }',
-    ].join('\n');
+    const yaml = staticConfigYaml(ports, blue[0], green[0]);
     daemon = await Daemon.start(parseConfig(yaml, { file: 'cutover.yaml', baseDir: dir }), { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN } });
     await daemon.controller.deploy({ version: 'r1', path: null, actor: 'test' }).done;
     await daemon.controller.deploy({ version: 'r2', path: null, actor: 'test' }).done;
