@@ -206,10 +206,6 @@ class Connection {
     socket.on('timeout', () => this.#onTimeout());
   }
 
-  get destroyed(): boolean {
-    return this.#destroyed;
-  }
-
   /** Sends `req` on this connection (fresh, or idle and taken from the pool). */
   start(req: UpstreamRequest, handler: UpstreamHandler, o: UpstreamPoolOptions): Attempt {
     const a = new Attempt(handler, this, req.method === 'HEAD');
