@@ -171,3 +171,23 @@ export function serveShop(port: number, color: string): ChildProcess {
 export async function waitForHealth(ports: number[], what = 'targets up'): Promise<void> {
   await waitFor(async () => (await Promise.all(ports.map((p) => get(`http://127.0.0.1:${p}/health`).then((r) => r.status === 200, () => false)))).every(Boolean), { what });
 }
+
+/** `cutover router` processes a daemon started for this stateDir (they carry its settings in their environment). */
+export function routersOf(stateDir: string): number[] {
+  const pids: number[] = [];
+  const mark = `"stateDir":${JSON.stringify(stateDir)}`;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const env = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      if (env.some((e) => e.startsWith('CUTOVER_ROUTER_SETTINGS=') && e.includes(mark))) pids.push(Number(entry));
+    } catch {
+      // gone or not ours to read
+    }
+  }
+  return pids;
+}
+
+export function alive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}

@@ -34,7 +34,7 @@ export class ReleaseRecorder {
   /** Hot path while a bake runs: one comparison, three pushes. */
   observe(r: RequestRecord): void {
     if (r.listener !== this.#listener || r.color !== this.#color || r.version !== this.#version) return;
-    this.#at.push(this.#now());
+    this.#at.push(r.at ?? this.#now());
     this.#latency.push(r.durationMs);
     this.#error.push(r.status >= 500);
   }

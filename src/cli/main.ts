@@ -18,6 +18,8 @@ import { watchStatus } from './status-watch.ts';
 import { runLintMigrationsCommand } from './lint-migrations.ts';
 import { registerExtraCommands } from './extra-commands.ts';
 import type { DeploymentRecord } from '../store/types.ts';
+import { packageVersion } from '../lib/version.ts';
+import { runRouter } from './router.ts';
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() }): Promise<number> {
   let exitCode: number = EXIT.OK;
@@ -54,9 +56,19 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
 
   program.command('up')
     .description('run the daemon (router, controller, admin API) in the foreground')
-    .option('--keep-instances', 'on shutdown leave the instances running for the next daemon to adopt')
-    .action(async (opts: { keepInstances?: boolean }, cmd: Command) => {
-      exitCode = await runUp(io, configOf(cmd), { keepInstances: opts.keepInstances === true });
+    .option('--keep-instances', 'on shutdown leave the instances (and the router process) running for the next daemon to adopt')
+    .option('--embedded-router', 'run the router inside this process instead of as a supervised `cutover router` process')
+    .action(async (opts: { keepInstances?: boolean; embeddedRouter?: boolean }, cmd: Command) => {
+      exitCode = await runUp(io, configOf(cmd), { keepInstances: opts.keepInstances === true, embeddedRouter: opts.embeddedRouter === true });
+    });
+
+  program.command('router')
+    .description('run a data-plane process: serves the route tables it is given, keeps serving the last one when the controller is away')
+    .option('--id <name>', 'name of this router (default: <app>-router, or the host name in fleet mode)')
+    .option('--listen <addr>', 'live listener host:port (default: router.listen)')
+    .option('--preview <addr>', 'preview listener host:port, or "off" (default: router.preview)')
+    .action(async (opts: { id?: string; listen?: string; preview?: string }, cmd: Command) => {
+      exitCode = await runRouter(io, configOf(cmd), opts);
     });
 
   program.command('deploy')
@@ -151,10 +163,4 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     printError(io, err);
     return exitCodeFor(err);
   }
-}
-
-async function packageVersion(): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
-  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
 }

@@ -5,15 +5,16 @@ import { tokenFile } from '../api/token.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { EXIT, loadConfig, type Io } from './context.ts';
 
-export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean }): Promise<number> {
+export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean; embeddedRouter?: boolean }): Promise<number> {
   const config = loadConfig(io, configFile);
   const logger = createLogger();
-  const daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env });
+  const daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env, dataPlane: opts.embeddedRouter ? 'embedded' : 'process' });
   const s = daemon.controller.status();
   io.stdout.write([
     `cutover ${config.app} is up`,
     `  live     ${daemon.liveUrl()}${s.live ? `  → ${s.live.version} on ${s.live.color}` : '  (nothing live yet: cutover deploy VERSION --path DIR)'}`,
     `  preview  ${daemon.previewUrl() ?? 'off'}`,
+    `  router   ${daemon.childRouter ? `process ${daemon.childRouter.routers()[0]?.pid ?? '?'} (survives this one; logs: ${config.stateDir}/logs/router.log)` : 'in this process'}`,
     `  admin    ${daemon.adminUrl()}  (token: ${daemon.tokenSource === 'env' ? 'CUTOVER_TOKEN' : tokenFile(config.stateDir)})`,
     ...daemon.warnings.map((w) => `  warning  ${w}`),
     '',

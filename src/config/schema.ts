@@ -11,6 +11,7 @@ import { parseCidr } from '../lib/cidr.ts';
 import { gatesSchema, warmupSchema } from '../gates/schema.ts';
 import { analysisSchema } from '../analysis/schema.ts';
 import { databaseSchema } from '../migrations/config.ts';
+import { fleetSchema } from '../fleet/schema.ts';
 
 /** A duration like "500ms", "30s", "5m" → milliseconds (defined in fields.ts, shared with gates/ and analysis/). */
 export { duration };
@@ -122,6 +123,8 @@ export const configSchema = z.strictObject({
   /** Shared database and its migrations (migrations/config.ts). */
   database: databaseSchema.optional(),
   notifications: notificationsSchema,
+  /** Routers on several hosts behind etcd (fleet/schema.ts); absent = one machine. */
+  fleet: fleetSchema.optional(),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;

@@ -19,6 +19,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { silentLogger } from '../telemetry/logger.ts';
 import type { ColorRoute, RouteTable } from '../router/route-table.ts';
 import type { HealthView } from '../health/types.ts';
+import type { AckReport, DataPlane, DrainInfo, SwapResult } from '../dataplane/types.ts';
 import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store } from '../store/types.ts';
 import type { PhaseContext, PhaseVerdict, PipelineHooks } from './hooks.ts';
 import { Mutex } from './mutex.ts';
@@ -30,13 +31,9 @@ const FAILOVER_RETRY_MS = 1_000;
 /** Retry of a retirement that failed (e.g. a state write): 1 minute. */
 const RETIRE_RETRY_MS = 60_000;
 
-/** What the controller needs of the router: read the table, swap it. */
-export interface RouteSink {
-  table(): RouteTable;
-  swap(next: RouteTable): { revision: number; drain: Promise<DrainInfo> | null };
-  addresses(): { live: { host: string; port: number }; preview: { host: string; port: number } | null };
-}
-export interface DrainInfo { color: Color; durationMs: number; completed: boolean; closedRequests: number; closedWebSockets: number }
+/** What the controller needs of the data plane: read the table, publish one, hear the acknowledgements (dataplane/types.ts). */
+export type RouteSink = DataPlane;
+export type { DrainInfo };
 
 /** What the controller needs of health checking. */
 export interface HealthMonitor extends HealthView, EventEmitter {
@@ -270,6 +267,9 @@ export class Controller extends EventEmitter<ControllerEvents> {
         live: `http://${hostPort(addrs.live)}`,
         preview: addrs.preview ? `http://${hostPort(addrs.preview)}` : null,
       },
+      // Every router behind the data plane and the revision it applied: "all acknowledged" reads
+      // routers.every((r) => r.revision === router.revision && !r.stale). Absent for the embedded router.
+      ...(this.router.routers ? { routers: this.router.routers() } : {}),
     };
   }
 
@@ -398,10 +398,16 @@ export class Controller extends EventEmitter<ControllerEvents> {
         return { outcome: 'passed', summary: `promoted by ${decision.actor}${decision.force ? ' (forced)' : ''}` };
       });
       await this.phase(run, 'switch', async () => {
-        const ms = await this.switchTo(d.color, { actor: d.actor, reason: `promote ${d.version}`, deployment: d.id, requireGates: true, forced: run.record.forced });
+        const { ms, ack } = await this.switchTo(d.color, { actor: d.actor, reason: `promote ${d.version}`, deployment: d.id, requireGates: true, forced: run.record.forced });
         switched = true;
         this.updateDeployment(run, { switchMs: ms });
-        return { outcome: 'passed', summary: `live → ${d.color} (${d.version}) in ${formatDuration(ms)}`, data: { switchMs: ms } };
+        const acks = ack === null ? '' : `; ${ackSummary(ack)}`;
+        if (ack !== null && ack.missing.length > 0) {
+          // Published and persisted, but not every router serves it: the operator decides.
+          const who = ack.missing.map((m) => `${m.id} (at revision ${m.revision}${m.stale ? ', stale' : ''})`).join(', ');
+          await this.waitForPromotion(run, `${who} did not acknowledge revision ${ack.revision} in time and may still send traffic to ${d.fromColor ?? 'nothing'}: \`cutover promote\` accepts the switch as it is, \`cutover rollback\` switches back`);
+        }
+        return { outcome: 'passed', summary: `live → ${d.color} (${d.version}) in ${formatDuration(ms)}${acks}`, data: { switchMs: ms, ...(ack ? { ack } : {}) } };
       });
       await this.phase(run, 'verify', () => this.hooks.verify ? this.hooks.verify(ctx) : skipped('no post-switch checks configured'));
       await this.phase(run, 'analysis', () => this.hooks.analysis ? this.hooks.analysis(ctx) : skipped('no analysis configured'));
@@ -598,9 +604,9 @@ export class Controller extends EventEmitter<ControllerEvents> {
    * Make `color` live: persist first, then one route swap. Returns the time from the call
    * to the swap being in force (ms). The old live colour becomes the warm standby.
    */
-  private switchTo(color: Color, o: { actor: string; reason: string; deployment: string | null; requireGates: boolean; forced: boolean; type?: string }): Promise<number> {
+  private async switchTo(color: Color, o: { actor: string; reason: string; deployment: string | null; requireGates: boolean; forced: boolean; type?: string }): Promise<{ ms: number; ack: AckReport | null }> {
     const t0 = performance.now();
-    return this.traffic.run(async () => {
+    const sw = await this.traffic.run(async () => {
       const envs = this.store.environments();
       const target = envs[color];
       const healthy = this.healthyCount(color);
@@ -617,7 +623,15 @@ export class Controller extends EventEmitter<ControllerEvents> {
       // Write-ahead: if this throws (disk full, read-only), the router was never touched.
       this.commit({ environments: changes });
       crashPoint('switch', target.version); // test-only: committed, not yet swapped
-      const { drain } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      let swapped: SwapResult;
+      try {
+        swapped = await this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      } catch (err) {
+        // Not published (a fleet whose etcd has no quorum): no router saw it, so the state goes back.
+        try { this.commit({ environments: [envs[color], envs[from]] }); } catch (undoErr) { this.log.error({ err: undoErr }, 'could not restore the state after a refused switch'); }
+        throw err;
+      }
+      const { drain } = swapped;
       const ms = performance.now() - t0;
       this.record({
         type: o.type ?? 'switch', deployment: o.deployment, phase: 'switch', actor: o.actor, color, version: target.version, durationMs: ms,
@@ -628,7 +642,23 @@ export class Controller extends EventEmitter<ControllerEvents> {
       if (drain) this.watchDrain(drain, from, o.deployment);
       if (drain) crashPoint('drain', target.version); // test-only: swapped, the old colour draining
       this.scheduleRetirement();
-      return ms;
+      return { ms, applied: swapped.applied ?? null, revision: this.revision, version: target.version ?? '' };
+    });
+    // Outside the traffic lock: a router that is away must not delay a rollback behind it.
+    const ack = sw.applied ? await sw.applied : null;
+    if (ack) this.recordAck(ack, { deployment: o.deployment, color, version: sw.version, what: o.type ?? 'switch' });
+    return { ms: sw.ms, ack };
+  }
+
+  /** The acknowledgement of a traffic move: who applied the revision and how fast; who did not, by name. */
+  private recordAck(ack: AckReport, o: { deployment: string | null; color: Color; version: string; what: string }): void {
+    const missing = ack.missing.length > 0;
+    this.recordQuietly({
+      type: missing ? 'switch.unacknowledged' : 'switch.acknowledged', deployment: o.deployment, phase: 'switch', actor: SYSTEM_ACTOR, color: o.color, version: o.version, durationMs: ack.ms,
+      reason: missing
+        ? `${o.what} to ${o.color} (revision ${ack.revision}) not acknowledged by ${ack.missing.map((m) => `${m.id} (at revision ${m.revision}${m.stale ? ', stale' : ''})`).join(', ')}; ${ackSummary(ack)}`
+        : `${o.what} to ${o.color} (revision ${ack.revision}): ${ackSummary(ack)}`,
+      data: { ...ack },
     });
   }
 
@@ -657,7 +687,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
    * Roll back: the standby becomes live again in one swap. If the standby was retired, it is
    * started first (not instant; the response says so).
    */
-  async rollback(opts: { actor: string; reason?: string }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null } }> {
+  async rollback(opts: { actor: string; reason?: string }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null }; ack?: AckReport }> {
     const run = this.running;
     if (run && !['switch', 'verify', 'analysis', 'stable'].includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has not switched traffic yet (phase ${run.record.phase}); use \`cutover abort\``);
@@ -688,9 +718,9 @@ export class Controller extends EventEmitter<ControllerEvents> {
       this.adoptInstances(target, instances, { assumeHealthy: false });
       await this.health.waitHealthy(instances.map((i) => i.id), this.opts.startTimeoutMs);
     }
-    await this.switchTo(target, { actor: o.actor, reason: o.reason, deployment: o.deployment, requireGates: false, forced: false, type: 'rollback' });
+    const { ack } = await this.switchTo(target, { actor: o.actor, reason: o.reason, deployment: o.deployment, requireGates: false, forced: false, type: 'rollback' });
     const ms = performance.now() - t0;
-    return { ms, restarted, live: { color: target, version: env.version } };
+    return { ms, restarted, live: { color: target, version: env.version }, ...(ack ? { ack } : {}) };
   }
 
   /** Promise 2: when every live instance is down and the standby is healthy, serve the standby. */
@@ -753,7 +783,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       crashPoint('retirement', env.version); // test-only: stopped, not yet recorded
       this.forgetInstances(color, this.store.instances(color));
       this.commit({ environments: [{ ...env, role: 'retired', since: Date.now(), retireAt: null }], instances: [{ color, instances: [] }] });
-      this.applyRoutes('standby retired');
+      await this.applyRoutes('standby retired');
       this.record({ type: 'retire', actor, color, version: env.version, durationMs: performance.now() - t0, reason: `${color} (${env.version}) retired: ${reason}; rollback now needs a restart` });
       return { color, version: env.version };
     });
@@ -778,20 +808,27 @@ export class Controller extends EventEmitter<ControllerEvents> {
     return { revision, live: route(live), preview: route(preview) };
   }
 
-  /** Re-derive the table from state (instances moved, candidate added or removed); swap when it differs. */
-  private updateRoutes(why: string): Promise<void> {
-    return this.traffic.run(() => this.applyRoutes(why));
+  /**
+   * Re-derive the table from state (instances moved, candidate added or removed); swap when it
+   * differs, and wait (outside the lock) until the routers applied it: the gates that follow a
+   * new candidate must reach it on the preview listener, not whatever was there before.
+   */
+  private async updateRoutes(why: string): Promise<void> {
+    const applied = await this.traffic.run(() => this.applyRoutes(why));
+    const ack = applied ? await applied : null;
+    if (ack && ack.missing.length > 0) this.log.warn({ revision: ack.revision, missing: ack.missing, why }, 'route update not acknowledged by every router');
   }
 
   /** Only call while holding the traffic mutex. */
-  private applyRoutes(why: string): void {
+  private async applyRoutes(why: string): Promise<Promise<AckReport> | null> {
     const next = this.buildTable((c) => this.provider.instances(c), this.revision + 1);
     const cur = this.router.table();
-    if (JSON.stringify({ ...next, revision: 0 }) === JSON.stringify({ ...cur, revision: 0 })) return;
+    if (JSON.stringify({ ...next, revision: 0 }) === JSON.stringify({ ...cur, revision: 0 })) return null;
     this.revision = next.revision;
-    const { drain } = this.router.swap(next);
+    const { drain, applied } = await this.router.swap(next);
     if (drain && cur.live) this.watchDrain(drain, cur.live.color, null);
     this.log.debug({ revision: next.revision, why }, 'routes updated');
+    return applied ?? null;
   }
 
   // ───────────────────────────── events and shutdown ─────────────────────────────
@@ -831,6 +868,15 @@ export class Controller extends EventEmitter<ControllerEvents> {
       await run.done.catch(() => undefined);
     }
   }
+}
+
+/** "acknowledged by 3/3 router(s) in 4ms" or "acknowledged by 2/3 router(s); missing: r3". */
+export function ackSummary(ack: AckReport): string {
+  const n = ack.acked.length + ack.missing.length;
+  const slowest = ack.acked.reduce((m, a) => Math.max(m, a.ms), 0);
+  return ack.missing.length === 0
+    ? `acknowledged by ${n}/${n} router(s) in ${formatDuration(slowest)}`
+    : `acknowledged by ${ack.acked.length}/${n} router(s); missing: ${ack.missing.map((m) => m.id).join(', ')}`;
 }
 
 function skipped(summary: string): Promise<PhaseVerdict> {

@@ -14,6 +14,10 @@ import type { RequestRecord } from '../router/router.ts';
 import { Controller, type HealthMonitor, hostPort } from '../controller/controller.ts';
 import type { PipelineHooks } from '../controller/hooks.ts';
 import { AdminServer, type ApiExtras } from '../api/server.ts';
+import { ChildRouterPlane } from '../dataplane/child-router.ts';
+import { routerSettings } from '../dataplane/router-process.ts';
+import type { DataPlane, RouterView } from '../dataplane/types.ts';
+import { packageVersion } from '../lib/version.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 
@@ -25,6 +29,11 @@ export interface DaemonOptions {
   /** Called for every proxied request (metrics, analysis). */
   onRequest?: (r: RequestRecord) => void;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Where the router runs: inside this process (`embedded`, the library default), or as its own
+   * `cutover router` process that survives this one (`process`, what `cutover up` does).
+   */
+  dataPlane?: 'embedded' | 'process';
 }
 
 export interface DaemonPlugins {
@@ -36,14 +45,19 @@ export interface DaemonPlugins {
 
 /** Later modules (gates, analysis, migrations, telemetry) register here to be composed into the daemon. */
 /** May be async, so that a plugin loads its heavy dependencies (SQL parsers, database drivers) only when configured. */
-export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: Router; logger: Logger }) => DaemonPlugins | Promise<DaemonPlugins>;
+export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: RouterView; logger: Logger }) => DaemonPlugins | Promise<DaemonPlugins>;
 
 export class Daemon {
   readonly config: LoadedConfig;
   readonly store: SqliteStore;
   readonly provider: EnvironmentProvider;
   readonly health: HealthChecker;
-  readonly router: Router;
+  /** Stats, in-flight counts, table and addresses of the data plane, wherever it runs. */
+  readonly router: RouterView;
+  /** The router in this process (`dataPlane: 'embedded'`), else null. */
+  readonly embeddedRouter: Router | null;
+  /** The router process (`dataPlane: 'process'`), else null. */
+  readonly childRouter: ChildRouterPlane | null;
   readonly controller: Controller;
   readonly api: AdminServer;
   readonly logger: Logger;
@@ -56,7 +70,7 @@ export class Daemon {
 
   private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: DaemonPlugins[] }) {
     this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
-    this.router = parts.router; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
+    this.router = parts.router; this.embeddedRouter = parts.embeddedRouter; this.childRouter = parts.childRouter; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
     this.tokenSource = parts.tokenSource; this.plugins = parts.plugins; this.warnings = parts.warnings;
   }
 
@@ -70,26 +84,43 @@ export class Daemon {
     });
     const provider = makeProvider(config, logger);
     const onRequestFns: ((r: RequestRecord) => void)[] = opts.onRequest ? [opts.onRequest] : [];
-    const router = new Router({
-      listen: config.router.listen, preview: config.router.preview,
-      drainTimeoutMs: config.router.drainTimeout, connectTimeoutMs: config.router.connectTimeout, responseTimeoutMs: config.router.responseTimeout,
-      limits: {
-        maxHeaderBytes: config.router.maxHeaderSize, maxHeaderCount: config.router.maxHeaderCount, maxUrlBytes: config.router.maxUrlLength,
-        maxBodyBytes: config.router.maxBodySize, headersTimeoutMs: config.router.headersTimeout, requestTimeoutMs: config.router.requestTimeout,
-      },
-      trustedProxies: config.router.trustedProxies, tls: config.router.tls ?? null,
-      health, logger,
-      onRequest: (r) => { for (const f of onRequestFns) f(r); },
-    });
+    const onRequest = (r: RequestRecord) => { for (const f of onRequestFns) f(r); };
+    let embeddedRouter: Router | null = null;
+    let childRouter: ChildRouterPlane | null = null;
+    let plane: DataPlane & RouterView;
+    if (opts.dataPlane === 'process') {
+      childRouter = new ChildRouterPlane({ settings: routerSettings(config, { version: await packageVersion() }), logger, health, onRequest });
+      // Adopt the router that kept serving while no controller ran (kill -9, restart, upgrade),
+      // or start one: before the controller exists, so that its revisions continue from the router's.
+      await childRouter.attach();
+      // What the controller's own checks find failing, the router ejects too (it re-admits on its own checks).
+      health.on('change', (id, healthy, reason) => { if (!healthy) childRouter?.reportDown(id, reason); });
+      plane = childRouter;
+    } else {
+      embeddedRouter = new Router({
+        listen: config.router.listen, preview: config.router.preview,
+        drainTimeoutMs: config.router.drainTimeout, connectTimeoutMs: config.router.connectTimeout, responseTimeoutMs: config.router.responseTimeout,
+        limits: {
+          maxHeaderBytes: config.router.maxHeaderSize, maxHeaderCount: config.router.maxHeaderCount, maxUrlBytes: config.router.maxUrlLength,
+          maxBodyBytes: config.router.maxBodySize, headersTimeoutMs: config.router.headersTimeout, requestTimeoutMs: config.router.requestTimeout,
+        },
+        trustedProxies: config.router.trustedProxies, tls: config.router.tls ?? null,
+        health, logger, onRequest,
+      });
+      plane = embeddedRouter;
+    }
+    const router = plane;
     const hooks: PipelineHooks = { ...(opts.hooks ?? {}) };
     const controller = new Controller({
       app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
       standbyKeepForMs: config.standby.keepFor,
     });
-    // Promise 5: serve the recorded live colour first, before adoption or anything else.
-    router.swap(controller.recoveredTable());
-    await router.start();
+    // Promise 5: serve the recorded live colour first, before adoption or anything else. An
+    // adopted router already does; it gets the same routes under the next revision.
+    const first = await router.swap(controller.recoveredTable());
+    if (embeddedRouter) await embeddedRouter.start();
+    if (first.applied) await first.applied;
     await controller.recover();
 
     const plugins: DaemonPlugins[] = [];
@@ -114,7 +145,7 @@ export class Daemon {
 
     const warnings = exposureWarnings(config);
     for (const w of warnings) logger.warn({ warning: 'exposed-listener' }, w);
-    const d = new Daemon({ config, store, provider, health, router, controller, api, logger, tokenSource, plugins, warnings });
+    const d = new Daemon({ config, store, provider, health, router, embeddedRouter, childRouter, controller, api, logger, tokenSource, plugins, warnings });
     if (config.router.tls || config.admin.tls) {
       // SIGHUP re-reads the certificates (renewals) without dropping a connection.
       d.onHangup = () => { d.reloadTls(); };
@@ -142,7 +173,8 @@ export class Daemon {
    */
   reloadTls(): { router: boolean; admin: boolean } {
     const out = { router: false, admin: false };
-    for (const [name, reload] of [['router', () => this.router.reloadTls()], ['admin', () => this.api.reloadTls()]] as const) {
+    const reloadRouter = () => this.embeddedRouter?.reloadTls() ?? this.childRouter?.reloadTls() ?? false;
+    for (const [name, reload] of [['router', reloadRouter], ['admin', () => this.api.reloadTls()]] as const) {
       try {
         out[name] = reload();
         if (out[name]) this.controller.record({ type: 'tls.reload', actor: 'cutover', reason: `${name} TLS certificate reloaded from ${this.config[name].tls?.cert}` });
@@ -157,7 +189,7 @@ export class Daemon {
    * Shut down. `stopInstances: false` leaves the environments running for the next daemon to
    * adopt (a daemon upgrade without downtime); true stops them (SIGTERM, then SIGKILL).
    */
-  async stop(opts: { stopInstances: boolean }): Promise<void> {
+  async stop(opts: { stopInstances: boolean; stopRouter?: boolean }): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     if (this.onHangup) process.off('SIGHUP', this.onHangup);
@@ -169,7 +201,9 @@ export class Daemon {
     } else {
       await this.provider.detach();
     }
-    await this.router.close();
+    await this.embeddedRouter?.close();
+    // The router process drains and exits with the instances; with --keep-instances it stays for the next controller.
+    await this.childRouter?.close({ stopRouter: opts.stopRouter ?? opts.stopInstances });
     await this.health.close();
     this.store.close();
   }

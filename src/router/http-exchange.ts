@@ -65,6 +65,8 @@ export interface RequestRecord {
   status: number;
   durationMs: number;
   error?: ProxyErrorKind;
+  /** When it finished (epoch ms), set on records relayed from a router process; absent = just now. */
+  at?: number;
 }
 
 /**

@@ -119,9 +119,12 @@ export class RequestStats {
     this.#now = opts.now ?? Date.now;
   }
 
-  /** Hot path: one finished request. */
-  record(listener: ListenerName, color: Color, status: number, durationMs: number, error?: ProxyErrorKind): void {
-    const sec = Math.floor(this.#now() / STATS_BUCKET_MS);
+  /**
+   * Hot path: one finished request. `atMs`: when it finished, for records that arrive later than
+   * that (batched from a router process); default now.
+   */
+  record(listener: ListenerName, color: Color, status: number, durationMs: number, error?: ProxyErrorKind, atMs?: number): void {
+    const sec = Math.floor((atMs ?? this.#now()) / STATS_BUCKET_MS);
     const ring = this.#rings[laneIndex(listener, color)];
     const slot = sec % SLOTS;
     let b = ring[slot];
@@ -129,6 +132,7 @@ export class RequestStats {
       b = new Bucket();
       ring[slot] = b;
     }
+    if (b.sec > sec) return; // older than the retention (a late relayed record): never wipe newer data
     if (b.sec !== sec) b.reset(sec);
     b.requests++;
     b.classes[classIndex(status)]++;

@@ -13,7 +13,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { Server as NetServer, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -71,7 +71,15 @@ export interface RouterOptions {
    * preview listener stays plain HTTP (internal: gates and testers reach it on loopback).
    */
   tls?: TlsFiles | null;
+  /**
+   * Bind with SO_REUSEPORT, so that a newer router process can bind the same ports while this
+   * one drains (router replacement without refusing a connection; dataplane/router-process.ts).
+   */
+  reusePort?: boolean;
 }
+
+/** A retiring router's idle keep-alive connections get this long to carry one more request (answered with `Connection: close`) before they are closed: 2 seconds. */
+export const RETIRE_IDLE_GRACE_MS = 2_000;
 
 interface Listener {
   name: ListenerName;
@@ -105,6 +113,8 @@ export class Router {
   #preview: BoundRoute | null = null;
   #listeners: Listener[] = [];
   #closed = false;
+  /** Set by retire(): every answer says `Connection: close`, so clients reconnect to the newer router. */
+  #retiring = false;
   readonly #limits: RequestLimits;
   /** Requests refused before reaching any colour, by status (400, 408, 413, 414, 431, 501). */
   readonly #rejected = new Map<number, number>();
@@ -175,7 +185,7 @@ export class Router {
       server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => this.#onClientError(err, socket));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(addr.port, addr.host, () => {
+        server.listen({ port: addr.port, host: addr.host, reusePort: this.#opts.reusePort === true }, () => {
           server.off('error', reject);
           resolve();
         });
@@ -254,6 +264,35 @@ export class Router {
     return this.#lanes[laneIndex(listener, 'blue')].count + this.#lanes[laneIndex(listener, 'green')].count;
   }
 
+  /**
+   * Hand the listeners over to a newer router bound to the same ports (SO_REUSEPORT): stop
+   * accepting, answer every further request with `Connection: close` (clients reconnect, and only
+   * the newer router is listening), close connections still idle after `idleGraceMs`, wait for
+   * what is in flight up to `drainTimeoutMs`, then close. Resolves with what had to be cut.
+   */
+  async retire(o: { idleGraceMs?: number; drainTimeoutMs?: number } = {}): Promise<{ completed: boolean; inFlightCut: number }> {
+    if (this.#closed) return { completed: true, inFlightCut: 0 };
+    this.#retiring = true;
+    const drainMs = o.drainTimeoutMs ?? this.#opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+    const graceMs = Math.min(o.idleGraceMs ?? RETIRE_IDLE_GRACE_MS, drainMs);
+    // Stop accepting first: from here on the kernel gives new connections to the newer router only.
+    // net.Server's close, not http.Server's: that one also closes idle keep-alive connections at
+    // once, racing the next request a client is sending on them (it would fail).
+    const stopped = this.#listeners.map((l) => new Promise<void>((resolve) => netServerClose.call(l.server, () => resolve())));
+    this.#logger.info({ inFlight: this.inFlight('live') + this.inFlight('preview') }, 'router retiring: listeners handed over, draining');
+    const t0 = performance.now();
+    await sleep(graceMs);
+    for (const l of this.#listeners) l.server.closeIdleConnections();
+    while (this.inFlight('live') + this.inFlight('preview') > 0 && performance.now() - t0 < drainMs) {
+      await sleep(50);
+      for (const l of this.#listeners) l.server.closeIdleConnections();
+    }
+    const inFlightCut = this.inFlight('live') + this.inFlight('preview');
+    await this.close();
+    await Promise.all(stopped);
+    return { completed: inFlightCut === 0, inFlightCut };
+  }
+
   /** Stops listening, closes every connection (in flight or idle) and every upstream pool. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -272,6 +311,7 @@ export class Router {
 
   #onRequest(listener: ListenerName, req: IncomingMessage, res: ServerResponse): void {
     const startedAt = performance.now();
+    if (this.#retiring) res.shouldKeepAlive = false;
     if (this.#refuse(req, res)) return;
     // The binding moment: this request belongs to the snapshot current right now.
     const route = listener === 'live' ? this.#live : this.#preview;
@@ -389,6 +429,12 @@ function requestLineLonger(raw: Buffer | undefined, max: number): boolean {
   if (raw === undefined) return false;
   const nl = raw.indexOf(10);
   return (nl === -1 ? raw.length : nl) > max;
+}
+
+const netServerClose = NetServer.prototype.close as (this: NetServer, cb?: (err?: Error) => void) => NetServer;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {
