@@ -106,10 +106,14 @@ export function startDaemonProcess(cwd: string, env: NodeJS.ProcessEnv = {}): Pr
         resolve({
           child,
           output: () => out,
-          stop: (signal = 'SIGTERM') => new Promise((res) => {
+          stop: (signal = 'SIGTERM') => new Promise<void>((res) => {
             if (child.exitCode !== null || child.signalCode !== null) { res(); return; }
             child.once('exit', () => res());
             child.kill(signal);
+          }).then(() => {
+            // `cutover up` runs its router as a process that outlives it (by design): a test that
+            // kills the daemon hard also ends its router. SIGTERM stops the router by itself.
+            if (signal === 'SIGKILL') killAll(routersOf(path.join(cwd, '.cutover')));
           }),
         });
       }
