@@ -14,7 +14,7 @@ export async function runUp(io: Io, configFile: string | undefined, opts: { keep
     `cutover ${config.app} is up`,
     `  live     ${daemon.liveUrl()}${s.live ? `  → ${s.live.version} on ${s.live.color}` : '  (nothing live yet: cutover deploy VERSION --path DIR)'}`,
     `  preview  ${daemon.previewUrl() ?? 'off'}`,
-    `  router   ${daemon.childRouter ? `process ${daemon.childRouter.routers()[0]?.pid ?? '?'} (survives this one; logs: ${config.stateDir}/logs/router.log)` : 'in this process'}`,
+    `  router   ${daemon.fleet ? `fleet: ${daemon.fleet.routers().length} router(s) registered in etcd (${config.fleet?.etcd.endpoints.join(', ')})` : daemon.childRouter ? `process ${daemon.childRouter.routers()[0]?.pid ?? '?'} (survives this one; logs: ${config.stateDir}/logs/router.log)` : 'in this process'}`,
     `  admin    ${daemon.adminUrl()}  (token: ${daemon.tokenSource === 'env' ? 'CUTOVER_TOKEN' : tokenFile(config.stateDir)})`,
     ...daemon.warnings.map((w) => `  warning  ${w}`),
     '',

@@ -18,6 +18,7 @@ import { ChildRouterPlane } from '../dataplane/child-router.ts';
 import { routerSettings } from '../dataplane/router-process.ts';
 import type { DataPlane, RouterView } from '../dataplane/types.ts';
 import { packageVersion } from '../lib/version.ts';
+import { FleetDataPlane } from '../fleet/fleet-data-plane.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 
@@ -58,6 +59,8 @@ export class Daemon {
   readonly embeddedRouter: Router | null;
   /** The router process (`dataPlane: 'process'`), else null. */
   readonly childRouter: ChildRouterPlane | null;
+  /** Fleet mode (`fleet:` in the config): routers elsewhere, met in etcd; else null. */
+  readonly fleet: FleetDataPlane | null;
   readonly controller: Controller;
   readonly api: AdminServer;
   readonly logger: Logger;
@@ -70,7 +73,7 @@ export class Daemon {
 
   private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: DaemonPlugins[] }) {
     this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
-    this.router = parts.router; this.embeddedRouter = parts.embeddedRouter; this.childRouter = parts.childRouter; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
+    this.router = parts.router; this.embeddedRouter = parts.embeddedRouter; this.childRouter = parts.childRouter; this.fleet = parts.fleet; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
     this.tokenSource = parts.tokenSource; this.plugins = parts.plugins; this.warnings = parts.warnings;
   }
 
@@ -87,8 +90,14 @@ export class Daemon {
     const onRequest = (r: RequestRecord) => { for (const f of onRequestFns) f(r); };
     let embeddedRouter: Router | null = null;
     let childRouter: ChildRouterPlane | null = null;
+    let fleet: FleetDataPlane | null = null;
     let plane: DataPlane & RouterView;
-    if (opts.dataPlane === 'process') {
+    if (config.fleet) {
+      // Fleet mode: this process runs no router; the table goes to etcd, routers acknowledge it there.
+      fleet = new FleetDataPlane({ app: config.app, fleet: config.fleet, logger, addresses: { live: config.router.listen, preview: config.router.preview }, drainTimeoutMs: config.router.drainTimeout });
+      await fleet.attach();
+      plane = fleet;
+    } else if (opts.dataPlane === 'process') {
       childRouter = new ChildRouterPlane({ settings: routerSettings(config, { version: await packageVersion() }), logger, health, onRequest });
       // Adopt the router that kept serving while no controller ran (kill -9, restart, upgrade),
       // or start one: before the controller exists, so that its revisions continue from the router's.
@@ -122,6 +131,10 @@ export class Daemon {
     if (embeddedRouter) await embeddedRouter.start();
     if (first.applied) await first.applied;
     await controller.recover();
+    if (fleet) {
+      fleet.on('joined', (reg) => controller.record({ type: 'router.joined', actor: 'cutover', reason: `router ${reg.id} (${reg.host}, pid ${reg.pid}, cutover ${reg.version}) joined the fleet; live ${reg.live}`, data: { ...reg } }));
+      fleet.on('left', (id) => controller.record({ type: 'router.left', actor: 'cutover', reason: `router ${id} left the fleet: its lease expired or it stopped; switches no longer wait for it`, data: { id } }));
+    }
 
     const plugins: DaemonPlugins[] = [];
     for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router, logger }));
@@ -145,7 +158,7 @@ export class Daemon {
 
     const warnings = exposureWarnings(config);
     for (const w of warnings) logger.warn({ warning: 'exposed-listener' }, w);
-    const d = new Daemon({ config, store, provider, health, router, embeddedRouter, childRouter, controller, api, logger, tokenSource, plugins, warnings });
+    const d = new Daemon({ config, store, provider, health, router, embeddedRouter, childRouter, fleet, controller, api, logger, tokenSource, plugins, warnings });
     if (config.router.tls || config.admin.tls) {
       // SIGHUP re-reads the certificates (renewals) without dropping a connection.
       d.onHangup = () => { d.reloadTls(); };
@@ -204,6 +217,7 @@ export class Daemon {
     await this.embeddedRouter?.close();
     // The router process drains and exits with the instances; with --keep-instances it stays for the next controller.
     await this.childRouter?.close({ stopRouter: opts.stopRouter ?? opts.stopInstances });
+    await this.fleet?.close();
     await this.health.close();
     this.store.close();
   }

@@ -72,6 +72,8 @@ export function routerSettings(config: LoadedConfig, o: { id?: string; version: 
 
 export interface RouterProcessEvents {
   applied: [revision: number];
+  /** The drain of the colour that left the live listener at `revision` ended. */
+  drained: [revision: number, report: import('../router/lanes.ts').DrainReport];
   /** The process has nothing left to serve (retired by a newer router, or stopped). */
   exit: [reason: string];
 }
@@ -93,6 +95,7 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
   #appliedAt: number | null = null;
   #retiring = false;
   #exiting: Promise<void> | null = null;
+  readonly #onShutdown: (() => Promise<void>)[] = [];
 
   private constructor(settings: RouterSettings, logger: Logger) {
     super();
@@ -162,7 +165,10 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
     const { drain } = this.router.swap(table);
     this.#appliedAt = Date.now();
     if (drain) {
-      drain.then((report) => { for (const s of this.#controllers) send(s, { t: 'drain', revision: table.revision, report }); }, () => {});
+      drain.then((report) => {
+        for (const s of this.#controllers) send(s, { t: 'drain', revision: table.revision, report });
+        this.emit('drained', table.revision, report);
+      }, () => {});
     }
     this.#ack(table.revision);
     this.emit('applied', table.revision);
@@ -182,12 +188,18 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
     return this.#appliedAt;
   }
 
+  /** Run `fn` first when the process begins to stop (fleet mode: leave the router set at once, then drain). */
+  onShutdown(fn: () => Promise<void>): void {
+    this.#onShutdown.push(fn);
+  }
+
   /** Stop accepting, drain what is in flight, exit. `retire` (a newer router took the ports) or `stop`. */
   shutdown(reason: string): Promise<void> {
     if (this.#exiting) return this.#exiting;
     this.#retiring = true;
     this.#exiting = (async () => {
       this.#log.info({ reason }, 'router stopping: draining');
+      for (const fn of this.#onShutdown) await fn().catch((err: unknown) => this.#log.warn({ err }, 'shutdown step failed'));
       this.#closeControl();
       const r = await this.router.retire();
       this.#log.info({ ...r }, r.completed ? 'router drained' : 'router drain timed out; the rest was closed');
@@ -202,6 +214,7 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
 
   /** Immediate close (tests, fatal errors): no drain. */
   async close(): Promise<void> {
+    for (const fn of this.#onShutdown) await fn().catch(() => {});
     if (this.#flushTimer) clearInterval(this.#flushTimer);
     this.#closeControl();
     for (const s of this.#controllers) s.destroy();

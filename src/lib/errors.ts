@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   CUTOVER_ERR_ABORTED: 'deployment was aborted',
   CUTOVER_ERR_STATE_WRITE: 'state could not be written',
   CUTOVER_ERR_UNREACHABLE: 'daemon is unreachable',
+  CUTOVER_ERR_FLEET_UNAVAILABLE: 'the fleet store (etcd) is unavailable',
   CUTOVER_ERR_INTERNAL: 'internal error',
 } as const;
 
