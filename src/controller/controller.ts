@@ -657,7 +657,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       type: missing ? 'switch.unacknowledged' : 'switch.acknowledged', deployment: o.deployment, phase: 'switch', actor: SYSTEM_ACTOR, color: o.color, version: o.version, durationMs: ack.ms,
       reason: missing
         ? `${o.what} to ${o.color} (revision ${ack.revision}) not acknowledged by ${ack.missing.map((m) => `${m.id} (at revision ${m.revision}${m.stale ? ', stale' : ''})`).join(', ')}; ${ackSummary(ack)}`
-        : `${o.what} to ${o.color} (revision ${ack.revision}): ${ackSummary(ack)}`,
+        : `${o.what} to ${o.color} (revision ${ack.revision}): ${ackSummary(ack)}${ack.left?.length ? `; ${ack.left.join(', ')} left the fleet (lease expired) without acknowledging` : ''}`,
       data: { ...ack },
     });
   }

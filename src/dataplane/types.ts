@@ -37,6 +37,8 @@ export interface AckReport {
   acked: { id: string; ms: number }[];
   /** Routers that did not acknowledge within the timeout: the operator decides (docs/fleet.md). */
   missing: { id: string; revision: number; stale: boolean }[];
+  /** Routers expected at publish time whose lease expired before they acknowledged: they left the set and are not waited for. */
+  left?: string[];
 }
 
 export interface SwapResult {

@@ -34,6 +34,7 @@ interface Waiter {
   publishedAt: number;
   expected: Set<string>;
   acked: Map<string, number>;
+  left: string[];
   resolve: (r: AckReport) => void;
   timer: NodeJS.Timeout;
 }
@@ -125,7 +126,7 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
     const expected = new Set(this.#routers.keys());
     const applied = new Promise<AckReport>((resolve) => {
       const w: Waiter = {
-        revision: next.revision, publishedAt, expected, acked: new Map(), resolve,
+        revision: next.revision, publishedAt, expected, acked: new Map(), left: [], resolve,
         timer: setTimeout(() => this.#finish(w), this.#fleet.ackTimeout),
       };
       w.timer.unref();
@@ -236,7 +237,10 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
     this.#log.warn({ router: id }, 'router left the fleet (its lease expired or it stopped)');
     this.emit('left', id);
     // It left the set: nobody waits for it any more.
-    for (const w of this.#waiters) { w.expected.delete(id); this.#check(w); }
+    for (const w of this.#waiters) {
+      if (w.expected.delete(id) && !w.acked.has(id)) w.left.push(id);
+      this.#check(w);
+    }
     for (const d of this.#drainWaiters) {
       d.expected.delete(id);
       if ([...d.expected].every((x) => d.reports.has(x))) this.#finishDrain(d);
@@ -253,7 +257,7 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
     const acked = [...w.acked].filter(([id]) => w.expected.has(id)).map(([id, ms]) => ({ id, ms }));
     const missing = [...w.expected].filter((id) => !w.acked.has(id)).map((id) => ({ id, revision: this.#acks.get(id)?.revision ?? 0, stale: true }));
     const ms = missing.length > 0 ? performance.now() - w.publishedAt : acked.reduce((m, a) => Math.max(m, a.ms), 0);
-    w.resolve({ revision: w.revision, ms, acked, missing });
+    w.resolve({ revision: w.revision, ms, acked, missing, ...(w.left.length > 0 ? { left: w.left } : {}) });
   }
 
   #finishDrain(d: DrainWaiter): void {
