@@ -12,7 +12,10 @@ export function stepLine(e: EventRecord): string | null {
       return `▶ ${e.reason}`;
     case 'phase': {
       const outcome = String(e.data?.outcome ?? 'passed');
-      return `  ${MARK[outcome] ?? '•'} ${String(e.phase).padEnd(10)} ${dur.padStart(7)}  ${e.reason}`;
+      // A failed instance: its last output lines under the step (the reason quotes the last one).
+      const log = outcome === 'failed' && Array.isArray(e.data?.log) && e.data.log.length > 1
+        ? `\n${(e.data.log as unknown[]).map((l) => `          │ ${String(l)}`).join('\n')}` : '';
+      return `  ${MARK[outcome] ?? '•'} ${String(e.phase).padEnd(10)} ${dur.padStart(7)}  ${e.reason}${log}`;
     }
     case 'gate': {
       const outcome = String(e.data?.outcome ?? 'passed');
@@ -34,6 +37,8 @@ export function stepLine(e: EventRecord): string | null {
       return `  • ${e.reason}`;
     case 'promote.waiting':
     case 'standby.replaced':
+    case 'standby.held':
+    case 'standby.restored':
     case 'rollback':
     case 'rollback.restart':
     case 'failover':

@@ -8,7 +8,7 @@ interface EnvView { color: string; role: string; version: string | null; since: 
 interface StatusView {
   app: string;
   live: { color: string; version: string; since: number } | null;
-  standby: { color: string; version: string; state: string; retireAt: number | null } | null;
+  standby: { color: string; version: string; state: string; retireAt: number | null; besideCandidate?: string | null } | null;
   deployment: DeploymentRecord | null;
   environments: Record<string, EnvView>;
   router: { live: string; preview: string | null; revision: number };
@@ -20,7 +20,8 @@ export function printStatus(io: Io, raw: Record<string, unknown>): void {
   const out: string[] = [];
   out.push(`${s.app}: ${s.live ? `live ${s.live.version} on ${s.live.color} (since ${ago(s.live.since)})` : 'nothing is live yet'}`);
   if (s.standby) {
-    out.push(`standby: ${s.standby.version} on ${s.standby.color}, ${s.standby.state === 'warm' ? `warm${s.standby.retireAt ? `, retires in ${formatDuration(Math.max(0, s.standby.retireAt - Date.now()))}` : ''}` : 'retired (a rollback restarts it)'}`);
+    const beside = s.standby.besideCandidate ? `, running beside the candidate ${s.standby.besideCandidate} until it has switched` : '';
+    out.push(`standby: ${s.standby.version} on ${s.standby.color}, ${s.standby.state === 'warm' ? `warm${beside}${s.standby.retireAt && !beside ? `, retires in ${formatDuration(Math.max(0, s.standby.retireAt - Date.now()))}` : ''}` : 'retired (a rollback restarts it)'}`);
   } else {
     out.push('standby: none');
   }

@@ -104,6 +104,8 @@ const healthSchema = z.strictObject({
 
 const standbySchema = z.strictObject({
   keepFor: duration.default(d.DEFAULT_STANDBY_KEEP_FOR_MS),
+  /** Process provider: the standby keeps running beside the next release until it has switched (issue 16). */
+  keepWarmDuringDeploy: z.boolean().default(true),
 });
 
 export const configSchema = z.strictObject({

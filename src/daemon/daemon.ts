@@ -85,7 +85,7 @@ export class Daemon {
     const controller = new Controller({
       app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
-      standbyKeepForMs: config.standby.keepFor,
+      standbyKeepForMs: config.standby.keepFor, keepStandbyWarm: config.standby.keepWarmDuringDeploy,
     });
     // Promise 5: serve the recorded live colour first, before adoption or anything else.
     router.swap(controller.recoveredTable());
@@ -165,7 +165,10 @@ export class Daemon {
     await this.controller.close();
     for (const p of this.plugins) await p.close?.();
     if (opts.stopInstances) {
-      await Promise.all((['blue', 'green'] as const).map((c) => this.provider.stop(c)));
+      await Promise.all((['blue', 'green'] as const).map(async (c) => {
+        await this.provider.stop(c);
+        await this.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
+      }));
     } else {
       await this.provider.detach();
     }

@@ -34,6 +34,8 @@ export interface ProviderEvents {
   'instance-restart': [instance: Instance, info: { attempt: number; delayMs: number }];
   /** The set or addresses of a colour's instances changed; persist and re-route. */
   'instances-changed': [color: Color, instances: Instance[]];
+  /** The pids or ports of a colour's held instances changed (a restart after a crash); persist them. */
+  'held-changed': [color: Color, instances: Instance[]];
 }
 
 /**
@@ -58,4 +60,30 @@ export interface EnvironmentProvider extends EventEmitter<ProviderEvents> {
   setAutoRestart(color: Color, on: boolean): void;
   /** Stop all instance supervision (not the instances) — the daemon is shutting down. */
   detach(): Promise<void>;
+  /** Optional (process provider): the instance's last unplanned exit, null when it has not crashed. */
+  lastExit?(id: string): { code: number | null; signal: string | null } | null;
+  /** Optional (process provider): the last `lines` lines of the instance's output log. */
+  logTail?(id: string, lines?: number): Promise<string[]>;
+  /** Optional (process provider): where the instance's output goes. */
+  logPath?(id: string): string;
+  /**
+   * Optional (the process provider has it; static targets cannot run twice): set the colour's
+   * running instances aside, still running and restarted after a crash, so that a new release
+   * starts on the colour beside them. `instances(color)` is then empty until `start`.
+   * Returns the held instances.
+   */
+  hold?(color: Color): Promise<Instance[]>;
+  /** Optional: the held instances of a colour ([] when none). */
+  held?(color: Color): Instance[];
+  /** Optional: stop the colour's held instances (the new release replaced them). */
+  stopHeld?(color: Color): Promise<void>;
+  /** Optional: stop the colour's current instances and make the held ones current again (a failed deploy). */
+  restoreHeld?(color: Color): Promise<Instance[]>;
+}
+
+/** A provider that can keep a colour's instances warm while a release starts beside them. */
+export type HoldingProvider = EnvironmentProvider & Required<Pick<EnvironmentProvider, 'hold' | 'held' | 'stopHeld' | 'restoreHeld'>>;
+
+export function canHold(p: EnvironmentProvider): p is HoldingProvider {
+  return typeof p.hold === 'function' && typeof p.held === 'function' && typeof p.stopHeld === 'function' && typeof p.restoreHeld === 'function';
 }

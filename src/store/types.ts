@@ -20,6 +20,17 @@ export interface EnvironmentState {
   retireAt: number | null;
 }
 
+/**
+ * The warm standby set aside while a release starts on its colour (process provider): the colour's
+ * state and instances before the deployment, so that a failed deploy, an abort or a daemon crash
+ * before the switch gives it back as the rollback target.
+ */
+export interface HeldStandby {
+  deployment: string;
+  env: EnvironmentState;
+  instances: Instance[];
+}
+
 export type DeploymentStatus =
   | 'running' | 'awaiting-promotion' | 'succeeded' | 'failed' | 'aborted' | 'rolled-back' | 'interrupted';
 
@@ -73,6 +84,8 @@ export interface Store {
   events(opts?: { deployment?: string; afterSeq?: number; limit?: number }): EventRecord[];
   /** Sequence number of the newest event, 0 when there is none. */
   lastEventSeq(): number;
+  /** The standby held beside a running deployment's candidate, or null. */
+  heldStandby(): HeldStandby | null;
   /**
    * One atomic write: environment roles, deployment changes and events together.
    * Returns the events as stored (with seq and time).
@@ -82,6 +95,8 @@ export interface Store {
     deployment?: DeploymentRecord;
     events?: EventInput[];
     instances?: { color: Color; instances: Instance[] }[];
+    /** Set (an object) or clear (null) the held standby; absent: unchanged. */
+    held?: HeldStandby | null;
   }): EventRecord[];
   close(): void;
 }
