@@ -9,7 +9,7 @@ import { EXIT, type Io } from './context.ts';
 import { finalLine } from './format.ts';
 import { LiveSteps } from './live-steps.ts';
 
-export async function runDeploy(io: Io, client: AdminClient, o: { version: string; path: string; manual: boolean; wait: boolean; json: boolean }): Promise<number> {
+export async function runDeploy(io: Io, client: AdminClient, o: { version: string; path: string | null; manual: boolean; wait: boolean; json: boolean }): Promise<number> {
   try {
     const { deployment } = await client.call<{ deployment: DeploymentRecord }>('POST', '/deployments', { version: o.version, path: o.path, manual: o.manual });
     if (!o.wait) {

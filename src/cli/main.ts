@@ -62,12 +62,13 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   program.command('deploy')
     .description('release VERSION to the idle colour, validate it, switch, watch it')
     .argument('<version>', 'release version, e.g. v2 or a git sha')
-    .option('--path <dir>', 'release directory (process provider); default: the current directory')
+    .option('--path <dir>', 'release directory (process provider); default: environments.process.releaseDir with {version} filled in')
     .option('--manual', 'wait for `cutover promote` before switching')
     .option('--no-wait', 'return once the deployment has started')
     .option('--json', 'print the result as JSON')
     .action(async (version: string, opts: { path?: string; manual?: boolean; wait: boolean; json?: boolean }, cmd: Command) => {
-      exitCode = await runDeploy(io, await client(cmd), { version, path: path.resolve(io.cwd, opts.path ?? '.'), manual: opts.manual === true, wait: opts.wait, json: opts.json === true });
+      // No --path: the daemon takes releaseDir from its config, or refuses (never the working directory).
+      exitCode = await runDeploy(io, await client(cmd), { version, path: opts.path === undefined ? null : path.resolve(io.cwd, opts.path), manual: opts.manual === true, wait: opts.wait, json: opts.json === true });
     });
 
   program.command('promote')

@@ -81,6 +81,9 @@ export function parseConfig(text: string, opts: { file: string; baseDir: string;
     stateDir: path.resolve(opts.baseDir, cfg.stateDir),
     router: { ...cfg.router, tls: tlsFiles(cfg.router.tls) },
     admin: { ...cfg.admin, tls: tlsFiles(cfg.admin.tls) },
+    environments: cfg.environments.process?.releaseDir
+      ? { ...cfg.environments, process: { ...cfg.environments.process, releaseDir: path.resolve(opts.baseDir, cfg.environments.process.releaseDir) } }
+      : cfg.environments,
     file: opts.file,
     baseDir: opts.baseDir,
   };

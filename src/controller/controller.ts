@@ -61,6 +61,8 @@ export interface ControllerOptions {
    * provider that can hold instances (process); false: the standby is stopped to make room.
    */
   keepStandbyWarm?: boolean;
+  /** Absolute directory template with `{version}`: the release directory when a deploy names none. */
+  releaseDir?: string;
   hooks?: PipelineHooks;
   logger?: Logger;
 }
@@ -379,7 +381,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       const r = this.running.record;
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${r.id} of ${r.version} is in progress (phase ${r.phase}); wait for it, or run \`cutover abort\``, { details: { deployment: r.id, version: r.version, phase: r.phase } });
     }
-    const path = this.checkReleasePath(req.path);
+    const path = this.checkReleasePath(req.path, version);
     const envs = this.store.environments();
     const liveColor = COLORS.find((c) => envs[c].role === 'live') ?? null;
     const color: Color = liveColor ? otherColor(liveColor) : 'blue';
@@ -411,13 +413,22 @@ export class Controller extends EventEmitter<ControllerEvents> {
     return { deployment: record, done: running.done };
   }
 
-  private checkReleasePath(p: string | null): string | null {
+  /**
+   * The release directory: the one asked for, else `releaseDir` with the version filled in. Never a
+   * default such as the working directory (issue 16: a forgotten --path deployed the config directory).
+   */
+  private checkReleasePath(p: string | null, version: string): string | null {
     if (this.provider.kind !== 'process') return p;
-    if (!p) throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', 'the process provider needs the release directory: pass --path DIR', { details: { field: 'path' } });
-    if (!existsSync(p) || !statSync(p).isDirectory()) {
-      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${p} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: p } });
+    const fromTemplate = !p && this.opts.releaseDir !== undefined;
+    const dir = p || (this.opts.releaseDir?.replaceAll('{version}', version) ?? null);
+    if (!dir) {
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', 'the process provider needs the release directory: pass --path DIR, or set environments.process.releaseDir (e.g. "./releases/{version}") in the config', { details: { field: 'path' } });
     }
-    return p;
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+      const origin = fromTemplate ? ` (environments.process.releaseDir for ${version})` : '';
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${dir}${origin} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: dir } });
+    }
+    return dir;
   }
 
   private async runPipeline(run: RunningDeployment): Promise<DeploymentRecord> {

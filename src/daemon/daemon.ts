@@ -86,6 +86,7 @@ export class Daemon {
       app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
       standbyKeepForMs: config.standby.keepFor, keepStandbyWarm: config.standby.keepWarmDuringDeploy,
+      releaseDir: config.environments.process?.releaseDir,
     });
     // Promise 5: serve the recorded live colour first, before adoption or anything else.
     router.swap(controller.recoveredTable());
