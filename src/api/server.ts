@@ -241,8 +241,9 @@ export class AdminServer {
     const now = Date.now();
     const f = this.authFailures.get(source);
     if (f && now - f.since < AUTH_WINDOW_MS && f.count >= AUTH_FAILURES_PER_WINDOW) {
-      res.setHeader('retry-after', String(Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000)));
-      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', 'too many failed authentication attempts from this address; try again later'));
+      const waitS = Math.max(1, Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000));
+      res.setHeader('retry-after', String(waitS));
+      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', `too many failed authentication attempts from this address; try again in ${waitS}s (check CUTOVER_TOKEN or the token file)`, { details: { retryAfterSeconds: waitS } }));
       return false;
     }
     const header = req.headers.authorization ?? '';

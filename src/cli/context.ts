@@ -60,6 +60,12 @@ export async function connect(io: Io, configFile: string | undefined): Promise<A
   return new AdminClient({ baseUrl, token, ca });
 }
 
+/** `{"error": {"code", "message", "details"}}` on stdout, like the admin API's errors. */
+export function printJsonError(io: Io, err: unknown): void {
+  const e = isCutoverError(err) ? err : new CutoverError('CUTOVER_ERR_INTERNAL', err instanceof Error ? err.message : String(err));
+  io.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } }, null, 2)}\n`);
+}
+
 export function printError(io: Io, err: unknown): void {
   if (err instanceof ConfigError) {
     io.stderr.write(`cutover: invalid configuration\n${err.message}\n`);

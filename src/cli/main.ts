@@ -10,7 +10,7 @@ import { CutoverError } from '../lib/errors.ts';
 import { INIT_TEMPLATE } from '../config/init-template.ts';
 import { DEFAULT_CONFIG_FILE } from '../config/defaults.ts';
 import type { AdminClient } from '../api/client.ts';
-import { EXIT, connect, exitCodeFor, printError, type Io } from './context.ts';
+import { EXIT, connect, exitCodeFor, printError, printJsonError, type Io } from './context.ts';
 import { runUp } from './up.ts';
 import { runDeploy } from './deploy.ts';
 import { printStatus, printHistory } from './status.ts';
@@ -21,13 +21,16 @@ import type { DeploymentRecord } from '../store/types.ts';
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() }): Promise<number> {
   let exitCode: number = EXIT.OK;
+  let command = '';
+  guardPipes(io, () => command, () => exitCode);
   const program = new Command('cutover')
     .description('Blue-green deployments for HTTP services: zero-drop switch, gates before, instant rollback after.')
     .version(await packageVersion(), '-V, --version')
     .option('-c, --config <file>', `config file (default: ./${DEFAULT_CONFIG_FILE})`)
     .showHelpAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .hook('preAction', (_program, action) => { command = action.name(); });
 
   const configOf = (cmd: Command): string | undefined => cmd.optsWithGlobals<{ config?: string }>().config;
   const client = (cmd: Command) => connect(io, configOf(cmd));
@@ -149,8 +152,26 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.OK;
       return EXIT.USAGE;
     }
-    printError(io, err);
+    // --json: scripts parse stdout, so the error comes as JSON there too (the API's error shape).
+    if (argv.includes('--json') && command !== 'up') printJsonError(io, err);
+    else printError(io, err);
     return exitCodeFor(err);
+  }
+}
+
+/**
+ * `cutover status | head -1`: the reader left, which is not an error of ours. A client command
+ * ends quietly with its exit code; the daemon (`up`) drops its output and keeps serving.
+ */
+function guardPipes(io: Io, command: () => string, exitCode: () => number): void {
+  for (const stream of [io.stdout, io.stderr]) {
+    if (stream !== process.stdout && stream !== process.stderr) continue;
+    if (stream.listenerCount('error') > 0) continue; // guarded already (main called twice in one process)
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      if (command() === 'up') return;
+      process.exit(exitCode());
+    });
   }
 }
 

@@ -45,11 +45,11 @@ export function printHistory(io: Io, ds: DeploymentRecord[]): void {
   const rows = [['ID', 'VERSION', 'COLOR', 'STATUS', 'SWITCH', 'DURATION', 'WHEN', 'WHY']];
   for (const d of ds) {
     rows.push([
-      d.id, d.version, d.color, d.status,
+      d.id, d.version, d.color, d.rolledBack ? `${d.status}, rolled back` : d.status,
       d.switchMs !== null ? formatDuration(d.switchMs) : '-',
       d.finishedAt ? formatDuration(d.finishedAt - d.createdAt) : '-',
       ago(d.createdAt),
-      d.error ? d.error.message.slice(0, 80) : '',
+      d.rolledBack ? `rolled back by ${d.rolledBack.actor} ${ago(d.rolledBack.at)}`.slice(0, 80) : d.error ? d.error.message.slice(0, 80) : '',
     ]);
   }
   io.stdout.write(table(rows));

@@ -2,12 +2,12 @@
 import { Daemon } from '../daemon/daemon.ts';
 import { defaultPlugins } from '../daemon/plugins.ts';
 import { tokenFile } from '../api/token.ts';
-import { createLogger } from '../telemetry/logger.ts';
+import { createConsoleLogger } from '../telemetry/logger.ts';
 import { EXIT, loadConfig, type Io } from './context.ts';
 
 export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean }): Promise<number> {
   const config = loadConfig(io, configFile);
-  const logger = createLogger();
+  const logger = await createConsoleLogger(io.env);
   const daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env });
   const s = daemon.controller.status();
   io.stdout.write([

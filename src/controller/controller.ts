@@ -823,11 +823,26 @@ export class Controller extends EventEmitter<ControllerEvents> {
     if (run && !['switch', 'verify', 'analysis', 'stable'].includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has not switched traffic yet (phase ${run.record.phase}); use \`cutover abort\``);
     }
-    const result = await this.rollbackNow({ actor: opts.actor, reason: opts.reason ?? `rollback requested by ${opts.actor}`, deployment: run?.record.id ?? null });
+    const releaseOff = run ? null : this.newestLiveRelease();
+    const reason = opts.reason ?? `rollback requested by ${opts.actor}`;
+    const result = await this.rollbackNow({ actor: opts.actor, reason, deployment: run?.record.id ?? null });
+    if (releaseOff) {
+      // Its pipeline succeeded, but it no longer serves: history must say so (issue 16).
+      this.commitQuietly({ deployment: { ...releaseOff, rolledBack: { at: Date.now(), actor: opts.actor, reason }, updatedAt: Date.now() } });
+    }
     if (run) {
       run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', `rolled back by ${opts.actor}`, { details: { actor: opts.actor } }));
     }
     return result;
+  }
+
+  /** The finished deployment whose release is live now, if it is the newest release that went live (not a roll-forward). */
+  private newestLiveRelease(): DeploymentRecord | null {
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    const newest = this.store.deployments({ limit: 100 }).find((d) => d.switchMs !== null);
+    if (!live || !newest || newest.color !== live || newest.version !== envs[live].version || newest.status !== 'succeeded' || newest.rolledBack) return null;
+    return newest;
   }
 
   private async rollbackNow(o: { actor: string; reason: string; deployment: string | null }) {

@@ -56,6 +56,11 @@ export interface DeploymentRecord {
   forced: boolean;
   /** Time from the switch decision to the route swap being in force, ms. */
   switchMs: number | null;
+  /**
+   * Set when the release was taken off live traffic by a rollback after its deployment finished
+   * (`status` stays the pipeline's outcome, e.g. succeeded). Absent on older records.
+   */
+  rolledBack?: { at: number; actor: string; reason: string } | null;
 }
 
 export interface EventInput {
