@@ -21,10 +21,20 @@ function intervals(h: Harness, d: DeploymentRecord): EventRecord[] {
   return h.events(d.id).filter((e) => e.type === 'analysis');
 }
 
+/**
+ * The latency limits of this judgement sit halfway between the two claims the tests below make
+ * about it: a release 200 ms slower fails, an identical one passes. With the default slack (20 ms)
+ * an identical release failed on a busy 2-core machine (issue 16: p95 27.6ms > limit 24ms in a 1 s
+ * interval: scheduler stalls and the state database's fsyncs on a shared event loop are that
+ * large). A limit of baseline × 1.5 + 100 ms leaves ~100 ms of margin on both sides, so neither
+ * verdict depends on how busy the machine is, and the 200 ms regression is still caught.
+ */
+const LATENCY = '  maxLatency: { p95: { relative: 1.5, slack: 100ms }, p99: { relative: 2, slack: 100ms } }';
+
 describe('under live load', () => {
   let h: Harness;
   before(async () => {
-    h = await startHarness(`${GATES}\nanalysis:\n  window: 4s\n  interval: 1s\n  minRequests: 20\n  baseline: 3s\n  failureLimit: 1\n`);
+    h = await startHarness(`${GATES}\nanalysis:\n  window: 4s\n  interval: 1s\n  minRequests: 20\n  baseline: 3s\n  failureLimit: 1\n${LATENCY}\n`);
     assert.equal((await h.deploy('v1')).status, 'succeeded');
     h.liveLoad({ rate: 100, connections: 20 });
     await sleep(1_500); // the baseline: v1's live traffic before the next switch
@@ -56,7 +66,7 @@ describe('under live load', () => {
   test('a release slower by 200 ms is rolled back by the latency check', async () => {
     const d = await h.deploy('v3-slow200');
     assert.equal(d.status, 'rolled-back', d.error?.message);
-    assert.match(d.error!.message, /^analysis failed: p95 2\d\dms > limit [\d.]+ms \(baseline [\d.]+ms × 1\.5 \+ 20ms\); p99 2\d\dms > limit [\d.]+ms/);
+    assert.match(d.error!.message, /^analysis failed: p95 2\d\dms > limit [\d.]+ms \(baseline [\d.]+ms × 1\.5 \+ 100ms\); p99 2\d\dms > limit [\d.]+ms/);
     assert.equal(h.daemon.controller.status().live!.version, 'v1');
   });
 
