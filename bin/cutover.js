@@ -26,6 +26,27 @@ if (major < 22 || (major === 22 && minor < 19) || (major === 23 && minor < 6)) {
 // NODE_COMPILE_CACHE, else <tmpdir>/node-compile-cache; NODE_DISABLE_COMPILE_CACHE=1 turns it off.
 if (typeof module.enableCompileCache === 'function') module.enableCompileCache();
 
+// Installed from the registry or a packed tarball, the sources sit under node_modules, where
+// Node.js refuses to strip types (ERR_UNSUPPORTED_NODE_MODULES_TYPE_STRIPPING). There, our own
+// .ts files (never a dependency's) are stripped by a load hook with Node's own stripper, the same
+// transformation. A checkout, or `npm link` (a symlink Node resolves to the checkout), needs none.
+const root = new URL('../', import.meta.url).href;
+if (root.includes('/node_modules/') && typeof module.registerHooks === 'function' && typeof module.stripTypeScriptTypes === 'function') {
+  // stripTypeScriptTypes is still marked experimental in Node.js 24: its one warning is noise here.
+  const emitWarning = process.emitWarning;
+  process.emitWarning = (w, ...rest) => {
+    if (/stripTypeScriptTypes/.test(String(w && w.message ? w.message : w))) return;
+    emitWarning.call(process, w, ...rest);
+  };
+  module.registerHooks({
+    load(url, context, nextLoad) {
+      if (!url.startsWith(root) || !url.endsWith('.ts') || url.slice(root.length).includes('node_modules/')) return nextLoad(url, context);
+      const loaded = nextLoad(url, { ...context, format: 'module' });
+      return { format: 'module', source: module.stripTypeScriptTypes(String(loaded.source), { mode: 'strip' }), shortCircuit: true };
+    },
+  });
+}
+
 import('../src/cli/main.ts').then(({ main }) => main(process.argv)).then(
   (code) => { process.exitCode = code; },
   (err) => { console.error(err instanceof Error ? err.stack : err); process.exitCode = 1; },
