@@ -22,14 +22,15 @@ function intervals(h: Harness, d: DeploymentRecord): EventRecord[] {
 }
 
 /**
- * The latency limits of this judgement sit halfway between the two claims the tests below make
- * about it: a release 200 ms slower fails, an identical one passes. With the default slack (20 ms)
- * an identical release failed on a busy 2-core machine (issue 16: p95 27.6ms > limit 24ms in a 1 s
- * interval: scheduler stalls and the state database's fsyncs on a shared event loop are that
- * large). A limit of baseline × 1.5 + 100 ms leaves ~100 ms of margin on both sides, so neither
- * verdict depends on how busy the machine is, and the 200 ms regression is still caught.
+ * The latency limit of this judgement is built so that neither claim below depends on how busy
+ * the machine is (issue 16: with the defaults, an identical release failed on a busy 2-core
+ * machine, p95 27.6ms > limit 24ms in a 1 s interval). Contention adds about the same delay to
+ * the baseline and to the candidate, so the limit is additive: baseline + 100 ms (relative 1),
+ * halfway between "identical" (+0) and "200 ms slower" (+200), with ~100 ms of margin on each side
+ * whatever the baseline; a relative factor would eat that margin as a busy baseline grows. p99 is
+ * off: of ~80 requests an interval it is the slowest one, i.e. a single scheduler stall.
  */
-const LATENCY = '  maxLatency: { p95: { relative: 1.5, slack: 100ms }, p99: { relative: 2, slack: 100ms } }';
+const LATENCY = '  maxLatency: { p95: { relative: 1, slack: 100ms }, p99: false }';
 
 describe('under live load', () => {
   let h: Harness;
@@ -66,7 +67,9 @@ describe('under live load', () => {
   test('a release slower by 200 ms is rolled back by the latency check', async () => {
     const d = await h.deploy('v3-slow200');
     assert.equal(d.status, 'rolled-back', d.error?.message);
-    assert.match(d.error!.message, /^analysis failed: p95 2\d\dms > limit [\d.]+ms \(baseline [\d.]+ms × 1\.5 \+ 100ms\); p99 2\d\dms > limit [\d.]+ms/);
+    assert.match(d.error!.message, /^analysis failed: p95 [\d.]+ms > limit [\d.]+ms \(baseline [\d.]+ms × 1 \+ 100ms\)/);
+    const p95 = Number(/p95 ([\d.]+)ms/.exec(d.error!.message)![1]);
+    assert.ok(p95 >= 200, `the release's own 200 ms are in its p95 (${p95} ms)`);
     assert.equal(h.daemon.controller.status().live!.version, 'v1');
   });
 
