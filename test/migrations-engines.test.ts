@@ -15,7 +15,7 @@ import { readMigrations } from '../src/migrations/files.ts';
 import { Migrator } from '../src/migrations/migrator.ts';
 import { createShadow } from '../src/migrations/shadow.ts';
 import { Tracking } from '../src/migrations/tracking.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import type { EventInput } from '../src/store/types.ts';
 import { FIXTURES, tempDir } from './helpers.ts';
 import { available, columnsOf, createTestDb, databasesLike, type TestDb } from './migrations-db.ts';

@@ -9,7 +9,7 @@ import { request } from 'undici';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { telemetryPlugin } from '../src/telemetry/plugin.ts';
 import { CutoverMetrics } from '../src/telemetry/metrics.ts';
 import { SHOP_V1, SHOP_V2, TEST_TOKEN, configYaml, freePorts, instancesOf, killAll, tempDir, waitFor } from './helpers.ts';

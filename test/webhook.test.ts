@@ -12,7 +12,7 @@ import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { ConfigError } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
-import { createLogger } from '../src/telemetry/logger.ts';
+import { createLogger } from '../src/lib/logger.ts';
 import { telemetryPlugin } from '../src/telemetry/plugin.ts';
 import { Notifier, eventMatcher, type WebhookPayload } from '../src/telemetry/webhooks.ts';
 import { notificationSchema } from '../src/telemetry/schema.ts';

@@ -11,8 +11,8 @@ import { z } from 'zod';
 import { CutoverError, isCutoverError, type ErrorCode } from '../lib/errors.ts';
 import type { Controller } from '../controller/controller.ts';
 import type { EventRecord, DeploymentRecord } from '../store/types.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import { silentLogger } from '../telemetry/logger.ts';
+import type { Logger } from '../lib/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
 import { tokenMatches } from './token.ts';
 import { loadTlsFiles, type TlsFiles } from '../lib/tls-files.ts';
 

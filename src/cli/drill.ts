@@ -3,8 +3,7 @@ import { Option, type Command } from 'commander';
 import { CutoverError } from '../lib/errors.ts';
 import { parseDuration } from '../lib/duration.ts';
 import type { DrillReport } from '../analysis/drill.ts';
-import { EXIT } from './context.ts';
-import type { CommandKit } from './extra-commands.ts';
+import { EXIT, type CommandKit } from './context.ts';
 
 export function registerDrill(program: Command, kit: CommandKit): void {
   program.command('drill')

@@ -2,7 +2,7 @@
 import { Daemon } from '../daemon/daemon.ts';
 import { defaultPlugins } from '../daemon/plugins.ts';
 import { tokenFile } from '../api/token.ts';
-import { createLogger } from '../telemetry/logger.ts';
+import { createLogger } from '../lib/logger.ts';
 import { EXIT, loadConfig, type Io } from './context.ts';
 
 export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean }): Promise<number> {

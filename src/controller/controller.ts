@@ -15,8 +15,9 @@ import { performance } from 'node:perf_hooks';
 import { COLORS, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import { formatDuration } from '../lib/duration.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import { silentLogger } from '../telemetry/logger.ts';
+import { hostPort } from '../lib/address.ts';
+import type { Logger } from '../lib/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
 import type { ColorRoute, RouteTable } from '../router/route-table.ts';
 import type { HealthView } from '../health/types.ts';
 import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store } from '../store/types.ts';
@@ -846,8 +847,4 @@ function toCutoverError(err: unknown, phase: string): CutoverError {
 function newDeploymentId(now: number): string {
   const t = new Date(now).toISOString().replace(/[-:T]/g, '').slice(0, 14);
   return `d-${t}-${randomBytes(3).toString('hex')}`;
-}
-
-export function hostPort(a: { host: string; port: number }): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }

@@ -11,11 +11,12 @@ import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
 import { Router } from '../router/router.ts';
 import type { RequestRecord } from '../router/router.ts';
-import { Controller, type HealthMonitor, hostPort } from '../controller/controller.ts';
+import { Controller, type HealthMonitor } from '../controller/controller.ts';
+import { connectableHost, hostPort } from '../lib/address.ts';
 import type { PipelineHooks } from '../controller/hooks.ts';
 import { AdminServer, type ApiExtras } from '../api/server.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
-import { createLogger, type Logger } from '../telemetry/logger.ts';
+import { createLogger, type Logger } from '../lib/logger.ts';
 
 export interface DaemonOptions {
   logger?: Logger;
@@ -183,13 +184,6 @@ function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider
   const p = env.process;
   if (!p) throw new Error('unreachable: the config schema requires environments.process');
   return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, logger });
-}
-
-/** A wildcard bind address is not connectable; clients use loopback instead. */
-export function connectableHost(host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
-  if (host === '::') return '::1';
-  return host;
 }
 
 function isLoopback(host: string): boolean {

@@ -17,7 +17,7 @@ import { appendFile, mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CutoverError } from '../lib/errors.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
 import { pickFreePort, probePort } from './ports.ts';
 import { groupExists, isAlive, listPids, readEnviron, readStat, sendSignal } from './proc.ts';
 import type { Color, EnvironmentProvider, Instance, ProviderEvents, Release } from './types.ts';

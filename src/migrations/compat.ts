@@ -20,7 +20,7 @@ import { runHttpGate } from '../gates/http-gate.ts';
 import type { Gate } from '../gates/schema.ts';
 import type { GateResult, GateTarget } from '../gates/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { DatabaseConfig, DbEngine } from './config.ts';
 import { connect } from './db.ts';
 import { statementsOf, type MigrationFile } from './files.ts';

@@ -17,7 +17,7 @@ import type { PhaseContext, PhaseVerdict } from '../controller/hooks.ts';
 import type { Color } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import type { EventInput, EnvironmentState } from '../store/types.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
 import { assertRunnable, runCompatibility, type CompatResult, type CompatVersion } from './compat.ts';
 import { engineOf, type DatabaseConfig, type DbEngine } from './config.ts';
 import { connect, dbErrorText, redactUrl } from './db.ts';

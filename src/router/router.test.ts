@@ -5,7 +5,7 @@ import { connect as netConnect, createServer as createNetServer, type AddressInf
 import { after, before, describe, test } from 'node:test';
 import { Client } from 'undici';
 import WebSocket from 'ws';
-import { silentLogger } from '../telemetry/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
 import { Router, type RequestRecord } from './router.ts';
 import { blackhole, refusingPort, routes, sleep, startUpstream, TestHealth, type TestUpstream } from './test-support.ts';
 

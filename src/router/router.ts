@@ -29,7 +29,7 @@ import {
 import { AddressSet } from '../lib/cidr.ts';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
 import { HttpExchange, type ProxyContext, type RequestRecord } from './http-exchange.ts';
 import { Lane, type DrainReport } from './lanes.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
