@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseConfig } from '../src/config/load.ts';
-import type { PhaseContext } from '../src/controller/hooks.ts';
+import type { PhaseContext } from '../src/plugin-api/hooks.ts';
 import { runCompatibility } from '../src/migrations/compat.ts';
 import { connect } from '../src/migrations/db.ts';
 import { readMigrations } from '../src/migrations/files.ts';

@@ -13,6 +13,7 @@ import type { Controller } from '../controller/controller.ts';
 import type { EventRecord, DeploymentRecord } from '../store/types.ts';
 import type { Logger } from '../lib/logger.ts';
 import { silentLogger } from '../lib/logger.ts';
+import type { ApiExtras, RequestContext } from '../plugin-api/plugin.ts';
 import { tokenMatches } from './token.ts';
 import { loadTlsFiles, type TlsFiles } from '../lib/tls-files.ts';
 
@@ -33,28 +34,6 @@ const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   CUTOVER_ERR_NO_HEALTHY_INSTANCE: 409, CUTOVER_ERR_GATE_FAILED: 409, CUTOVER_ERR_MIGRATION: 409, CUTOVER_ERR_RATE_LIMITED: 429,
   CUTOVER_ERR_STATE_WRITE: 503,
 };
-
-export interface ApiExtras {
-  /** GET /metrics; returns the Prometheus text exposition. */
-  metrics?: () => Promise<{ contentType: string; body: string }>;
-  metricsPublic?: boolean;
-  /** GET / and /ui/*: the dashboard (served without the token; it asks for it and keeps it out of URLs). */
-  ui?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
-  /** Extra authenticated routes added by later modules (e.g. drill, report); return true when handled. */
-  routes?: (ctx: RequestContext) => Promise<boolean>;
-}
-
-export interface RequestContext {
-  req: http.IncomingMessage;
-  res: http.ServerResponse;
-  method: string;
-  path: string;
-  query: URLSearchParams;
-  actor: string;
-  source: string;
-  body: () => Promise<unknown>;
-  send: (status: number, value: unknown) => void;
-}
 
 const deployBody = z.strictObject({
   version: z.string().min(1, 'expected the release version'),

@@ -10,6 +10,7 @@ import { CutoverError } from '../lib/errors.ts';
 import { INIT_TEMPLATE } from '../config/init-template.ts';
 import { DEFAULT_CONFIG_FILE } from '../config/defaults.ts';
 import type { AdminClient } from '../api/client.ts';
+import type { Status } from '../plugin-api/status.ts';
 import { EXIT, connect, exitCodeFor, printError, type CommandKit, type Io } from './context.ts';
 import { runUp } from './up.ts';
 import { runDeploy } from './deploy.ts';
@@ -111,7 +112,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .action(async (opts: { json?: boolean; watch?: boolean }, cmd: Command) => {
       await withClient(cmd, async (c) => {
         if (opts.watch) { await watchStatus(io, c, { json: opts.json === true }); return; }
-        const s = await c.call<Record<string, unknown>>('GET', '/status');
+        const s = await c.call<Status>('GET', '/status');
         if (opts.json) json(s); else printStatus(io, s);
       });
     });

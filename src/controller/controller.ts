@@ -19,9 +19,12 @@ import { hostPort } from '../lib/address.ts';
 import type { Logger } from '../lib/logger.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { ColorRoute, RouteTable } from '../router/route-table.ts';
+import type { DataPlane, DrainReport } from '../router/data-plane.ts';
 import type { HealthView } from '../health/types.ts';
 import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store } from '../store/types.ts';
-import type { PhaseContext, PhaseVerdict, PipelineHooks } from './hooks.ts';
+import type { ControllerEvents, ControllerView } from '../plugin-api/controller-view.ts';
+import type { PhaseContext, PhaseVerdict, PipelineHooks } from '../plugin-api/hooks.ts';
+import type { EnvironmentStatus, Status } from '../plugin-api/status.ts';
 import { Mutex } from './mutex.ts';
 import { crashPoint, type CrashPoint } from './fault-points.ts';
 
@@ -30,14 +33,6 @@ export const SYSTEM_ACTOR = 'cutover';
 const FAILOVER_RETRY_MS = 1_000;
 /** Retry of a retirement that failed (e.g. a state write): 1 minute. */
 const RETIRE_RETRY_MS = 60_000;
-
-/** What the controller needs of the router: read the table, swap it. */
-export interface RouteSink {
-  table(): RouteTable;
-  swap(next: RouteTable): { revision: number; drain: Promise<DrainInfo> | null };
-  addresses(): { live: { host: string; port: number }; preview: { host: string; port: number } | null };
-}
-export interface DrainInfo { color: Color; durationMs: number; completed: boolean; closedRequests: number; closedWebSockets: number }
 
 /** What the controller needs of health checking. */
 export interface HealthMonitor extends HealthView, EventEmitter {
@@ -52,7 +47,8 @@ export interface ControllerOptions {
   store: Store;
   provider: EnvironmentProvider;
   health: HealthMonitor;
-  router: RouteSink;
+  /** The only handle on traffic in the whole daemon (router/data-plane.ts). */
+  router: DataPlane;
   startTimeoutMs: number;
   standbyKeepForMs: number;
   hooks?: PipelineHooks;
@@ -73,17 +69,12 @@ interface RunningDeployment {
   done: Promise<DeploymentRecord>;
 }
 
-export interface ControllerEvents {
-  event: [EventRecord];
-  deployment: [DeploymentRecord];
-}
-
-export class Controller extends EventEmitter<ControllerEvents> {
+export class Controller extends EventEmitter<ControllerEvents> implements ControllerView {
   private readonly opts: ControllerOptions;
   private readonly store: Store;
   private readonly provider: EnvironmentProvider;
   private readonly health: HealthMonitor;
-  private readonly router: RouteSink;
+  private readonly router: DataPlane;
   private readonly log: Logger;
   private readonly hooks: PipelineHooks;
   private readonly traffic = new Mutex();
@@ -245,11 +236,11 @@ export class Controller extends EventEmitter<ControllerEvents> {
     this.statusSections.set(name, section);
   }
 
-  status() {
+  status(): Status {
     const envs = this.store.environments();
     const live = COLORS.find((c) => envs[c].role === 'live') ?? null;
     const standby = COLORS.find((c) => envs[c].role === 'standby' || envs[c].role === 'retired') ?? null;
-    const envView = (c: Color) => {
+    const envView = (c: Color): EnvironmentStatus => {
       const e = envs[c];
       const instances = this.store.instances(c).map((i) => ({ id: i.id, host: i.host, port: i.port, pid: i.pid, healthy: this.health.isHealthy(i.id), startedAt: i.startedAt }));
       return { color: c, role: e.role, version: e.version, path: e.path, since: e.since, retireAt: e.retireAt, instances, healthy: instances.filter((i) => i.healthy).length };
@@ -618,7 +609,9 @@ export class Controller extends EventEmitter<ControllerEvents> {
       // Write-ahead: if this throws (disk full, read-only), the router was never touched.
       this.commit({ environments: changes });
       crashPoint('switch', target.version); // test-only: committed, not yet swapped
-      const { drain } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      const { drain, applied } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      // In force once every router serves it: in-process at once; a fleet waits for acknowledgements.
+      await applied;
       const ms = performance.now() - t0;
       this.record({
         type: o.type ?? 'switch', deployment: o.deployment, phase: 'switch', actor: o.actor, color, version: target.version, durationMs: ms,
@@ -633,7 +626,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     });
   }
 
-  private watchDrain(drain: Promise<DrainInfo>, color: Color, deployment: string | null): void {
+  private watchDrain(drain: Promise<DrainReport>, color: Color, deployment: string | null): void {
     const settled = drain.finally(() => { if (this.draining.get(color) === settled) this.draining.delete(color); });
     this.draining.set(color, settled.catch(() => undefined));
     drain.then((r) => {

@@ -10,11 +10,12 @@ import { StaticProvider } from '../environments/static-provider.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
 import { Router } from '../router/router.ts';
-import type { RequestRecord } from '../router/router.ts';
+import type { RequestRecord } from '../router/data-plane.ts';
 import { Controller, type HealthMonitor } from '../controller/controller.ts';
 import { connectableHost, hostPort } from '../lib/address.ts';
-import type { PipelineHooks } from '../controller/hooks.ts';
-import { AdminServer, type ApiExtras } from '../api/server.ts';
+import type { PipelineHooks } from '../plugin-api/hooks.ts';
+import { AdminServer } from '../api/server.ts';
+import type { ApiExtras, Plugin, PluginFactory } from '../plugin-api/plugin.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 
@@ -28,17 +29,6 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export interface DaemonPlugins {
-  hooks?: PipelineHooks;
-  extras?: ApiExtras;
-  onRequest?: (r: RequestRecord) => void;
-  close?: () => Promise<void>;
-}
-
-/** Later modules (gates, analysis, migrations, telemetry) register here to be composed into the daemon. */
-/** May be async, so that a plugin loads its heavy dependencies (SQL parsers, database drivers) only when configured. */
-export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: Router; logger: Logger }) => DaemonPlugins | Promise<DaemonPlugins>;
-
 export class Daemon {
   readonly config: LoadedConfig;
   readonly store: SqliteStore;
@@ -51,11 +41,11 @@ export class Daemon {
   readonly tokenSource: 'env' | 'file' | 'generated';
   /** Start-up warnings (listeners bound beyond loopback); `cutover up` prints them too. */
   readonly warnings: string[];
-  private readonly plugins: DaemonPlugins[];
+  private readonly plugins: Plugin[];
   private stopped = false;
   private onHangup: (() => void) | null = null;
 
-  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: DaemonPlugins[] }) {
+  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: Plugin[] }) {
     this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
     this.router = parts.router; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
     this.tokenSource = parts.tokenSource; this.plugins = parts.plugins; this.warnings = parts.warnings;
@@ -93,7 +83,7 @@ export class Daemon {
     await router.start();
     await controller.recover();
 
-    const plugins: DaemonPlugins[] = [];
+    const plugins: Plugin[] = [];
     for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router, logger }));
     for (const p of plugins) {
       if (p.hooks) Object.assign(hooks, p.hooks);

@@ -13,7 +13,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { LoadedConfig } from '../config/schema.ts';
-import type { PhaseContext, PhaseVerdict } from '../controller/hooks.ts';
+import type { PhaseContext, PhaseVerdict } from '../plugin-api/hooks.ts';
 import type { Color } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import type { EventInput, EnvironmentState } from '../store/types.ts';

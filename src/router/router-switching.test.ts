@@ -10,7 +10,7 @@ import { Pool } from 'undici';
 import WebSocket from 'ws';
 import type { Color } from '../environments/types.ts';
 import { silentLogger } from '../lib/logger.ts';
-import type { DrainReport } from './lanes.ts';
+import type { DrainReport } from './data-plane.ts';
 import { Router } from './router.ts';
 import { routes, sleep, startUpstream, TestHealth, type TestUpstream } from './test-support.ts';
 
