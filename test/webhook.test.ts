@@ -15,7 +15,7 @@ import { AdminClient } from '../src/api/client.ts';
 import { createLogger } from '../src/lib/logger.ts';
 import { telemetryPlugin } from '../src/telemetry/plugin.ts';
 import { Notifier, eventMatcher, type WebhookPayload } from '../src/telemetry/webhooks.ts';
-import { notificationSchema } from '../src/telemetry/schema.ts';
+import { notificationSchema } from '../src/config/notifications.ts';
 import type { EventRecord } from '../src/store/types.ts';
 import { SHOP_V1, TEST_TOKEN, configYaml, freePorts, instancesOf, killAll, tempDir, waitFor } from './helpers.ts';
 

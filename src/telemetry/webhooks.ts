@@ -16,7 +16,7 @@ import { loadUndici } from '../lib/lazy-undici.ts';
 import type { EventRecord } from '../store/types.ts';
 import type { Logger } from '../lib/logger.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { MAX_WEBHOOK_RETRY_DELAY_MS, type NotificationTarget } from './schema.ts';
+import { MAX_WEBHOOK_RETRY_DELAY_MS, type NotificationTarget } from '../config/notifications.ts';
 
 export const SIGNATURE_HEADER = 'x-cutover-signature';
 export const TIMESTAMP_HEADER = 'x-cutover-timestamp';
