@@ -104,15 +104,18 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   // ───────────────────────────── start-up and recovery ─────────────────────────────
 
   /**
-   * The route table the stored state describes, from the recorded instances. Called before the
-   * router listens, so that after a crash it serves the same live colour before anything else.
+   * Swap in the route table the stored state describes, from the recorded instances. Called
+   * before the router listens, so that after a crash it serves the same live colour before
+   * anything else (DESIGN promise 5).
    */
-  recoveredTable(): RouteTable {
+  restoreRoutes(): RouteTable {
     for (const color of COLORS) {
       // Optimistic: they served a moment ago. Active checks and passive ejection correct this within ms.
       for (const inst of this.store.instances(color)) this.health.watch(inst, { assumeHealthy: true });
     }
-    return this.buildTable((c) => this.store.instances(c), ++this.revision);
+    const table = this.buildTable((c) => this.store.instances(c), ++this.revision);
+    this.router.swap(table);
+    return table;
   }
 
   /**

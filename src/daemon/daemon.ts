@@ -10,7 +10,7 @@ import { StaticProvider } from '../environments/static-provider.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
 import { Router } from '../router/router.ts';
-import type { RequestRecord } from '../router/data-plane.ts';
+import type { DataPlane, RequestRecord, RouterView } from '../router/data-plane.ts';
 import { Controller, type HealthMonitor } from '../controller/controller.ts';
 import { connectableHost, hostPort } from '../lib/address.ts';
 import type { PipelineHooks } from '../plugin-api/hooks.ts';
@@ -79,12 +79,13 @@ export class Daemon {
       standbyKeepForMs: config.standby.keepFor,
     });
     // Promise 5: serve the recorded live colour first, before adoption or anything else.
-    router.swap(controller.recoveredTable());
+    controller.restoreRoutes();
     await router.start();
     await controller.recover();
 
     const plugins: Plugin[] = [];
-    for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router, logger }));
+    const routerView = readOnly(router);
+    for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router: routerView, logger }));
     for (const p of plugins) {
       if (p.hooks) Object.assign(hooks, p.hooks);
       if (p.onRequest) onRequestFns.push(p.onRequest);
@@ -164,6 +165,17 @@ export class Daemon {
     await this.health.close();
     this.store.close();
   }
+}
+
+/** What plugins get of the router: the read side only, also at run time (no cast reaches swap). */
+function readOnly(router: DataPlane): RouterView {
+  return Object.freeze({
+    stats: Object.freeze({ query: router.stats.query.bind(router.stats), series: router.stats.series.bind(router.stats) }),
+    addresses: () => router.addresses(),
+    table: () => router.table(),
+    inFlight: (listener, color) => router.inFlight(listener, color),
+    rejections: () => router.rejections(),
+  } satisfies RouterView);
 }
 
 function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider {

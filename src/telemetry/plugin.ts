@@ -7,8 +7,7 @@
  * slow the data plane (one counter increment and one histogram observation per request) or
  * the pipeline (event handlers only count and enqueue).
  */
-import type { PluginFactory } from '../plugin-api/plugin.ts';
-import type { RequestContext } from '../plugin-api/plugin.ts';
+import type { PluginFactory, RequestContext } from '../plugin-api/plugin.ts';
 import { CutoverError } from '../lib/errors.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { COLORS, type Color } from '../environments/types.ts';
