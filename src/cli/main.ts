@@ -6,12 +6,12 @@
 import { Command, CommanderError, Option } from 'commander';
 import { writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { CutoverError } from '../lib/errors.ts';
+import { CutoverError, EXIT } from '../lib/errors.ts';
 import { INIT_TEMPLATE } from '../config/init-template.ts';
 import { DEFAULT_CONFIG_FILE } from '../config/defaults.ts';
 import type { AdminClient } from '../api/client.ts';
 import type { Status } from '../plugin-api/status.ts';
-import { EXIT, connect, exitCodeFor, printError, type CommandKit, type Io } from './context.ts';
+import { connect, exitCodeFor, printError, type CommandKit, type Io } from './context.ts';
 import { runUp } from './up.ts';
 import { runDeploy } from './deploy.ts';
 import { printStatus, printHistory } from './status.ts';

@@ -4,7 +4,8 @@
  */
 import { tokenFile } from '../api/token.ts';
 import { createLogger } from '../lib/logger.ts';
-import { EXIT, loadConfig, type Io } from './context.ts';
+import { loadConfig, type Io } from './context.ts';
+import { EXIT } from '../lib/errors.ts';
 
 export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean }): Promise<number> {
   const config = loadConfig(io, configFile);
