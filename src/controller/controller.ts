@@ -18,15 +18,16 @@ import { formatDuration } from '../lib/duration.ts';
 import { hostPort } from '../lib/address.ts';
 import type { Logger } from '../lib/logger.ts';
 import { silentLogger } from '../lib/logger.ts';
-import type { ColorRoute, RouteTable } from '../router/route-table.ts';
+import type { RouteTable } from '../router/route-table.ts';
 import type { DataPlane, DrainReport } from '../router/data-plane.ts';
 import type { HealthView } from '../health/types.ts';
-import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store } from '../store/types.ts';
+import { JUDGING_PHASES, POST_SWITCH_PHASES, PRE_SWITCH_PHASES, type DeploymentPhase, type DeploymentRecord, type EnvironmentState, type EventInput, type EventRecord, type Store } from '../store/types.ts';
 import type { ControllerEvents, ControllerView } from '../plugin-api/controller-view.ts';
 import type { PhaseContext, PhaseVerdict, PipelineHooks } from '../plugin-api/hooks.ts';
 import type { EnvironmentStatus, Status } from '../plugin-api/status.ts';
 import { Mutex } from './mutex.ts';
-import { crashPoint, type CrashPoint } from './fault-points.ts';
+import { deriveRouteTable, sameRoutes } from './route-plan.ts';
+import { crashPoint } from './fault-points.ts';
 
 export const SYSTEM_ACTOR = 'cutover';
 /** Retry of a failover that could not be written, while the live colour stays down: 1 second. */
@@ -56,8 +57,6 @@ export interface ControllerOptions {
 }
 
 export interface DeployRequest { version: string; path: string | null; manual?: boolean; actor: string }
-
-type PhaseName = 'provision' | 'health' | 'migrate' | 'gates' | 'promote' | 'switch' | 'verify' | 'analysis' | 'stable';
 
 interface RunningDeployment {
   record: DeploymentRecord;
@@ -207,7 +206,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   private failCandidateOnExit(inst: Instance, info: { code: number | null; signal: string | null }): void {
     const run = this.running;
     if (!run || run.record.color !== inst.color || run.record.version !== inst.version) return;
-    if (!['provision', 'health', 'migrate', 'gates', 'promote'].includes(run.record.phase) || run.abort.signal.aborted) return;
+    if (!PRE_SWITCH_PHASES.includes(run.record.phase) || run.abort.signal.aborted) return;
     run.abort.abort(new CutoverError('CUTOVER_ERR_PROVISION', `candidate instance ${inst.id} of ${inst.version} exited (${info.signal ?? `code ${info.code}`}) during ${run.record.phase}`, { details: { instance: inst.id, phase: run.record.phase } }));
   }
 
@@ -443,11 +442,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   }
 
   /** Run one phase: record start and end with duration; a failed verdict throws (unless held: manual gates). */
-  private async phase(run: RunningDeployment, name: PhaseName, body: () => Promise<PhaseVerdict>, opts: { holdOnFailure?: boolean } = {}): Promise<void> {
+  private async phase(run: RunningDeployment, name: DeploymentPhase, body: () => Promise<PhaseVerdict>, opts: { holdOnFailure?: boolean } = {}): Promise<void> {
     const d = run.record;
     if (run.abort.signal.aborted) throw run.abort.signal.reason;
     this.updateDeployment(run, { phase: name });
-    if (name !== 'provision' && name !== 'switch' && name !== 'stable') crashPoint(name as CrashPoint, d.version); // test-only
+    if (name !== 'provision' && name !== 'switch' && name !== 'stable') crashPoint(name, d.version); // test-only
     const t0 = performance.now();
     let v: PhaseVerdict;
     try {
@@ -579,7 +578,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   abort(opts: { actor: string; reason?: string }): DeploymentRecord {
     const run = this.running;
     if (!run) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'no deployment is in progress');
-    if (['switch', 'verify', 'analysis', 'stable'].includes(run.record.phase)) {
+    if (POST_SWITCH_PHASES.includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has already switched traffic (phase ${run.record.phase}); use \`cutover rollback\``);
     }
     this.record({ type: 'abort', deployment: run.record.id, actor: opts.actor, color: run.record.color, version: run.record.version, reason: opts.reason ?? `${opts.actor} aborted the deployment during ${run.record.phase}` });
@@ -656,7 +655,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
    */
   async rollback(opts: { actor: string; reason?: string }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null } }> {
     const run = this.running;
-    if (run && !['switch', 'verify', 'analysis', 'stable'].includes(run.record.phase)) {
+    if (run && !POST_SWITCH_PHASES.includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has not switched traffic yet (phase ${run.record.phase}); use \`cutover abort\``);
     }
     const result = await this.rollbackNow({ actor: opts.actor, reason: opts.reason ?? `rollback requested by ${opts.actor}`, deployment: run?.record.id ?? null });
@@ -738,7 +737,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     const retired = await this.traffic.run(async () => {
       const env = this.store.environments()[color];
       if (env.role !== 'standby') return null;
-      if (this.running && this.running.record.color !== color && ['verify', 'analysis'].includes(this.running.record.phase)) {
+      if (this.running && this.running.record.color !== color && JUDGING_PHASES.includes(this.running.record.phase)) {
         // Never retire the rollback target while the new release is still being judged.
         this.commit({ environments: [{ ...env, retireAt: Date.now() + 60_000 }] });
         this.scheduleRetirement();
@@ -765,14 +764,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   }
 
   private buildTable(instancesOf: (c: Color) => Instance[], revision: number): RouteTable {
-    const envs = this.store.environments();
-    const route = (c: Color | undefined): ColorRoute | null => c === undefined ? null : {
-      color: c, version: envs[c].version ?? '',
-      targets: instancesOf(c).map((i) => ({ id: i.id, host: i.host, port: i.port })),
-    };
-    const live = COLORS.find((c) => envs[c].role === 'live');
-    const preview = COLORS.find((c) => envs[c].role === 'candidate') ?? COLORS.find((c) => envs[c].role === 'standby');
-    return { revision, live: route(live), preview: route(preview) };
+    return deriveRouteTable(this.store.environments(), instancesOf, revision);
   }
 
   /** Re-derive the table from state (instances moved, candidate added or removed); swap when it differs. */
@@ -784,7 +776,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   private applyRoutes(why: string): void {
     const next = this.buildTable((c) => this.provider.instances(c), this.revision + 1);
     const cur = this.router.table();
-    if (JSON.stringify({ ...next, revision: 0 }) === JSON.stringify({ ...cur, revision: 0 })) return;
+    if (sameRoutes(next, cur)) return;
     this.revision = next.revision;
     const { drain } = this.router.swap(next);
     if (drain && cur.live) this.watchDrain(drain, cur.live.color, null);
