@@ -9,7 +9,6 @@
  * standby is warm (promise 3).
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { COLORS, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
@@ -302,7 +301,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       const r = this.running.record;
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${r.id} of ${r.version} is in progress (phase ${r.phase}); wait for it, or run \`cutover abort\``, { details: { deployment: r.id, version: r.version, phase: r.phase } });
     }
-    const path = this.checkReleasePath(req.path);
+    const path = this.provider.checkRelease(req.path);
     const envs = this.store.environments();
     const liveColor = COLORS.find((c) => envs[c].role === 'live') ?? null;
     const color: Color = liveColor ? otherColor(liveColor) : 'blue';
@@ -332,15 +331,6 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     // (which would end the process): e.g. the state could not be written while finishing.
     running.done.catch((err: unknown) => this.log.error({ err, deployment: record.id }, 'deployment ended with an error'));
     return { deployment: record, done: running.done };
-  }
-
-  private checkReleasePath(p: string | null): string | null {
-    if (this.provider.kind !== 'process') return p;
-    if (!p) throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', 'the process provider needs the release directory: pass --path DIR', { details: { field: 'path' } });
-    if (!existsSync(p) || !statSync(p).isDirectory()) {
-      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${p} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: p } });
-    }
-    return p;
   }
 
   private async runPipeline(run: RunningDeployment): Promise<DeploymentRecord> {
@@ -428,7 +418,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   /** Say why a release did not become healthy: the health error, exits, and the tail of each log. */
   private async explainUnhealthy(err: unknown, ids: string[]): Promise<unknown> {
     if (!isCutoverError(err, 'CUTOVER_ERR_HEALTH_TIMEOUT')) return err;
-    const p = this.provider as EnvironmentProvider & { lastExit?: (id: string) => { code: number | null; signal: string | null } | null; logTail?: (id: string, lines: number) => Promise<string[]> };
+    const p = this.provider;
     const instances: { id: string; exit: { code: number | null; signal: string | null } | null; log: string[] }[] = [];
     for (const id of ids) {
       if (this.health.isHealthy(id)) continue;

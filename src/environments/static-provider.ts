@@ -83,6 +83,11 @@ export class StaticProvider extends EventEmitter<ProviderEvents> implements Envi
 
   /** No-op: nothing is supervised. */
   async detach(): Promise<void> {}
+
+  /** Nothing is started from a path: it is recorded as given (or none). */
+  checkRelease(p: string | null): string | null {
+    return p;
+  }
 }
 
 function toAddress(color: Color, t: StaticTarget): Address {
