@@ -10,7 +10,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:f
 import path from 'node:path';
 import { parseConfig } from '../src/config/load.ts';
 import { Daemon } from '../src/daemon/daemon.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import type { DeploymentRecord } from '../src/store/types.ts';
 import { BIN, ROOT, SHOP_V1, SHOP_V2, TEST_TOKEN, cli, configYaml, freePorts, instancesOf, killAll, tempDir, waitFor, writeConfig } from './helpers.ts';
 

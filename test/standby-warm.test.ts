@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { parseConfig } from '../src/config/load.ts';
 import { Daemon } from '../src/daemon/daemon.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { AdminClient } from '../src/api/client.ts';
 import type { DeploymentRecord } from '../src/store/types.ts';
 import {

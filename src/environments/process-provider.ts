@@ -13,12 +13,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, statSync, writeSync } from 'node:fs';
 import { appendFile, mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CutoverError } from '../lib/errors.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
 import { pickFreePort, probePort } from './ports.ts';
 import { groupExists, isAlive, listPids, readEnviron, readStat, sendSignal } from './proc.ts';
 import type { Color, EnvironmentProvider, Instance, ProviderEvents, Release } from './types.ts';
@@ -48,6 +48,8 @@ export interface ProcessProviderOptions {
   command: string;
   /** Number of instances per colour. */
   instances: number;
+  /** Absolute release directory template with `{version}`, used when a deploy names no directory. */
+  releaseDir?: string;
   /** Extra environment for instances (the PORT and CUTOVER_* variables win over it). */
   env?: Record<string, string>;
   stopGraceMs?: number;
@@ -215,6 +217,24 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
   /** Whether the instance's process is currently running (false while it is down after a crash). */
   isRunning(id: string): boolean {
     return this.find(id)?.running ?? false;
+  }
+
+  /**
+   * A process needs its release directory, and it must exist before anything changes: the one
+   * asked for, else `releaseDir` with the version filled in. Never a default such as the working
+   * directory (issue 16: a forgotten --path deployed the config directory).
+   */
+  checkRelease(p: string | null, version: string): string | null {
+    const fromTemplate = !p && this.opts.releaseDir !== undefined;
+    const dir = p || (this.opts.releaseDir?.replaceAll('{version}', version) ?? null);
+    if (!dir) {
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', 'the process provider needs the release directory: pass --path DIR, or set environments.process.releaseDir (e.g. "./releases/{version}") in the config', { details: { field: 'path' } });
+    }
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+      const origin = fromTemplate ? ` (environments.process.releaseDir for ${version})` : '';
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${dir}${origin} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: dir } });
+    }
+    return dir;
   }
 
   /** The instance's last unplanned exit, or null if it has not crashed since it was started or adopted. */

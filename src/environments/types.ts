@@ -44,6 +44,13 @@ export interface ProviderEvents {
  */
 export interface EnvironmentProvider extends EventEmitter<ProviderEvents> {
   readonly kind: 'process' | 'static';
+  /**
+   * Check what `deploy --path` gave before anything changes: returns the release path to record,
+   * or throws CUTOVER_ERR_RELEASE_PATH (the process provider needs an existing directory; the
+   * static provider runs nothing, so any path, or none, is recorded as given). `version` fills a
+   * release directory template (process: `releaseDir`) when no path is given.
+   */
+  checkRelease(path: string | null, version: string): string | null;
   /** Start the release on a colour; resolves once processes are spawned (not yet healthy). */
   start(color: Color, release: Release): Promise<Instance[]>;
   /** Stop every instance of a colour (SIGTERM, then SIGKILL after the grace period). */
@@ -60,10 +67,10 @@ export interface EnvironmentProvider extends EventEmitter<ProviderEvents> {
   setAutoRestart(color: Color, on: boolean): void;
   /** Stop all instance supervision (not the instances) — the daemon is shutting down. */
   detach(): Promise<void>;
-  /** Optional (process provider): the instance's last unplanned exit, null when it has not crashed. */
+  /** How an instance last exited, when the provider runs processes (to explain a failed release). */
   lastExit?(id: string): { code: number | null; signal: string | null } | null;
-  /** Optional (process provider): the last `lines` lines of the instance's output log. */
-  logTail?(id: string, lines?: number): Promise<string[]>;
+  /** The last lines an instance wrote, when the provider keeps its output. */
+  logTail?(id: string, lines: number): Promise<string[]>;
   /** Optional (process provider): where the instance's output goes. */
   logPath?(id: string): string;
   /**
