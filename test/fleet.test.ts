@@ -18,7 +18,7 @@ import { keepAliveLoad, type LoadCount } from './load.ts';
 
 interface RouterRow { id: string; pid: number; revision: number; stale: boolean; live: { color: string } | null }
 interface Status { live: { color: string; version: string } | null; router: { revision: number }; routers: RouterRow[] }
-interface Ack { revision: number; acked: { id: string; ms: number }[]; missing: { id: string }[]; left?: string[] }
+interface Ack { revision: number; acknowledged: string[]; missing: string[]; ms: number; left?: string[] }
 
 function yaml(o: { ports: Ports; endpoints: string[]; blue: number; green: number; prefix: string }): string {
   return [
@@ -112,8 +112,8 @@ test('a fleet of three routers on a 3-member etcd cluster', { timeout: 300_000 }
       const r = await rollback();
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(r.ack?.missing, [], `switch ${i + 1} acknowledged by every router`);
-      assert.deepEqual(r.ack?.acked.map((a) => a.id).sort(), ['r0', 'r1', 'r2']);
-      ackMs.push(Math.max(...r.ack!.acked.map((a) => a.ms)));
+      assert.deepEqual([...(r.ack?.acknowledged ?? [])].sort(), ['r0', 'r1', 'r2']);
+      ackMs.push(r.ack!.ms);
     }
     assert.ok(allAcked(await status()));
     assert.equal(failed(), 0, JSON.stringify(loads.map((l) => l.count.byKind)));
@@ -128,7 +128,7 @@ test('a fleet of three routers on a 3-member etcd cluster', { timeout: 300_000 }
     daemon = await startDaemonProcess(ctlDir);
     const r = await rollback();
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.ack?.acked.length, 3);
+    assert.equal(r.ack?.acknowledged.length, 3);
     assert.equal(failed(), 0);
   });
 
@@ -149,7 +149,7 @@ test('a fleet of three routers on a 3-member etcd cluster', { timeout: 300_000 }
     relay.break();
     const r = await rollback();
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.ack?.missing.map((m) => m.id), ['r2'], `the cut-off router is named: ${JSON.stringify(r.ack)} ${routers[2].output().slice(-3000)}`);
+    assert.deepEqual(r.ack?.missing, ['r2'], `the cut-off router is named: ${JSON.stringify(r.ack)} ${routers[2].output().slice(-3000)}`);
     const cut = await status();
     const r2 = cut.routers.find((x) => x.id === 'r2');
     // Reported: stale while its lease lasts, then gone from the set (lease expiry removes it).

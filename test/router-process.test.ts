@@ -79,9 +79,9 @@ test('kill -9 of the controller under keep-alive load: 0 failed, the router keep
   }
   const rb = await cli(['rollback', '--json'], { cwd: s.dir });
   assert.equal(rb.code, 0, rb.stderr);
-  const rbr = JSON.parse(rb.stdout) as { ack: { missing: unknown[]; acked: { id: string }[] } };
+  const rbr = JSON.parse(rb.stdout) as { ack: { missing: string[]; acknowledged: string[] } };
   assert.deepEqual(rbr.ack.missing, []);
-  assert.equal(rbr.ack.acked.length, 1);
+  assert.equal(rbr.ack.acknowledged.length, 1);
   assert.ok(allAcked(await status(s.dir)));
   const count = await load.stop();
   assert.equal(count.failed, 0, `failed requests: ${JSON.stringify(count.byKind)} of ${count.requests}`);

@@ -3,24 +3,24 @@
  * stops accepting, drains and exits). On one machine `cutover up` starts it; started by hand on
  * the same stateDir it takes over from the running router (an upgrade without a refused
  * connection). In fleet mode (`fleet:` in the config) it takes its tables from etcd.
+ * The router and etcd modules are loaded when the command runs: other commands never load them.
  */
 import os from 'node:os';
-import { CutoverError } from '../lib/errors.ts';
+import { CutoverError, EXIT } from '../lib/errors.ts';
 import { parseAddress } from '../config/schema.ts';
-import { createLogger } from '../telemetry/logger.ts';
+import { createConsoleLogger } from '../lib/logger.ts';
 import { packageVersion } from '../lib/version.ts';
-import { RouterProcess, routerSettings, type RouterSettings } from '../dataplane/router-process.ts';
-import { SETTINGS_ENV } from '../dataplane/child-router.ts';
-import { EXIT, loadConfig, type Io } from './context.ts';
+import { loadConfig, type Io } from './context.ts';
 
 export async function runRouter(io: Io, configFile: string | undefined, opts: { id?: string; listen?: string; preview?: string }): Promise<number> {
-  const logger = createLogger();
+  const { RouterProcess, routerSettings, SETTINGS_ENV } = await import('../router/router-process.ts');
+  const logger = await createConsoleLogger(io.env);
   const fromEnv = io.env[SETTINGS_ENV];
-  let settings: RouterSettings;
+  let settings: import('../router/router-process.ts').RouterSettings;
   let fleet: import('../config/schema.ts').LoadedConfig['fleet'] | undefined;
   if (fromEnv) {
     // Started by `cutover up`: exactly the controller's settings.
-    settings = JSON.parse(fromEnv) as RouterSettings;
+    settings = JSON.parse(fromEnv) as typeof settings;
   } else {
     const config = loadConfig(io, configFile);
     const addr = (flag: string, v: string | undefined) => {
@@ -41,7 +41,7 @@ export async function runRouter(io: Io, configFile: string | undefined, opts: { 
     ? await (await import('../fleet/fleet-router.ts')).startFleetRouter(settings, fleet, logger)
     : await RouterProcess.start(settings, logger);
   const a = rp.router.addresses();
-  io.stdout.write(`cutover router ${settings.id} is up (pid ${process.pid}): live ${a.live.host}:${a.live.port}, preview ${a.preview ? `${a.preview.host}:${a.preview.port}` : 'off'}, revision ${rp.router.table().revision}\n`);
+  io.stdout.write(`cutover router ${settings.id} is up (pid ${process.pid}): live ${a.live.host}:${a.live.port}, preview ${a.preview ? `${a.preview.host}:${a.preview.port}` : 'off'}, revision ${rp.router.table().revision}${fleet ? `, fleet ${fleet.etcd.endpoints.join(',')}` : ''}\n`);
   await new Promise<void>((resolve) => {
     const stop = (why: string) => { void rp.shutdown(why); };
     const onInt = () => stop('SIGINT');
@@ -50,7 +50,7 @@ export async function runRouter(io: Io, configFile: string | undefined, opts: { 
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
     process.on('SIGHUP', onHup);
-    rp.once('exit', (reason) => {
+    rp.once('exit', (reason: string) => {
       logger.info({ reason }, 'router exited');
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
@@ -58,7 +58,7 @@ export async function runRouter(io: Io, configFile: string | undefined, opts: { 
       resolve();
     });
   });
-  // Timers of the health checker and pools are gone; exit now rather than wait for stragglers.
+  // The pools and checks are closed; exit now rather than wait for straggling timers.
   setTimeout(() => process.exit(0), 100).unref();
   return EXIT.OK;
 }

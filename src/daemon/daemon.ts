@@ -10,17 +10,18 @@ import { StaticProvider } from '../environments/static-provider.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
 import { Router } from '../router/router.ts';
-import type { RequestRecord } from '../router/router.ts';
-import { Controller, type HealthMonitor, hostPort } from '../controller/controller.ts';
-import type { PipelineHooks } from '../controller/hooks.ts';
-import { AdminServer, type ApiExtras } from '../api/server.ts';
-import { ChildRouterPlane } from '../dataplane/child-router.ts';
-import { routerSettings } from '../dataplane/router-process.ts';
-import type { DataPlane, RouterView } from '../dataplane/types.ts';
-import { packageVersion } from '../lib/version.ts';
+import type { DataPlane, RequestRecord, RouterView } from '../router/data-plane.ts';
+import { Controller, type HealthMonitor } from '../controller/controller.ts';
+import { connectableHost, hostPort } from '../lib/address.ts';
+import type { PipelineHooks } from '../plugin-api/hooks.ts';
+import { AdminServer } from '../api/server.ts';
+import type { ApiExtras, Plugin, PluginFactory } from '../plugin-api/plugin.ts';
+import { ChildRouterPlane } from '../router/child-router.ts';
+import { routerSettings } from '../router/router-process.ts';
 import { FleetDataPlane } from '../fleet/fleet-data-plane.ts';
+import { packageVersion } from '../lib/version.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
-import { createLogger, type Logger } from '../telemetry/logger.ts';
+import { createLogger, type Logger } from '../lib/logger.ts';
 
 export interface DaemonOptions {
   logger?: Logger;
@@ -32,32 +33,22 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   /**
    * Where the router runs: inside this process (`embedded`, the library default), or as its own
-   * `cutover router` process that survives this one (`process`, what `cutover up` does).
+   * `cutover router` process that survives this one (`process`, what `cutover up` does). With
+   * `fleet:` in the config neither: routers run elsewhere and meet the controller in etcd.
    */
   dataPlane?: 'embedded' | 'process';
 }
-
-export interface DaemonPlugins {
-  hooks?: PipelineHooks;
-  extras?: ApiExtras;
-  onRequest?: (r: RequestRecord) => void;
-  close?: () => Promise<void>;
-}
-
-/** Later modules (gates, analysis, migrations, telemetry) register here to be composed into the daemon. */
-/** May be async, so that a plugin loads its heavy dependencies (SQL parsers, database drivers) only when configured. */
-export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: RouterView; logger: Logger }) => DaemonPlugins | Promise<DaemonPlugins>;
 
 export class Daemon {
   readonly config: LoadedConfig;
   readonly store: SqliteStore;
   readonly provider: EnvironmentProvider;
   readonly health: HealthChecker;
-  /** Stats, in-flight counts, table and addresses of the data plane, wherever it runs. */
-  readonly router: RouterView;
+  /** The data plane, wherever it runs (in this process, a router process, a fleet). */
+  readonly router: DataPlane;
   /** The router in this process (`dataPlane: 'embedded'`), else null. */
   readonly embeddedRouter: Router | null;
-  /** The router process (`dataPlane: 'process'`), else null. */
+  /** The supervised router process (`dataPlane: 'process'`), else null. */
   readonly childRouter: ChildRouterPlane | null;
   /** Fleet mode (`fleet:` in the config): routers elsewhere, met in etcd; else null. */
   readonly fleet: FleetDataPlane | null;
@@ -67,11 +58,11 @@ export class Daemon {
   readonly tokenSource: 'env' | 'file' | 'generated';
   /** Start-up warnings (listeners bound beyond loopback); `cutover up` prints them too. */
   readonly warnings: string[];
-  private readonly plugins: DaemonPlugins[];
+  private readonly plugins: Plugin[];
   private stopped = false;
   private onHangup: (() => void) | null = null;
 
-  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: DaemonPlugins[] }) {
+  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: Plugin[] }) {
     this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
     this.router = parts.router; this.embeddedRouter = parts.embeddedRouter; this.childRouter = parts.childRouter; this.fleet = parts.fleet; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
     this.tokenSource = parts.tokenSource; this.plugins = parts.plugins; this.warnings = parts.warnings;
@@ -91,20 +82,20 @@ export class Daemon {
     let embeddedRouter: Router | null = null;
     let childRouter: ChildRouterPlane | null = null;
     let fleet: FleetDataPlane | null = null;
-    let plane: DataPlane & RouterView;
+    let router: DataPlane;
     if (config.fleet) {
-      // Fleet mode: this process runs no router; the table goes to etcd, routers acknowledge it there.
+      // Fleet mode: this process runs no router; tables go to etcd and routers acknowledge them there.
       fleet = new FleetDataPlane({ app: config.app, fleet: config.fleet, logger, addresses: { live: config.router.listen, preview: config.router.preview }, drainTimeoutMs: config.router.drainTimeout });
       await fleet.attach();
-      plane = fleet;
+      router = fleet;
     } else if (opts.dataPlane === 'process') {
       childRouter = new ChildRouterPlane({ settings: routerSettings(config, { version: await packageVersion() }), logger, health, onRequest });
-      // Adopt the router that kept serving while no controller ran (kill -9, restart, upgrade),
-      // or start one: before the controller exists, so that its revisions continue from the router's.
+      // Adopt the router that kept serving while no controller ran (kill -9, restart, upgrade), or
+      // start one: before the controller exists, so that its revisions continue from the router's.
       await childRouter.attach();
       // What the controller's own checks find failing, the router ejects too (it re-admits on its own checks).
       health.on('change', (id, healthy, reason) => { if (!healthy) childRouter?.reportDown(id, reason); });
-      plane = childRouter;
+      router = childRouter;
     } else {
       embeddedRouter = new Router({
         listen: config.router.listen, preview: config.router.preview,
@@ -116,28 +107,28 @@ export class Daemon {
         trustedProxies: config.router.trustedProxies, tls: config.router.tls ?? null,
         health, logger, onRequest,
       });
-      plane = embeddedRouter;
+      router = embeddedRouter;
     }
-    const router = plane;
     const hooks: PipelineHooks = { ...(opts.hooks ?? {}) };
     const controller = new Controller({
       app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
-      standbyKeepForMs: config.standby.keepFor,
+      standbyKeepForMs: config.standby.keepFor, keepStandbyWarm: config.standby.keepWarmDuringDeploy,
     });
     // Promise 5: serve the recorded live colour first, before adoption or anything else. An
-    // adopted router already does; it gets the same routes under the next revision.
-    const first = await router.swap(controller.recoveredTable());
-    if (embeddedRouter) await embeddedRouter.start();
-    if (first.applied) await first.applied;
+    // adopted router process already does; it gets the same routes under the next revision.
+    const restored = await controller.restoreRoutes();
+    await embeddedRouter?.start();
+    await restored.applied;
     await controller.recover();
     if (fleet) {
       fleet.on('joined', (reg) => controller.record({ type: 'router.joined', actor: 'cutover', reason: `router ${reg.id} (${reg.host}, pid ${reg.pid}, cutover ${reg.version}) joined the fleet; live ${reg.live}`, data: { ...reg } }));
       fleet.on('left', (id) => controller.record({ type: 'router.left', actor: 'cutover', reason: `router ${id} left the fleet: its lease expired or it stopped; switches no longer wait for it`, data: { id } }));
     }
 
-    const plugins: DaemonPlugins[] = [];
-    for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router, logger }));
+    const plugins: Plugin[] = [];
+    const routerView = readOnly(router);
+    for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router: routerView, logger }));
     for (const p of plugins) {
       if (p.hooks) Object.assign(hooks, p.hooks);
       if (p.onRequest) onRequestFns.push(p.onRequest);
@@ -210,7 +201,10 @@ export class Daemon {
     await this.controller.close();
     for (const p of this.plugins) await p.close?.();
     if (opts.stopInstances) {
-      await Promise.all((['blue', 'green'] as const).map((c) => this.provider.stop(c)));
+      await Promise.all((['blue', 'green'] as const).map(async (c) => {
+        await this.provider.stop(c);
+        await this.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
+      }));
     } else {
       await this.provider.detach();
     }
@@ -223,6 +217,17 @@ export class Daemon {
   }
 }
 
+/** What plugins get of the router: the read side only, also at run time (no cast reaches swap). */
+function readOnly(router: DataPlane): RouterView {
+  return Object.freeze({
+    stats: Object.freeze({ query: router.stats.query.bind(router.stats), series: router.stats.series.bind(router.stats) }),
+    addresses: () => router.addresses(),
+    table: () => router.table(),
+    inFlight: (listener, color) => router.inFlight(listener, color),
+    rejections: () => router.rejections(),
+  } satisfies RouterView);
+}
+
 function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider {
   const env = config.environments;
   if (env.provider === 'static' && env.static) {
@@ -230,14 +235,7 @@ function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider
   }
   const p = env.process;
   if (!p) throw new Error('unreachable: the config schema requires environments.process');
-  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, logger });
-}
-
-/** A wildcard bind address is not connectable; clients use loopback instead. */
-export function connectableHost(host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
-  if (host === '::') return '::1';
-  return host;
+  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
 }
 
 function isLoopback(host: string): boolean {

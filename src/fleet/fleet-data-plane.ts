@@ -19,9 +19,8 @@ import { CutoverError } from '../lib/errors.ts';
 import type { Color } from '../environments/types.ts';
 import { RequestStats, type ListenerName } from '../router/request-stats.ts';
 import { EMPTY_ROUTE_TABLE, type RouteTable } from '../router/route-table.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import type { AckReport, DataPlane, DrainInfo, RouterInfo, RouterView, SwapResult } from '../dataplane/types.ts';
-import type { DrainReport } from '../router/lanes.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { ApplyReport, DataPlane, DrainReport, RouterInfo, SwapResult } from '../router/data-plane.ts';
 import { fleetUnavailable, openEtcd } from './etcd.ts';
 import { DEFAULT_SERVICE, fleetKeys, type FleetKeys, type RouterAck, type RouterRegistration } from './keys.ts';
 import type { FleetConfig } from './schema.ts';
@@ -35,18 +34,18 @@ interface Waiter {
   expected: Set<string>;
   acked: Map<string, number>;
   left: string[];
-  resolve: (r: AckReport) => void;
+  resolve: (r: ApplyReport) => void;
   timer: NodeJS.Timeout;
 }
 
-interface DrainWaiter { revision: number; color: Color; expected: Set<string>; reports: Map<string, DrainReport>; startedAt: number; resolve: (d: DrainInfo) => void; timer: NodeJS.Timeout }
+interface DrainWaiter { revision: number; color: Color; expected: Set<string>; reports: Map<string, DrainReport>; startedAt: number; resolve: (d: DrainReport) => void; timer: NodeJS.Timeout }
 
 export interface FleetEvents {
   joined: [reg: RouterRegistration];
   left: [id: string];
 }
 
-export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPlane, RouterView {
+export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPlane {
   /** Per-request statistics are not relayed from fleet routers (docs/fleet.md, limits): empty. */
   readonly stats = new RequestStats();
   readonly #fleet: FleetConfig;
@@ -106,6 +105,11 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
     return 0;
   }
 
+  /** Refusals are counted on each router, not relayed (docs/fleet.md, limits). */
+  rejections(): Record<string, number> {
+    return {};
+  }
+
   async swap(next: RouteTable): Promise<SwapResult> {
     const key = this.#keys.routes(this.#service);
     const publishedAt = performance.now();
@@ -124,7 +128,7 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
     this.#remember(next);
     this.#publishedAt.set(next.revision, publishedAt);
     const expected = new Set(this.#routers.keys());
-    const applied = new Promise<AckReport>((resolve) => {
+    const applied = new Promise<ApplyReport>((resolve) => {
       const w: Waiter = {
         revision: next.revision, publishedAt, expected, acked: new Map(), left: [], resolve,
         timer: setTimeout(() => this.#finish(w), this.#fleet.ackTimeout),
@@ -133,10 +137,10 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
       this.#waiters.add(w);
       this.#check(w);
     });
-    let drain: Promise<DrainInfo> | null = null;
+    let drain: Promise<DrainReport> | null = null;
     const from = prev.live?.color ?? null;
     if (from !== null && from !== (next.live?.color ?? null)) {
-      drain = new Promise<DrainInfo>((resolve) => {
+      drain = new Promise<DrainReport>((resolve) => {
         const d: DrainWaiter = {
           revision: next.revision, color: from, expected: new Set(expected), reports: new Map(), startedAt: performance.now(), resolve,
           timer: setTimeout(() => this.#finishDrain(d), this.#drainTimeoutMs + this.#fleet.ackTimeout),
@@ -254,10 +258,10 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
   #finish(w: Waiter): void {
     if (!this.#waiters.delete(w)) return;
     clearTimeout(w.timer);
-    const acked = [...w.acked].filter(([id]) => w.expected.has(id)).map(([id, ms]) => ({ id, ms }));
-    const missing = [...w.expected].filter((id) => !w.acked.has(id)).map((id) => ({ id, revision: this.#acks.get(id)?.revision ?? 0, stale: true }));
-    const ms = missing.length > 0 ? performance.now() - w.publishedAt : acked.reduce((m, a) => Math.max(m, a.ms), 0);
-    w.resolve({ revision: w.revision, ms, acked, missing, ...(w.left.length > 0 ? { left: w.left } : {}) });
+    const acked = [...w.acked].filter(([id]) => w.expected.has(id));
+    const missing = [...w.expected].filter((id) => !w.acked.has(id));
+    const ms = missing.length > 0 ? performance.now() - w.publishedAt : acked.reduce((m, [, a]) => Math.max(m, a), 0);
+    w.resolve({ revision: w.revision, acknowledged: acked.map(([id]) => id), missing, ms, ackMs: Object.fromEntries(acked), ...(w.left.length > 0 ? { left: w.left } : {}) });
   }
 
   #finishDrain(d: DrainWaiter): void {
@@ -266,7 +270,7 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
     const reports = [...d.reports.values()];
     const heardAll = [...d.expected].every((id) => d.reports.has(id));
     d.resolve({
-      color: d.color,
+      color: d.color, revision: d.revision,
       durationMs: reports.reduce((m, r) => Math.max(m, r.durationMs), 0) || performance.now() - d.startedAt,
       completed: heardAll && reports.every((r) => r.completed),
       closedRequests: reports.reduce((n, r) => n + r.closedRequests, 0),

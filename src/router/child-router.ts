@@ -22,13 +22,12 @@ import { performance } from 'node:perf_hooks';
 import { CutoverError } from '../lib/errors.ts';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
-import type { RequestRecord } from '../router/http-exchange.ts';
-import { RequestStats, type ListenerName } from '../router/request-stats.ts';
-import { EMPTY_ROUTE_TABLE, type RouteTable } from '../router/route-table.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import { controlSocketPath, decodeRecord, laneOf, PROTOCOL_VERSION, readMessages, send, type Addresses, type FromRouter } from './protocol.ts';
-import type { RouterSettings } from './router-process.ts';
-import type { AckReport, DataPlane, DrainInfo, RouterInfo, SwapResult } from './types.ts';
+import type { ApplyReport, DataPlane, DrainReport, RequestRecord, RouterInfo, SwapResult } from './data-plane.ts';
+import { RequestStats, type ListenerName } from './request-stats.ts';
+import { EMPTY_ROUTE_TABLE, type RouteTable } from './route-table.ts';
+import type { Logger } from '../lib/logger.ts';
+import { controlSocketPath, decodeRecord, laneOf, PROTOCOL_VERSION, readMessages, send, type Addresses, type FromRouter } from './control-protocol.ts';
+import { SETTINGS_ENV, type RouterSettings } from './router-process.ts';
 
 export const BIN = fileURLToPath(new URL('../../bin/cutover.js', import.meta.url));
 /** Time a new router process gets to answer on its control socket: 15 seconds. */
@@ -37,10 +36,8 @@ export const ROUTER_START_TIMEOUT_MS = 15_000;
 export const RECONNECT_GRACE_MS = 1_000;
 /** Default wait for a router's acknowledgement of a revision (fleet.ackTimeout in fleet mode): 5 seconds. */
 export const DEFAULT_ACK_TIMEOUT_MS = 5_000;
-/** The environment variable a spawned router reads its settings from (JSON). */
-export const SETTINGS_ENV = 'CUTOVER_ROUTER_SETTINGS';
 
-interface AckWaiter { revision: number; publishedAt: number; resolve: (r: AckReport) => void; timer: NodeJS.Timeout }
+interface AckWaiter { revision: number; publishedAt: number; resolve: (r: ApplyReport) => void; timer: NodeJS.Timeout }
 
 export interface ChildRouterOptions {
   settings: RouterSettings;
@@ -67,7 +64,8 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
   #addresses: Addresses;
   #inFlight: [number, number, number, number] = [0, 0, 0, 0];
   readonly #waiters = new Set<AckWaiter>();
-  readonly #drains = new Map<number, { color: Color; resolve: (d: DrainInfo) => void; startedAt: number }>();
+  readonly #drains = new Map<number, { color: Color; resolve: (d: DrainReport) => void; startedAt: number }>();
+  #rejections: Record<string, number> = {};
   #closed = false;
   #reconnecting: Promise<void> | null = null;
 
@@ -110,12 +108,12 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
     this.#desired = next;
     const publishedAt = performance.now();
     if (this.#socket) send(this.#socket, { t: 'table', table: next });
-    let drain: Promise<DrainInfo> | null = null;
+    let drain: Promise<DrainReport> | null = null;
     const from = prev.live?.color ?? null;
     if (from !== null && from !== (next.live?.color ?? null)) {
-      drain = new Promise<DrainInfo>((resolve) => this.#drains.set(next.revision, { color: from, resolve, startedAt: performance.now() }));
+      drain = new Promise<DrainReport>((resolve) => this.#drains.set(next.revision, { color: from, resolve, startedAt: performance.now() }));
     }
-    const applied = new Promise<AckReport>((resolve) => {
+    const applied = new Promise<ApplyReport>((resolve) => {
       if (this.#acked >= next.revision) { resolve(this.#report(next.revision, publishedAt, true)); return; }
       const w: AckWaiter = {
         revision: next.revision, publishedAt, resolve,
@@ -176,11 +174,16 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
     if (pid !== undefined) await waitForExit(pid, 5_000);
   }
 
-  #report(revision: number, publishedAt: number, ok: boolean): AckReport {
+  #report(revision: number, publishedAt: number, ok: boolean): ApplyReport {
     const ms = performance.now() - publishedAt;
-    const id = this.#hello?.id ?? 'router';
-    if (ok) return { revision, ms, acked: [{ id, ms }], missing: [] };
-    return { revision, ms, acked: [], missing: [{ id, revision: this.#acked, stale: this.#socket === null }] };
+    const id = this.#hello?.id ?? this.#o.settings.id;
+    if (ok) return { revision, ms, acknowledged: [id], missing: [], ackMs: { [id]: ms } };
+    return { revision, ms, acknowledged: [], missing: [id] };
+  }
+
+  /** Requests the router process refused before reaching any colour, by status (as of its last batch). */
+  rejections(): Record<string, number> {
+    return { ...this.#rejections };
   }
 
   /** Wire a connected control socket; resolves with the router's hello. */
@@ -225,6 +228,7 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
         return;
       case 'stats': {
         this.#inFlight = m.inFlight;
+        this.#rejections = m.rejections;
         const hook = this.#o.onRequest;
         for (const w of m.records) {
           const r = decodeRecord(w);
@@ -255,7 +259,7 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
       clearTimeout(w.timer);
       this.#waiters.delete(w);
       const report = this.#report(w.revision, w.publishedAt, true);
-      this.#ackMs = report.ms;
+      this.#ackMs = report.ms ?? null;
       w.resolve(report);
     }
   }
@@ -267,7 +271,7 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
     // Its drains end with it (a replaced router drains its own connections before exiting).
     for (const [rev, d] of this.#drains) {
       this.#drains.delete(rev);
-      d.resolve({ color: d.color, durationMs: performance.now() - d.startedAt, completed: false, closedRequests: 0, closedWebSockets: 0 });
+      d.resolve({ color: d.color, revision: rev, durationMs: performance.now() - d.startedAt, completed: false, closedRequests: 0, closedWebSockets: 0 });
     }
     if (this.#closed) return;
     this.#log.warn({ pid: this.#hello?.pid }, 'lost the router process control socket; reconnecting');

@@ -18,16 +18,19 @@ import { existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { HealthChecker } from '../health/health-checker.ts';
-import { Router } from '../router/router.ts';
-import type { RequestRecord } from '../router/http-exchange.ts';
-import { EMPTY_ROUTE_TABLE, type RouteTable } from '../router/route-table.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import { Router } from './router.ts';
+import type { DrainReport, RequestRecord } from './data-plane.ts';
+import { EMPTY_ROUTE_TABLE, type RouteTable } from './route-table.ts';
+import type { Logger } from '../lib/logger.ts';
 import type { LoadedConfig } from '../config/schema.ts';
 import type { TlsFiles } from '../lib/tls-files.ts';
 import {
   controlSocketPath, encodeRecord, MAX_PENDING_RECORDS, PROTOCOL_VERSION, readMessages, send, STATS_FLUSH_MS,
   type FromRouter, type ToRouter, type WireRecord,
-} from './protocol.ts';
+} from './control-protocol.ts';
+
+/** The environment variable a router started by `cutover up` reads its settings from (JSON). */
+export const SETTINGS_ENV = 'CUTOVER_ROUTER_SETTINGS';
 
 /** How long a newer router waits for the running one to hand over before it gives up: 5 seconds. */
 export const HANDOVER_TIMEOUT_MS = 5_000;
@@ -73,7 +76,7 @@ export function routerSettings(config: LoadedConfig, o: { id?: string; version: 
 export interface RouterProcessEvents {
   applied: [revision: number];
   /** The drain of the colour that left the live listener at `revision` ended. */
-  drained: [revision: number, report: import('../router/lanes.ts').DrainReport];
+  drained: [revision: number, report: DrainReport];
   /** The process has nothing left to serve (retired by a newer router, or stopped). */
   exit: [reason: string];
 }
@@ -107,6 +110,7 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
       listen: settings.listen, preview: settings.preview,
       drainTimeoutMs: settings.drainTimeoutMs, connectTimeoutMs: settings.connectTimeoutMs, responseTimeoutMs: settings.responseTimeoutMs,
       limits: settings.limits, trustedProxies: settings.trustedProxies, tls: settings.tls,
+      id: settings.id,
       reusePort: true,
       health: {
         isHealthy: (id) => this.health.isHealthy(id),
@@ -256,7 +260,7 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
     const inFlight: [number, number, number, number] = [lanes.inFlight('live', 'blue'), lanes.inFlight('live', 'green'), lanes.inFlight('preview', 'blue'), lanes.inFlight('preview', 'green')];
     for (const s of this.#controllers) {
       if (s.writableLength > MAX_BUFFERED_BYTES) { this.#dropped += records.length; continue; }
-      send(s, { t: 'stats', records, inFlight, dropped: this.#dropped });
+      send(s, { t: 'stats', records, inFlight, rejections: this.router.rejections(), dropped: this.#dropped });
     }
   }
 

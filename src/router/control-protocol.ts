@@ -12,10 +12,9 @@ import type { Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Color } from '../environments/types.ts';
-import type { RequestRecord } from '../router/http-exchange.ts';
-import type { ListenerName, ProxyErrorKind } from '../router/request-stats.ts';
-import type { DrainReport } from '../router/lanes.ts';
-import type { RouteTable } from '../router/route-table.ts';
+import type { DrainReport, RequestRecord } from './data-plane.ts';
+import type { ListenerName, ProxyErrorKind } from './request-stats.ts';
+import type { RouteTable } from './route-table.ts';
 
 /** Bumped when a message changes meaning; a router and a controller of different protocols refuse each other. */
 export const PROTOCOL_VERSION = 1;
@@ -48,7 +47,7 @@ export type FromRouter =
   | { t: 'hello'; protocol: number; id: string; pid: number; version: string; startedAt: number; table: RouteTable; appliedAt: number | null; addresses: Addresses; retiring: boolean }
   | { t: 'applied'; revision: number; appliedAt: number }
   | { t: 'drain'; revision: number; report: DrainReport }
-  | { t: 'stats'; records: WireRecord[]; inFlight: [number, number, number, number]; dropped: number }
+  | { t: 'stats'; records: WireRecord[]; inFlight: [number, number, number, number]; rejections: Record<string, number>; dropped: number }
   | { t: 'failure'; id: string; reason: string }
   | { t: 'handover'; table: RouteTable }
   | { t: 'error'; message: string };
