@@ -115,9 +115,17 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--json', 'print the result as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       await withClient(cmd, async (c) => {
-        const r = await c.call<{ ms: number; restarted: boolean; live: { color: string; version: string } }>('POST', '/rollback', {});
+        const r = await c.call<{ ms: number; restarted: boolean; live: { color: string; version: string }; ack?: { acknowledged: string[]; missing: string[]; ms?: number } }>('POST', '/rollback', {});
+        const missing = r.ack?.missing ?? [];
+        // Not done until every router serves it: a router that did not acknowledge is named, exit 1.
+        if (missing.length > 0) exitCode = EXIT.FAILED;
         if (opts.json) json(r);
-        else io.stdout.write(`rolled back: ${r.live.version} is live on ${r.live.color} (${r.ms.toFixed(1)}ms${r.restarted ? '; the standby was retired and had to be started first' : ''})\n`);
+        else {
+          const acks = r.ack && (r.ack.acknowledged.length + missing.length > 1 || missing.length > 0)
+            ? `; acknowledged by ${r.ack.acknowledged.length}/${r.ack.acknowledged.length + missing.length} router(s)${missing.length ? `, NOT by ${missing.join(', ')} (still on the previous table: see cutover status)` : ''}`
+            : '';
+          io.stdout.write(`rolled back: ${r.live.version} is live on ${r.live.color} (${r.ms.toFixed(1)}ms${r.restarted ? '; the standby was retired and had to be started first' : ''}${acks})\n`);
+        }
       });
     });
 

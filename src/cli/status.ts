@@ -23,6 +23,20 @@ export function printStatus(io: Io, s: Status): void {
     rows.push([e.color, e.role, e.version ?? '-', e.instances.length ? `${e.healthy}/${e.instances.length} healthy  ${inst}` : '-']);
   }
   io.stdout.write(table(rows));
+  if (s.routers && s.routers.length > 0) {
+    const acked = s.routers.filter((r) => r.revision === s.router.revision && !r.stale).length;
+    const rr = [['ROUTER', 'REVISION', 'LIVE', 'PREVIEW', 'ACK', 'LAST SEEN']];
+    for (const r of s.routers) {
+      rr.push([
+        r.id, `${r.revision}${r.stale ? ' (stale)' : ''}`,
+        r.live ? `${r.live.version} on ${r.live.color}` : '-', r.preview ? `${r.preview.version} on ${r.preview.color}` : '-',
+        r.ackMs !== null ? formatDuration(r.ackMs) : '-', r.lastSeen !== null ? ago(r.lastSeen) : '-',
+      ]);
+    }
+    io.stdout.write(`\nrouters: ${acked}/${s.routers.length} serve route revision ${s.router.revision}\n${table(rr)}`);
+  } else if (s.routers) {
+    io.stdout.write('\nrouters: none registered (start `cutover router` on the router hosts)\n');
+  }
   if (s.migrations && s.migrations.pending.length > 0) io.stdout.write(`\npending contract migrations: ${s.migrations.pending.join(', ')}\n`);
 }
 

@@ -59,6 +59,11 @@ export class CutoverMetrics {
   private readonly envInfo: Gauge<'color' | 'role' | 'version'>;
   private readonly deploymentInProgress: Gauge;
   private readonly routeRevision: Gauge;
+  private readonly routerRevision: Gauge<'router'>;
+  private readonly routerStale: Gauge<'router'>;
+  private readonly routerAck: Gauge<'router'>;
+  private readonly ackDuration: Histogram<'outcome'>;
+  private readonly unacknowledged: Counter<'router'>;
   private readonly deploymentsStarted: Counter;
   private readonly deployments: Counter<'outcome'>;
   private readonly deploymentDuration: Histogram<'outcome'>;
@@ -111,6 +116,12 @@ export class CutoverMetrics {
     this.envInfo = new Gauge({ name: 'cutover_environment_info', help: 'Role (live, standby, candidate, retired, empty) and release of each colour (value 1).', labelNames: ['color', 'role', 'version'], registers });
     this.deploymentInProgress = new Gauge({ name: 'cutover_deployment_in_progress', help: '1 while a deployment runs or waits for promotion.', registers });
     this.routeRevision = new Gauge({ name: 'cutover_route_revision', help: 'Revision of the route table in force.', registers });
+    // Routers apart from the daemon (a router process, a fleet): one series per router id (bounded by the fleet's size).
+    this.routerRevision = new Gauge({ name: 'cutover_router_revision', help: 'Route revision each router acknowledged; equal to cutover_route_revision when it serves the current table.', labelNames: ['router'], registers });
+    this.routerStale = new Gauge({ name: 'cutover_router_stale', help: '1 while a router serves an older revision than the current one (cut off from the control plane, or lagging).', labelNames: ['router'], registers });
+    this.routerAck = new Gauge({ name: 'cutover_router_ack_seconds', help: 'Time from publishing a router\'s latest revision to its acknowledgement, by router.', labelNames: ['router'], registers });
+    this.ackDuration = new Histogram({ name: 'cutover_switch_ack_duration_seconds', help: 'Time from publishing a switch\'s route table to the last router\'s acknowledgement (or the timeout), by outcome (acknowledged, unacknowledged).', labelNames: ['outcome'], buckets: SWITCH_BUCKETS, registers });
+    this.unacknowledged = new Counter({ name: 'cutover_switch_unacknowledged_total', help: 'Traffic moves a router did not acknowledge within fleet.ackTimeout, by router.', labelNames: ['router'], registers });
     this.idleSeconds = new Counter({ name: 'cutover_idle_environment_seconds_total', help: 'Seconds the colour that is not live had instances running, by its role (standby, candidate): the cost of the second environment.', labelNames: ['role'], registers });
 
     this.deploymentsStarted = new Counter({ name: 'cutover_deployments_started_total', help: 'Deployments started.', registers });
@@ -227,6 +238,13 @@ export class CutoverMetrics {
         if (e.type === 'rollback') this.rollbacks.labels(e.actor === 'cutover' ? 'automatic' : 'manual', 'completed').inc();
         break;
       }
+      case 'switch.acknowledged':
+      case 'switch.unacknowledged': {
+        const ms = typeof e.data?.ms === 'number' ? e.data.ms : null;
+        if (ms !== null) this.ackDuration.labels(e.type === 'switch.acknowledged' ? 'acknowledged' : 'unacknowledged').observe(ms / 1000);
+        if (Array.isArray(e.data?.missing)) for (const id of e.data.missing) this.unacknowledged.labels(String(id)).inc();
+        break;
+      }
       case 'rollback.failed':
         this.rollbacks.labels('automatic', 'failed').inc();
         break;
@@ -272,6 +290,14 @@ export class CutoverMetrics {
     if (s.live) this.liveInfo.labels(s.live.color, s.live.version ?? '').set(1);
     this.deploymentInProgress.set(s.deployment ? 1 : 0);
     this.routeRevision.set(s.router.revision);
+    this.routerRevision.reset();
+    this.routerStale.reset();
+    this.routerAck.reset();
+    for (const r of s.routers ?? []) {
+      this.routerRevision.labels(r.id).set(r.revision);
+      this.routerStale.labels(r.id).set(r.stale ? 1 : 0);
+      if (r.ackMs !== null) this.routerAck.labels(r.id).set(r.ackMs / 1000);
+    }
   }
 
   /** The Prometheus text exposition (what GET /metrics serves). */
