@@ -14,6 +14,8 @@
  *    a master-worker reload (as is, and with `option idle-close-on-response`); every failed
  *    request counted.
  * 3. Rollback time: POST /api/v1/rollback with a warm standby, idle and under load.
+ * 5. The data plane apart (bench/dataplane.ts): switches acknowledged by 3 fleet routers, failed
+ *    requests over them, kill -9 of the controller under load. Alone: `--only dataplane`.
  *
  * Every server is our own child process on loopback ports, stopped at the end and on errors.
  */
@@ -28,6 +30,7 @@ import { HAPROXY, HAProxy, NGINX, Nginx, haproxyConfig, nginxProxyConfig, origin
 import { binNodeFlags, forkChild, freePort, groupCpuTicks, killAllSync, memoryKb, nowMs, peakRssDuring, processAndChildren, run, sleep, stopAll, waitExit } from './procs.ts';
 import { fmt, int, max, mean, median, met, mb, ms, percentile, ratio, table } from './report.ts';
 import { WRK, runWrk, wrkFailures, type WrkResult } from './wrk.ts';
+import { dataPlaneBench, renderDataPlane } from './dataplane.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -656,8 +659,10 @@ async function main(): Promise<number> {
       out: { type: 'string' },
       json: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      only: { type: 'string' },
     },
   });
+  if (args.only !== undefined && args.only !== 'dataplane') throw new Error(`--only: expected "dataplane", got ${JSON.stringify(args.only)}`);
   const plan = args.quick ? QUICK : FULL;
   const out = args.out ?? (args.quick ? null : DEFAULT_OUT);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-bench-'));
@@ -665,6 +670,22 @@ async function main(): Promise<number> {
   const m = await machine();
   console.log(`Cutover benchmark${plan.quick ? ' (--quick)' : ''}: ${m.cpus} cores, Node.js ${m.node}, ${m.nginx}, ${m.haproxy}; temp dir ${dir}\n`);
   let ok = false;
+  if (args.only === 'dataplane') {
+    // Section 5 alone: printed (and written to --out when given), docs/benchmarks.md untouched.
+    try {
+      console.log('5. The data plane apart from the controller');
+      const dp = await dataPlaneBench({ quick: plan.quick, dir });
+      const md = `## 5. The data plane apart from the controller\n\n${renderDataPlane(dp)}`;
+      console.log(`\n${md}`);
+      if (args.out !== undefined) writeFileSync(args.out, md);
+      if (args.json !== undefined) writeFileSync(args.json, `${JSON.stringify(dp, null, 2)}\n`);
+      ok = true;
+      return 0;
+    } finally {
+      await stopAll();
+      if (ok && !args.keep) rmSync(dir, { recursive: true, force: true });
+    }
+  }
   try {
     const b = await setup(dir);
     console.log('1. Throughput and latency');
@@ -686,8 +707,10 @@ async function main(): Promise<number> {
     };
     console.log('\n4. Detection to rollback (post-switch analysis)');
     const detection = await detectionBench(plan.quick ? 2 : 5);
+    console.log('\n5. The data plane apart from the controller');
+    const dataPlane = await dataPlaneBench({ quick: plan.quick, dir });
     const results: Results = { ...partial, targets: evaluateTargets(partial) };
-    const md = renderMarkdown(results).replace('\n## Noise', `\n## 4. Detection to rollback\n\n${renderDetection(detection)}\n## Noise`);
+    const md = renderMarkdown(results).replace('\n## Noise', `\n## 4. Detection to rollback\n\n${renderDetection(detection)}\n## 5. The data plane apart from the controller\n\n${renderDataPlane(dataPlane)}\n## Noise`);
     console.log(`\n${md}`);
     if (out !== null) {
       writeFileSync(out, md);
