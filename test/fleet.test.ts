@@ -35,9 +35,10 @@ function yaml(o: { ports: Ports; endpoints: string[]; blue: number; green: numbe
   ].join('\n');
 }
 
-function startRouter(dir: string, id: string): Promise<{ child: ChildProcess; output: () => string }> {
+function startRouter(dir: string, id: string, adminUrl: string): Promise<{ child: ChildProcess; output: () => string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'router', '--id', id], { cwd: dir, env: { ...process.env, CUTOVER_TOKEN: TEST_TOKEN, CUTOVER_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // CUTOVER_ADMIN_URL + CUTOVER_TOKEN: where the router pushes its request records (the controller).
+    const child = spawn(process.execPath, [BIN, 'router', '--id', id], { cwd: dir, env: { ...process.env, CUTOVER_TOKEN: TEST_TOKEN, CUTOVER_ADMIN_URL: adminUrl, CUTOVER_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('is up')) resolve({ child, output: () => out }); });
     child.stderr!.on('data', (d: Buffer) => { out = (out + d.toString()).slice(-20_000); });
@@ -70,7 +71,9 @@ test('a fleet of three routers on a 3-member etcd cluster', { timeout: 300_000 }
   const prefix = `/cutover-test-${process.pid}`;
   const ctlDir = path.join(dir, 'controller');
   mkdirSync(ctlDir);
-  writeConfig(ctlDir, yaml({ ports: await freePorts(), endpoints: etcd.endpoints, blue: bluePort, green: greenPort, prefix }));
+  const ctlPorts = await freePorts();
+  const adminUrl = `http://127.0.0.1:${ctlPorts.admin}`;
+  writeConfig(ctlDir, yaml({ ports: ctlPorts, endpoints: etcd.endpoints, blue: bluePort, green: greenPort, prefix }));
   const routerDirs: string[] = [];
   const routerPorts: Ports[] = [];
   for (let i = 0; i < 3; i++) {
@@ -82,7 +85,7 @@ test('a fleet of three routers on a 3-member etcd cluster', { timeout: 300_000 }
     writeConfig(rdir, yaml({ ports, endpoints: i === 2 ? [`127.0.0.1:${relay.port}`] : etcd.endpoints, blue: bluePort, green: greenPort, prefix }));
   }
   const routers: { child: ChildProcess; output: () => string }[] = [];
-  for (let i = 0; i < 3; i++) { const r = await startRouter(routerDirs[i], `r${i}`); children.push(r.child); routers.push(r); }
+  for (let i = 0; i < 3; i++) { const r = await startRouter(routerDirs[i], `r${i}`, adminUrl); children.push(r.child); routers.push(r); }
   daemon = await startDaemonProcess(ctlDir);
   assert.match(daemon.output(), /fleet: /, 'the controller runs no router of its own');
   const status = async (): Promise<Status> => {
@@ -119,6 +122,14 @@ test('a fleet of three routers on a 3-member etcd cluster', { timeout: 300_000 }
     }
     assert.ok(allAcked(await status()));
     assert.equal(failed(), 0, JSON.stringify(loads.map((l) => l.count.byKind)));
+    // The routers' request records reach the controller (analysis, metrics, dashboard read them).
+    const stats = await waitFor(async () => {
+      const res = await fetch(`${adminUrl}/api/v1/stats?minutes=1&step=1s`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
+      const body = (await res.json()) as { colors: Record<string, { requests: number }[]> };
+      const n = Object.values(body.colors).flat().reduce((a, p) => a + p.requests, 0);
+      return n > 1_000 ? n : null;
+    }, { what: 'request records from the routers at the controller' });
+    t.diagnostic(`controller counted ${stats} requests in the last minute from 3 routers`);
     t.diagnostic(`ack of all 3 routers: median ${ackMs.sort((a, b) => a - b)[10].toFixed(1)}ms, max ${ackMs[19].toFixed(1)}ms`);
   });
 
@@ -170,7 +181,7 @@ test('a fleet of three routers on a 3-member etcd cluster', { timeout: 300_000 }
 
   await t.test('a router replaced under load (a newer process takes its listeners): 0 failed', async () => {
     const oldPid = routers[0].child.pid!;
-    const next = await startRouter(routerDirs[0], 'r0');
+    const next = await startRouter(routerDirs[0], 'r0', adminUrl);
     children.push(next.child);
     await waitFor(() => !alive(oldPid), { what: 'the old r0 to drain and exit', timeoutMs: 20_000 });
     await waitFor(async () => (await status()).routers.find((x) => x.id === 'r0')?.pid === next.child.pid, { what: 'r0 registered by the new process' });

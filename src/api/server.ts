@@ -117,7 +117,8 @@ export class AdminServer {
       body: () => readJson(req),
       send: (status, value) => sendJson(res, status, value),
     };
-    if (method !== 'GET') this.log.info({ method, path: url.pathname, actor, source }, 'admin call');
+    // Every mutating call is logged, except the routers' request-record pushes (several a second, not decisions).
+    if (method !== 'GET' && url.pathname !== `${API_PREFIX}/fleet/records`) this.log.info({ method, path: url.pathname, actor, source }, 'admin call');
     if (await this.route(ctx)) return;
     if (this.extras.routes && (await this.extras.routes(ctx))) return;
     throw new CutoverError('CUTOVER_ERR_NOT_FOUND', `no such endpoint: ${method} ${url.pathname}`);

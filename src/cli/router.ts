@@ -11,6 +11,8 @@ import { parseAddress } from '../config/schema.ts';
 import { createConsoleLogger } from '../lib/logger.ts';
 import { packageVersion } from '../lib/version.ts';
 import { loadConfig, type Io } from './context.ts';
+import { readToken } from '../api/token.ts';
+import { connectableHost, hostPort } from '../lib/address.ts';
 
 export async function runRouter(io: Io, configFile: string | undefined, opts: { id?: string; listen?: string; preview?: string }): Promise<number> {
   const { RouterProcess, routerSettings, SETTINGS_ENV } = await import('../router/router-process.ts');
@@ -37,8 +39,15 @@ export async function runRouter(io: Io, configFile: string | undefined, opts: { 
       preview: opts.preview === 'off' ? null : addr('--preview', opts.preview),
     });
   }
+  let push: { adminUrl: string; token: string } | null = null;
+  if (fleet && !fromEnv) {
+    // Request records go to the controller's admin API: CUTOVER_ADMIN_URL, else admin.listen of the shared config.
+    const config = loadConfig(io, configFile);
+    const adminUrl = io.env.CUTOVER_ADMIN_URL?.trim() || `${config.admin.tls ? 'https' : 'http'}://${hostPort({ host: connectableHost(config.admin.listen.host), port: config.admin.listen.port })}`;
+    try { push = { adminUrl, token: readToken(config.stateDir, io.env) }; } catch { push = null; }
+  }
   const rp = fleet
-    ? await (await import('../fleet/fleet-router.ts')).startFleetRouter(settings, fleet, logger)
+    ? await (await import('../fleet/fleet-router.ts')).startFleetRouter(settings, fleet, logger, push)
     : await RouterProcess.start(settings, logger);
   const a = rp.router.addresses();
   io.stdout.write(`cutover router ${settings.id} is up (pid ${process.pid}): live ${a.live.host}:${a.live.port}, preview ${a.preview ? `${a.preview.host}:${a.preview.port}` : 'off'}, revision ${rp.router.table().revision}${fleet ? `, fleet ${fleet.etcd.endpoints.join(',')}` : ''}\n`);

@@ -19,6 +19,8 @@ import type { ApiExtras, Plugin, PluginFactory } from '../plugin-api/plugin.ts';
 import { ChildRouterPlane } from '../router/child-router.ts';
 import { routerSettings } from '../router/router-process.ts';
 import { FleetDataPlane } from '../fleet/fleet-data-plane.ts';
+import { recordsBodySchema } from '../fleet/records-push.ts';
+import { CutoverError } from '../lib/errors.ts';
 import { packageVersion } from '../lib/version.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
@@ -85,7 +87,7 @@ export class Daemon {
     let router: DataPlane;
     if (config.fleet) {
       // Fleet mode: this process runs no router; tables go to etcd and routers acknowledge them there.
-      fleet = new FleetDataPlane({ app: config.app, fleet: config.fleet, logger, addresses: { live: config.router.listen, preview: config.router.preview }, drainTimeoutMs: config.router.drainTimeout });
+      fleet = new FleetDataPlane({ app: config.app, fleet: config.fleet, logger, addresses: { live: config.router.listen, preview: config.router.preview }, drainTimeoutMs: config.router.drainTimeout, onRequest });
       await fleet.attach();
       router = fleet;
     } else if (opts.dataPlane === 'process') {
@@ -137,6 +139,7 @@ export class Daemon {
     for (const p of plugins) if (p.extras) Object.assign(extras, p.extras);
     // Several plugins may add routes (telemetry, migrations…): ask each in turn, first to answer wins.
     const routeFns = plugins.flatMap((p) => (p.extras?.routes ? [p.extras.routes] : []));
+    if (fleet) routeFns.unshift(fleetRecordsRoute(fleet));
     if (opts.extras?.routes) routeFns.unshift(opts.extras.routes);
     if (routeFns.length > 1) {
       extras.routes = async (ctx) => {
@@ -226,6 +229,22 @@ function readOnly(router: DataPlane): RouterView {
     inFlight: (listener, color) => router.inFlight(listener, color),
     rejections: () => router.rejections(),
   } satisfies RouterView);
+}
+
+/** POST /api/v1/fleet/records: a fleet router's request records (fleet/records-push.ts). */
+function fleetRecordsRoute(fleet: FleetDataPlane): NonNullable<ApiExtras['routes']> {
+  return async (ctx) => {
+    if (ctx.method !== 'POST' || ctx.path !== '/fleet/records') return false;
+    const parsed = recordsBodySchema.safeParse(await ctx.body());
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field = issue.path.join('.') || '(body)';
+      throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${field}: ${issue.message}`, { details: { field } });
+    }
+    fleet.ingest(parsed.data);
+    ctx.res.writeHead(204).end();
+    return true;
+  };
 }
 
 function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider {

@@ -20,7 +20,9 @@ import type { Color } from '../environments/types.ts';
 import { RequestStats, type ListenerName } from '../router/request-stats.ts';
 import { EMPTY_ROUTE_TABLE, type RouteTable } from '../router/route-table.ts';
 import type { Logger } from '../lib/logger.ts';
-import type { ApplyReport, DataPlane, DrainReport, RouterInfo, SwapResult } from '../router/data-plane.ts';
+import type { ApplyReport, DataPlane, DrainReport, RequestRecord, RouterInfo, SwapResult } from '../router/data-plane.ts';
+import { decodeRecord, laneOf } from '../router/control-protocol.ts';
+import type { RecordsBody } from './records-push.ts';
 import { fleetUnavailable, openEtcd } from './etcd.ts';
 import { DEFAULT_SERVICE, fleetKeys, type FleetKeys, type RouterAck, type RouterRegistration } from './keys.ts';
 import type { FleetConfig } from './schema.ts';
@@ -46,8 +48,11 @@ export interface FleetEvents {
 }
 
 export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPlane {
-  /** Per-request statistics are not relayed from fleet routers (docs/fleet.md, limits): empty. */
+  /** Fed by the routers' request records (POST /api/v1/fleet/records, fleet/records-push.ts). */
   readonly stats = new RequestStats();
+  readonly #onRequest: (r: RequestRecord) => void;
+  readonly #inFlight = new Map<string, [number, number, number, number]>();
+  readonly #rejections = new Map<string, Record<string, number>>();
   readonly #fleet: FleetConfig;
   readonly #keys: FleetKeys;
   readonly #service = DEFAULT_SERVICE;
@@ -66,8 +71,9 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
   /** When each revision was published (performance.now()), for per-router ack latency. */
   readonly #publishedAt = new Map<number, number>();
 
-  constructor(o: { app: string; fleet: FleetConfig; logger: Logger; addresses: ReturnType<DataPlane['addresses']>; drainTimeoutMs: number }) {
+  constructor(o: { app: string; fleet: FleetConfig; logger: Logger; addresses: ReturnType<DataPlane['addresses']>; drainTimeoutMs: number; onRequest?: (r: RequestRecord) => void }) {
     super();
+    this.#onRequest = o.onRequest ?? (() => {});
     this.#fleet = o.fleet;
     this.#keys = fleetKeys(o.fleet.etcd.prefix, o.app);
     this.#log = o.logger.child({ component: 'fleet' });
@@ -101,13 +107,35 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
     return this.#addresses;
   }
 
-  inFlight(_listener: ListenerName, _color?: Color): number {
-    return 0;
+  /** Requests and WebSockets in flight on every registered router (as of its last push). */
+  inFlight(listener: ListenerName, color?: Color): number {
+    let n = 0;
+    for (const [id, lanes] of this.#inFlight) {
+      if (!this.#routers.has(id)) continue;
+      n += color !== undefined ? lanes[laneOf(listener, color)] : lanes[laneOf(listener, 'blue')] + lanes[laneOf(listener, 'green')];
+    }
+    return n;
   }
 
-  /** Refusals are counted on each router, not relayed (docs/fleet.md, limits). */
+  /** Requests refused before reaching any colour, summed over the routers (as of their last push). */
   rejections(): Record<string, number> {
-    return {};
+    const out: Record<string, number> = {};
+    for (const [id, r] of this.#rejections) {
+      if (!this.#routers.has(id)) continue;
+      for (const [status, n] of Object.entries(r)) out[status] = (out[status] ?? 0) + n;
+    }
+    return out;
+  }
+
+  /** A router's pushed request records: into the stats and the request hooks (analysis, metrics). */
+  ingest(body: RecordsBody): void {
+    this.#inFlight.set(body.router, body.inFlight);
+    this.#rejections.set(body.router, body.rejections);
+    for (const w of body.records) {
+      const r = decodeRecord(w);
+      this.stats.record(r.listener, r.color, r.status, r.durationMs, r.error, r.at);
+      try { this.#onRequest(r); } catch { /* a metrics hook must not break the relay */ }
+    }
   }
 
   async swap(next: RouteTable): Promise<SwapResult> {

@@ -21,13 +21,18 @@ import type { Logger } from '../lib/logger.ts';
 import { openEtcd, ttlSeconds } from './etcd.ts';
 import { DEFAULT_SERVICE, fleetKeys, type FleetKeys, type RouterAck, type RouterRegistration } from './keys.ts';
 import type { FleetConfig } from './schema.ts';
+import { RecordsPush } from './records-push.ts';
 
 /** Reconnect backoff after losing etcd: 250 ms doubling to 2 s. */
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 2_000;
 export const TABLE_CACHE_FILE = 'router-table.json';
 
-export async function startFleetRouter(settings: RouterSettings, fleet: FleetConfig, logger: Logger): Promise<RouterProcess> {
+/**
+ * `push`: where this router sends its request records (the controller's admin API and its token);
+ * null = not sent (the controller's analysis and metrics then see none of this router's traffic).
+ */
+export async function startFleetRouter(settings: RouterSettings, fleet: FleetConfig, logger: Logger, push: { adminUrl: string; token: string } | null = null): Promise<RouterProcess> {
   const log = logger.child({ component: 'fleet-router', router: settings.id });
   const keys = fleetKeys(fleet.etcd.prefix, settings.app);
   const cache = path.join(settings.stateDir, TABLE_CACHE_FILE);
@@ -49,6 +54,13 @@ export async function startFleetRouter(settings: RouterSettings, fleet: FleetCon
   const sync = new FleetSync(rp, settings, fleet, keys, log);
   sync.start();
   rp.onShutdown(() => sync.stop());
+  if (push) {
+    const pusher = new RecordsPush({ ...push, routerId: settings.id, logger: log });
+    rp.addRecordSink((b) => pusher.add(b));
+    rp.onShutdown(async () => pusher.close());
+  } else {
+    log.warn('no admin token (CUTOVER_TOKEN or the token file): request records are not sent to the controller');
+  }
   return rp;
 }
 

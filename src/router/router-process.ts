@@ -73,6 +73,9 @@ export function routerSettings(config: LoadedConfig, o: { id?: string; version: 
   };
 }
 
+/** What a router collected since its last flush: per-request records, lanes in flight, refusals. */
+export interface StatsBatch { records: WireRecord[]; inFlight: [number, number, number, number]; rejections: Record<string, number>; dropped: number }
+
 export interface RouterProcessEvents {
   applied: [revision: number];
   /** The drain of the colour that left the live listener at `revision` ended. */
@@ -92,6 +95,8 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
   /** Inode of the control socket file we created: closing the server unlinks the path, which must not remove a newer router's. */
   #socketIno = -1;
   readonly #controllers = new Set<net.Socket>();
+  /** Other receivers of the batches (fleet mode: the push to the controller's admin API). */
+  readonly #sinks: ((b: StatsBatch) => void)[] = [];
   #pending: WireRecord[] = [];
   #dropped = 0;
   #flushTimer: NodeJS.Timeout | null = null;
@@ -247,8 +252,13 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
     for (const s of this.#controllers) send(s, { t: 'applied', revision, appliedAt: at });
   }
 
+  /** Also hand every batch to `sink` (called every STATS_FLUSH_MS; must not block). */
+  addRecordSink(sink: (b: StatsBatch) => void): void {
+    this.#sinks.push(sink);
+  }
+
   #collect(r: RequestRecord): void {
-    if (this.#controllers.size === 0) return; // nobody to tell: the controller reads nothing while away
+    if (this.#controllers.size === 0 && this.#sinks.length === 0) return; // nobody to tell
     if (this.#pending.length >= MAX_PENDING_RECORDS) { this.#dropped++; return; }
     this.#pending.push(encodeRecord(r, Date.now()));
   }
@@ -258,9 +268,13 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
     this.#pending = [];
     const lanes = this.router;
     const inFlight: [number, number, number, number] = [lanes.inFlight('live', 'blue'), lanes.inFlight('live', 'green'), lanes.inFlight('preview', 'blue'), lanes.inFlight('preview', 'green')];
+    const rejections = this.router.rejections();
     for (const s of this.#controllers) {
       if (s.writableLength > MAX_BUFFERED_BYTES) { this.#dropped += records.length; continue; }
-      send(s, { t: 'stats', records, inFlight, rejections: this.router.rejections(), dropped: this.#dropped });
+      send(s, { t: 'stats', records, inFlight, rejections, dropped: this.#dropped });
+    }
+    for (const sink of this.#sinks) {
+      try { sink({ records, inFlight, rejections, dropped: this.#dropped }); } catch { /* a sink must not break the flush */ }
     }
   }
 
