@@ -14,7 +14,7 @@
  * real one, or stop serving because a controller (or etcd) went away.
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { HealthChecker } from '../health/health-checker.ts';
@@ -295,6 +295,8 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
       server.listen(this.socketPath, () => { server.off('error', reject); resolve(); });
     });
     this.#control = server;
+    // Only this user may send tables (the path may be under the shared temp dir for a long stateDir).
+    chmodSync(this.socketPath, 0o600);
     this.#socketIno = statSync(this.socketPath).ino;
   }
 
