@@ -19,7 +19,7 @@ import type { Logger } from '../lib/logger.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { RouteTable } from '../router/route-table.ts';
 import type { DataPlane, DrainReport } from '../router/data-plane.ts';
-import type { HealthView } from '../health/types.ts';
+import type { HealthMonitor } from '../health/types.ts';
 import { JUDGING_PHASES, POST_SWITCH_PHASES, PRE_SWITCH_PHASES, type DeploymentPhase, type DeploymentRecord, type EnvironmentState, type EventInput, type EventRecord, type Store } from '../store/types.ts';
 import type { ControllerEvents, ControllerView } from '../plugin-api/controller-view.ts';
 import type { PhaseContext, PhaseVerdict, PipelineHooks } from '../plugin-api/hooks.ts';
@@ -33,14 +33,6 @@ export const SYSTEM_ACTOR = 'cutover';
 const FAILOVER_RETRY_MS = 1_000;
 /** Retry of a retirement that failed (e.g. a state write): 1 minute. */
 const RETIRE_RETRY_MS = 60_000;
-
-/** What the controller needs of health checking. */
-export interface HealthMonitor extends HealthView, EventEmitter {
-  watch(target: { id: string; host: string; port: number }, opts?: { assumeHealthy?: boolean }): void;
-  unwatch(id: string): void;
-  markDown(id: string, reason: string): void;
-  waitHealthy(ids: string[], timeoutMs: number, signal?: AbortSignal): Promise<void>;
-}
 
 export interface ControllerOptions {
   app: string;
