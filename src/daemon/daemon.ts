@@ -10,7 +10,7 @@ import { StaticProvider } from '../environments/static-provider.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
 import { Router } from '../router/router.ts';
-import type { DataPlane, RequestRecord, RouterView } from '../router/data-plane.ts';
+import type { DataPlane, DataPlaneEngine, RequestRecord, RouterView } from '../router/data-plane.ts';
 import { Controller } from '../controller/controller.ts';
 import { connectableHost, hostPort } from '../lib/address.ts';
 import type { PipelineHooks } from '../plugin-api/hooks.ts';
@@ -34,7 +34,8 @@ export class Daemon {
   readonly store: SqliteStore;
   readonly provider: EnvironmentProvider;
   readonly health: HealthChecker;
-  readonly router: Router;
+  /** The data plane this daemon runs (the in-process Router); only the controller swaps it. */
+  readonly router: DataPlaneEngine;
   readonly controller: Controller;
   readonly api: AdminServer;
   readonly logger: Logger;
