@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   CUTOVER_ERR_GATE_FAILED: 'a pre-switch gate failed',
   CUTOVER_ERR_ANALYSIS_FAILED: 'post-switch analysis failed',
   CUTOVER_ERR_MIGRATION: 'database migration refused or failed',
+  CUTOVER_ERR_SCHEMA_MISMATCH: 'the release cannot serve the database schema as it is (it lacks an applied contract migration)',
   CUTOVER_ERR_ABORTED: 'deployment was aborted',
   CUTOVER_ERR_STATE_WRITE: 'state could not be written',
   CUTOVER_ERR_UNREACHABLE: 'daemon is unreachable',

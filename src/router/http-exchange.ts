@@ -31,7 +31,28 @@ export interface ProxyContext {
   readonly proto: Readonly<Record<ListenerName, 'http' | 'https'>>;
   /** Request body limit in bytes; 0 = none. Content-Length is checked before; chunked bodies are counted. */
   readonly maxBodyBytes: number;
+  /** Which live requests to copy (head and a bounded body prefix) into their record; null: none. */
+  capture: RequestCapture | null;
   reportFailure(u: Upstream, reason: string): void;
+}
+
+/**
+ * A narrow, bounded copy of chosen live requests for the request hook (the traffic sample of the
+ * compatibility run). `wants` is asked once per live request and must be cheap; at most
+ * `maxBodyBytes` of a body are kept (a longer one is marked truncated, never buffered whole).
+ */
+export interface RequestCapture {
+  wants(method: string, path: string): boolean;
+  readonly maxBodyBytes: number;
+}
+
+/** What a capture copied of one request: raw header pairs as received, the body (or its prefix). */
+export interface CapturedRequest {
+  path: string;
+  rawHeaders: string[];
+  body: Buffer | null;
+  /** The body was longer than the capture's limit: `body` holds only its start. */
+  truncated: boolean;
 }
 
 /** The error of a counted body that went past the limit (it fails the upstream attempt); answered 413. */
@@ -65,6 +86,8 @@ export interface RequestRecord {
   status: number;
   durationMs: number;
   error?: ProxyErrorKind;
+  /** Only for live requests the router's capture chose (see `RequestCapture`). */
+  request?: CapturedRequest;
 }
 
 /**
@@ -116,6 +139,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
   #state = PENDING;
   #status = 0;
   #error: ProxyErrorKind | undefined = undefined;
+  /** Set when the capture chose this request: the body prefix copied so far. */
+  #copy: { chunks: Buffer[]; bytes: number; truncated: boolean } | null = null;
 
   constructor(ctx: ProxyContext, listener: ListenerName, route: BoundRoute, req: IncomingMessage, res: ServerResponse, startedAt: number) {
     this.#ctx = ctx;
@@ -132,6 +157,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#path = target.path;
     const remote = req.socket.remoteAddress;
     this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto[listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
+    const capture = ctx.capture;
+    if (capture !== null && listener === 'live' && capture.wants(req.method ?? 'GET', target.path)) this.#copy = { chunks: [], bytes: 0, truncated: false };
   }
 
   /** Links into the lane and sends the request to `first` (already picked, healthy). */
@@ -140,6 +167,22 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#res[kExchange] = this;
     this.#res.on('close', onResponseClose);
     this.#dispatch(first);
+    // After the upstream consumer is attached: a second 'data' listener sees the same chunks (bounded copy).
+    if (this.#copy !== null && this.#hasBody) this.#req.on('data', (chunk: Buffer) => this.#copyChunk(chunk));
+  }
+
+  #copyChunk(chunk: Buffer): void {
+    const c = this.#copy;
+    if (c === null || c.truncated) return;
+    const limit = this.#ctx.capture?.maxBodyBytes ?? 0;
+    if (c.bytes + chunk.length > limit) {
+      c.truncated = true;
+      if (limit > c.bytes) c.chunks.push(Buffer.from(chunk.subarray(0, limit - c.bytes)));
+      c.bytes = limit;
+      return;
+    }
+    c.chunks.push(Buffer.from(chunk));
+    c.bytes += chunk.length;
   }
 
   /** Sends the request to `u` (`fresh`: on a new connection, not an idle one). */
@@ -295,6 +338,11 @@ export class HttpExchange implements Flight, UpstreamHandler {
     if (hook !== undefined) {
       const r: RequestRecord = { listener: this.#listener, color: route.color, version: route.version, method: this.#req.method ?? '', status: this.#status, durationMs };
       if (this.#error !== undefined) r.error = this.#error;
+      const c = this.#copy;
+      if (c !== null) {
+        r.request = { path: this.#path, rawHeaders: this.#req.rawHeaders.slice(), body: this.#hasBody ? Buffer.concat(c.chunks, c.bytes) : null, truncated: c.truncated || (this.#hasBody && !this.#req.complete) };
+        this.#copy = null;
+      }
       try {
         hook(r);
       } catch { /* a metrics hook must not break the data plane */ }

@@ -30,7 +30,7 @@ import { AddressSet } from '../lib/cidr.ts';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../telemetry/logger.ts';
-import { HttpExchange, type ProxyContext, type RequestRecord } from './http-exchange.ts';
+import { HttpExchange, type CapturedRequest, type ProxyContext, type RequestCapture, type RequestRecord } from './http-exchange.ts';
 import { Lane, type DrainReport } from './lanes.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
@@ -41,7 +41,7 @@ import { type BoundRoute, type Upstream, UpstreamSet } from './upstreams.ts';
 import { WebSocketTunnel, writeRawFailure } from './websocket-tunnel.ts';
 
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS };
-export type { DrainReport, ListenerName, RequestLimits, RequestRecord, TlsFiles };
+export type { CapturedRequest, DrainReport, ListenerName, RequestCapture, RequestLimits, RequestRecord, TlsFiles };
 export { RequestStats };
 
 /**
@@ -131,6 +131,7 @@ export class Router {
       trustedProxies: new AddressSet(opts.trustedProxies ?? []),
       proto: { live: opts.tls ? 'https' : 'http', preview: 'http' },
       maxBodyBytes: limits.maxBodyBytes,
+      capture: null,
       reportFailure(u: Upstream, reason: string): void {
         // Log the first failure of a run, not every request that meets a dead instance.
         if (u.failures++ === 0) logger.warn({ instance: u.id, reason }, 'upstream connection failed; reported to health');
@@ -241,6 +242,14 @@ export class Router {
     for (const l of this.#listeners) if (l.name === 'live') (l.server as TlsServer).setSecureContext(tls);
     this.#logger.info({ cert: this.#opts.tls.cert }, 'router TLS certificate reloaded');
     return true;
+  }
+
+  /**
+   * Copy chosen live requests (head, bounded body prefix) into their `onRequest` record, or stop
+   * (null). For the traffic sample of the compatibility run; requests not chosen cost one call.
+   */
+  setCapture(capture: RequestCapture | null): void {
+    this.#ctx.capture = capture;
   }
 
   /** Requests refused before reaching any colour (malformed, too large, too slow), by status. */
