@@ -41,9 +41,33 @@ export function stepLine(e: EventRecord): string | null {
       return `  • ${e.reason}`;
     case 'drain':
       return `  • ${e.reason} (${dur})`;
+    case 'migrations.lint':
+      return lintLines(e);
+    case 'migrations.lint.overridden':
+    case 'migrations.schema.overridden':
+    case 'schema.overridden':
+      return `  ! ${e.reason}`;
+    case 'migrations.compat':
+    case 'migrations.held':
+      return `      • ${e.reason}`;
     default:
       return null;
   }
+}
+
+interface LintFindingView { file: string; line: number; rule: string; severity: string; message: string; suppressed?: { reason: string } }
+
+/** The lint result of a deployment: its summary, then every warning and suppression (errors are in the phase line). */
+function lintLines(e: EventRecord): string {
+  const findings = Array.isArray(e.data?.findings) ? (e.data.findings as LintFindingView[]) : [];
+  const shown = findings.filter((f) => f.suppressed || f.severity === 'warning');
+  const lines = [`      • ${e.reason}${findings.some((f) => f.suppressed) ? `, ${findings.filter((f) => f.suppressed).length} suppressed` : ''}`];
+  for (const f of shown) {
+    lines.push(f.suppressed
+      ? `          suppressed ${f.file}:${f.line} ${f.rule} ${f.message} (allowed: ${f.suppressed.reason})`
+      : `          ! ${f.file}:${f.line}: warning ${f.rule} ${f.message}`);
+  }
+  return lines.join('\n');
 }
 
 export function finalLine(d: DeploymentRecord): string {

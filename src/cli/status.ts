@@ -12,7 +12,7 @@ interface StatusView {
   deployment: DeploymentRecord | null;
   environments: Record<string, EnvView>;
   router: { live: string; preview: string | null; revision: number };
-  migrations?: { pending: string[] } | null;
+  migrations?: { pending: string[]; rollbackTarget?: { color: string; version: string | null; state: string; canServe: boolean; problems: string[] } | null } | null;
 }
 
 export function printStatus(io: Io, raw: Record<string, unknown>): void {
@@ -34,6 +34,8 @@ export function printStatus(io: Io, raw: Record<string, unknown>): void {
   }
   io.stdout.write(table(rows));
   if (s.migrations && s.migrations.pending.length > 0) io.stdout.write(`\npending contract migrations: ${s.migrations.pending.join(', ')}\n`);
+  const rt = s.migrations?.rollbackTarget;
+  if (rt && !rt.canServe) io.stdout.write(`\n✗ the rollback target ${rt.version} (${rt.color}, ${rt.state}) can no longer serve the schema: ${rt.problems.join('; ')}\n`);
 }
 
 export function printHistory(io: Io, ds: DeploymentRecord[]): void {

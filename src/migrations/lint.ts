@@ -234,12 +234,10 @@ function buildFindings(sql: string, file: string, engine: Engine, phase: Phase, 
     const { line, column } = positionOf(sql, s.start);
     for (const h of s.hits) {
       const r = ruleFor(h.rule, engine);
-      let severity = r.severity[phase];
+      const severity = r.severity[phase];
       let message = h.message;
-      if (h.uncertain !== undefined) {
-        if (severity === 'error') severity = 'warning';
-        message = `${message} (${h.uncertain})`;
-      }
+      // Fail closed: what the linter cannot see keeps the rule's severity (issue 17); the note says why.
+      if (h.uncertain !== undefined) message = `${message} (${h.uncertain})`;
       const finding: Finding = { file, line, column, rule: h.rule, severity, message, why: r.why, fix: r.fix, statement: oneLine(s.text) };
       const allow = allows.find((a) => a.statement === s && a.rules.includes(h.rule));
       if (allow !== undefined) {

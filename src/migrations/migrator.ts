@@ -24,6 +24,7 @@ import { connect, dbErrorText, redactUrl } from './db.ts';
 import { readMigrations, statementsOf, type MigrationFile } from './files.ts';
 import { lintSql, type Finding } from './lint.ts';
 import { SchemaState } from './schema.ts';
+import { schemaFromDatabase } from './live-schema.ts';
 import { shorten, Tracking, type TrackedMigration } from './tracking.ts';
 import type { SampledRequest } from './traffic-sample.ts';
 
@@ -285,7 +286,15 @@ export class Migrator {
   }
 
   private async lint(files: MigrationFile[], pending: Set<string>): Promise<{ findings: Finding[] } | { failed: PhaseVerdict }> {
-    const schema = new SchemaState();
+    // What the database has now; the files then replay over it (so their own CREATE TABLEs win).
+    let schema: SchemaState;
+    try {
+      const conn = await connect(this.engine, this.db.url);
+      try { schema = await schemaFromDatabase(conn); } finally { await conn.close(); }
+    } catch (err) {
+      this.log.warn({ err }, 'reading the current column types failed; linting from the files alone');
+      schema = new SchemaState();
+    }
     const findings: Finding[] = [];
     for (const f of files) {
       const shown = path.join(this.db.migrations, f.name).replace(/^\.\//, '');
