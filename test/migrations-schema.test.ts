@@ -29,7 +29,7 @@ let cleanup: () => void;
 let env: NodeJS.ProcessEnv;
 
 interface RollbackTarget { color: string; version: string; state: string; canServe: boolean; problems: string[] }
-const rollbackTarget = () => (daemon.controller.status() as { migrations: { rollbackTarget: RollbackTarget | null } }).migrations.rollbackTarget;
+const rollbackTarget = () => (daemon.controller.status() as unknown as { migrations: { rollbackTarget: RollbackTarget | null } }).migrations.rollbackTarget;
 const liveRelease = async () => (await getJson<{ release: string }>(`${daemon.liveUrl()}/`)).release;
 
 before(async () => {

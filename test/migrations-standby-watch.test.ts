@@ -25,7 +25,7 @@ let stateDir: string;
 let cleanup: () => void;
 
 interface RollbackTarget { color: string; version: string; state: string; canServe: boolean; problems: string[]; lastCheck: { outcome: string; checked: number } | null }
-const rollbackTarget = () => (daemon.controller.status() as { migrations: { rollbackTarget: RollbackTarget | null } }).migrations.rollbackTarget;
+const rollbackTarget = () => (daemon.controller.status() as unknown as { migrations: { rollbackTarget: RollbackTarget | null } }).migrations.rollbackTarget;
 
 before(async () => {
   if (skip) return;

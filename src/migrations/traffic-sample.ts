@@ -182,16 +182,16 @@ export class TrafficSample {
     const q = p.indexOf('?');
     if (q === -1) return p;
     const params = new URLSearchParams(p.slice(q + 1));
+    const out = new URLSearchParams();
     let changed = false;
-    for (const name of new Set(params.keys())) {
-      if (!this.#secretField(name)) continue;
-      const n = params.getAll(name).length;
-      params.delete(name);
-      for (let i = 0; i < n; i++) params.append(name, REDACTED);
-      redacted.push(`query:${name}`);
-      changed = true;
+    for (const [name, value] of params) {
+      const secret = this.#secretField(name);
+      out.append(name, secret ? REDACTED : value);
+      if (secret && !redacted.includes(`query:${name}`)) redacted.push(`query:${name}`);
+      changed ||= secret;
     }
-    return changed ? `${p.slice(0, q)}?${params.toString()}` : p;
+    // Unchanged queries are kept byte for byte (URLSearchParams would re-encode them).
+    return changed ? `${p.slice(0, q)}?${out.toString()}` : p;
   }
 
   #redactBody(body: Buffer, contentType: string, redacted: string[]): Buffer {
