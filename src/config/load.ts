@@ -42,7 +42,33 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   return parseConfig(readFileSync(file, 'utf8'), { file: shown, baseDir: path.dirname(path.resolve(file)), env });
 }
 
-export function parseConfig(text: string, opts: { file: string; baseDir: string; env?: NodeJS.ProcessEnv }): LoadedConfig {
+/** Top-level settings client commands (status, rollback, retire…) read: where the daemon is and its token. */
+const CLIENT_KEYS = ['app', 'admin', 'stateDir'] as const;
+
+/** What a client command needs of cutover.yaml. */
+export type ClientConfig = Pick<LoadedConfig, 'app' | 'admin' | 'stateDir' | 'file' | 'baseDir'>;
+
+/**
+ * Like loadConfigFile, but reads and validates only what a client command needs (`admin`,
+ * `stateDir`): an environment variable the daemon needs (`${DATABASE_URL}`) may be unset here.
+ */
+export function loadClientConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): ClientConfig {
+  const shown = path.relative(process.cwd(), file) || file;
+  if (!existsSync(file)) {
+    throw new ConfigError([{ file: shown, line: 0, field: '', message: 'config file not found (run `cutover init` to write one)' }]);
+  }
+  const opts = { file: shown, baseDir: path.dirname(path.resolve(file)), env };
+  const { raw, doc, lineOf } = readDocument(readFileSync(file, 'utf8'), opts, CLIENT_KEYS);
+  const picked = Object.fromEntries(CLIENT_KEYS.filter((k) => k in raw).map((k) => [k, raw[k]]));
+  const result = configSchema.pick({ app: true, admin: true, stateDir: true }).safeParse(picked);
+  if (!result.success) throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
+  const cfg = result.data;
+  const tls = cfg.admin.tls && { cert: path.resolve(opts.baseDir, cfg.admin.tls.cert), key: path.resolve(opts.baseDir, cfg.admin.tls.key) };
+  return deepFreeze({ app: cfg.app, admin: { ...cfg.admin, tls }, stateDir: path.resolve(opts.baseDir, cfg.stateDir), file: opts.file, baseDir: opts.baseDir });
+}
+
+/** Parse YAML, substitute `${VAR}` (only under `onlyKeys` when given), and return the plain object. */
+function readDocument(text: string, opts: { file: string; env?: NodeJS.ProcessEnv }, onlyKeys?: readonly string[]): { raw: Record<string, unknown>; doc: Document; lineOf: (o: number | undefined) => number } {
   const env = opts.env ?? process.env;
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
@@ -52,23 +78,22 @@ export function parseConfig(text: string, opts: { file: string; baseDir: string;
     throw new ConfigError(doc.errors.map((e) => ({ file: opts.file, line: lineOf(e.pos[0]), field: '', message: `YAML: ${e.message.split('\n')[0]}` })));
   }
   const problems: ConfigProblem[] = [];
-  substituteEnv(doc.contents, env, [], (field, offset, message) => problems.push({ file: opts.file, line: lineOf(offset), field, message }));
+  const report = (field: string, offset: number | undefined, message: string) => problems.push({ file: opts.file, line: lineOf(offset), field, message });
+  if (onlyKeys && isMap(doc.contents)) {
+    for (const pair of doc.contents.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : '?';
+      if (onlyKeys.includes(key)) substituteEnv(pair.value, env, [key], report);
+    }
+  } else {
+    substituteEnv(doc.contents, env, [], report);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
+  const raw = toPlain(doc, opts.file, lineOf);
+  return { raw, doc, lineOf };
+}
 
-  let raw: unknown;
-  try {
-    // Caps alias expansion (yaml's maxAliasCount): an alias bomb is an error, not an OOM.
-    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
-  } catch (err) {
-    // An alias to an anchor defined later or not at all, or too many aliases (the `yaml` library
-    // throws these from toJS, not as document errors): point at the first alias.
-    let at: number | undefined;
-    visit(doc, { Alias(_key, node) { at = node.range?.[0]; return visit.BREAK; } });
-    throw new ConfigError([{ file: opts.file, line: lineOf(at), field: '', message: `YAML: ${(err as Error).message}` }]);
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new ConfigError([{ file: opts.file, line: 1, field: '', message: 'expected a mapping of settings (app:, router:, environments: …)' }]);
-  }
+export function parseConfig(text: string, opts: { file: string; baseDir: string; env?: NodeJS.ProcessEnv }): LoadedConfig {
+  const { raw, doc, lineOf } = readDocument(text, opts);
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
@@ -85,6 +110,24 @@ export function parseConfig(text: string, opts: { file: string; baseDir: string;
     baseDir: opts.baseDir,
   };
   return deepFreeze(loaded);
+}
+
+function toPlain(doc: Document, file: string, lineOf: (o: number | undefined) => number): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    // Caps alias expansion (yaml's maxAliasCount): an alias bomb is an error, not an OOM.
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
+  } catch (err) {
+    // An alias to an anchor defined later or not at all, or too many aliases (the `yaml` library
+    // throws these from toJS, not as document errors): point at the first alias.
+    let at: number | undefined;
+    visit(doc, { Alias(_key, node) { at = node.range?.[0]; return visit.BREAK; } });
+    throw new ConfigError([{ file, line: lineOf(at), field: '', message: `YAML: ${(err as Error).message}` }]);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError([{ file, line: 1, field: '', message: 'expected a mapping of settings (app:, router:, environments: …)' }]);
+  }
+  return raw as Record<string, unknown>;
 }
 
 /** `${NAME}` and `${NAME:-default}` in scalar strings, replaced in place from the environment. */
