@@ -23,6 +23,7 @@ import { available, columnsOf, createTestDb, databasesLike, migrationsConfig, ty
 const SHOP = path.join(ROOT, 'examples', 'migrations-shop');
 const CHECK = path.join(FIXTURES, 'migrations-check');
 const TRIGGER = path.join(FIXTURES, 'migrations-trigger');
+const SEQUENCE = path.join(FIXTURES, 'migrations-sequence');
 const SECRETS = ['Bearer live-secret-token', 'sess-4711', 'qs-secret-99', 'hunter2'];
 
 const skip = await available('postgres');
@@ -123,6 +124,17 @@ test('a BEFORE INSERT trigger the old release cannot satisfy is caught by the re
   assert.equal(failure.check, 'replay POST /products');
   assert.match(failure.reason, /→ 500: .*products\.sku is required/);
   await assertRealDbUntouched(rows);
+});
+
+test('when the linter flags nothing, the suspects are the statements that change the schema, never a SET', { skip: skip ?? false }, async () => {
+  const rows = await productCount();
+  const bad = await daemon.controller.deploy({ version: 'sequence', path: SEQUENCE, actor: 'test' }).done;
+  assert.equal(bad.status, 'failed');
+  const failure = (eventsOf(bad.id, 'migrations.compat')[0].data as { failure: Failure }).failure;
+  assert.equal(failure.check, 'replay POST /products');
+  assert.match(failure.reason, /→ 500: .*duplicate key/);
+  assert.deepEqual(failure.statements, ['002_restart_ids.expand.sql:2 ALTER SEQUENCE products_id_seq RESTART WITH 1']);
+  assert.equal(await productCount(), rows);
 });
 
 test('a passing run replays the writes and compatibility.requests on the shadow only: no row reaches the real database; the sample on disk is redacted (0600)', { skip: skip ?? false }, async () => {

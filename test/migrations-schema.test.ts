@@ -54,10 +54,20 @@ after(async () => {
 });
 
 test('after `cutover retire` runs the contract, rollback to the retired release and a redeploy of an old one are refused; status says why', { skip: skip ?? false }, async () => {
+  let v4 = '';
   for (const v of ['v1', 'v2', 'v3', 'v4']) {
     const d = await daemon.controller.deploy({ version: v, path: release(v), actor: 'test' }).done;
     assert.equal(d.status, 'succeeded', `${v}: ${JSON.stringify(d.error)}`);
+    v4 = d.id;
   }
+  // Only a contract was pending for v4: the compatibility run still ran, and checked v4 again after
+  // applying its contract to the shadow copy (v4 must work before and after it).
+  const [compat] = daemon.controller.deployment(v4).events.filter((e) => e.type === 'migrations.compat');
+  assert.equal((compat?.data as { outcome: string }).outcome, 'passed', compat?.reason);
+  const runs = (compat.data as { versions: { label: string; version: string; afterContract?: boolean; checks: { check: string }[] }[] }).versions;
+  assert.deepEqual(runs.map((r) => `${r.label} ${r.version}${r.afterContract ? ' after contract' : ''}`), ['old v3', 'new v4', 'new v4 after contract']);
+  assert.match(compat.reason, /the new release also passes after its contract migration\(s\) 004_drop_name\.contract\.sql/);
+  assert.deepEqual(await columnsOf(db.db, 'products'), ['id', 'name', 'title'], 'the contract ran on the shadow only');
   assert.equal(rollbackTarget()?.canServe, true, 'v3 (warm) still has the column it uses');
 
   const retired = await cli(['retire', '--reason', 'done with v3'], { cwd: ROOT, env });
