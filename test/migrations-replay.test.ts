@@ -17,7 +17,7 @@ import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/telemetry/logger.ts';
 import type { EventRecord } from '../src/store/types.ts';
-import { FIXTURES, ROOT, TEST_TOKEN, freePorts, getJson, instancesOf, killAll, tempDir, waitFor, type Ports } from './helpers.ts';
+import { FIXTURES, ROOT, TEST_TOKEN, cli, freePorts, getJson, instancesOf, killAll, tempDir, waitFor, type Ports } from './helpers.ts';
 import { available, columnsOf, createTestDb, databasesLike, migrationsConfig, type TestDb } from './migrations-db.ts';
 
 const SHOP = path.join(ROOT, 'examples', 'migrations-shop');
@@ -97,9 +97,16 @@ async function assertRealDbUntouched(rows: number): Promise<void> {
 
 test('a CHECK … NOT VALID that rejects the old release\'s writes is caught by replaying its recorded POST; nothing changes', { skip: skip ?? false }, async (t) => {
   const rows = await productCount();
-  const bad = await daemon.controller.deploy({ version: 'check', path: CHECK, actor: 'test' }).done;
+  // Through the CLI: `deploy` prints the lint result with the suppression and its reason.
+  const out = await cli(['deploy', 'check', '--path', CHECK], { cwd: ROOT, env: { CUTOVER_ADMIN_URL: daemon.adminUrl(), CUTOVER_PLAIN: '1' }, timeoutMs: 120_000 });
+  assert.equal(out.code, 1, out.stderr);
+  t.diagnostic(out.stdout);
+  assert.match(out.stdout, /linted 1 pending migration\(s\): 0 error\(s\), 0 warning\(s\), 1 suppressed/);
+  assert.match(out.stdout, /suppressed migrations\/002_name_not_empty\.expand\.sql:4 constraint-rejects-old-writes .*\(allowed: we believe no release writes an empty name\)/);
+  assert.match(out.stdout, /compatibility run failed: the old release v1/);
+  const bad = daemon.controller.history({ limit: 1 })[0];
+  assert.equal(bad.version, 'check');
   assert.equal(bad.status, 'failed');
-  t.diagnostic(bad.error?.message ?? '');
   const [compat] = eventsOf(bad.id, 'migrations.compat');
   const failure = (compat.data as { failure: Failure }).failure;
   assert.equal(failure.label, 'old');

@@ -197,3 +197,12 @@ test('the MySQL splitter honours quotes, comments and DELIMITER', () => {
   assert.equal(comments.length, 3);
   assert.match(sql.slice(statements[1].start, statements[1].end), /^CREATE TRIGGER .* END$/);
 });
+
+test('missing-lock-timeout: not reported when the runner sets a lock timeout (database.lockTimeout), unless the file clears it', async () => {
+  const plain = await lintSql('ALTER TABLE users ADD COLUMN locale text;', { file: 'a.sql' });
+  assert.deepEqual(plain.findings.map((f) => f.rule), ['missing-lock-timeout']);
+  const set = await lintSql('ALTER TABLE users ADD COLUMN locale text;', { file: 'a.sql', lockTimeoutSet: true });
+  assert.deepEqual(set.findings, []);
+  const cleared = await lintSql('SET lock_timeout = 0;\nALTER TABLE users ADD COLUMN locale text;', { file: 'a.sql', lockTimeoutSet: true });
+  assert.match(cleared.findings[0]?.message ?? '', /after this file cleared the lock timeout/);
+});
