@@ -355,7 +355,7 @@ export class Migrator {
           if (blockedBy.length > 0) {
             outcome.held = rows.slice(i).map((r) => ({ name: r.name, release: r.release, checksum: r.checksum, recordedAt: r.recordedAt, blockedBy: this.blockers(r.name) }));
             if (outcome.applied.length === 0) {
-              const msg = `contract migration ${row.name} is held: ${blockedBy.join('; ')}. It runs when that release is retired (standby.keepFor, or retire it), then \`cutover migrate contract\``;
+              const msg = `contract migration ${row.name} is held: ${blockedBy.join('; ')}. It runs when that release is retired (after standby.keepFor, or now with \`cutover retire\`; then it runs by itself)`;
               this.opts.record({ type: 'migrations.contract.refused', actor, reason: `${msg} (${why})`, data: { file: row.name, blockedBy } });
               throw new CutoverError('CUTOVER_ERR_INVALID_STATE', msg, { details: { file: row.name, blockedBy } });
             }
