@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { lintSql } from '../src/migrations/lint.ts';
 import { schemaFromDatabase } from '../src/migrations/live-schema.ts';
-import type { DbEngine } from '../src/migrations/config.ts';
+import type { DbEngine } from '../src/config/database.ts';
 import type { SchemaState } from '../src/migrations/schema.ts';
 import { available, createTestDb, type TestDb } from './migrations-db.ts';
 

@@ -7,8 +7,7 @@
  * /api/v1/migrations/contract` (bearer token, audited like every mutating call). Without a
  * `database:` section it adds nothing.
  */
-import type { PluginFactory } from '../daemon/daemon.ts';
-import type { RequestContext } from '../api/server.ts';
+import type { PluginFactory, RequestContext } from '../plugin-api/plugin.ts';
 import { COLORS, type Color } from '../environments/types.ts';
 import type { EnvView } from './migrator.ts';
 import type { StandbyCheck } from './standby-watch.ts';
@@ -33,7 +32,8 @@ export const migrationsPlugin: PluginFactory = async ({ config, controller, rout
   const { watchStandby } = await import('./standby-watch.ts');
   const sampleCfg = db.compatibility.sample;
   const sample = sampleCfg.enabled ? new TrafficSample(sampleCfg, { stateDir: config.stateDir, logger }) : null;
-  if (sample) router.setCapture(sample.capture());
+  // A data plane that cannot copy requests (no setCapture) leaves the sample empty: only the named checks run.
+  if (sample) router.setCapture?.(sample.capture());
 
   const environments = (): EnvView[] => {
     const envs = controller.environments();
@@ -122,7 +122,7 @@ export const migrationsPlugin: PluginFactory = async ({ config, controller, rout
     extras: { routes },
     close: async () => {
       closing.abort();
-      router.setCapture(null);
+      router.setCapture?.(null);
       await Promise.allSettled([...watches]);
       sample?.flush();
       await loaded;

@@ -9,7 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { request } from 'undici';
-import type { CompatRequest } from './config.ts';
+import type { CompatRequest } from '../config/database.ts';
 import type { SampledRequest } from './traffic-sample.ts';
 
 /** Characters of an answer kept in a failure: 200. */

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { databaseSchema } from './config.ts';
+import { databaseSchema } from '../config/database.ts';
 import { replaySample } from './replay.ts';
 import { endpointKey, REDACTED, SAMPLE_FILE, TrafficSample, type SampledRequest } from './traffic-sample.ts';
 

@@ -13,9 +13,9 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { RequestCapture, RequestRecord } from '../router/router.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
-import type { SampleConfig } from './config.ts';
+import type { RequestCapture, RequestRecord } from '../router/data-plane.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
+import type { SampleConfig } from '../config/database.ts';
 
 export const REDACTED = '[redacted]';
 export const SAMPLE_FILE = 'traffic-sample.json';

@@ -10,6 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { HealthView } from '../health/types.ts';
+import type { RequestCapture, RequestRecord } from './data-plane.ts';
 import type { AddressSet } from '../lib/cidr.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import type { Flight, Lane } from './lanes.ts';
@@ -36,24 +37,6 @@ export interface ProxyContext {
   reportFailure(u: Upstream, reason: string): void;
 }
 
-/**
- * A narrow, bounded copy of chosen live requests for the request hook (the traffic sample of the
- * compatibility run). `wants` is asked once per live request and must be cheap; at most
- * `maxBodyBytes` of a body are kept (a longer one is marked truncated, never buffered whole).
- */
-export interface RequestCapture {
-  wants(method: string, path: string): boolean;
-  readonly maxBodyBytes: number;
-}
-
-/** What a capture copied of one request: raw header pairs as received, the body (or its prefix). */
-export interface CapturedRequest {
-  path: string;
-  rawHeaders: string[];
-  body: Buffer | null;
-  /** The body was longer than the capture's limit: `body` holds only its start. */
-  truncated: boolean;
-}
 
 /** The error of a counted body that went past the limit (it fails the upstream attempt); answered 413. */
 const BODY_TOO_LARGE = 'CUTOVER_BODY_TOO_LARGE';
@@ -76,18 +59,6 @@ class CountedBody extends Transform {
     if (this.#n > this.#limit) cb(Object.assign(new Error(`request body larger than ${this.#limit} bytes`), { code: BODY_TOO_LARGE }));
     else cb(null, chunk);
   }
-}
-
-export interface RequestRecord {
-  listener: ListenerName;
-  color: import('../environments/types.ts').Color;
-  version: string;
-  method: string;
-  status: number;
-  durationMs: number;
-  error?: ProxyErrorKind;
-  /** Only for live requests the router's capture chose (see `RequestCapture`). */
-  request?: CapturedRequest;
 }
 
 /**
