@@ -3,11 +3,14 @@
  * linter overridden and the compatibility run off, an expand migration that renames a column the
  * old release reads goes through; once the deployment is stable the read-only part of the
  * recorded traffic is replayed against the standby (v1) through the preview listener, and
- * status, `cutover status` and an event say that the standby can no longer serve the schema.
+ * status, `cutover status`, the dashboard and an event say that the standby can no longer serve
+ * the schema.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { chromium } from 'playwright-core';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
@@ -70,4 +73,25 @@ test('the standby broken by an expand migration shows in status, found by replay
   assert.match(status.stdout, /✗ the rollback target v1 \((blue|green), warm\) can no longer serve the schema: the standby .* fails 1 of 1 recorded read-only request/);
   const json = JSON.parse((await cli(['status', '--json'], { cwd: ROOT, env: { CUTOVER_ADMIN_URL: daemon.adminUrl() } })).stdout) as { migrations: { rollbackTarget: RollbackTarget } };
   assert.equal(json.migrations.rollbackTarget.canServe, false);
+});
+
+const CHROMIUM = '/usr/bin/chromium';
+
+test('the dashboard marks the rollback target that can no longer serve the schema', { skip: skip ?? (!existsSync(CHROMIUM) && 'chromium is not installed') }, async () => {
+  const rt = rollbackTarget() as RollbackTarget;
+  assert.equal(rt.canServe, false, 'set by the test before');
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+  try {
+    const page = await browser.newPage();
+    page.setDefaultTimeout(10_000);
+    await page.goto(daemon.adminUrl());
+    await page.getByLabel('Token', { exact: true }).fill(TEST_TOKEN);
+    await page.keyboard.press('Enter');
+    const warning = page.getByTestId(`schema-warning-${rt.color}`);
+    await warning.waitFor();
+    assert.match(await warning.textContent() ?? '', /can no longer serve the schema: the standby .* \(v1\) fails 1 of 1 recorded read-only request/);
+    assert.match(await page.locator('#btn-rollback').getAttribute('title') ?? '', /can no longer serve the schema/);
+  } finally {
+    await browser.close();
+  }
 });
