@@ -77,7 +77,7 @@ export class Daemon {
     const controller = new Controller({
       app: config.app, store, provider, health, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
-      standbyKeepForMs: config.standby.keepFor,
+      standbyKeepForMs: config.standby.keepFor, keepStandbyWarm: config.standby.keepWarmDuringDeploy,
     });
     // Promise 5: serve the recorded live colour first, before adoption or anything else.
     controller.restoreRoutes();
@@ -158,7 +158,10 @@ export class Daemon {
     await this.controller.close();
     for (const p of this.plugins) await p.close?.();
     if (opts.stopInstances) {
-      await Promise.all((['blue', 'green'] as const).map((c) => this.provider.stop(c)));
+      await Promise.all((['blue', 'green'] as const).map(async (c) => {
+        await this.provider.stop(c);
+        await this.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
+      }));
     } else {
       await this.provider.detach();
     }
@@ -176,6 +179,8 @@ function readOnly(router: DataPlane): RouterView {
     table: () => router.table(),
     inFlight: (listener, color) => router.inFlight(listener, color),
     rejections: () => router.rejections(),
+    // The traffic sample's capture: copies chosen live requests into their record; moves no traffic.
+    ...(router.setCapture ? { setCapture: router.setCapture.bind(router) } : {}),
   } satisfies RouterView);
 }
 
@@ -186,7 +191,7 @@ function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider
   }
   const p = env.process;
   if (!p) throw new Error('unreachable: the config schema requires environments.process');
-  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, logger });
+  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
 }
 
 function isLoopback(host: string): boolean {
