@@ -181,3 +181,34 @@ test('standby.keepWarmDuringDeploy: false stops the standby to make room (tight 
     t.cleanup();
   }
 });
+
+test('kill -9 of the daemon right after the switch: the restarted daemon stops the replaced standby, keeps the new one', { timeout: 90_000 }, async () => {
+  const t = tempDir();
+  const sd = path.join(t.dir, '.cutover');
+  const p = await freePorts();
+  writeConfig(t.dir, configYaml(p, { startTimeout: '5s', drainTimeout: '1s' }));
+  // Test-only fault point (src/controller/fault-points.ts): SIGKILL itself after v3's route swap.
+  let d = await startDaemonProcess(t.dir, { CUTOVER_TEST_CRASH_AT: 'drain:v3' });
+  try {
+    for (const [v, rel] of [['v1', SHOP_V1], ['v2', SHOP_V2]]) assert.equal((await cli(['deploy', v, '--path', rel], { cwd: t.dir })).code, 0);
+    const s0 = JSON.parse((await cli(['status', '--json'], { cwd: t.dir })).stdout) as Status;
+    const replaced = pidsOf(s0, 'blue'); // v1, the standby v3 replaces
+    const kept = pidsOf(s0, 'green'); // v2, live until v3's switch, then the standby
+    const crashed = await cli(['deploy', 'v3', '--path', SHOP_V1], { cwd: t.dir });
+    assert.notEqual(crashed.code, 0, 'the daemon died under the deploy');
+    await new Promise((r) => { if (d.child.exitCode !== null || d.child.signalCode !== null) r(null); else d.child.once('exit', r); });
+    assert.ok(replaced.every((pid) => instancesOf(sd).includes(pid)), 'the replaced standby was still running at the crash');
+    d = await startDaemonProcess(t.dir);
+    await waitFor(() => replaced.every((pid) => !instancesOf(sd).includes(pid)), { what: 'the replaced standby to be stopped' });
+    const s = JSON.parse((await cli(['status', '--json'], { cwd: t.dir })).stdout) as Status;
+    assert.deepEqual([s.live?.color, s.live?.version, s.standby?.color, s.standby?.version, s.standby?.state], ['blue', 'v3', 'green', 'v2', 'warm']);
+    assert.deepEqual(pidsOf(s, 'green'), kept, 'the new standby is the very processes that were live');
+    await waitFor(() => instancesOf(sd).length === 4, { what: 'live and standby only' });
+    const rb = JSON.parse((await cli(['rollback', '--json'], { cwd: t.dir })).stdout) as { restarted: boolean };
+    assert.equal(rb.restarted, false);
+  } finally {
+    await d.stop('SIGTERM');
+    killAll(instancesOf(sd));
+    t.cleanup();
+  }
+});
