@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { Pool } from 'undici';
 import { Router } from '../src/router/router.ts';
-import { routes, startUpstream, TestHealth } from '../src/router/test-support.ts';
+import { routes, startUpstream, TestHealth } from './support/router.ts';
 import { silentLogger } from '../src/lib/logger.ts';
 
 function percentile(xs: number[], p: number): number {

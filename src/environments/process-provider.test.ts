@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isCutoverError } from '../lib/errors.ts';
 import { ProcessProvider, type ProcessProviderOptions } from './process-provider.ts';
 import type { Instance } from './types.ts';
-import { FIXTURE_COMMAND, FIXTURE_DAEMON, FIXTURE_SERVER, getJson, isPidAlive, killMarked, markedLeaders, tempRoot, waitFor } from './fixtures/helpers.ts';
+import { FIXTURE_COMMAND, FIXTURE_DAEMON, FIXTURE_SERVER, getJson, isPidAlive, killMarked, markedLeaders, tempRoot, waitFor } from '../../test/fixtures/environments/helpers.ts';
 
 const tmp = tempRoot('cutover-env-');
 const foreign: number[] = [];

@@ -41,7 +41,7 @@ export function telemetryPlugin(opts: TelemetryOptions = {}): PluginFactory {
       inFlight: (l, c) => router.inFlight(l, c),
       processMetrics: opts.processMetrics,
     });
-    const notifier = new Notifier({ app: config.app, targets: config.notifications, logger: log, onOutcome: (t, o) => metrics.onNotification(t, o) });
+    const notifier = new Notifier({ app: config.app, targets: config.notifications, logger: log, stateDir: config.stateDir, onOutcome: (t, o) => metrics.onNotification(t, o) });
     const meter = new PostSwitchMeter({
       windowMs: opts.postSwitchWindowMs ?? DEFAULT_POST_SWITCH_WINDOW_MS,
       measure: (color, from, to) => router.stats.series('live', color, from, to, Math.max(1, to - from))[0] ?? emptyPoint(from),
