@@ -6,6 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseConfig } from '../src/config/load.ts';
 import { Daemon } from '../src/daemon/daemon.ts';
@@ -206,6 +207,50 @@ test('kill -9 of the daemon right after the switch: the restarted daemon stops t
     await waitFor(() => instancesOf(sd).length === 4, { what: 'live and standby only' });
     const rb = JSON.parse((await cli(['rollback', '--json'], { cwd: t.dir })).stdout) as { restarted: boolean };
     assert.equal(rb.restarted, false);
+  } finally {
+    await d.stop('SIGTERM');
+    killAll(instancesOf(sd));
+    t.cleanup();
+  }
+});
+
+test('every live instance down during a deploy: the deploy gives the held standby back and it takes the traffic (promise 2)', { timeout: 90_000 }, async () => {
+  const t = tempDir();
+  const sd = path.join(t.dir, '.cutover');
+  const p = await freePorts();
+  writeConfig(t.dir, configYaml(p, { startTimeout: '60s', drainTimeout: '1s' }));
+  // A live release whose health check fails once a file named `down` appears in its directory:
+  // down for good (a crash would be restarted and race the failover), and nothing is killed.
+  const toggle = path.join(t.dir, 'toggle');
+  mkdirSync(toggle);
+  writeFileSync(path.join(toggle, 'package.json'), '{ "type": "module" }');
+  writeFileSync(path.join(toggle, 'server.js'), [
+    "import http from 'node:http';",
+    "import { existsSync } from 'node:fs';",
+    'http.createServer((req, res) => {',
+    "  const down = req.url === '/health' && existsSync('down');",
+    "  res.writeHead(down ? 503 : 200, { 'content-type': 'application/json' });",
+    "  res.end(JSON.stringify({ version: process.env.CUTOVER_VERSION, color: process.env.CUTOVER_COLOR }));",
+    "}).listen(Number(process.env.PORT), '127.0.0.1');",
+    "process.on('SIGTERM', () => process.exit(0));",
+  ].join('\n'));
+  const d = await startDaemonProcess(t.dir, daemonEnv);
+  try {
+    assert.equal((await cli(['deploy', 'v1', '--path', SHOP_V1], { cwd: t.dir })).code, 0);
+    assert.equal((await cli(['deploy', 'v2', '--path', toggle], { cwd: t.dir })).code, 0);
+    const started = await cli(['deploy', 'v3', '--path', path.join(FIXTURES, 'slow-start'), '--no-wait'], { cwd: t.dir });
+    assert.equal(started.code, 0, started.stderr);
+    await waitFor(() => instancesOf(sd).length === 6, { what: 'the candidate beside live and the held standby' });
+    writeFileSync(path.join(toggle, 'down'), '');
+    const s = await waitFor(async () => {
+      const st = JSON.parse((await cli(['status', '--json'], { cwd: t.dir })).stdout) as Status;
+      return st.live?.color === 'blue' && st.deployment === null ? st : null;
+    }, { timeoutMs: 30_000, what: 'the failover to the held standby' });
+    assert.deepEqual([s.live?.version, s.environments.blue.role], ['v1', 'live']);
+    assert.equal((await getJson<{ version: string }>(`http://127.0.0.1:${p.live}/`)).version, 'v1');
+    const h = JSON.parse((await cli(['history', '--json'], { cwd: t.dir })).stdout) as { deployments: DeploymentRecord[] };
+    assert.deepEqual([h.deployments[0].version, h.deployments[0].status], ['v3', 'aborted']);
+    assert.match(h.deployments[0].error?.message ?? '', /every live instance of green is down/);
   } finally {
     await d.stop('SIGTERM');
     killAll(instancesOf(sd));
