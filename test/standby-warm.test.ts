@@ -30,8 +30,7 @@ let stateDir: string;
 let ports: Ports;
 let daemon: DaemonProcess;
 let cleanup: () => void;
-// slow-start listens after SLOW_START_MS: long enough to stay a candidate while we look at it.
-const daemonEnv = { SLOW_START_MS: '60000' };
+const daemonEnv = {};
 
 const status = async (): Promise<Status> => {
   const r = await cli(['status', '--json'], { cwd: dir });
@@ -113,9 +112,12 @@ test('while a deploy runs, the standby runs beside the candidate and status says
   // Live v2 on green, standby v1 on blue.
   const s0 = await status();
   const standbyPids = pidsOf(s0, 'blue');
-  const started = await cli(['deploy', 'v5', '--path', path.join(FIXTURES, 'slow-start'), '--no-wait'], { cwd: dir });
+  // --manual: the candidate waits for `cutover promote` for as long as the test looks at it
+  // (a slow start would race the health timeout on a busy machine).
+  const started = await cli(['deploy', 'v5', '--path', SHOP_V2, '--manual', '--no-wait'], { cwd: dir });
   assert.equal(started.code, 0, started.stderr);
-  await waitFor(() => running().length === 6, { what: 'candidate processes beside live and standby' });
+  await waitFor(async () => (await status()).deployment?.status === 'awaiting-promotion', { timeoutMs: 30_000, what: 'the candidate waiting for promotion' });
+  assert.equal(running().length, 6, 'candidate processes beside live and standby');
   const mid = await status();
   assert.deepEqual(mid.standby && [mid.standby.color, mid.standby.version, mid.standby.state, mid.standby.besideCandidate], ['blue', 'v1', 'warm', 'v5']);
   assert.equal(mid.environments.blue.role, 'candidate');
@@ -131,13 +133,14 @@ test('kill -9 of the daemon before the switch: the restarted daemon keeps the st
   const s0 = await status();
   assert.deepEqual([s0.live?.version, s0.standby?.color, s0.standby?.version], ['v1', 'green', 'v2']);
   const standbyPids = pidsOf(s0, 'green');
-  const started = await cli(['deploy', 'v6', '--path', path.join(FIXTURES, 'slow-start'), '--no-wait'], { cwd: dir });
+  const started = await cli(['deploy', 'v6', '--path', SHOP_V1, '--manual', '--no-wait'], { cwd: dir });
   assert.equal(started.code, 0, started.stderr);
-  await waitFor(() => running().length === 6, { what: 'candidate processes' });
+  await waitFor(async () => (await status()).deployment?.status === 'awaiting-promotion', { timeoutMs: 30_000, what: 'the candidate waiting for promotion' });
+  assert.equal(running().length, 6, 'candidate processes');
   daemon.child.kill('SIGKILL');
   await new Promise((r) => daemon.child.once('exit', r));
   daemon = await startDaemonProcess(dir, daemonEnv);
-  await waitFor(() => running().length === 4, { what: 'the interrupted candidate to be stopped' });
+  await waitFor(() => running().length === 4, { timeoutMs: 30_000, what: 'the interrupted candidate to be stopped' });
   const h = JSON.parse((await cli(['history', '--json'], { cwd: dir })).stdout) as { deployments: DeploymentRecord[] };
   assert.equal(h.deployments[0].version, 'v6');
   assert.equal(h.deployments[0].status, 'interrupted');
@@ -238,9 +241,10 @@ test('every live instance down during a deploy: the deploy gives the held standb
   try {
     assert.equal((await cli(['deploy', 'v1', '--path', SHOP_V1], { cwd: t.dir })).code, 0);
     assert.equal((await cli(['deploy', 'v2', '--path', toggle], { cwd: t.dir })).code, 0);
-    const started = await cli(['deploy', 'v3', '--path', path.join(FIXTURES, 'slow-start'), '--no-wait'], { cwd: t.dir });
+    const started = await cli(['deploy', 'v3', '--path', SHOP_V2, '--manual', '--no-wait'], { cwd: t.dir });
     assert.equal(started.code, 0, started.stderr);
-    await waitFor(() => instancesOf(sd).length === 6, { what: 'the candidate beside live and the held standby' });
+    await waitFor(async () => (JSON.parse((await cli(['status', '--json'], { cwd: t.dir })).stdout) as Status).deployment?.status === 'awaiting-promotion', { timeoutMs: 30_000, what: 'the candidate waiting for promotion' });
+    assert.equal(instancesOf(sd).length, 6, 'the candidate beside live and the held standby');
     writeFileSync(path.join(toggle, 'down'), '');
     const s = await waitFor(async () => {
       const st = JSON.parse((await cli(['status', '--json'], { cwd: t.dir })).stdout) as Status;
