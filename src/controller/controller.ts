@@ -875,6 +875,16 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     if (!live || !id.startsWith(`${live}-`)) return;
     if (this.healthyCount(live) > 0) return;
     const standby = otherColor(live);
+    const run = this.running;
+    const held = run?.held ? this.store.heldStandby() : null;
+    if (run && held && envs[standby].role === 'candidate' && held.instances.some((i) => this.health.isHealthy(i.id))) {
+      // Promise 2 while a deploy runs: the standby held beside the candidate is healthy. The deploy
+      // gives it back (abort: candidate stopped, standby restored), then the failover takes it.
+      this.recordQuietly({ type: 'live.down', deployment: run.record.id, actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}); the deployment of ${run.record.version} is aborted so that the standby ${standby} (${held.env.version}) can take the traffic` });
+      run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', `every live instance of ${live} is down: the standby is needed for a failover`));
+      void run.done.finally(() => { if (!this.closed) this.onHealthChange(id, false, reason); });
+      return;
+    }
     if (envs[standby].role !== 'standby' || this.healthyCount(standby) === 0) {
       this.recordQuietly({ type: 'live.down', actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}) and there is no healthy standby; requests get 503 until one recovers` });
       return;
