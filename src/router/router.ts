@@ -156,6 +156,12 @@ export class Router {
       // How often Node looks for slow clients (its default, 30 s, would make a 10 s timeout up to 40 s).
       connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor((lim.headersTimeoutMs || 4_000) / 4))),
       keepAliveTimeout: CLIENT_KEEP_ALIVE_TIMEOUT_MS,
+      // Only WebSocket handshakes become tunnels. Any other Upgrade (`h2c`, `TLS/1.0`, made-up
+      // protocols) is served as the plain HTTP/1.1 request it also is, with Upgrade and Connection
+      // stripped as hop-by-hop (RFC 9110 §7.8: a server may ignore Upgrade) — as nginx does. Before,
+      // `Upgrade: h2c` was forwarded and the connection tunnelled raw, past every check of the
+      // router. (Node ≥ 24.9 / 22.21; on older ones #onUpgrade refuses non-WebSocket upgrades.)
+      shouldUpgradeCallback: isWebSocketUpgrade,
     };
     const tls = this.#opts.tls ? loadTlsFiles(this.#opts.tls, 'router.tls') : null;
     for (const [name, addr] of specs) {
@@ -291,7 +297,7 @@ export class Router {
     const startedAt = performance.now();
     const route = listener === 'live' ? this.#live : this.#preview;
     socket.on('error', () => socket.destroy()); // before the tunnel owns it
-    const bad = rejectUpgrade(req, this.#limits) ?? badTarget(req);
+    const bad = rejectUpgrade(req, this.#limits) ?? badTarget(req) ?? (isWebSocketUpgrade(req) ? null : { status: 400 as const, detail: 'only WebSocket upgrades are proxied' });
     if (bad !== null) {
       this.#count(bad.status);
       writeRawFailure(socket, bad.status, bad.detail);
@@ -362,6 +368,12 @@ export class Router {
       } catch { /* a metrics hook must not break the data plane */ }
     }
   }
+}
+
+/** A WebSocket handshake (RFC 6455 §4.1: `Upgrade: websocket`, case-insensitive). */
+function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  const u = req.headers.upgrade;
+  return u !== undefined && u.length === 9 && u.toLowerCase() === 'websocket';
 }
 
 /** A short plain-text answer made by the router itself. */
