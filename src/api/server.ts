@@ -14,6 +14,7 @@ import type { EventRecord, DeploymentRecord } from '../store/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { silentLogger } from '../telemetry/logger.ts';
 import { tokenMatches } from './token.ts';
+import { quote } from '../lib/quote.ts';
 import { loadTlsFiles, type TlsFiles } from '../lib/tls-files.ts';
 
 export const API_PREFIX = '/api/v1';
@@ -156,12 +157,12 @@ export class AdminServer {
     if (method === 'GET' && path === '/status') { send(200, c.status()); return true; }
     if (method === 'GET' && path === '/history') {
       const limit = intParam(ctx.query, 'limit', 20, 1, 1000);
-      const sinceMs = ctx.query.get('since') ? Number(ctx.query.get('since')) : undefined;
+      const sinceMs = timeParam(ctx.query, 'since');
       send(200, { deployments: c.history({ limit, since: sinceMs }) });
       return true;
     }
     if (method === 'GET' && path.startsWith('/deployments/')) {
-      send(200, c.deployment(decodeURIComponent(path.slice('/deployments/'.length))));
+      send(200, c.deployment(decodeSegment(path.slice('/deployments/'.length), 'id')));
       return true;
     }
     if (method === 'GET' && path === '/events') { this.stream(ctx); return true; }
@@ -237,17 +238,25 @@ export class AdminServer {
     res.on('close', done);
   }
 
+  /**
+   * The right token always passes, throttled or not: only failures are counted and only failures
+   * are refused with 429 (issue #15: 21 token-less POSTs a minute — which any web page can send
+   * with `no-cors` — locked the operator's own rollback out for a minute, from the same address).
+   * The throttle limits the noise and cost of wrong guesses; what makes guessing hopeless is the
+   * token itself (256 random bits when generated; a short CUTOVER_TOKEN is warned about at start).
+   */
   private authorised(req: http.IncomingMessage, res: http.ServerResponse, source: string): boolean {
-    const now = Date.now();
-    const f = this.authFailures.get(source);
-    if (f && now - f.since < AUTH_WINDOW_MS && f.count >= AUTH_FAILURES_PER_WINDOW) {
-      res.setHeader('retry-after', String(Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000)));
-      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', 'too many failed authentication attempts from this address; try again later'));
-      return false;
-    }
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (m && tokenMatches(this.token, m[1])) return true;
+    const now = Date.now();
+    const f = this.authFailures.get(source);
+    if (f && now - f.since < AUTH_WINDOW_MS && f.count >= AUTH_FAILURES_PER_WINDOW) {
+      f.count++;
+      res.setHeader('retry-after', String(Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000)));
+      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', 'too many failed authentication attempts from this address; try again later (a request with the right token is never refused)'));
+      return false;
+    }
     if (!f || now - f.since >= AUTH_WINDOW_MS) {
       // Bounded: many failing addresses must not grow this map without end.
       if (this.authFailures.size >= AUTH_TRACKED_ADDRESSES) {
@@ -309,6 +318,29 @@ function intParam(q: URLSearchParams, name: string, def: number, min: number, ma
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${name}: expected an integer from ${min} to ${max}`, { details: { field: name } });
   return n;
+}
+
+/**
+ * `?since=`: milliseconds since the epoch, or an ISO 8601 time (`2026-12-01T10:00:00Z`). Anything
+ * else is a 400 naming the field — before, `since=abc` became NaN and silently matched nothing.
+ */
+function timeParam(q: URLSearchParams, name: string): number | undefined {
+  const v = q.get(name);
+  if (v === null || v === '') return undefined;
+  const n = /^\d{1,15}$/.test(v) ? Number(v) : /^\d{4}-\d{2}-\d{2}/.test(v) ? Date.parse(v) : Number.NaN;
+  if (!Number.isFinite(n)) {
+    throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${name}: expected milliseconds since the epoch or an ISO 8601 time like 2026-12-01T10:00:00Z, got ${quote(v)}`, { details: { field: name } });
+  }
+  return n;
+}
+
+/** A percent-encoded path segment; a malformed escape (`%ZZ`) is the caller's error (400), not ours (500). */
+function decodeSegment(raw: string, field: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${field}: malformed percent-encoding in the path`, { details: { field } });
+  }
 }
 
 function sanitiseActor(h: string | string[] | undefined): string {

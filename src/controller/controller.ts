@@ -10,11 +10,13 @@
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, statSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { COLORS, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import { formatDuration } from '../lib/duration.ts';
+import { quote } from '../lib/quote.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { silentLogger } from '../telemetry/logger.ts';
 import type { ColorRoute, RouteTable } from '../router/route-table.ts';
@@ -299,7 +301,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     if (this.closed) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'the daemon is shutting down');
     const version = req.version.trim();
     if (!/^[A-Za-z0-9][A-Za-z0-9._+\-/:]{0,127}$/.test(version)) {
-      throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `version ${JSON.stringify(req.version)} is not valid: use letters, digits and . _ + - / : (at most 128)`, { details: { field: 'version' } });
+      throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `version ${quote(req.version)} is not valid: use letters, digits and . _ + - / : (at most 128)`, { details: { field: 'version' } });
     }
     if (this.exclusiveReason !== null) {
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `${this.exclusiveReason} is in progress; deploy again when it ends`);
@@ -343,8 +345,13 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private checkReleasePath(p: string | null): string | null {
     if (this.provider.kind !== 'process') return p;
     if (!p) throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', 'the process provider needs the release directory: pass --path DIR', { details: { field: 'path' } });
+    // Relative to what? The daemon's working directory is not the caller's (the CLI resolves
+    // --path before sending it): a relative path would silently name another directory.
+    if (!isAbsolute(p)) {
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${quote(p)} is relative: send an absolute path (the daemon does not know your working directory); nothing was changed`, { details: { field: 'path' } });
+    }
     if (!existsSync(p) || !statSync(p).isDirectory()) {
-      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${p} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: p } });
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${quote(p, 256)} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: p.length > 256 ? `${p.slice(0, 256)}…` : p } });
     }
     return p;
   }
