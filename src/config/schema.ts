@@ -8,6 +8,7 @@ import * as d from './defaults.ts';
 import { notificationsSchema } from '../telemetry/schema.ts';
 import { byteSize, duration } from './fields.ts';
 import { parseCidr } from '../lib/cidr.ts';
+import { ENV_PATTERN, isCutoverVariable } from '../lib/child-env.ts';
 import { gatesSchema, warmupSchema } from '../gates/schema.ts';
 import { analysisSchema } from '../analysis/schema.ts';
 import { databaseSchema } from '../migrations/config.ts';
@@ -74,6 +75,14 @@ const processSchema = z.strictObject({
   command: z.string().min(1, 'expected the command that starts one instance, like "node server.js"'),
   instances: z.int().min(1).max(64).default(d.DEFAULT_INSTANCES),
   env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+  /**
+   * Variables passed from the daemon's environment besides the base list (PATH, HOME, LANG, LC_*,
+   * TZ…; src/lib/child-env.ts): names or `PREFIX_*` patterns. Cutover's own (`CUTOVER_*`) never pass.
+   */
+  inheritEnv: z.array(z.string()
+    .regex(ENV_PATTERN, 'expected a variable name or a PREFIX_* pattern')
+    .refine((v) => !isCutoverVariable(v) && v !== '*' , { message: 'Cutover\'s own variables (CUTOVER_*, e.g. the admin token) are never passed to instances; "*" is not allowed either: name what the application needs' }))
+    .default([]),
   startTimeout: duration.default(d.DEFAULT_START_TIMEOUT_MS),
   stopTimeout: duration.default(d.DEFAULT_STOP_TIMEOUT_MS),
 });

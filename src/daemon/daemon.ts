@@ -15,6 +15,7 @@ import { Controller, type HealthMonitor, hostPort } from '../controller/controll
 import type { PipelineHooks } from '../controller/hooks.ts';
 import { AdminServer, type ApiExtras } from '../api/server.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
+import { configSecrets } from '../config/secrets.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 
 export interface DaemonOptions {
@@ -68,7 +69,7 @@ export class Daemon {
       path: config.health.path, intervalMs: config.health.interval, timeoutMs: config.health.timeout,
       healthyThreshold: config.health.healthyThreshold, unhealthyThreshold: config.health.unhealthyThreshold, logger,
     });
-    const provider = makeProvider(config, logger);
+    const provider = makeProvider(config, logger, [token, ...configSecrets(config)]);
     const onRequestFns: ((r: RequestRecord) => void)[] = opts.onRequest ? [opts.onRequest] : [];
     const router = new Router({
       listen: config.router.listen, preview: config.router.preview,
@@ -175,14 +176,14 @@ export class Daemon {
   }
 }
 
-function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider {
+function makeProvider(config: LoadedConfig, logger: Logger, secrets: string[]): EnvironmentProvider {
   const env = config.environments;
   if (env.provider === 'static' && env.static) {
     return new StaticProvider({ blue: env.static.blue, green: env.static.green, logger });
   }
   const p = env.process;
   if (!p) throw new Error('unreachable: the config schema requires environments.process');
-  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, logger });
+  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, inheritEnv: p.inheritEnv, secrets, stopGraceMs: p.stopTimeout, logger });
 }
 
 /** A wildcard bind address is not connectable; clients use loopback instead. */

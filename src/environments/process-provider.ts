@@ -17,6 +17,7 @@ import { appendFile, mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CutoverError } from '../lib/errors.ts';
+import { inheritedEnv } from '../lib/child-env.ts';
 import { silentLogger, type Logger } from '../telemetry/logger.ts';
 import { pickFreePort, probePort } from './ports.ts';
 import { groupExists, isAlive, listPids, readEnviron, readStat, sendSignal } from './proc.ts';
@@ -49,6 +50,10 @@ export interface ProcessProviderOptions {
   instances: number;
   /** Extra environment for instances (the PORT and CUTOVER_* variables win over it). */
   env?: Record<string, string>;
+  /** Variables passed from the daemon's environment besides BASE_INHERITED_ENV (src/lib/child-env.ts). */
+  inheritEnv?: readonly string[];
+  /** Values no inherited variable may hold (the admin token, webhook secrets); such a variable is dropped. */
+  secrets?: readonly string[];
   stopGraceMs?: number;
   /** Loopback address instances listen on (passed to them only through PORT; they must bind it). */
   host?: string;
@@ -313,8 +318,9 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
   }
 
   private envFor(inst: Instance): Record<string, string> {
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+    // An allow-list, not the daemon's whole environment: CUTOVER_TOKEN and other secrets of the
+    // daemon never reach the application (issue #15).
+    const env = inheritedEnv(process.env, { inherit: this.opts.inheritEnv, secrets: this.opts.secrets });
     Object.assign(env, this.opts.env ?? {});
     Object.assign(env, {
       PORT: String(inst.port),
