@@ -32,7 +32,7 @@ const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   CUTOVER_ERR_CONFIG: 400, CUTOVER_ERR_USAGE: 400, CUTOVER_ERR_BAD_REQUEST: 400, CUTOVER_ERR_RELEASE_PATH: 400,
   CUTOVER_ERR_UNAUTHORIZED: 401, CUTOVER_ERR_NOT_FOUND: 404, CUTOVER_ERR_CONFLICT: 409, CUTOVER_ERR_INVALID_STATE: 409,
   CUTOVER_ERR_NO_HEALTHY_INSTANCE: 409, CUTOVER_ERR_GATE_FAILED: 409, CUTOVER_ERR_MIGRATION: 409, CUTOVER_ERR_RATE_LIMITED: 429,
-  CUTOVER_ERR_STATE_WRITE: 503,
+  CUTOVER_ERR_STATE_WRITE: 503, CUTOVER_ERR_STARTING: 503,
 };
 
 export interface ApiExtras {
@@ -71,11 +71,14 @@ export class AdminServer {
   private readonly controller: Controller;
   private readonly token: string;
   private readonly log: Logger;
-  private readonly extras: ApiExtras;
+  private extras: ApiExtras;
+  /** False while the daemon starts (the listener is bound first, so a taken port fails before any traffic is served). */
+  private isReady: boolean;
   private readonly authFailures = new Map<string, { count: number; since: number }>();
   private readonly streams = new Set<http.ServerResponse>();
 
-  constructor(opts: { controller: Controller; token: string; logger?: Logger; extras?: ApiExtras; tls?: TlsFiles | null }) {
+  constructor(opts: { controller: Controller; token: string; logger?: Logger; extras?: ApiExtras; tls?: TlsFiles | null; starting?: boolean }) {
+    this.isReady = opts.starting !== true;
     this.controller = opts.controller;
     this.token = opts.token;
     this.log = opts.logger ?? silentLogger;
@@ -98,6 +101,12 @@ export class AdminServer {
     (this.server as https.Server).setSecureContext(loadTlsFiles(this.tls, 'admin.tls'));
     this.log.info({ cert: this.tls.cert }, 'admin TLS certificate reloaded');
     return true;
+  }
+
+  /** The daemon is fully up: serve every route, with the plugins' extras (metrics, dashboard, routes). */
+  ready(extras?: ApiExtras): void {
+    if (extras) this.extras = extras;
+    this.isReady = true;
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
@@ -126,6 +135,10 @@ export class AdminServer {
     const source = req.socket.remoteAddress ?? 'unknown';
     res.setHeader('cache-control', 'no-store');
     res.setHeader('x-content-type-options', 'nosniff');
+    if (!this.isReady) {
+      res.setHeader('retry-after', '1');
+      throw new CutoverError('CUTOVER_ERR_STARTING', 'the daemon is starting (adopting instances); try again in a moment');
+    }
 
     if (method === 'GET' && url.pathname === '/metrics' && this.extras.metrics) {
       if (!this.extras.metricsPublic && !this.authorised(req, res, source)) return;

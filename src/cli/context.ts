@@ -11,8 +11,13 @@ import { readToken } from '../api/token.ts';
 import { connectableHost } from '../daemon/daemon.ts';
 import { hostPort } from '../controller/controller.ts';
 
-/** Exit codes of the contract. */
-export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const;
+/**
+ * Exit codes of the contract. `cutover up` adds two for a supervisor (systemd
+ * `RestartPreventExitStatus=4 5`): 4 another daemon holds the state directory, 5 the state cannot
+ * be trusted (an operator must look: `cutover state check`). Any other failure to start is 1
+ * (2 for a config error); a restart may well succeed.
+ */
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3, ALREADY_RUNNING: 4, STATE_DAMAGED: 5 } as const;
 
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -26,6 +31,8 @@ export function exitCodeFor(err: unknown): number {
   const usage: ErrorCode[] = ['CUTOVER_ERR_CONFIG', 'CUTOVER_ERR_USAGE', 'CUTOVER_ERR_BAD_REQUEST', 'CUTOVER_ERR_RELEASE_PATH'];
   if (usage.includes(err.code)) return EXIT.USAGE;
   if (err.code === 'CUTOVER_ERR_UNREACHABLE' || err.code === 'CUTOVER_ERR_UNAUTHORIZED' || err.code === 'CUTOVER_ERR_RATE_LIMITED') return EXIT.UNREACHABLE;
+  if (err.code === 'CUTOVER_ERR_ALREADY_RUNNING') return EXIT.ALREADY_RUNNING;
+  if (err.code === 'CUTOVER_ERR_STATE_DAMAGED') return EXIT.STATE_DAMAGED;
   return EXIT.FAILED;
 }
 

@@ -55,8 +55,9 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   program.command('up')
     .description('run the daemon (router, controller, admin API) in the foreground')
     .option('--keep-instances', 'on shutdown leave the instances running for the next daemon to adopt')
-    .action(async (opts: { keepInstances?: boolean }, cmd: Command) => {
-      exitCode = await runUp(io, configOf(cmd), { keepInstances: opts.keepInstances === true });
+    .option('--stop-unknown-instances', 'start although instances of this state directory run that the state does not account for, and stop them')
+    .action(async (opts: { keepInstances?: boolean; stopUnknownInstances?: boolean }, cmd: Command) => {
+      exitCode = await runUp(io, configOf(cmd), { keepInstances: opts.keepInstances === true, stopUnknownInstances: opts.stopUnknownInstances === true });
     });
 
   program.command('deploy')

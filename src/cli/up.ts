@@ -1,14 +1,29 @@
-/** `cutover up`: run the daemon in the foreground until SIGINT/SIGTERM. */
+/**
+ * `cutover up`: run the daemon in the foreground until SIGINT/SIGTERM. A start that fails exits
+ * non-zero with the reason (Daemon.start undoes what it began and leaves instances running for
+ * the next start); exit codes in context.ts (EXIT).
+ */
 import { Daemon } from '../daemon/daemon.ts';
 import { defaultPlugins } from '../daemon/plugins.ts';
 import { tokenFile } from '../api/token.ts';
 import { createLogger } from '../telemetry/logger.ts';
-import { EXIT, loadConfig, type Io } from './context.ts';
+import { EXIT, exitCodeFor, loadConfig, type Io } from './context.ts';
 
-export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean }): Promise<number> {
+/** After a failed start, the process ends within this long even if something still holds the event loop: 2 seconds. */
+const FAILED_START_EXIT_MS = 2_000;
+
+export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean; stopUnknownInstances?: boolean }): Promise<number> {
   const config = loadConfig(io, configFile);
   const logger = createLogger();
-  const daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env });
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env, stopUnknownInstances: opts.stopUnknownInstances === true });
+  } catch (err) {
+    logger.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'start-up failed; nothing is left running but the instances, for the next start to adopt');
+    // A supervisor must see the exit: whatever a plugin left behind cannot keep a half-started process up.
+    setTimeout(() => process.exit(exitCodeFor(err)), FAILED_START_EXIT_MS).unref();
+    throw err;
+  }
   const s = daemon.controller.status();
   io.stdout.write([
     `cutover ${config.app} is up`,

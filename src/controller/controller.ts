@@ -163,7 +163,17 @@ export class Controller extends EventEmitter<ControllerEvents> {
       }
       if (adopted.length === 0 && env.version !== null) {
         this.record({ type: 'recovery', actor: SYSTEM_ACTOR, color, version: env.version, reason: `no ${env.role} instance of ${color} survived the daemon restart; starting ${env.version} again` });
-        const started = await this.provider.start(color, { version: env.version, path: env.path });
+        let started: Instance[];
+        try {
+          started = await this.provider.start(color, { version: env.version, path: env.path });
+        } catch (err) {
+          // E.g. its release directory is gone. The daemon still comes up (issue #15: before, this
+          // left it half-started with no admin API): the colour has no instance, which is recorded,
+          // and a live colour left empty fails over to a healthy standby below.
+          this.record({ type: 'recovery.failed', actor: SYSTEM_ACTOR, color, version: env.version, reason: `${env.role} ${color} (${env.version}) could not be started again: ${(err as Error).message}; it has no instance until the next deployment or rollback` });
+          this.commit({ instances: [{ color, instances: [] }] });
+          continue;
+        }
         this.adoptInstances(color, started);
       } else {
         this.adoptInstances(color, adopted);
@@ -182,6 +192,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
         { code: 'CUTOVER_ERR_ABORTED', message: `interrupted during ${interrupted.phase}` });
     }
     await this.updateRoutes('recovery');
+    await this.failOverIfLiveEmpty();
     this.scheduleRetirement();
     this.wireProviderEvents();
     this.health.on('change', (id: string, healthy: boolean, reason?: string) => this.onHealthChange(id, healthy, reason));
@@ -698,6 +709,16 @@ export class Controller extends EventEmitter<ControllerEvents> {
     await this.switchTo(target, { actor: o.actor, reason: o.reason, deployment: o.deployment, requireGates: false, forced: false, type: 'rollback' });
     const ms = performance.now() - t0;
     return { ms, restarted, live: { color: target, version: env.version } };
+  }
+
+  /** After recovery: a live colour left without any instance (it could not be started again) hands over to a standby that has some (promise 2). */
+  private async failOverIfLiveEmpty(): Promise<void> {
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    if (!live || this.provider.instances(live).length > 0) return;
+    const standby = otherColor(live);
+    if (envs[standby].role !== 'standby' || this.healthyCount(standby) === 0) return;
+    await this.switchTo(standby, { actor: SYSTEM_ACTOR, reason: `failover at start-up: live ${live} (${envs[live].version}) has no instance`, deployment: null, requireGates: false, forced: false, type: 'failover' });
   }
 
   /** Promise 2: when every live instance is down and the standby is healthy, serve the standby. */

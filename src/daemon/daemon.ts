@@ -17,6 +17,9 @@ import { AdminServer, type ApiExtras } from '../api/server.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
 import { configSecrets } from '../config/secrets.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
+import { StateLock } from './state-lock.ts';
+import { guardState, writeCurrentMarker } from './state-guard.ts';
+import { Snapshotter } from '../store/snapshots.ts';
 
 export interface DaemonOptions {
   logger?: Logger;
@@ -26,6 +29,8 @@ export interface DaemonOptions {
   /** Called for every proxied request (metrics, analysis). */
   onRequest?: (r: RequestRecord) => void;
   env?: NodeJS.ProcessEnv;
+  /** `cutover up --stop-unknown-instances`: start although processes of this state directory run that state.db does not account for (recovery stops them). */
+  stopUnknownInstances?: boolean;
 }
 
 export interface DaemonPlugins {
@@ -54,21 +59,56 @@ export class Daemon {
   private readonly plugins: DaemonPlugins[];
   private stopped = false;
   private onHangup: (() => void) | null = null;
+  private lock: StateLock | null = null;
+  private snapshots: Snapshotter | null = null;
+  private marker: MarkerWriter | null = null;
 
-  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: DaemonPlugins[] }) {
+  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls' | 'lock' | 'snapshots' | 'marker'> & { plugins: DaemonPlugins[] }) {
     this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
     this.router = parts.router; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
     this.tokenSource = parts.tokenSource; this.plugins = parts.plugins; this.warnings = parts.warnings;
   }
 
+  /**
+   * All or nothing (issue #15): the state-directory lock, the state checks and every listener come
+   * first; any failure before the daemon is fully up undoes what was started — listeners closed,
+   * instances left running (detached) for the next start to adopt, lock released — and throws, so
+   * that `cutover up` exits non-zero with the reason (a supervisor restarts it) instead of running
+   * on half-started with no admin API.
+   */
   static async start(config: LoadedConfig, opts: DaemonOptions & { plugins?: PluginFactory[] } = {}): Promise<Daemon> {
     const logger = opts.logger ?? createLogger();
+    const lock = StateLock.acquire(config.stateDir);
+    const undo: (() => unknown)[] = [() => lock.release()];
+    try {
+      return await Daemon.startLocked(config, opts, logger, lock, undo);
+    } catch (err) {
+      for (const step of undo.reverse()) {
+        try {
+          await step();
+        } catch (e) {
+          logger.error({ err: e }, 'clean-up after a failed start failed');
+        }
+      }
+      throw err;
+    }
+  }
+
+  private static async startLocked(config: LoadedConfig, opts: DaemonOptions & { plugins?: PluginFactory[] }, logger: Logger, lock: StateLock, undo: (() => unknown)[]): Promise<Daemon> {
     const store = new SqliteStore(config.stateDir);
+    undo.push(() => store.close());
+    await guardState(store, config.stateDir, { processProvider: config.environments.provider === 'process', stopUnknownInstances: opts.stopUnknownInstances === true });
+    const snapshots = new Snapshotter(store, config.stateDir, { onError: (err) => logger.warn({ err }, 'state snapshot failed') });
+    const marker = new MarkerWriter(store, config.stateDir, logger);
+    store.onGeneration = (_generation, rolesChanged) => { marker.schedule(); snapshots.changed(rolesChanged); };
+    undo.push(async () => { store.onGeneration = null; marker.flush(); await snapshots.close(); });
+
     const { token, source: tokenSource } = ensureToken(config.stateDir, opts.env);
     const health = new HealthChecker({
       path: config.health.path, intervalMs: config.health.interval, timeoutMs: config.health.timeout,
       healthyThreshold: config.health.healthyThreshold, unhealthyThreshold: config.health.unhealthyThreshold, logger,
     });
+    undo.push(() => health.close());
     const provider = makeProvider(config, logger, [token, ...configSecrets(config)]);
     const onRequestFns: ((r: RequestRecord) => void)[] = opts.onRequest ? [opts.onRequest] : [];
     const router = new Router({
@@ -88,12 +128,22 @@ export class Daemon {
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
       standbyKeepForMs: config.standby.keepFor,
     });
+    // The admin listener before the router's: a taken admin port fails the start before any
+    // traffic is served. It answers 503 "starting" until the daemon is fully up.
+    const api = new AdminServer({ controller, token, logger, tls: config.admin.tls ?? null, starting: true });
+    await api.listen(config.admin.listen.host, config.admin.listen.port);
+    undo.push(() => api.close());
     // Promise 5: serve the recorded live colour first, before adoption or anything else.
     router.swap(controller.recoveredTable());
+    undo.push(() => router.close());
     await router.start();
+    // From here instances may be adopted or started: a failed start leaves them running, recorded.
+    undo.push(() => provider.detach());
+    undo.push(() => controller.close());
     await controller.recover();
 
     const plugins: DaemonPlugins[] = [];
+    undo.push(async () => { for (const p of plugins) await p.close?.(); });
     for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router, logger }));
     for (const p of plugins) {
       if (p.hooks) Object.assign(hooks, p.hooks);
@@ -110,17 +160,24 @@ export class Daemon {
         return false;
       };
     }
-    const api = new AdminServer({ controller, token, logger, extras, tls: config.admin.tls ?? null });
-    await api.listen(config.admin.listen.host, config.admin.listen.port);
+    api.ready(extras);
 
-    const warnings = exposureWarnings(config);
-    for (const w of warnings) logger.warn({ warning: 'exposed-listener' }, w);
+    const exposed = exposureWarnings(config);
+    for (const w of exposed) logger.warn({ warning: 'exposed-listener' }, w);
+    const weak = tokenWarnings(token, tokenSource);
+    for (const w of weak) logger.warn({ warning: 'weak-token' }, w);
+    const warnings = [...exposed, ...weak];
     const d = new Daemon({ config, store, provider, health, router, controller, api, logger, tokenSource, plugins, warnings });
+    d.lock = lock;
+    d.snapshots = snapshots;
+    d.marker = marker;
     if (config.router.tls || config.admin.tls) {
       // SIGHUP re-reads the certificates (renewals) without dropping a connection.
       d.onHangup = () => { d.reloadTls(); };
       process.on('SIGHUP', d.onHangup);
     }
+    // The state this daemon accepted and recovered: the first snapshot of its run.
+    void snapshots.take().catch((err: unknown) => logger.warn({ err }, 'state snapshot failed'));
     logger.info({ live: d.liveUrl(), preview: d.previewUrl(), admin: d.adminUrl(), tokenFile: tokenSource === 'env' ? null : tokenFile(config.stateDir) }, 'cutover is up');
     return d;
   }
@@ -172,8 +229,48 @@ export class Daemon {
     }
     await this.router.close();
     await this.health.close();
+    this.store.onGeneration = null;
+    this.marker?.flush();
+    await this.snapshots?.take().catch((err: unknown) => this.logger.warn({ err }, 'state snapshot failed'));
+    await this.snapshots?.close();
     this.store.close();
+    this.lock?.release();
   }
+}
+
+/** Writes the state marker after commits that changed roles or instances: coalesced, off the commit path. */
+class MarkerWriter {
+  readonly #store: SqliteStore;
+  readonly #stateDir: string;
+  readonly #logger: Logger;
+  #pending = false;
+  constructor(store: SqliteStore, stateDir: string, logger: Logger) {
+    this.#store = store;
+    this.#stateDir = stateDir;
+    this.#logger = logger;
+  }
+  schedule(): void {
+    if (this.#pending) return;
+    this.#pending = true;
+    setImmediate(() => this.flush());
+  }
+  flush(): void {
+    if (!this.#pending) return;
+    this.#pending = false;
+    try {
+      writeCurrentMarker(this.#store, this.#stateDir);
+    } catch (err) {
+      this.#logger.warn({ err }, 'state marker not written');
+    }
+  }
+}
+
+/** A CUTOVER_TOKEN short enough to guess: the failed-auth throttle never refuses the right token, so the token's length is the defence. */
+export const MIN_TOKEN_CHARS = 16;
+
+function tokenWarnings(token: string, source: 'env' | 'file' | 'generated'): string[] {
+  if (token.length >= MIN_TOKEN_CHARS) return [];
+  return [`the admin token (${source === 'env' ? 'CUTOVER_TOKEN' : 'token file'}) has only ${token.length} characters: use at least ${MIN_TOKEN_CHARS} random ones (e.g. \`openssl rand -base64 32\`)`];
 }
 
 function makeProvider(config: LoadedConfig, logger: Logger, secrets: string[]): EnvironmentProvider {

@@ -21,6 +21,9 @@ export const ERROR_CODES = {
   CUTOVER_ERR_MIGRATION: 'database migration refused or failed',
   CUTOVER_ERR_ABORTED: 'deployment was aborted',
   CUTOVER_ERR_STATE_WRITE: 'state could not be written',
+  CUTOVER_ERR_STATE_DAMAGED: 'the state database is damaged, older than recorded, or missing while earlier state exists',
+  CUTOVER_ERR_ALREADY_RUNNING: 'another daemon holds the state directory',
+  CUTOVER_ERR_STARTING: 'the daemon is still starting',
   CUTOVER_ERR_UNREACHABLE: 'daemon is unreachable',
   CUTOVER_ERR_INTERNAL: 'internal error',
 } as const;
