@@ -41,13 +41,13 @@ export async function markedProcesses(stateDir: string): Promise<MarkedProcess[]
 }
 
 /** Processes the stored state cannot account for: no colour record and no interrupted deployment of their version. */
-export function unaccounted(store: SqliteStore, procs: MarkedProcess[]): MarkedProcess[] {
-  const envs = store.environments();
-  const active = store.activeDeployment();
+export function unaccounted(
+  envs: Record<string, { version: string | null }>, active: { color: string; version: string } | null, procs: MarkedProcess[],
+): MarkedProcess[] {
   return procs.filter((p) => {
     if (!(COLORS as readonly string[]).includes(p.color)) return true;
-    const env = envs[p.color as (typeof COLORS)[number]];
-    if (env.version !== null && env.version === p.version) return false;
+    const env = envs[p.color];
+    if (env !== undefined && env.version !== null && env.version === p.version) return false;
     return !(active !== null && active.color === p.color && active.version === p.version);
   });
 }
@@ -68,56 +68,78 @@ function when(ms: number): string {
   return ms > 0 ? new Date(ms).toISOString() : 'unknown time';
 }
 
+/** What the guard compares; also what `cutover state check` reports (state-check.ts). */
+export interface StateFacts {
+  stateDir: string;
+  marker: StateMarker | null | 'unreadable';
+  empty: boolean;
+  dbId: string;
+  generation: number;
+  logFiles: number;
+  snapshots: number;
+  unknown: MarkedProcess[];
+  stopUnknownInstances: boolean;
+}
+
+/** Every reason not to trust the database, in words; [] when it may be used. */
+export function findingsOf(f: StateFacts): string[] {
+  const findings: string[] = [];
+  const { marker } = f;
+  if (marker === 'unreadable') {
+    findings.push(`${MARKER_FILE} is there but unreadable: it cannot confirm that state.db is the database this directory had`);
+  } else if (marker !== null) {
+    const last = `${MARKER_FILE} records generation ${marker.generation} of database ${marker.dbId}, written ${when(marker.updatedAt)}${marker.live ? `, when ${marker.live.version} was live on ${marker.live.color}` : ''}`;
+    if (marker.dbId !== f.dbId) {
+      findings.push(f.empty
+        ? `state.db holds no state at all (no deployment, no live colour), but ${last}: it was emptied, truncated or deleted`
+        : `state.db is another database (id ${f.dbId}) than this directory had: ${last}`);
+    } else if (marker.generation > f.generation) {
+      findings.push(`state.db is older than the state last recorded: generation ${f.generation}, but ${last}. Writes were lost (a write-ahead log cut short, or an old copy put back); starting on it would bring back an older release`);
+    }
+  } else if (f.empty) {
+    const used: string[] = [];
+    if (f.logFiles > 0) used.push(`${f.logFiles} instance log file(s) in logs/`);
+    if (f.snapshots > 0) used.push(`${f.snapshots} snapshot(s) in snapshots/`);
+    if (used.length > 0) findings.push(`state.db holds no state, but this directory was used before: ${used.join(', ')}`);
+  }
+  if (f.unknown.length > 0 && !f.stopUnknownInstances) {
+    findings.push(`${f.unknown.length} running instance(s) of this state directory are not accounted for by state.db: ${describe(f.unknown)}. They may be the live release of a newer state; nothing was stopped`);
+  }
+  return findings;
+}
+
+export function countLogFiles(stateDir: string): number {
+  const dir = path.join(stateDir, 'logs');
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.log')).length : 0;
+}
+
+/** The ways out, for a refused start and for `cutover state check`. */
+export function recoveryAdvice(stateDir: string, unknown: MarkedProcess[]): string[] {
+  const newest = listSnapshots(stateDir)[0];
+  return [
+    '  cutover state check      what is there: the database, the marker, the snapshots, the running instances',
+    newest
+      ? `  cutover state restore    put back the newest snapshot (${newest.name}, generation ${newest.generation}, taken ${when(newest.takenAt)}); the damaged files are kept aside`
+      : '  (no snapshot to restore: snapshots/ is empty)',
+    unknown.length > 0 ? '  cutover up --stop-unknown-instances   start on this state anyway and stop the instances it does not account for' : null,
+    `  to start over on purpose, move ${stateDir} away (instances it ran keep running: stop them, or start with --stop-unknown-instances)`,
+  ].filter((l): l is string => l !== null);
+}
+
 /**
  * Accepts the state (then writes the marker, so later starts compare against it) or throws
  * `CUTOVER_ERR_STATE_DAMAGED` with every finding and the way out.
  */
 export async function guardState(store: SqliteStore, stateDir: string, o: GuardOptions): Promise<void> {
-  const findings: string[] = [];
-  const marker = readMarker(stateDir);
-  const empty = store.isEmptyState();
-  const dbId = store.dbId();
-  const generation = store.generation();
   const procs = o.processProvider ? await markedProcesses(stateDir) : [];
-
-  if (marker === 'unreadable') {
-    findings.push(`${MARKER_FILE} is there but unreadable: it cannot confirm that state.db is the database this directory had`);
-  } else if (marker !== null) {
-    const last = `${MARKER_FILE} records generation ${marker.generation} of database ${marker.dbId}, written ${when(marker.updatedAt)}${marker.live ? `, when ${marker.live.version} was live on ${marker.live.color}` : ''}`;
-    if (marker.dbId !== dbId) {
-      findings.push(empty
-        ? `state.db holds no state at all (no deployment, no live colour), but ${last}: it was emptied, truncated or deleted`
-        : `state.db is another database (id ${dbId}) than this directory had: ${last}`);
-    } else if (marker.generation > generation) {
-      findings.push(`state.db is older than the state last recorded: generation ${generation}, but ${last}. Writes were lost (a write-ahead log cut short, or an old copy put back); starting on it would bring back an older release`);
-    }
-  } else if (empty) {
-    const logs = existsSync(path.join(stateDir, 'logs')) ? readdirSync(path.join(stateDir, 'logs')).filter((f) => f.endsWith('.log')) : [];
-    const snaps = listSnapshots(stateDir);
-    const used: string[] = [];
-    if (logs.length > 0) used.push(`${logs.length} instance log file(s) in logs/`);
-    if (snaps.length > 0) used.push(`${snaps.length} snapshot(s) in snapshots/`);
-    if (used.length > 0) findings.push(`state.db holds no state, but this directory was used before: ${used.join(', ')}`);
-  }
-
-  const unknown = unaccounted(store, procs);
-  if (unknown.length > 0 && !o.stopUnknownInstances) {
-    findings.push(`${unknown.length} running instance(s) of this state directory are not accounted for by state.db: ${describe(unknown)}. They may be the live release of a newer state; nothing was stopped`);
-  }
-
+  const unknown = unaccounted(store.environments(), store.activeDeployment(), procs);
+  const findings = findingsOf({
+    stateDir, marker: readMarker(stateDir), empty: store.isEmptyState(), dbId: store.dbId(), generation: store.generation(),
+    logFiles: countLogFiles(stateDir), snapshots: listSnapshots(stateDir).length, unknown, stopUnknownInstances: o.stopUnknownInstances,
+  });
   if (findings.length > 0) {
-    const snaps = listSnapshots(stateDir);
-    const newest = snaps[0];
-    const ways = [
-      '  cutover state check      what is there: the database, the marker, the snapshots, the running instances',
-      newest
-        ? `  cutover state restore    put back the newest snapshot (${newest.name}, generation ${newest.generation}, taken ${when(newest.takenAt)}); the damaged files are kept aside`
-        : '  (no snapshot to restore: snapshots/ is empty)',
-      unknown.length > 0 ? '  cutover up --stop-unknown-instances   start on this state anyway and stop the instances it does not account for' : null,
-      `  to start over on purpose, move ${stateDir} away (instances it ran keep running: stop them, or start with --stop-unknown-instances)`,
-    ].filter((l): l is string => l !== null);
     throw new CutoverError('CUTOVER_ERR_STATE_DAMAGED',
-      `refusing to start: the state in ${stateDir} cannot be trusted. Nothing was stopped or changed.\n${findings.map((f) => `  - ${f}`).join('\n')}\nTo recover:\n${ways.join('\n')}`,
+      `refusing to start: the state in ${stateDir} cannot be trusted. Nothing was stopped or changed.\n${findings.map((f) => `  - ${f}`).join('\n')}\nTo recover:\n${recoveryAdvice(stateDir, unknown).join('\n')}`,
       { details: { stateDir, findings, unknownInstances: unknown } });
   }
   writeCurrentMarker(store, stateDir);
