@@ -12,6 +12,7 @@ import { cpSync, existsSync, readdirSync, rmSync, statSync, truncateSync } from 
 import { createServer, type Server } from 'node:net';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { inspectSnapshot, listSnapshots } from '../src/store/snapshots.ts';
 import { BIN, SHOP_V1, SHOP_V2, TEST_TOKEN, cli, configYaml, freePorts, get, getJson, instancesOf, killAll, tempDir, waitFor, writeConfig, type Ports } from './helpers.ts';
 
 interface Up { child: ChildProcess; output: () => string; exited: Promise<number | null> }
@@ -72,7 +73,8 @@ async function deployedThenKilled(o: { walAfterV1?: (size: number) => void } = {
   assert.equal((await cli(['deploy', 'v1', '--path', v1], { cwd: dir })).code, 0);
   o.walAfterV1?.(statSync(path.join(s.stateDir, 'state.db-wal')).size);
   assert.equal((await cli(['deploy', 'v2', '--path', v2], { cwd: dir })).code, 0);
-  await waitFor(() => readdirSync(path.join(s.stateDir, 'snapshots')).filter((f) => f.endsWith('.db')).length >= 3, { what: 'snapshots of the switches' });
+  // The snapshot of the switch to v2 is taken right after its commit, in the background.
+  await waitFor(() => listSnapshots(s.stateDir).some((x) => inspectSnapshot(x.file).live?.version === 'v2'), { what: 'the snapshot of the switch to v2' });
   await kill9(d);
   return s;
 }

@@ -27,6 +27,8 @@ const AUTH_WINDOW_MS = 60_000;
 const AUTH_TRACKED_ADDRESSES = 10_000;
 const ADMIN_HEADERS_TIMEOUT_MS = 10_000; // 10 seconds to send a request head
 const ADMIN_REQUEST_TIMEOUT_MS = 30_000; // 30 seconds to send a whole request
+/** Connections the admin listener holds at most (CLI calls, dashboards, event streams): 256, inside the router's descriptor reserve. */
+export const ADMIN_MAX_CONNECTIONS = 256;
 
 const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   CUTOVER_ERR_CONFIG: 400, CUTOVER_ERR_USAGE: 400, CUTOVER_ERR_BAD_REQUEST: 400, CUTOVER_ERR_RELEASE_PATH: 400,
@@ -93,6 +95,7 @@ export class AdminServer {
       ? https.createServer({ ...options, ...loadTlsFiles(this.tls, 'admin.tls') }, onRequest)
       : http.createServer(options, onRequest);
     this.server.keepAliveTimeout = 5_000;
+    this.server.maxConnections = ADMIN_MAX_CONNECTIONS;
   }
 
   /** Re-reads admin.tls for new handshakes; open connections keep theirs. A bad pair throws and changes nothing. */

@@ -65,6 +65,7 @@ export function registerState(program: Command, kit: CommandKit): void {
       io.stdout.write([
         `restored ${r.snapshot.name} (generation ${r.generation}, taken ${when(r.snapshot.takenAt)}): ${r.live ? `${r.live.version} live on ${r.live.color}` : 'nothing live'}`,
         `  replaced files kept in ${r.keptAside}${r.moved.length > 0 ? ` (${r.moved.join(', ')})` : ''}`,
+        ...(r.olderThanReplaced ? [`  warning: the replaced state was newer (generation ${r.olderThanReplaced.generation}${r.olderThanReplaced.live ? `, ${r.olderThanReplaced.live.version} live on ${r.olderThanReplaced.live.color}` : ''}); its live instances are not taken for this snapshot's and are never stopped without --stop-unknown-instances`] : []),
         '  changes after that snapshot are not in it; `cutover up` adopts the instances it records, and refuses to stop any it does not (see `cutover state check`)',
         '',
       ].join('\n'));

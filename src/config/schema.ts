@@ -60,6 +60,15 @@ const routerSchema = z.strictObject({
   requestTimeout: duration.default(d.DEFAULT_REQUEST_TIMEOUT_MS),
   trustedProxies: z.array(cidr).default([]),
   tls: tlsSchema.optional(),
+  /**
+   * Client connections the live listener holds at most; over it new ones are refused at accept
+   * while open ones keep working. `auto`: what the descriptor limit allows after
+   * `descriptorReserve`, two descriptors a connection (client and upstream), 90 % to live and
+   * 10 % to preview (daemon/fd-limit.ts).
+   */
+  maxConnections: z.union([z.literal('auto'), z.int().min(1).max(1_000_000)]).default('auto'),
+  /** Descriptors kept for upstreams, health checks, the admin API, logs and state; default 1024 (at most a quarter of the limit). */
+  descriptorReserve: z.int().min(0).max(1_000_000).optional(),
 }).superRefine((v, ctx) => {
   if (v.requestTimeout > 0 && v.headersTimeout > v.requestTimeout) ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: 'must not be longer than router.requestTimeout' });
 });

@@ -20,6 +20,7 @@ import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { StateLock } from './state-lock.ts';
 import { guardState, writeCurrentMarker } from './state-guard.ts';
 import { Snapshotter } from '../store/snapshots.ts';
+import { connectionBudget, raiseNofile, type ConnectionBudget } from './fd-limit.ts';
 
 export interface DaemonOptions {
   logger?: Logger;
@@ -111,7 +112,9 @@ export class Daemon {
     undo.push(() => health.close());
     const provider = makeProvider(config, logger, [token, ...configSecrets(config)]);
     const onRequestFns: ((r: RequestRecord) => void)[] = opts.onRequest ? [opts.onRequest] : [];
+    const fds = descriptorPlan(config, logger);
     const router = new Router({
+      maxConnections: { live: fds.budget.live, preview: fds.budget.preview },
       listen: config.router.listen, preview: config.router.preview,
       drainTimeoutMs: config.router.drainTimeout, connectTimeoutMs: config.router.connectTimeout, responseTimeoutMs: config.router.responseTimeout,
       limits: {
@@ -166,7 +169,7 @@ export class Daemon {
     for (const w of exposed) logger.warn({ warning: 'exposed-listener' }, w);
     const weak = tokenWarnings(token, tokenSource);
     for (const w of weak) logger.warn({ warning: 'weak-token' }, w);
-    const warnings = [...exposed, ...weak];
+    const warnings = [...exposed, ...weak, ...fds.warnings];
     const d = new Daemon({ config, store, provider, health, router, controller, api, logger, tokenSource, plugins, warnings });
     d.lock = lock;
     d.snapshots = snapshots;
@@ -177,7 +180,7 @@ export class Daemon {
       process.on('SIGHUP', d.onHangup);
     }
     // The state this daemon accepted and recovered: the first snapshot of its run.
-    void snapshots.take().catch((err: unknown) => logger.warn({ err }, 'state snapshot failed'));
+    void snapshots.take();
     logger.info({ live: d.liveUrl(), preview: d.previewUrl(), admin: d.adminUrl(), tokenFile: tokenSource === 'env' ? null : tokenFile(config.stateDir) }, 'cutover is up');
     return d;
   }
@@ -231,12 +234,16 @@ export class Daemon {
     await this.health.close();
     this.store.onGeneration = null;
     this.marker?.flush();
-    await this.snapshots?.take().catch((err: unknown) => this.logger.warn({ err }, 'state snapshot failed'));
+    // The state this run ends with; bounded, so a stuck copy cannot hold the shutdown.
+    if (this.snapshots) await Promise.race([this.snapshots.take(), new Promise((r) => setTimeout(r, SHUTDOWN_SNAPSHOT_MS).unref())]);
     await this.snapshots?.close();
     this.store.close();
     this.lock?.release();
   }
 }
+
+/** The final snapshot at shutdown waits at most this long: 5 seconds. */
+const SHUTDOWN_SNAPSHOT_MS = 5_000;
 
 /** Writes the state marker after commits that changed roles or instances: coalesced, off the commit path. */
 class MarkerWriter {
@@ -263,6 +270,25 @@ class MarkerWriter {
       this.#logger.warn({ err }, 'state marker not written');
     }
   }
+}
+
+/**
+ * Raise the soft descriptor limit, then size each listener's connection limit from it (fd-limit.ts).
+ * Warnings: the limit could not be raised, or a configured router.maxConnections exceeds what it allows.
+ */
+function descriptorPlan(config: LoadedConfig, logger: Logger): { budget: ConnectionBudget; warnings: string[] } {
+  const raised = raiseNofile();
+  const warnings: string[] = [];
+  if (raised.problem) warnings.push(raised.problem);
+  const limit = raised.after?.soft ?? Number.POSITIVE_INFINITY;
+  const budget = connectionBudget(limit, { live: config.router.maxConnections, preview: 'auto', reserve: config.router.descriptorReserve, hasPreview: config.router.preview !== null });
+  const auto = connectionBudget(limit, { live: 'auto', preview: 'auto', reserve: config.router.descriptorReserve, hasPreview: config.router.preview !== null });
+  if (config.router.maxConnections !== 'auto' && config.router.maxConnections > auto.live) {
+    warnings.push(`router.maxConnections ${config.router.maxConnections} is more than the descriptor limit ${budget.limit} allows (${auto.live} with a reserve of ${budget.reserve}, two descriptors a connection): under load the daemon can run out of descriptors`);
+  }
+  for (const w of warnings) logger.warn({ warning: 'descriptors' }, w);
+  logger.info({ nofile: raised.after, raisedFrom: raised.raised ? raised.before?.soft : undefined, maxConnections: { live: budget.live, preview: budget.preview }, descriptorReserve: budget.reserve }, raised.raised ? `descriptor limit raised from ${raised.before?.soft} to ${raised.after?.soft}` : 'descriptor limit');
+  return { budget, warnings };
 }
 
 /** A CUTOVER_TOKEN short enough to guess: the failed-auth throttle never refuses the right token, so the token's length is the defence. */

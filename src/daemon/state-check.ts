@@ -18,7 +18,7 @@ import { COLORS } from '../environments/types.ts';
 import { checkDatabase, STATE_DB_FILE } from '../store/sqlite-store.ts';
 import { MARKER_FILE, readMarker, writeMarker, type StateMarker } from '../store/state-marker.ts';
 import { inspectSnapshot, listSnapshots, type SnapshotInfo } from '../store/snapshots.ts';
-import { countLogFiles, findingsOf, markedProcesses, recoveryAdvice, unaccounted, type MarkedProcess } from './state-guard.ts';
+import { countLogFiles, findingsOf, markedProcesses, recoveryAdvice, restoredOverLive, unaccounted, type MarkedProcess } from './state-guard.ts';
 import { isLocked, readHolder, StateLock } from './state-lock.ts';
 
 export interface DatabaseReport {
@@ -103,7 +103,8 @@ export async function checkStateDir(stateDir: string): Promise<StateReport> {
   const marker = readMarker(stateDir);
   const running = await markedProcesses(stateDir);
   const envs = Object.fromEntries(COLORS.map((c) => [c, { version: database.environments.find((e) => e.color === c)?.version ?? null }]));
-  const unknown = unaccounted(envs, database.interrupted, running);
+  const roles = Object.fromEntries(database.environments.map((e) => [e.color, { role: e.role, version: e.version }]));
+  const unknown = unaccounted(envs, database.interrupted, running, restoredOverLive(marker, { environments: () => roles as never }));
   const snapshots = listSnapshots(stateDir).map((s) => {
     const i = inspectSnapshot(s.file);
     const sameDatabase = i.dbId === null ? null : marker !== null && marker !== 'unreadable' ? i.dbId === marker.dbId : database.dbId !== null ? i.dbId === database.dbId : null;
@@ -133,6 +134,8 @@ export interface RestoreResult {
   /** Where the replaced files went. */
   keptAside: string;
   moved: string[];
+  /** The replaced state was newer than the snapshot: what was live in it (its processes are not adopted as a candidate). */
+  olderThanReplaced: { generation: number; live: { color: string; version: string | null } | null } | null;
 }
 
 /**
@@ -165,6 +168,8 @@ export function restoreSnapshot(stateDir: string, which?: string): RestoreResult
         ? `no snapshot to restore in ${path.join(stateDir, 'snapshots')}`
         : `no snapshot passes the integrity check: ${refused.join('; ')}`);
     }
+    const old = readMarker(stateDir);
+    const olderThanReplaced = old !== null && old !== 'unreadable' && old.generation > chosen.generation ? { generation: old.generation, live: old.live } : null;
     const aside = path.join(stateDir, `damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`);
     mkdirSync(aside, { recursive: true, mode: 0o700 });
     const moved: string[] = [];
@@ -177,8 +182,8 @@ export function restoreSnapshot(stateDir: string, which?: string): RestoreResult
     const tmp = path.join(stateDir, `${STATE_DB_FILE}.restore.tmp`);
     copyFileSync(chosen.s.file, tmp);
     renameSync(tmp, path.join(stateDir, STATE_DB_FILE));
-    writeMarker(stateDir, { dbId: chosen.dbId, generation: chosen.generation, live: chosen.live });
-    return { snapshot: chosen.s, generation: chosen.generation, live: chosen.live, keptAside: aside, moved };
+    writeMarker(stateDir, { dbId: chosen.dbId, generation: chosen.generation, live: chosen.live, ...(olderThanReplaced ? { restoredOver: olderThanReplaced } : {}) });
+    return { snapshot: chosen.s, generation: chosen.generation, live: chosen.live, keptAside: aside, moved, olderThanReplaced };
   } finally {
     lock.release();
   }

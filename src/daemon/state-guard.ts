@@ -40,12 +40,18 @@ export async function markedProcesses(stateDir: string): Promise<MarkedProcess[]
   return out.sort((a, b) => a.pid - b.pid);
 }
 
-/** Processes the stored state cannot account for: no colour record and no interrupted deployment of their version. */
+/**
+ * Processes the stored state cannot account for: no colour record and no interrupted deployment of
+ * their version. `lostLive`: a release that was live in a state replaced by an older snapshot and
+ * is not live in this one — its processes are never taken for a mere interrupted candidate.
+ */
 export function unaccounted(
   envs: Record<string, { version: string | null }>, active: { color: string; version: string } | null, procs: MarkedProcess[],
+  lostLive: { color: string; version: string | null } | null = null,
 ): MarkedProcess[] {
   return procs.filter((p) => {
     if (!(COLORS as readonly string[]).includes(p.color)) return true;
+    if (lostLive !== null && lostLive.color === p.color && lostLive.version === p.version) return true;
     const env = envs[p.color];
     if (env !== undefined && env.version !== null && env.version === p.version) return false;
     return !(active !== null && active.color === p.color && active.version === p.version);
@@ -132,9 +138,10 @@ export function recoveryAdvice(stateDir: string, unknown: MarkedProcess[]): stri
  */
 export async function guardState(store: SqliteStore, stateDir: string, o: GuardOptions): Promise<void> {
   const procs = o.processProvider ? await markedProcesses(stateDir) : [];
-  const unknown = unaccounted(store.environments(), store.activeDeployment(), procs);
+  const marker = readMarker(stateDir);
+  const unknown = unaccounted(store.environments(), store.activeDeployment(), procs, restoredOverLive(marker, store));
   const findings = findingsOf({
-    stateDir, marker: readMarker(stateDir), empty: store.isEmptyState(), dbId: store.dbId(), generation: store.generation(),
+    stateDir, marker, empty: store.isEmptyState(), dbId: store.dbId(), generation: store.generation(),
     logFiles: countLogFiles(stateDir), snapshots: listSnapshots(stateDir).length, unknown, stopUnknownInstances: o.stopUnknownInstances,
   });
   if (findings.length > 0) {
@@ -143,6 +150,15 @@ export async function guardState(store: SqliteStore, stateDir: string, o: GuardO
       { details: { stateDir, findings, unknownInstances: unknown } });
   }
   writeCurrentMarker(store, stateDir);
+}
+
+/** After a restore of an older snapshot: the release that was live before, when this state does not have it live. */
+export function restoredOverLive(marker: StateMarker | null | 'unreadable', store: Pick<SqliteStore, 'environments'>): { color: string; version: string | null } | null {
+  if (marker === null || marker === 'unreadable' || !marker.restoredOver?.live) return null;
+  const was = marker.restoredOver.live;
+  const envs = store.environments() as Record<string, { role: string; version: string | null }>;
+  const now = envs[was.color];
+  return now !== undefined && now.role === 'live' && now.version === was.version ? null : was;
 }
 
 /** The marker for the database as it is now. */

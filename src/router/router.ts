@@ -71,7 +71,16 @@ export interface RouterOptions {
    * preview listener stays plain HTTP (internal: gates and testers reach it on loopback).
    */
   tls?: TlsFiles | null;
+  /**
+   * Client connections each listener holds at most (daemon/fd-limit.ts works them out from the
+   * descriptor limit). Over it a new connection is closed as soon as it is accepted, before any
+   * byte is read; connections already open are untouched. Absent: no limit.
+   */
+  maxConnections?: { live: number; preview: number };
 }
+
+/** A listener at its connection limit is logged at most every 10 seconds, not per refused connection. */
+const DROP_LOG_EVERY_MS = 10_000;
 
 interface Listener {
   name: ListenerName;
@@ -108,6 +117,9 @@ export class Router {
   readonly #limits: RequestLimits;
   /** Requests refused before reaching any colour, by status (400, 408, 413, 414, 431, 501). */
   readonly #rejected = new Map<number, number>();
+  /** Connections refused at the connection limit, per listener. */
+  readonly #dropped: Record<ListenerName, number> = { live: 0, preview: 0 };
+  readonly #dropLogged: Record<ListenerName, { at: number; count: number }> = { live: { at: 0, count: 0 }, preview: { at: 0, count: 0 } };
 
   constructor(opts: RouterOptions) {
     this.#opts = opts;
@@ -179,6 +191,14 @@ export class Router {
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(name, req, socket, head));
       server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => this.#onClientError(err, socket));
+      const max = this.#opts.maxConnections?.[name];
+      if (max !== undefined) {
+        // Node closes a connection over the limit right after accept(): no parser, no request, no
+        // upstream connection — so the descriptors of open connections, upstreams, health checks
+        // and the admin API stay available (issue #15).
+        server.maxConnections = max;
+        server.on('drop', () => this.#onDrop(name, max));
+      }
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(addr.port, addr.host, () => {
@@ -247,6 +267,26 @@ export class Router {
     for (const l of this.#listeners) if (l.name === 'live') (l.server as TlsServer).setSecureContext(tls);
     this.#logger.info({ cert: this.#opts.tls.cert }, 'router TLS certificate reloaded');
     return true;
+  }
+
+  /** Connections refused at each listener's connection limit, and the limits. */
+  connections(): Record<ListenerName, { open: number; max: number | null; refused: number }> {
+    const of = (name: ListenerName) => {
+      const l = this.#listeners.find((x) => x.name === name);
+      const max = this.#opts.maxConnections?.[name] ?? null;
+      return { open: l ? connectionsOf(l.server) : 0, max, refused: this.#dropped[name] };
+    };
+    return { live: of('live'), preview: of('preview') };
+  }
+
+  #onDrop(name: ListenerName, max: number): void {
+    this.#dropped[name]++;
+    const log = this.#dropLogged[name];
+    const now = Date.now();
+    if (now - log.at < DROP_LOG_EVERY_MS) return;
+    this.#logger.warn({ listener: name, maxConnections: max, refused: this.#dropped[name] - log.count, refusedTotal: this.#dropped[name] }, 'connection limit reached: new connections are refused while the open ones keep working (router.maxConnections)');
+    log.at = now;
+    log.count = this.#dropped[name];
   }
 
   /** Requests refused before reaching any colour (malformed, too large, too slow), by status. */
@@ -368,6 +408,12 @@ export class Router {
       } catch { /* a metrics hook must not break the data plane */ }
     }
   }
+}
+
+/** Open connections of a server, synchronously (Node keeps the count as `_connections`). */
+function connectionsOf(server: Server | TlsServer): number {
+  const n = (server as unknown as { _connections?: number })._connections;
+  return typeof n === 'number' ? n : 0;
 }
 
 /** A WebSocket handshake (RFC 6455 §4.1: `Upgrade: websocket`, case-insensitive). */

@@ -27,6 +27,9 @@ export interface SnapshotInfo {
   bytes: number;
 }
 
+/** close() waits this long at most for a snapshot in progress: 5 seconds. */
+const CLOSE_WAIT_MS = 5_000;
+
 const NAME = /^state-g(\d+)-(\d+)\.db$/;
 
 export function snapshotsDir(stateDir: string): string {
@@ -101,7 +104,7 @@ export class Snapshotter {
     this.#timer.unref();
   }
 
-  /** Takes one now (or right after the one in progress). */
+  /** Takes one now (or right after the one in progress); never rejects (failures go to onError). */
   take(): Promise<void> {
     if (this.#running) {
       this.#again = true;
@@ -111,7 +114,11 @@ export class Snapshotter {
       try {
         do {
           this.#again = false;
-          await this.#takeOne();
+          try {
+            await this.#takeOne();
+          } catch (err) {
+            this.#onError(err);
+          }
         } while (this.#again && !this.#closed);
       } finally {
         this.#running = null;
@@ -137,6 +144,6 @@ export class Snapshotter {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
-    await this.#running?.catch(() => undefined);
+    if (this.#running) await Promise.race([this.#running, new Promise((r) => setTimeout(r, CLOSE_WAIT_MS).unref())]);
   }
 }

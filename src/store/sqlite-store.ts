@@ -104,9 +104,18 @@ export class SqliteStore implements Store {
     return checkDatabase(this.db, 'integrity_check');
   }
 
-  /** A consistent copy of the database (SQLite's online backup, in steps: the event loop keeps turning). */
+  /**
+   * A consistent copy of the database: SQLite's online backup, from a read-only connection of its
+   * own (WAL: it reads one consistent snapshot while this connection keeps writing; the backup
+   * runs off the event loop), all pages in one step so that a concurrent write cannot restart it.
+   */
   async snapshotTo(file: string): Promise<void> {
-    await backup(this.db, file, { rate: 256 });
+    const src = new DatabaseSync(this.file, { readOnly: true });
+    try {
+      await backup(src, file, { rate: 1_000_000_000 });
+    } finally {
+      src.close();
+    }
   }
 
   environments(): Record<Color, EnvironmentState> {

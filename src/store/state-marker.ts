@@ -23,6 +23,12 @@ export interface StateMarker {
   updatedAt: number;
   /** What was live then, for the messages of a refused start. */
   live: { color: string; version: string | null } | null;
+  /**
+   * Set by `cutover state restore` when the snapshot put back is older than the state it replaced:
+   * what was live then. The next start does not treat that release's processes as accounted for
+   * (they may be the real live release the snapshot does not know as live); a start clears it.
+   */
+  restoredOver?: { generation: number; live: { color: string; version: string | null } | null };
 }
 
 export function markerPath(stateDir: string): string {
@@ -40,7 +46,7 @@ export function readMarker(stateDir: string): StateMarker | null | 'unreadable' 
   try {
     const m = JSON.parse(text) as Partial<StateMarker>;
     if (m.format !== 1 || typeof m.dbId !== 'string' || typeof m.generation !== 'number') return 'unreadable';
-    return { format: 1, dbId: m.dbId, generation: m.generation, updatedAt: Number(m.updatedAt ?? 0), live: m.live ?? null };
+    return { format: 1, dbId: m.dbId, generation: m.generation, updatedAt: Number(m.updatedAt ?? 0), live: m.live ?? null, ...(m.restoredOver ? { restoredOver: m.restoredOver } : {}) };
   } catch {
     return 'unreadable';
   }
