@@ -48,10 +48,18 @@ function kill9(u: Up): Promise<unknown> {
   return u.exited;
 }
 
+/** SIGTERM, and it must be gone within 15 s (else SIGKILL, and the test fails: a daemon that does not stop is a bug). */
 async function stop(u: Up): Promise<void> {
   if (u.child.exitCode !== null || u.child.signalCode !== null) return;
   u.child.kill('SIGTERM');
-  await u.exited;
+  let timer: NodeJS.Timeout | undefined;
+  const late = await Promise.race([u.exited.then(() => false), new Promise<boolean>((r) => { timer = setTimeout(() => r(true), 15_000); })]);
+  clearTimeout(timer);
+  if (late) {
+    u.child.kill('SIGKILL');
+    await u.exited;
+    throw new Error(`cutover up did not stop within 15 s of SIGTERM:\n${u.output().slice(-3000)}`);
+  }
 }
 
 interface Setup { dir: string; stateDir: string; ports: Ports; v1: string; v2: string; cleanup: () => void; daemons: Up[] }
@@ -80,9 +88,12 @@ async function deployedThenKilled(o: { walAfterV1?: (size: number) => void } = {
 }
 
 async function teardown(s: Setup): Promise<void> {
-  for (const d of s.daemons) await stop(d).catch(() => undefined);
-  killAll(instancesOf(s.stateDir));
-  s.cleanup();
+  try {
+    for (const d of s.daemons) await stop(d);
+  } finally {
+    killAll(instancesOf(s.stateDir));
+    s.cleanup();
+  }
 }
 
 async function liveVersion(ports: Ports): Promise<string> {
