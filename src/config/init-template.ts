@@ -21,6 +21,7 @@ environments:
     command: node server.js   # run in the release directory (cutover deploy VERSION --path DIR)
     instances: 2
     env: {}                   # extra environment; PORT, CUTOVER_COLOR, CUTOVER_VERSION, CUTOVER_INSTANCE are set
+    # inheritEnv: [DATABASE_URL]  # passed on from the daemon's environment besides PATH, HOME, LANG, LC_*, TZ…
     startTimeout: 30s         # time for every instance to pass its health check
     # stopTimeout: 10s        # SIGTERM grace before SIGKILL
 # or, for environments run by something else (VMs, containers, target groups):
