@@ -11,7 +11,7 @@ import { request as httpRequest } from 'node:http';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { SHOP_V1, SHOP_V2, configYaml, freePorts, tempDir, TEST_TOKEN } from './helpers.ts';
 
 interface Answer { status: number; text: string; json: { error?: { code: string; message: string; details?: { field?: string } } } & Record<string, unknown> }

@@ -8,11 +8,12 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import { CutoverError, isCutoverError, type ErrorCode } from '../lib/errors.ts';
+import { CutoverError, ERROR_CODES, isCutoverError } from '../lib/errors.ts';
 import type { Controller } from '../controller/controller.ts';
 import type { EventRecord, DeploymentRecord } from '../store/types.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import { silentLogger } from '../telemetry/logger.ts';
+import type { Logger } from '../lib/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
+import type { ApiExtras, RequestContext } from '../plugin-api/plugin.ts';
 import { tokenMatches } from './token.ts';
 import { quote } from '../lib/quote.ts';
 import { loadTlsFiles, type TlsFiles } from '../lib/tls-files.ts';
@@ -30,42 +31,17 @@ const ADMIN_REQUEST_TIMEOUT_MS = 30_000; // 30 seconds to send a whole request
 /** Connections the admin listener holds at most (CLI calls, dashboards, event streams): 256, inside the router's descriptor reserve. */
 export const ADMIN_MAX_CONNECTIONS = 256;
 
-const STATUS_OF: Partial<Record<ErrorCode, number>> = {
-  CUTOVER_ERR_CONFIG: 400, CUTOVER_ERR_USAGE: 400, CUTOVER_ERR_BAD_REQUEST: 400, CUTOVER_ERR_RELEASE_PATH: 400,
-  CUTOVER_ERR_UNAUTHORIZED: 401, CUTOVER_ERR_NOT_FOUND: 404, CUTOVER_ERR_CONFLICT: 409, CUTOVER_ERR_INVALID_STATE: 409,
-  CUTOVER_ERR_NO_HEALTHY_INSTANCE: 409, CUTOVER_ERR_GATE_FAILED: 409, CUTOVER_ERR_MIGRATION: 409, CUTOVER_ERR_RATE_LIMITED: 429,
-  CUTOVER_ERR_STATE_WRITE: 503, CUTOVER_ERR_STARTING: 503,
-};
-
-export interface ApiExtras {
-  /** GET /metrics; returns the Prometheus text exposition. */
-  metrics?: () => Promise<{ contentType: string; body: string }>;
-  metricsPublic?: boolean;
-  /** GET / and /ui/*: the dashboard (served without the token; it asks for it and keeps it out of URLs). */
-  ui?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
-  /** Extra authenticated routes added by later modules (e.g. drill, report); return true when handled. */
-  routes?: (ctx: RequestContext) => Promise<boolean>;
-}
-
-export interface RequestContext {
-  req: http.IncomingMessage;
-  res: http.ServerResponse;
-  method: string;
-  path: string;
-  query: URLSearchParams;
-  actor: string;
-  source: string;
-  body: () => Promise<unknown>;
-  send: (status: number, value: unknown) => void;
-}
 
 const deployBody = z.strictObject({
   version: z.string().min(1, 'expected the release version'),
   path: z.string().min(1).nullable().optional(),
   manual: z.boolean().optional(),
+  /** Deploy a release that lacks an applied contract migration anyway (recorded). */
+  force: z.boolean().optional(),
 });
 const promoteBody = z.strictObject({ force: z.boolean().optional() });
 const reasonBody = z.strictObject({ reason: z.string().max(500).optional() });
+const rollbackBody = z.strictObject({ reason: z.string().max(500).optional(), force: z.boolean().optional() });
 
 export class AdminServer {
   private readonly server: http.Server | https.Server;
@@ -184,8 +160,8 @@ export class AdminServer {
     if (method === 'GET' && path === '/events') { this.stream(ctx); return true; }
     if (method === 'POST' && path === '/deployments') {
       const body = parseBody(deployBody, await ctx.body());
-      const { deployment } = c.deploy({ version: body.version, path: body.path ?? null, manual: body.manual, actor: ctx.actor });
-      this.audit(ctx, `deploy ${body.version}`, { deployment: deployment.id });
+      const { deployment } = c.deploy({ version: body.version, path: body.path ?? null, manual: body.manual, force: body.force, actor: ctx.actor });
+      this.audit(ctx, `deploy ${body.version}${body.force ? ' --force' : ''}`, { deployment: deployment.id });
       send(202, { deployment });
       return true;
     }
@@ -205,10 +181,17 @@ export class AdminServer {
       return true;
     }
     if (method === 'POST' && path === '/rollback') {
-      const body = parseBody(reasonBody, await ctx.body());
-      const result = await c.rollback({ actor: ctx.actor, reason: body.reason });
-      this.audit(ctx, 'rollback', { ms: result.ms, restarted: result.restarted });
+      const body = parseBody(rollbackBody, await ctx.body());
+      const result = await c.rollback({ actor: ctx.actor, reason: body.reason, force: body.force });
+      this.audit(ctx, body.force ? 'rollback --force' : 'rollback', { ms: result.ms, restarted: result.restarted });
       send(200, result);
+      return true;
+    }
+    if (method === 'POST' && path === '/retire') {
+      const body = parseBody(reasonBody, await ctx.body());
+      this.audit(ctx, 'retire', {});
+      const retired = await c.retireStandby({ actor: ctx.actor, reason: body.reason ?? `retired by ${ctx.actor}` });
+      send(200, { retired, status: c.status() });
       return true;
     }
     return false;
@@ -269,8 +252,9 @@ export class AdminServer {
     const f = this.authFailures.get(source);
     if (f && now - f.since < AUTH_WINDOW_MS && f.count >= AUTH_FAILURES_PER_WINDOW) {
       f.count++;
-      res.setHeader('retry-after', String(Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000)));
-      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', 'too many failed authentication attempts from this address; try again later (a request with the right token is never refused)'));
+      const waitS = Math.max(1, Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000));
+      res.setHeader('retry-after', String(waitS));
+      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', `too many failed authentication attempts from this address; try again in ${waitS}s (check CUTOVER_TOKEN or the token file; a request with the right token is never refused)`, { details: { retryAfterSeconds: waitS } }));
       return false;
     }
     if (!f || now - f.since >= AUTH_WINDOW_MS) {
@@ -291,7 +275,7 @@ export class AdminServer {
     const e = isCutoverError(err) ? err : new CutoverError('CUTOVER_ERR_INTERNAL', 'internal error (see the daemon log)', { cause: err });
     if (!isCutoverError(err)) this.log.error({ err }, 'admin API error');
     if (res.headersSent) { res.destroy(); return; }
-    sendJson(res, STATUS_OF[e.code] ?? 500, { error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } });
+    sendJson(res, ERROR_CODES[e.code].http, { error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } });
   }
 }
 

@@ -1,13 +1,13 @@
 /**
  * `cutover state check | restore`: inspect and repair the state directory the daemon refused
- * (src/daemon/state-check.ts). These read the files named by the config's `stateDir`, not the
- * admin API: they are for when no daemon can run on that state. `restore` refuses while a daemon
- * holds the directory.
+ * (src/daemon/state-check.ts, loaded only when one of them runs). These read the files named by
+ * the config's `stateDir`, not the admin API: they are for when no daemon can run on that state.
+ * `restore` refuses while a daemon holds the directory.
  */
 import type { Command } from 'commander';
-import { checkStateDir, restoreSnapshot, type StateReport } from '../daemon/state-check.ts';
-import type { CommandKit } from './extra-commands.ts';
-import { EXIT, loadConfig } from './context.ts';
+import type { StateReport } from '../daemon/state-check.ts';
+import { loadConfig, type CommandKit } from './context.ts';
+import { EXIT } from '../lib/errors.ts';
 
 function when(ms: number): string {
   return new Date(ms).toISOString();
@@ -50,6 +50,8 @@ export function registerState(program: Command, kit: CommandKit): void {
     .option('--json', 'print as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const config = loadConfig(io, kit.configOf(cmd));
+      // Loaded here, when the command runs: the CLI's start-up loads no daemon code.
+      const { checkStateDir } = await import('../daemon/state-check.ts');
       const r = await checkStateDir(config.stateDir);
       if (opts.json) kit.json(r); else printReport(io.stdout, r);
       kit.setExit(r.ok ? EXIT.OK : EXIT.FAILED);
@@ -58,8 +60,9 @@ export function registerState(program: Command, kit: CommandKit): void {
     .description('put back a snapshot as state.db (default: the newest good one); the replaced files are kept aside; the daemon must be stopped')
     .argument('[snapshot]', 'a snapshot file name from `cutover state check`')
     .option('--json', 'print the result as JSON')
-    .action((snapshot: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+    .action(async (snapshot: string | undefined, opts: { json?: boolean }, cmd: Command) => {
       const config = loadConfig(io, kit.configOf(cmd));
+      const { restoreSnapshot } = await import('../daemon/state-check.ts');
       const r = restoreSnapshot(config.stateDir, snapshot);
       if (opts.json) { kit.json(r); return; }
       io.stdout.write([

@@ -1,21 +1,22 @@
 /**
- * `cutover up`: run the daemon in the foreground until SIGINT/SIGTERM. A start that fails exits
- * non-zero with the reason (Daemon.start undoes what it began and leaves instances running for
- * the next start); exit codes in context.ts (EXIT).
+ * `cutover up`: run the daemon in the foreground until SIGINT/SIGTERM. The daemon (router,
+ * SQLite, plugins) is loaded here, when `up` runs: client commands never load it. A start that
+ * fails exits non-zero with the reason (Daemon.start undoes what it began and leaves instances
+ * running for the next start); exit codes in lib/errors.ts (EXIT).
  */
-import { Daemon } from '../daemon/daemon.ts';
-import { defaultPlugins } from '../daemon/plugins.ts';
 import { tokenFile } from '../api/token.ts';
-import { createLogger } from '../telemetry/logger.ts';
-import { EXIT, exitCodeFor, loadConfig, type Io } from './context.ts';
+import { createConsoleLogger } from '../lib/logger.ts';
+import { exitCodeFor, loadConfig, type Io } from './context.ts';
+import { EXIT } from '../lib/errors.ts';
 
 /** After a failed start, the process ends within this long even if something still holds the event loop: 2 seconds. */
 const FAILED_START_EXIT_MS = 2_000;
 
 export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean; stopUnknownInstances?: boolean }): Promise<number> {
   const config = loadConfig(io, configFile);
-  const logger = createLogger();
-  let daemon: Daemon;
+  const [{ Daemon }, { defaultPlugins }] = await Promise.all([import('../daemon/daemon.ts'), import('../daemon/plugins.ts')]);
+  const logger = await createConsoleLogger(io.env);
+  let daemon: Awaited<ReturnType<typeof Daemon.start>>;
   try {
     daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env, stopUnknownInstances: opts.stopUnknownInstances === true });
   } catch (err) {

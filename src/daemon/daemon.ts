@@ -1,7 +1,9 @@
 /**
  * `cutover up`: composes store, environments, health, router, controller and admin API into
- * one process. Start-up order is the point: the router serves the recorded live colour before
- * anything else happens (DESIGN promise 5), then instances are adopted, then the API opens.
+ * one process. Start-up order is the point: the state-directory lock and the state checks come
+ * first, then every listener is bound (the admin API answers "starting"), the router serves the
+ * recorded live colour before anything else happens (DESIGN promise 5), then instances are
+ * adopted, then the API serves. A failure anywhere before "up" undoes the start (issue #15).
  */
 import type { LoadedConfig } from '../config/schema.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
@@ -10,13 +12,15 @@ import { StaticProvider } from '../environments/static-provider.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
 import { Router } from '../router/router.ts';
-import type { RequestRecord } from '../router/router.ts';
-import { Controller, type HealthMonitor, hostPort } from '../controller/controller.ts';
-import type { PipelineHooks } from '../controller/hooks.ts';
-import { AdminServer, type ApiExtras } from '../api/server.ts';
+import type { DataPlane, RequestRecord, RouterView } from '../router/data-plane.ts';
+import { Controller, type HealthMonitor } from '../controller/controller.ts';
+import { connectableHost, hostPort } from '../lib/address.ts';
+import type { PipelineHooks } from '../plugin-api/hooks.ts';
+import { AdminServer } from '../api/server.ts';
+import type { ApiExtras, Plugin, PluginFactory } from '../plugin-api/plugin.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
+import { createLogger, type Logger } from '../lib/logger.ts';
 import { configSecrets } from '../config/secrets.ts';
-import { createLogger, type Logger } from '../telemetry/logger.ts';
 import { StateLock } from './state-lock.ts';
 import { guardState, writeCurrentMarker } from './state-guard.ts';
 import { Snapshotter } from '../store/snapshots.ts';
@@ -34,17 +38,6 @@ export interface DaemonOptions {
   stopUnknownInstances?: boolean;
 }
 
-export interface DaemonPlugins {
-  hooks?: PipelineHooks;
-  extras?: ApiExtras;
-  onRequest?: (r: RequestRecord) => void;
-  close?: () => Promise<void>;
-}
-
-/** Later modules (gates, analysis, migrations, telemetry) register here to be composed into the daemon. */
-/** May be async, so that a plugin loads its heavy dependencies (SQL parsers, database drivers) only when configured. */
-export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: Router; logger: Logger }) => DaemonPlugins | Promise<DaemonPlugins>;
-
 export class Daemon {
   readonly config: LoadedConfig;
   readonly store: SqliteStore;
@@ -57,14 +50,14 @@ export class Daemon {
   readonly tokenSource: 'env' | 'file' | 'generated';
   /** Start-up warnings (listeners bound beyond loopback); `cutover up` prints them too. */
   readonly warnings: string[];
-  private readonly plugins: DaemonPlugins[];
+  private readonly plugins: Plugin[];
   private stopped = false;
   private onHangup: (() => void) | null = null;
   private lock: StateLock | null = null;
   private snapshots: Snapshotter | null = null;
   private marker: MarkerWriter | null = null;
 
-  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls' | 'lock' | 'snapshots' | 'marker'> & { plugins: DaemonPlugins[] }) {
+  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls' | 'lock' | 'snapshots' | 'marker'> & { plugins: Plugin[] }) {
     this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
     this.router = parts.router; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
     this.tokenSource = parts.tokenSource; this.plugins = parts.plugins; this.warnings = parts.warnings;
@@ -114,13 +107,13 @@ export class Daemon {
     const onRequestFns: ((r: RequestRecord) => void)[] = opts.onRequest ? [opts.onRequest] : [];
     const fds = descriptorPlan(config, logger);
     const router = new Router({
-      maxConnections: { live: fds.budget.live, preview: fds.budget.preview },
       listen: config.router.listen, preview: config.router.preview,
       drainTimeoutMs: config.router.drainTimeout, connectTimeoutMs: config.router.connectTimeout, responseTimeoutMs: config.router.responseTimeout,
       limits: {
         maxHeaderBytes: config.router.maxHeaderSize, maxHeaderCount: config.router.maxHeaderCount, maxUrlBytes: config.router.maxUrlLength,
         maxBodyBytes: config.router.maxBodySize, headersTimeoutMs: config.router.headersTimeout, requestTimeoutMs: config.router.requestTimeout,
       },
+      maxConnections: { live: fds.budget.live, preview: fds.budget.preview },
       trustedProxies: config.router.trustedProxies, tls: config.router.tls ?? null,
       health, logger,
       onRequest: (r) => { for (const f of onRequestFns) f(r); },
@@ -129,7 +122,7 @@ export class Daemon {
     const controller = new Controller({
       app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
-      standbyKeepForMs: config.standby.keepFor,
+      standbyKeepForMs: config.standby.keepFor, keepStandbyWarm: config.standby.keepWarmDuringDeploy,
     });
     // The admin listener before the router's: a taken admin port fails the start before any
     // traffic is served. It answers 503 "starting" until the daemon is fully up.
@@ -137,7 +130,7 @@ export class Daemon {
     await api.listen(config.admin.listen.host, config.admin.listen.port);
     undo.push(() => api.close());
     // Promise 5: serve the recorded live colour first, before adoption or anything else.
-    router.swap(controller.recoveredTable());
+    controller.restoreRoutes();
     undo.push(() => router.close());
     await router.start();
     // From here instances may be adopted or started: a failed start leaves them running, recorded.
@@ -145,9 +138,10 @@ export class Daemon {
     undo.push(() => controller.close());
     await controller.recover();
 
-    const plugins: DaemonPlugins[] = [];
+    const plugins: Plugin[] = [];
     undo.push(async () => { for (const p of plugins) await p.close?.(); });
-    for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router, logger }));
+    const routerView = readOnly(router);
+    for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router: routerView, logger }));
     for (const p of plugins) {
       if (p.hooks) Object.assign(hooks, p.hooks);
       if (p.onRequest) onRequestFns.push(p.onRequest);
@@ -226,7 +220,10 @@ export class Daemon {
     await this.controller.close();
     for (const p of this.plugins) await p.close?.();
     if (opts.stopInstances) {
-      await Promise.all((['blue', 'green'] as const).map((c) => this.provider.stop(c)));
+      await Promise.all((['blue', 'green'] as const).map(async (c) => {
+        await this.provider.stop(c);
+        await this.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
+      }));
     } else {
       await this.provider.detach();
     }
@@ -240,6 +237,19 @@ export class Daemon {
     this.store.close();
     this.lock?.release();
   }
+}
+
+/** What plugins get of the router: the read side only, also at run time (no cast reaches swap). */
+function readOnly(router: DataPlane): RouterView {
+  return Object.freeze({
+    stats: Object.freeze({ query: router.stats.query.bind(router.stats), series: router.stats.series.bind(router.stats) }),
+    addresses: () => router.addresses(),
+    table: () => router.table(),
+    inFlight: (listener, color) => router.inFlight(listener, color),
+    rejections: () => router.rejections(),
+    // The traffic sample's capture: copies chosen live requests into their record; moves no traffic.
+    ...(router.setCapture ? { setCapture: router.setCapture.bind(router) } : {}),
+  } satisfies RouterView);
 }
 
 /** The final snapshot at shutdown waits at most this long: 5 seconds. */
@@ -306,14 +316,7 @@ function makeProvider(config: LoadedConfig, logger: Logger, secrets: string[]): 
   }
   const p = env.process;
   if (!p) throw new Error('unreachable: the config schema requires environments.process');
-  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, inheritEnv: p.inheritEnv, secrets, stopGraceMs: p.stopTimeout, logger });
-}
-
-/** A wildcard bind address is not connectable; clients use loopback instead. */
-export function connectableHost(host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
-  if (host === '::') return '::1';
-  return host;
+  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, inheritEnv: p.inheritEnv, secrets, stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
 }
 
 function isLoopback(host: string): boolean {

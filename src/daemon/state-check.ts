@@ -33,6 +33,8 @@ export interface DatabaseReport {
   environments: { color: string; role: string; version: string | null }[];
   instances: { id: string; pid: number | null; version: string }[];
   interrupted: { id: string; color: string; version: string; phase: string } | null;
+  /** The standby held warm beside the interrupted deployment's candidate, if any. */
+  held: { color: string; version: string | null } | null;
 }
 
 export interface StateReport {
@@ -60,7 +62,7 @@ function readDatabase(stateDir: string): DatabaseReport {
   const file = path.join(stateDir, STATE_DB_FILE);
   const r: DatabaseReport = {
     file, exists: existsSync(file), bytes: sizeOf(file), walBytes: sizeOf(`${file}-wal`), problems: [], dbId: null, generation: null, empty: null,
-    environments: [], instances: [], interrupted: null,
+    environments: [], instances: [], interrupted: null, held: null,
   };
   if (!r.exists) {
     r.problems.push('state.db does not exist');
@@ -87,6 +89,11 @@ function readDatabase(stateDir: string): DatabaseReport {
       const d = JSON.parse(active.body) as { id: string; color: string; version: string; phase: string };
       r.interrupted = { id: d.id, color: d.color, version: d.version, phase: d.phase };
     }
+    const heldJson = meta('held_standby');
+    if (heldJson !== null) {
+      const h = JSON.parse(heldJson) as { env: { color: string; version: string | null } };
+      r.held = { color: h.env.color, version: h.env.version };
+    }
     const any = (sql: string) => db!.prepare(sql).get() !== undefined;
     r.empty = !any('SELECT 1 FROM deployments LIMIT 1') && !any('SELECT 1 FROM events LIMIT 1') && r.instances.length === 0 && r.environments.every((e) => e.role === 'empty');
   } catch (err) {
@@ -104,7 +111,7 @@ export async function checkStateDir(stateDir: string): Promise<StateReport> {
   const running = await markedProcesses(stateDir);
   const envs = Object.fromEntries(COLORS.map((c) => [c, { version: database.environments.find((e) => e.color === c)?.version ?? null }]));
   const roles = Object.fromEntries(database.environments.map((e) => [e.color, { role: e.role, version: e.version }]));
-  const unknown = unaccounted(envs, database.interrupted, running, restoredOverLive(marker, { environments: () => roles as never }));
+  const unknown = unaccounted(envs, database.interrupted, running, restoredOverLive(marker, { environments: () => roles as never }), database.held);
   const snapshots = listSnapshots(stateDir).map((s) => {
     const i = inspectSnapshot(s.file);
     const sameDatabase = i.dbId === null ? null : marker !== null && marker !== 'unreadable' ? i.dbId === marker.dbId : database.dbId !== null ? i.dbId === database.dbId : null;

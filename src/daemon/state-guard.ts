@@ -48,10 +48,13 @@ export async function markedProcesses(stateDir: string): Promise<MarkedProcess[]
 export function unaccounted(
   envs: Record<string, { version: string | null }>, active: { color: string; version: string } | null, procs: MarkedProcess[],
   lostLive: { color: string; version: string | null } | null = null,
+  held: { color: string; version: string | null } | null = null,
 ): MarkedProcess[] {
   return procs.filter((p) => {
     if (!(COLORS as readonly string[]).includes(p.color)) return true;
     if (lostLive !== null && lostLive.color === p.color && lostLive.version === p.version) return true;
+    // The standby held warm beside a candidate of the same colour (issue #16).
+    if (held !== null && held.color === p.color && held.version === p.version) return false;
     const env = envs[p.color];
     if (env !== undefined && env.version !== null && env.version === p.version) return false;
     return !(active !== null && active.color === p.color && active.version === p.version);
@@ -139,7 +142,8 @@ export function recoveryAdvice(stateDir: string, unknown: MarkedProcess[]): stri
 export async function guardState(store: SqliteStore, stateDir: string, o: GuardOptions): Promise<void> {
   const procs = o.processProvider ? await markedProcesses(stateDir) : [];
   const marker = readMarker(stateDir);
-  const unknown = unaccounted(store.environments(), store.activeDeployment(), procs, restoredOverLive(marker, store));
+  const held = store.heldStandby();
+  const unknown = unaccounted(store.environments(), store.activeDeployment(), procs, restoredOverLive(marker, store), held ? { color: held.env.color, version: held.env.version } : null);
   const findings = findingsOf({
     stateDir, marker, empty: store.isEmptyState(), dbId: store.dbId(), generation: store.generation(),
     logFiles: countLogFiles(stateDir), snapshots: listSnapshots(stateDir).length, unknown, stopUnknownInstances: o.stopUnknownInstances,

@@ -8,9 +8,9 @@ import { connect as netConnect, createServer as createNetServer, type AddressInf
 import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { createLogger } from '../telemetry/logger.ts';
+import { createLogger } from '../lib/logger.ts';
 import { Router } from './router.ts';
-import { routes, startUpstream, TestHealth } from './test-support.ts';
+import { routes, startUpstream, TestHealth } from '../../test/support/router.ts';
 
 /** A raw upstream: answers every request head it reads with `answer(n)` (n = request count on this server). */
 async function rawUpstream(answer: (n: number) => string): Promise<{ port: number; heads: string[]; connections: () => number; close: () => Promise<void> }> {

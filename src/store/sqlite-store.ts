@@ -16,10 +16,12 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { COLORS, type Color, type Instance } from '../environments/types.ts';
 import { CutoverError } from '../lib/errors.ts';
-import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store } from './types.ts';
+import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, HeldStandby, Store } from './types.ts';
 
 export const STATE_DB_FILE = 'state.db';
 const SCHEMA_VERSION = 1;
+/** meta key of the standby held beside a candidate (JSON); absent when none. No schema change. */
+const HELD_STANDBY_KEY = 'held_standby';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -162,6 +164,11 @@ export class SqliteStore implements Store {
     return row.seq ?? 0;
   }
 
+  heldStandby(): HeldStandby | null {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(HELD_STANDBY_KEY) as { value: string } | undefined;
+    return row ? (JSON.parse(row.value) as HeldStandby) : null;
+  }
+
   commit(change: Parameters<Store['commit']>[0]): EventRecord[] {
     const stored: EventRecord[] = [];
     try {
@@ -171,12 +178,15 @@ export class SqliteStore implements Store {
           this.db.prepare('UPDATE environments SET role = ?, version = ?, path = ?, since = ?, retire_at = ? WHERE color = ?')
             .run(e.role, e.version, e.path, e.since, e.retireAt, e.color);
         }
-        const bumps = (change.environments?.length ?? 0) + (change.instances?.length ?? 0) > 0;
-        if (bumps) this.db.exec("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'");
+        if (bumps(change)) this.db.exec("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'");
         for (const { color, instances } of change.instances ?? []) {
           this.db.prepare('DELETE FROM instances WHERE color = ?').run(color);
           const ins = this.db.prepare('INSERT INTO instances (id, color, idx, version, host, port, pid, path, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
           for (const i of instances) ins.run(i.id, i.color, i.index, i.version, i.host, i.port, i.pid, i.path, i.startedAt);
+        }
+        if (change.held === null) this.db.prepare('DELETE FROM meta WHERE key = ?').run(HELD_STANDBY_KEY);
+        else if (change.held !== undefined) {
+          this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(HELD_STANDBY_KEY, JSON.stringify(change.held));
         }
         if (change.deployment) {
           const d = change.deployment;
@@ -197,9 +207,9 @@ export class SqliteStore implements Store {
     } catch (err) {
       throw new CutoverError('CUTOVER_ERR_STATE_WRITE', `state could not be written to ${this.file}: ${(err as Error).message}`, { cause: err });
     }
-    if ((change.environments?.length ?? 0) + (change.instances?.length ?? 0) > 0 && this.onGeneration) {
+    if (bumps(change) && this.onGeneration) {
       try {
-        this.onGeneration(this.generation(), (change.environments?.length ?? 0) > 0);
+        this.onGeneration(this.generation(), (change.environments?.length ?? 0) > 0 || change.held !== undefined);
       } catch { /* the marker and snapshots are best effort after a durable commit */ }
     }
     return stored;
@@ -217,6 +227,11 @@ export class SqliteStore implements Store {
   close(): void {
     if (this.db.isOpen) this.db.close();
   }
+}
+
+/** Whether a commit changes what runs where (roles, instances, the held standby): it increments the generation. */
+function bumps(change: Parameters<Store['commit']>[0]): boolean {
+  return (change.environments?.length ?? 0) + (change.instances?.length ?? 0) > 0 || change.held !== undefined;
 }
 
 /**
