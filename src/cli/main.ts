@@ -20,6 +20,7 @@ import { runLintMigrationsCommand } from './lint-migrations.ts';
 import { registerDrill } from './drill.ts';
 import { registerMigrate } from './migrate.ts';
 import { registerReport } from './report.ts';
+import { registerState } from './state.ts';
 import type { DeploymentRecord } from '../store/types.ts';
 import { packageVersion } from '../lib/version.ts';
 import { runRouter } from './router.ts';
@@ -63,9 +64,10 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   program.command('up')
     .description('run the daemon (router, controller, admin API) in the foreground')
     .option('--keep-instances', 'on shutdown leave the instances (and the router process) running for the next daemon to adopt')
+    .option('--stop-unknown-instances', 'start although instances of this state directory run that the state does not account for, and stop them')
     .option('--embedded-router', 'run the router inside this process instead of as a supervised `cutover router` process')
-    .action(async (opts: { keepInstances?: boolean; embeddedRouter?: boolean }, cmd: Command) => {
-      exitCode = await runUp(io, configOf(cmd), { keepInstances: opts.keepInstances === true, embeddedRouter: opts.embeddedRouter === true });
+    .action(async (opts: { keepInstances?: boolean; stopUnknownInstances?: boolean; embeddedRouter?: boolean }, cmd: Command) => {
+      exitCode = await runUp(io, configOf(cmd), { keepInstances: opts.keepInstances === true, stopUnknownInstances: opts.stopUnknownInstances === true, embeddedRouter: opts.embeddedRouter === true });
     });
 
   program.command('router')
@@ -83,10 +85,11 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--path <dir>', 'release directory (process provider); default: environments.process.releaseDir with {version} filled in')
     .option('--manual', 'wait for `cutover promote` before switching')
     .option('--no-wait', 'return once the deployment has started')
+    .option('--force', 'deploy even though the release lacks a contract migration the database has applied (recorded)')
     .option('--json', 'print the result as JSON')
-    .action(async (version: string, opts: { path?: string; manual?: boolean; wait: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (version: string, opts: { path?: string; manual?: boolean; force?: boolean; wait: boolean; json?: boolean }, cmd: Command) => {
       // No --path: the daemon takes releaseDir from its config, or refuses (never the working directory).
-      exitCode = await runDeploy(io, await client(cmd), { version, path: opts.path === undefined ? null : path.resolve(io.cwd, opts.path), manual: opts.manual === true, wait: opts.wait, json: opts.json === true });
+      exitCode = await runDeploy(io, await client(cmd), { version, path: opts.path === undefined ? null : path.resolve(io.cwd, opts.path), manual: opts.manual === true, force: opts.force === true, wait: opts.wait, json: opts.json === true });
     });
 
   program.command('promote')
@@ -112,10 +115,11 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
 
   program.command('rollback')
     .description('switch traffic back to the standby (instant when it is warm)')
+    .option('--force', 'roll back even though the standby lacks a contract migration the database has applied (recorded)')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .action(async (opts: { json?: boolean; force?: boolean }, cmd: Command) => {
       await withClient(cmd, async (c) => {
-        const r = await c.call<{ ms: number; restarted: boolean; live: { color: string; version: string }; ack?: { acknowledged: string[]; missing: string[]; ms?: number } }>('POST', '/rollback', {});
+        const r = await c.call<{ ms: number; restarted: boolean; live: { color: string; version: string }; ack?: { acknowledged: string[]; missing: string[]; ms?: number } }>('POST', '/rollback', opts.force ? { force: true } : {});
         const missing = r.ack?.missing ?? [];
         // Not done until every router serves it: a router that did not acknowledge is named, exit 1.
         if (missing.length > 0) exitCode = EXIT.FAILED;
@@ -126,6 +130,19 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
             : '';
           io.stdout.write(`rolled back: ${r.live.version} is live on ${r.live.color} (${r.ms.toFixed(1)}ms${r.restarted ? '; the standby was retired and had to be started first' : ''}${acks})\n`);
         }
+      });
+    });
+
+  program.command('retire')
+    .description('retire the warm standby now (stop it; pending contract migrations it held back run)')
+    .option('--reason <text>', 'why (recorded)')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { json?: boolean; reason?: string }, cmd: Command) => {
+      await withClient(cmd, async (c) => {
+        const r = await c.call<{ retired: { color: string; version: string | null }; status: { migrations?: { pending: string[] } } }>('POST', '/retire', opts.reason ? { reason: opts.reason } : {});
+        if (opts.json) { json(r); return; }
+        const pending = r.status.migrations?.pending ?? [];
+        io.stdout.write(`retired ${r.retired.color} (${r.retired.version ?? 'nothing'}); a rollback now restarts it${r.status.migrations ? `; ${pending.length ? `contract migrations still pending: ${pending.join(', ')}` : 'no contract migration pending'}` : ''}\n`);
       });
     });
 
@@ -169,6 +186,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   registerReport(program, kit);
   registerDrill(program, kit);
   registerMigrate(program, kit);
+  registerState(program, kit);
 
   try {
     await program.parseAsync(argv);

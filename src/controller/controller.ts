@@ -14,12 +14,13 @@ import { performance } from 'node:perf_hooks';
 import { COLORS, canHold, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import { formatDuration } from '../lib/duration.ts';
+import { quote } from '../lib/quote.ts';
 import { hostPort } from '../lib/address.ts';
 import type { Logger } from '../lib/logger.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { RouteTable } from '../router/route-table.ts';
 import type { ApplyReport, DataPlane, DrainReport, SwapResult } from '../router/data-plane.ts';
-import type { HealthView } from '../health/types.ts';
+import type { HealthMonitor } from '../health/types.ts';
 import { JUDGING_PHASES, POST_SWITCH_PHASES, PRE_SWITCH_PHASES, type DeploymentPhase, type DeploymentRecord, type EnvironmentState, type EventInput, type EventRecord, type Store } from '../store/types.ts';
 import type { ControllerEvents, ControllerView } from '../plugin-api/controller-view.ts';
 import type { PhaseContext, PhaseVerdict, PipelineHooks } from '../plugin-api/hooks.ts';
@@ -34,14 +35,6 @@ export const SYSTEM_ACTOR = 'cutover';
 const FAILOVER_RETRY_MS = 1_000;
 /** Retry of a retirement that failed (e.g. a state write): 1 minute. */
 const RETIRE_RETRY_MS = 60_000;
-
-/** What the controller needs of health checking. */
-export interface HealthMonitor extends HealthView, EventEmitter {
-  watch(target: { id: string; host: string; port: number }, opts?: { assumeHealthy?: boolean }): void;
-  unwatch(id: string): void;
-  markDown(id: string, reason: string): void;
-  waitHealthy(ids: string[], timeoutMs: number, signal?: AbortSignal): Promise<void>;
-}
 
 export interface ControllerOptions {
   app: string;
@@ -62,7 +55,14 @@ export interface ControllerOptions {
   logger?: Logger;
 }
 
-export interface DeployRequest { version: string; path: string | null; manual?: boolean; actor: string }
+export interface DeployRequest {
+  version: string;
+  path: string | null;
+  manual?: boolean;
+  /** Deploy even though the release cannot serve the database schema (recorded). */
+  force?: boolean;
+  actor: string;
+}
 
 interface RunningDeployment {
   record: DeploymentRecord;
@@ -164,7 +164,17 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       }
       if (adopted.length === 0 && env.version !== null) {
         this.record({ type: 'recovery', actor: SYSTEM_ACTOR, color, version: env.version, reason: `no ${env.role} instance of ${color} survived the daemon restart; starting ${env.version} again` });
-        const started = await this.provider.start(color, { version: env.version, path: env.path });
+        let started: Instance[];
+        try {
+          started = await this.provider.start(color, { version: env.version, path: env.path });
+        } catch (err) {
+          // E.g. its release directory is gone. The daemon still comes up (issue #15: before, this
+          // left it half-started with no admin API): the colour has no instance, which is recorded,
+          // and a live colour left empty fails over to a healthy standby below.
+          this.record({ type: 'recovery.failed', actor: SYSTEM_ACTOR, color, version: env.version, reason: `${env.role} ${color} (${env.version}) could not be started again: ${(err as Error).message}; it has no instance until the next deployment or rollback` });
+          this.commit({ instances: [{ color, instances: [] }] });
+          continue;
+        }
         this.adoptInstances(color, started);
       } else {
         this.adoptInstances(color, adopted);
@@ -183,6 +193,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
         { code: 'CUTOVER_ERR_ABORTED', message: `interrupted during ${interrupted.phase}` });
     }
     await this.updateRoutes('recovery');
+    await this.failOverIfLiveEmpty();
     this.scheduleRetirement();
     this.wireProviderEvents();
     this.health.on('change', (id: string, healthy: boolean, reason?: string) => this.onHealthChange(id, healthy, reason));
@@ -296,6 +307,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     this.statusSections.set(name, section);
   }
 
+  /** Each colour's role, release and directory, as stored (cheap; safe to call from a status section). */
+  environments(): Record<Color, EnvironmentState> {
+    return this.store.environments();
+  }
+
   status(): Status {
     const envs = this.store.environments();
     const live = COLORS.find((c) => envs[c].role === 'live') ?? null;
@@ -364,7 +380,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     if (this.closed) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'the daemon is shutting down');
     const version = req.version.trim();
     if (!/^[A-Za-z0-9][A-Za-z0-9._+\-/:]{0,127}$/.test(version)) {
-      throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `version ${JSON.stringify(req.version)} is not valid: use letters, digits and . _ + - / : (at most 128)`, { details: { field: 'version' } });
+      throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `version ${quote(req.version)} is not valid: use letters, digits and . _ + - / : (at most 128)`, { details: { field: 'version' } });
     }
     if (this.exclusiveReason !== null) {
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `${this.exclusiveReason} is in progress; deploy again when it ends`);
@@ -374,6 +390,10 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${r.id} of ${r.version} is in progress (phase ${r.phase}); wait for it, or run \`cutover abort\``, { details: { deployment: r.id, version: r.version, phase: r.phase } });
     }
     const path = this.provider.checkRelease(req.path, version);
+    const schemaProblems = this.hooks.schemaProblems?.({ version, path }) ?? [];
+    if (schemaProblems.length > 0 && req.force !== true) {
+      throw new CutoverError('CUTOVER_ERR_SCHEMA_MISMATCH', `deploy ${version} refused: ${schemaProblems.join('; ')}. Deploy a release that carries them; \`cutover deploy --force\` deploys anyway (recorded)`, { details: { version, problems: schemaProblems } });
+    }
     const envs = this.store.environments();
     const liveColor = COLORS.find((c) => envs[c].role === 'live') ?? null;
     const color: Color = liveColor ? otherColor(liveColor) : 'blue';
@@ -383,6 +403,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       fromColor: liveColor, fromVersion: liveColor ? envs[liveColor].version : null,
       status: 'running', phase: 'provision', manual: req.manual === true, actor: req.actor,
       createdAt: now, updatedAt: now, finishedAt: null, error: null, gates: null, forced: false, switchMs: null,
+      ...(schemaProblems.length > 0 ? { schemaForced: true } : {}),
     };
     const abort = new AbortController();
     const running: RunningDeployment = { record, abort, promoteWaiter: null, priorCandidateState: envs[color], held: false, done: Promise.resolve(record) };
@@ -390,7 +411,10 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     try {
       this.commit({
         deployment: record,
-        events: [{ type: 'deployment.started', deployment: record.id, actor: req.actor, color, version, reason: `deploy ${version} to ${color}${liveColor ? ` (live: ${envs[liveColor].version} on ${liveColor})` : ' (first release)'}${record.manual ? ', manual promotion' : ''}`, data: { path } }],
+        events: [
+          { type: 'deployment.started', deployment: record.id, actor: req.actor, color, version, reason: `deploy ${version} to ${color}${liveColor ? ` (live: ${envs[liveColor].version} on ${liveColor})` : ' (first release)'}${record.manual ? ', manual promotion' : ''}`, data: { path } },
+          ...(schemaProblems.length > 0 ? [{ type: 'schema.overridden', deployment: record.id, actor: req.actor, color, version, reason: `${req.actor} deployed ${version} with --force although ${schemaProblems.join('; ')}`, data: { problems: schemaProblems, action: 'deploy' } }] : []),
+        ],
       });
     } catch (err) {
       // Not recorded (read-only or full disk): it never started, and must not block the next one.
@@ -822,10 +846,20 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
    * Roll back: the standby becomes live again in one swap. If the standby was retired, it is
    * started first (not instant; the response says so).
    */
-  async rollback(opts: { actor: string; reason?: string }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null }; ack: ApplyReport }> {
+  async rollback(opts: { actor: string; reason?: string; force?: boolean }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null }; ack: ApplyReport }> {
     const run = this.running;
     if (run && !POST_SWITCH_PHASES.includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has not switched traffic yet (phase ${run.record.phase}); use \`cutover abort\``);
+    }
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    const target = live ? envs[otherColor(live)] : null;
+    const problems = target && target.version !== null ? this.hooks.schemaProblems?.({ version: target.version, path: target.path }) ?? [] : [];
+    if (problems.length > 0) {
+      if (opts.force !== true) {
+        throw new CutoverError('CUTOVER_ERR_SCHEMA_MISMATCH', `rollback to ${target?.version} refused: ${problems.join('; ')}. Deploy a release that carries them instead; \`cutover rollback --force\` rolls back anyway (recorded)`, { details: { version: target?.version, color: target?.color, problems } });
+      }
+      this.record({ type: 'schema.overridden', deployment: run?.record.id ?? null, actor: opts.actor, color: target?.color, version: target?.version, reason: `${opts.actor} rolled back to ${target?.version} with --force although ${problems.join('; ')}`, data: { problems, action: 'rollback' } });
     }
     const releaseOff = run ? null : this.newestLiveRelease();
     const reason = opts.reason ?? `rollback requested by ${opts.actor}`;
@@ -874,6 +908,16 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     return { ms, restarted, live: { color: target, version: env.version }, ack };
   }
 
+  /** After recovery: a live colour left without any instance (it could not be started again) hands over to a standby that has some (promise 2). */
+  private async failOverIfLiveEmpty(): Promise<void> {
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    if (!live || this.provider.instances(live).length > 0) return;
+    const standby = otherColor(live);
+    if (envs[standby].role !== 'standby' || this.healthyCount(standby) === 0) return;
+    await this.switchTo(standby, { actor: SYSTEM_ACTOR, reason: `failover at start-up: live ${live} (${envs[live].version}) has no instance`, deployment: null, requireGates: false, forced: false, type: 'failover' });
+  }
+
   /** Promise 2: when every live instance is down and the standby is healthy, serve the standby. */
   private onHealthChange(id: string, healthy: boolean, reason?: string): void {
     if (healthy || this.closed) return;
@@ -882,6 +926,16 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     if (!live || !id.startsWith(`${live}-`)) return;
     if (this.healthyCount(live) > 0) return;
     const standby = otherColor(live);
+    const run = this.running;
+    const held = run?.held ? this.store.heldStandby() : null;
+    if (run && held && envs[standby].role === 'candidate' && held.instances.some((i) => this.health.isHealthy(i.id))) {
+      // Promise 2 while a deploy runs: the standby held beside the candidate is healthy. The deploy
+      // gives it back (abort: candidate stopped, standby restored), then the failover takes it.
+      this.recordQuietly({ type: 'live.down', deployment: run.record.id, actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}); the deployment of ${run.record.version} is aborted so that the standby ${standby} (${held.env.version}) can take the traffic` });
+      run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', `every live instance of ${live} is down: the standby is needed for a failover`));
+      void run.done.finally(() => { if (!this.closed) this.onHealthChange(id, false, reason); });
+      return;
+    }
     if (envs[standby].role !== 'standby' || this.healthyCount(standby) === 0) {
       this.recordQuietly({ type: 'live.down', actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}) and there is no healthy standby; requests get 503 until one recovers` });
       return;
@@ -916,8 +970,28 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     this.retireTimer.unref();
   }
 
+  /**
+   * `cutover retire`: retire the warm standby now instead of after `standby.keepFor` (pending
+   * contract migrations it holds back become eligible). Refused while the new release is judged.
+   */
+  async retireStandby(o: { actor: string; reason: string }): Promise<{ color: Color; version: string | null }> {
+    const envs = this.store.environments();
+    const color = COLORS.find((c) => envs[c].role === 'standby');
+    if (!color) {
+      const retired = COLORS.find((c) => envs[c].role === 'retired');
+      throw new CutoverError('CUTOVER_ERR_INVALID_STATE', retired ? `there is no warm standby to retire (${retired} ${envs[retired].version ?? ''} is retired already)` : 'there is no standby to retire');
+    }
+    const run = this.running;
+    if (run && run.record.color !== color && JUDGING_PHASES.includes(run.record.phase)) {
+      throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${run.record.id} of ${run.record.version} is in ${run.record.phase}: its rollback target ${color} (${envs[color].version}) stays until it is judged`, { details: { deployment: run.record.id, phase: run.record.phase } });
+    }
+    const done = await this.retire(color, o.actor, o.reason);
+    if (!done) throw new CutoverError('CUTOVER_ERR_CONFLICT', `${color} could not be retired now (a deployment is being judged); try again after it`);
+    return done;
+  }
+
   /** Stop the standby; its release is remembered so a later rollback can start it again. */
-  async retire(color: Color, actor: string, reason: string): Promise<void> {
+  async retire(color: Color, actor: string, reason: string): Promise<{ color: Color; version: string | null } | null> {
     await this.waitForDrain(color, null, 'before it is retired');
     const retired = await this.traffic.run(async () => {
       const env = this.store.environments()[color];
@@ -940,6 +1014,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     });
     // Outside the traffic lock: a long contract migration must never delay a rollback.
     if (retired && this.hooks.retired) await this.hooks.retired(retired);
+    return retired;
   }
 
   // ───────────────────────────── routes ─────────────────────────────

@@ -27,7 +27,29 @@ export interface RequestRecord {
   error?: ProxyErrorKind;
   /** When it finished (epoch ms), on records relayed from a router process; absent = just now. */
   at?: number;
+  /** Only for live requests the capture chose (`RouterView.setCapture`). */
+  request?: CapturedRequest;
 }
+
+/**
+ * A narrow, bounded copy of chosen live requests for the request hook (the traffic sample of the
+ * compatibility run). `wants` is asked once per live request and must be cheap; at most
+ * `maxBodyBytes` of a body are kept (a longer one is marked truncated, never buffered whole).
+ */
+export interface RequestCapture {
+  wants(method: string, path: string): boolean;
+  readonly maxBodyBytes: number;
+}
+
+/** What a capture copied of one request: raw header pairs as received, the body (or its prefix). */
+export interface CapturedRequest {
+  path: string;
+  rawHeaders: string[];
+  body: Buffer | null;
+  /** The body was longer than the capture's limit: `body` holds only its start. */
+  truncated: boolean;
+}
+
 
 /** How the drain of the colour that left the live listener ended. */
 export interface DrainReport {
@@ -100,6 +122,12 @@ export interface RouterView {
   inFlight(listener: ListenerName, color?: Color): number;
   /** Requests refused before reaching any colour, by HTTP status. */
   rejections(): Record<string, number>;
+  /**
+   * Copy chosen live requests (head, bounded body prefix) into their request record, or stop
+   * (null): the traffic sample of the compatibility run. Changes no traffic. Optional: a data
+   * plane that cannot copy requests leaves it out, and nothing is sampled.
+   */
+  setCapture?(capture: RequestCapture | null): void;
 }
 
 /** The controller's handle on the data plane: read everything, and swap the route table. */
@@ -114,4 +142,17 @@ export interface DataPlane extends RouterView {
   swap(next: RouteTable): SwapResult | Promise<SwapResult>;
   /** The routers behind this data plane, each with the revision it acknowledged; absent in-process. */
   routers?(): RouterInfo[];
+}
+
+/**
+ * What the daemon runs: a data plane it can start, point at new certificates and stop. The
+ * in-process `Router` is one; a router child process, worker threads or HAProxy would be others.
+ */
+export interface DataPlaneEngine extends DataPlane {
+  /** Bind the listeners; resolves once they accept connections. */
+  start(): Promise<void>;
+  /** Re-read the live listener's certificate for new handshakes; false when TLS is off. Throws on a bad pair. */
+  reloadTls(): boolean;
+  /** Stop listening and close every connection. */
+  close(): Promise<void>;
 }

@@ -52,9 +52,11 @@ export interface RouterSettings {
   trustedProxies: readonly string[];
   tls: TlsFiles | null;
   health: { path: string; intervalMs: number; timeoutMs: number; healthyThreshold: number; unhealthyThreshold: number };
+  /** Client connections each listener holds at most (from the descriptor limit; daemon/fd-limit.ts); absent: none. */
+  maxConnections?: { live: number; preview: number };
 }
 
-export function routerSettings(config: LoadedConfig, o: { id?: string; version: string; listen?: { host: string; port: number }; preview?: { host: string; port: number } | null }): RouterSettings {
+export function routerSettings(config: LoadedConfig, o: { id?: string; version: string; listen?: { host: string; port: number }; preview?: { host: string; port: number } | null; maxConnections?: { live: number; preview: number } }): RouterSettings {
   const r = config.router;
   return {
     app: config.app,
@@ -70,6 +72,7 @@ export function routerSettings(config: LoadedConfig, o: { id?: string; version: 
     trustedProxies: r.trustedProxies,
     tls: r.tls ?? null,
     health: { path: config.health.path, intervalMs: config.health.interval, timeoutMs: config.health.timeout, healthyThreshold: config.health.healthyThreshold, unhealthyThreshold: config.health.unhealthyThreshold },
+    ...(o.maxConnections ? { maxConnections: o.maxConnections } : {}),
   };
 }
 
@@ -117,6 +120,7 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
       limits: settings.limits, trustedProxies: settings.trustedProxies, tls: settings.tls,
       id: settings.id,
       reusePort: true,
+      ...(settings.maxConnections ? { maxConnections: settings.maxConnections } : {}),
       health: {
         isHealthy: (id) => this.health.isHealthy(id),
         reportFailure: (id, reason) => {
