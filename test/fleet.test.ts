@@ -174,6 +174,8 @@ test('a fleet of three routers on a 3-member etcd cluster', { timeout: 300_000 }
     const at = loads[2].count.ok;
     await waitFor(() => loads[2].count.ok > at + 100, { what: 'the cut-off router serving its last table' });
     assert.equal(loads[2].count.failed, 0);
+    // Lease expiry removes it from the set (and switches stop waiting for it).
+    await waitFor(async () => !(await status()).routers.some((x) => x.id === 'r2'), { what: 'r2 to leave the set when its lease expires', timeoutMs: 30_000 });
     relay.heal();
     const caught = await waitFor(async () => { const s = await status(); return allAcked(s) ? s : null; }, { what: 'r2 to catch up', timeoutMs: 20_000 });
     assert.ok(caught.router.revision > before.router.revision);
