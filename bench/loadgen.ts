@@ -106,8 +106,9 @@ process.on('message', (m: LoadCommand) => {
   } else if (m.type === 'stop' && running !== null) {
     stop = true;
     running.then((res) => {
-      send({ type: 'result', ...res });
-      process.disconnect?.();
+      // Disconnect only once the result is written: a large one (thousands of failures) would
+      // otherwise be cut off by the disconnect and the driver would see an exit without a result.
+      process.send?.({ type: 'result', ...res } satisfies LoadReply, undefined, {}, () => process.disconnect?.());
     }, (err: unknown) => {
       console.error(err);
       process.exit(1);
