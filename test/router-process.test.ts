@@ -119,3 +119,34 @@ test('a router started by hand takes over the listeners under load: 0 failed, th
   assert.equal(count.failed, 0, `failed requests: ${JSON.stringify(count.byKind)} of ${count.requests}`);
   assert.ok(count.versions['v1@green'] > 0 && count.versions['v1@blue'] > 0, JSON.stringify(count.versions));
 });
+
+test('a router that does not acknowledge in time is named: rollback exits 1, status says stale, a deploy waits for the operator', { timeout: 120_000 }, async (t) => {
+  const s = await setup(t);
+  await s.start();
+  for (const v of ['v1', 'v2']) assert.equal((await cli(['deploy', v], { cwd: s.dir })).code, 0);
+  const pid = (await status(s.dir)).routers[0].pid;
+  // A router that cannot answer (stopped, not dead: its control socket stays open).
+  process.kill(pid, 'SIGSTOP');
+  t.after(() => { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } });
+  const rb = await cli(['rollback'], { cwd: s.dir });
+  assert.equal(rb.code, 1, rb.stdout + rb.stderr);
+  assert.match(rb.stdout, /acknowledged by 0\/1 router\(s\), NOT by app-router/);
+  const stale = await status(s.dir);
+  assert.equal(stale.routers[0].stale, true);
+  assert.ok(stale.routers[0].revision < stale.router.revision);
+  const events = await cli(['history', '--json'], { cwd: s.dir });
+  assert.equal(events.code, 0);
+  process.kill(pid, 'SIGCONT');
+  await waitFor(async () => allAcked(await status(s.dir)), { what: 'the router to catch up once it runs again' });
+
+  // In a deployment the pipeline waits for the operator, naming the router.
+  process.kill(pid, 'SIGSTOP');
+  const started = await cli(['deploy', 'v3', '--no-wait'], { cwd: s.dir });
+  assert.equal(started.code, 0, started.stderr);
+  const waiting = await waitFor(async () => { const st = await status(s.dir) as Status & { deployment: { status: string } | null }; return st.deployment?.status === 'awaiting-promotion' ? st : null; }, { what: 'the deployment to wait for the operator', timeoutMs: 30_000 });
+  assert.ok(waiting);
+  process.kill(pid, 'SIGCONT');
+  const promoted = await cli(['promote'], { cwd: s.dir });
+  assert.equal(promoted.code, 0, promoted.stderr);
+  await waitFor(async () => { const st = await status(s.dir) as Status & { deployment: unknown }; return st.deployment === null && st.live?.version === 'v3' && allAcked(st); }, { what: 'v3 live and acknowledged', timeoutMs: 30_000 });
+});
