@@ -78,6 +78,7 @@ export class Daemon {
         maxBodyBytes: config.router.maxBodySize, headersTimeoutMs: config.router.headersTimeout, requestTimeoutMs: config.router.requestTimeout,
       },
       trustedProxies: config.router.trustedProxies, tls: config.router.tls ?? null,
+      previewAccess: config.router.previewAccess ? { ...config.router.previewAccess, secret: config.router.previewAccess.secret ?? null } : null,
       health, logger,
       onRequest: (r) => { for (const f of onRequestFns) f(r); },
     });
@@ -86,6 +87,7 @@ export class Daemon {
       app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
       standbyKeepForMs: config.standby.keepFor,
+      gradual: config.switch && config.switch.steps.length > 0 ? { steps: config.switch.steps, stepDurationMs: config.switch.stepDuration, stickiness: config.switch.stickiness } : null,
     });
     // Promise 5: serve the recorded live colour first, before adoption or anything else.
     router.swap(controller.recoveredTable());

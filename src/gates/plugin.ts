@@ -10,13 +10,20 @@ import type { Controller } from '../controller/controller.ts';
 import type { Color } from '../environments/types.ts';
 import { runGates, type GateEvent } from './runner.ts';
 import { parityReport, type ColorSettings } from './parity.ts';
-import type { GateTarget } from './types.ts';
+import type { GateTarget, MirrorControl } from './types.ts';
 
-export const gatesPlugin: PluginFactory = ({ config, controller }) => {
+export const gatesPlugin: PluginFactory = ({ config, controller, router }) => {
   const gates = config.gates;
   const httpGates = gates.filter((g) => g.kind === 'http');
   const record = (ctx: PhaseContext) => (e: GateEvent) => ctx.record({ type: e.type, phase: e.phase, reason: e.reason, durationMs: e.durationMs ?? null, color: ctx.color, version: ctx.release.version, data: e.data });
+  // Mirroring is asked of the controller (it writes the route table) and counted by the router.
+  const mirror: MirrorControl = {
+    start: (spec) => controller.setMirror(spec),
+    stop: () => controller.setMirror(null),
+    report: (id) => router.mirrorReport(id),
+  };
   const target = (ctx: PhaseContext, listener: 'preview' | 'live'): GateTarget => ({
+    mirror,
     url: listener === 'preview' ? ctx.previewUrl ?? '' : ctx.liveUrl,
     listener,
     liveUrl: ctx.previous ? ctx.liveUrl : null,
