@@ -5,6 +5,7 @@ import type { Io } from './context.ts';
 import { registerReport } from './report.ts';
 import { registerDrill } from './drill.ts';
 import { registerMigrate } from './migrate.ts';
+import { registerPreviewToken } from './preview-token.ts';
 
 export interface CommandKit {
   io: Io;
@@ -20,4 +21,5 @@ export function registerExtraCommands(program: Command, kit: CommandKit): void {
   registerReport(program, kit);
   registerDrill(program, kit);
   registerMigrate(program, kit);
+  registerPreviewToken(program, kit);
 }

@@ -11,6 +11,15 @@ import type { Color } from '../environments/types.ts';
 import { runGates, type GateEvent } from './runner.ts';
 import { parityReport, type ColorSettings } from './parity.ts';
 import type { GateTarget, MirrorControl } from './types.ts';
+import { z } from 'zod';
+import { CutoverError } from '../lib/errors.ts';
+import { parseDuration } from '../lib/duration.ts';
+import { signPreviewValue } from '../router/preview-access.ts';
+
+/** Longest life of a signed preview value: a week. Default: one hour. */
+export const MAX_PREVIEW_TTL_MS = 7 * 24 * 3_600_000;
+export const DEFAULT_PREVIEW_TTL_MS = 3_600_000;
+const previewTokenBody = z.strictObject({ ttl: z.string().optional() });
 
 export const gatesPlugin: PluginFactory = ({ config, controller, router }) => {
   const gates = config.gates;
@@ -36,7 +45,25 @@ export const gatesPlugin: PluginFactory = ({ config, controller, router }) => {
   // A smoke suite gets the URLs it needs, not the daemon's admin token.
   const { CUTOVER_TOKEN: _token, ...commandEnv } = process.env;
 
+  const access = config.router.previewAccess;
   return {
+    extras: {
+      // POST /api/v1/preview-token {"ttl":"1h"}: a signed value for testers to see the preview on the live listener.
+      async routes(rc) {
+        if (rc.method !== 'POST' || rc.path !== '/preview-token') return false;
+        if (!access?.secret) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'router.previewAccess.secret is not configured: signed preview values are off');
+        const parsed = previewTokenBody.safeParse(await rc.body());
+        const ttlText = parsed.success ? parsed.data.ttl : undefined;
+        const ttl = ttlText === undefined ? DEFAULT_PREVIEW_TTL_MS : parseDuration(ttlText);
+        if (!parsed.success || ttl === null || ttl <= 0 || ttl > MAX_PREVIEW_TTL_MS) {
+          throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', 'ttl: expected a duration up to 7 days, like "1h"', { details: { field: 'ttl' } });
+        }
+        const expiresAt = Date.now() + ttl;
+        controller.record({ type: 'audit', actor: rc.actor, reason: `${rc.actor} from ${rc.source}: signed preview value valid until ${new Date(expiresAt).toISOString()}`, data: { method: rc.method, path: rc.path, source: rc.source, expiresAt } });
+        rc.send(200, { header: access.header, cookie: access.cookie, value: signPreviewValue(access.secret, expiresAt), expiresAt, live: controller.status().router.live });
+        return true;
+      },
+    },
     hooks: {
       async gates(ctx): Promise<PhaseVerdict> {
         if (ctx.previous) recordParity(ctx, controller);
