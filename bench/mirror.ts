@@ -27,7 +27,7 @@ const BEGIN = '<!-- mirror-bench:begin -->';
 const END = '<!-- mirror-bench:end -->';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, out: { type: 'string' } } });
-const plan = args.quick ? { rounds: 2, durationS: 3, warmupS: 1 } : { rounds: 3, durationS: 6, warmupS: 2 };
+const plan = args.quick ? { rounds: 2, durationS: 3, warmupS: 1 } : { rounds: 5, durationS: 6, warmupS: 2 };
 const MODES: { key: string; label: string; sample: number | null }[] = [
   { key: 'off', label: 'mirroring off', sample: null },
   { key: '10', label: 'mirroring 10 %', sample: 0.1 },
@@ -61,27 +61,33 @@ try {
     }
   }
   await router.stop();
-  const off = median(results.get('off')!.map((r) => r.rps));
+  // Ratios within each round (the machine's load changes between rounds more than between modes).
+  const offs = results.get('off')!;
   const rows = MODES.map((m) => {
     const rs = results.get(m.key)!;
     const rps = median(rs.map((r) => r.rps));
+    const ratios = rs.map((r, i) => r.rps / offs[i].rps);
     const p50 = median(rs.map((r) => r.p50Ms));
     const p99 = median(rs.map((r) => r.p99Ms));
     const failed = rs.reduce((a, r) => a + wrkFailures(r), 0);
-    return `| ${m.label} | ${Math.round(rps).toLocaleString('en-US')} | ${(rps / off).toFixed(2)}x | ${p50.toFixed(2)} ms | ${p99.toFixed(2)} ms | ${failed} |`;
+    return `| ${m.label} | ${Math.round(rps).toLocaleString('en-US')} | ${median(ratios).toFixed(2)}x (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}) | ${p50.toFixed(2)} ms | ${p99.toFixed(2)} ms | ${failed} |`;
   });
+  const load = os.loadavg()[0].toFixed(1);
   const section = [
     BEGIN,
     '## Mirroring (shadow traffic)',
     '',
     `Live throughput of the router while a \`mirror\` gate copies live requests to the candidate and to the live colour a`,
     `second time (\`node bench/mirror.ts\`, ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores shared by wrk, the router and the nginx origin;`,
-    `wrk 2 threads × 50 keep-alive connections, ${plan.rounds} round(s) of ${plan.durationS} s per mode, median round). Every sampled request costs`,
+    `wrk 2 threads × 50 keep-alive connections, ${plan.rounds} round(s) of ${plan.durationS} s per mode; req/s, p50, p99: median of the rounds; "vs off":`,
+    `median (min–max) of each round's ratio to "off" in the same round; load average at the end ${load}). Every sampled request costs`,
     'two more upstream requests and a comparison on the router\'s CPU; the bounded queue (1000) drops copies rather than slow live answers.',
     '',
-    '| live listener | req/s | vs off | p50 | p99 | failed |',
+    '| live listener | req/s | vs off (same round) | p50 | p99 | failed |',
     '|---|---|---|---|---|---|',
     ...rows,
+    '',
+    'On a machine shared with other work the rounds vary a lot (the ranges); quote a ratio only from a quiet run.',
     END,
   ].join('\n');
   process.stdout.write(`${section}\n`);

@@ -83,12 +83,12 @@ export async function runMirrorGate(name: string, spec: MirrorGateSpec, target: 
   }
   report = target.mirror.report(id) ?? report;
   const durationMs = performance.now() - t0;
-  const r = report ?? { id, sampled: 0, dropped: 0, skipped: 0, liveErrors: 0, candidateErrors: 0, compared: 0, pending: 0, endpoints: [] };
+  const r = report ?? { id, sampled: 0, dropped: 0, skipped: 0, liveErrors: 0, candidateErrors: 0, compared: 0, pending: 0, endpoints: [], sessions: { compared: 0, lost: 0, examples: [] } };
   const counts = `${r.compared} live request(s) compared over ${r.endpoints.length} endpoint(s) in ${ms(durationMs)} (${r.sampled} sampled, ${r.dropped} dropped, ${r.skipped} skipped, ${r.candidateErrors} candidate error(s))`;
   const { fields, failed } = judgeMirror(r, spec.maxDiffRate);
   const values = {
     sampled: r.sampled, dropped: r.dropped, skipped: r.skipped, liveErrors: r.liveErrors, candidateErrors: r.candidateErrors, compared: r.compared,
-    endpoints: listed(r.endpoints), failed: failed.slice(0, LISTED_FIELDS), durationMs,
+    endpoints: listed(r.endpoints), failed: failed.slice(0, LISTED_FIELDS), sessions: r.sessions, durationMs,
   };
   if (r.compared < spec.minRequests) {
     return { gate: name, kind: 'mirror', outcome: 'failed', reason: `${name}: only ${counts}, fewer than minRequests ${spec.minRequests} within ${ms(spec.duration)}: not enough live traffic to judge (raise sample or duration)`, values, thresholds, durationMs };

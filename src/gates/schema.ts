@@ -26,6 +26,8 @@ export const DEFAULT_MIRROR_QUEUE = 1_000; // captures waiting for their copies
 export const DEFAULT_MIRROR_CONCURRENCY = 8; // copy pairs in flight
 export const DEFAULT_MIRROR_REQUEST_TIMEOUT_MS = 10_000;
 export const DEFAULT_SESSION_SESSIONS = 5;
+export const DEFAULT_SESSION_LIVE_MIN_REQUESTS = 50; // live requests with credentials replayed
+export const DEFAULT_SESSION_LIVE_DURATION_MS = 2 * 60_000;
 export const DEFAULT_WARMUP_REQUESTS = 100;
 export const DEFAULT_WARMUP_CONNECTIONS = 4;
 
@@ -110,13 +112,27 @@ const sessionRequest = z.strictObject({
   body,
 });
 
+/** Replay the sessions of live traffic: GET/HEAD requests carrying a Cookie or Authorization header are mirrored. */
+const sessionLive = z.strictObject({
+  sample: share.default(1),
+  minRequests: z.int().min(1).max(1_000_000).default(DEFAULT_SESSION_LIVE_MIN_REQUESTS),
+  duration: duration.default(DEFAULT_SESSION_LIVE_DURATION_MS),
+  /** Share of live sessions the candidate may refuse (401/403/419 where live accepted). */
+  maxLossRate: share.default(0),
+});
+
 const sessionSchema = z.strictObject({
   /** The request that creates a session on the live colour (its Set-Cookie answer is the session). */
-  login: sessionRequest,
+  login: sessionRequest.optional(),
   /** A request that needs the session; it must be accepted by live and then by the candidate. */
-  check: sessionRequest.extend({ expect: z.strictObject({ status: statuses.default([200]) }).prefault({}) }),
+  check: sessionRequest.extend({ expect: z.strictObject({ status: statuses.default([200]) }).prefault({}) }).optional(),
   /** Sessions created and replayed. */
   sessions: z.int().min(1).max(1_000).default(DEFAULT_SESSION_SESSIONS),
+  live: sessionLive.optional(),
+}).superRefine((v, ctx) => {
+  const login = v.login !== undefined || v.check !== undefined;
+  if (login && (v.login === undefined || v.check === undefined)) ctx.addIssue({ code: 'custom', path: [v.login === undefined ? 'login' : 'check'], message: 'expected both login and check (the request that creates a session, and one that needs it)' });
+  if (!login && v.live === undefined) ctx.addIssue({ code: 'custom', message: 'expected login and check (create sessions), or live (replay the sessions of live traffic), or both' });
 });
 
 export type HttpGateSpec = z.infer<typeof httpSchema>;
@@ -164,7 +180,7 @@ export const gateSchema = rawGate
     // Load and compare: the configured work plus a margin for connection set-up and the last responses.
     if (g.load) return { name: g.name, kind: 'load', load: g.load, timeout: g.timeout ?? g.load.duration + 30_000 };
     if (g.mirror) return { name: g.name, kind: 'mirror', mirror: g.mirror, timeout: g.timeout ?? g.mirror.duration + 30_000 };
-    if (g.session) return { name: g.name, kind: 'session', session: g.session, timeout: g.timeout ?? 60_000 };
+    if (g.session) return { name: g.name, kind: 'session', session: g.session, timeout: g.timeout ?? (g.session.live ? g.session.live.duration : 0) + 60_000 };
     return { name: g.name, kind: 'compare', compare: g.compare!, timeout: g.timeout ?? 5 * 60_000 };
   });
 

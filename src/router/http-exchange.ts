@@ -153,7 +153,7 @@ export class HttpExchange implements Flight, UpstreamHandler {
     const remote = req.socket.remoteAddress;
     this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto[extras?.via ?? listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
     this.#setCookie = extras?.setCookie ?? null;
-    this.#capture = extras?.mirror === true ? ctx.mirror.pick(req.method ?? 'GET', cl, this.#path, this.#headers, route) : null;
+    this.#capture = extras?.mirror === true ? ctx.mirror.pick(req.method ?? 'GET', cl, this.#path, this.#headers, route, h.cookie !== undefined || h.authorization !== undefined) : null;
   }
 
 

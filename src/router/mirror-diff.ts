@@ -173,7 +173,14 @@ export interface MirrorReport {
   /** Queued or in flight right now. */
   pending: number;
   endpoints: EndpointCounts[];
+  /** Compared requests that carried credentials, and those live accepted but the candidate refused (401/403/419). */
+  sessions: { compared: number; lost: number; examples: { request: string; live: number; candidate: number }[] };
 }
+
+/** "Who are you?" answers: the session was not recognised. 419: Laravel's expired session. */
+export const AUTH_FAILURE_STATUSES: ReadonlySet<number> = new Set([401, 403, 419]);
+/** Examples of lost sessions kept per run. */
+export const SESSION_EXAMPLES = 3;
 
 function example(field: string, v: string | undefined): string | null {
   if (v === undefined) return null;

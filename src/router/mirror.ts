@@ -12,7 +12,7 @@
  */
 import { Agent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { HealthView } from '../health/types.ts';
-import { DiffCounter, type Answer, type MirrorReport } from './mirror-diff.ts';
+import { AUTH_FAILURE_STATUSES, DiffCounter, redactPath, SESSION_EXAMPLES, type Answer, type MirrorReport } from './mirror-diff.ts';
 import type { MirrorSpec } from './route-table.ts';
 import type { BoundRoute } from './upstreams.ts';
 
@@ -30,6 +30,8 @@ export class MirrorCapture {
   /** The headers sent upstream (flat pairs, hop-by-hop removed, X-Forwarded-* set). */
   readonly headers: readonly string[];
   readonly route: BoundRoute;
+  /** The request carried a Cookie or Authorization header. */
+  readonly credentials: boolean;
   readonly #limit: number;
   #reqChunks: Buffer[] | null = null;
   #reqBytes = 0;
@@ -40,7 +42,8 @@ export class MirrorCapture {
   /** A body went past the limit: not compared. */
   tooLarge = false;
 
-  constructor(method: string, path: string, headers: readonly string[], route: BoundRoute, limit: number) {
+  constructor(method: string, path: string, headers: readonly string[], route: BoundRoute, limit: number, credentials: boolean) {
+    this.credentials = credentials;
     this.method = method;
     this.path = path;
     this.headers = headers;
@@ -74,7 +77,8 @@ export class MirrorCapture {
 interface Run {
   spec: MirrorSpec;
   counter: DiffCounter;
-  report: Omit<MirrorReport, 'endpoints' | 'pending' | 'id'>;
+  report: Omit<MirrorReport, 'endpoints' | 'pending' | 'id' | 'sessions'>;
+  sessions: MirrorReport['sessions'];
 }
 
 export class Mirror {
@@ -101,7 +105,7 @@ export class Mirror {
     }
     let run = this.#runs.get(spec.id);
     if (run === undefined) {
-      run = { spec, counter: new DiffCounter(spec.headers, spec.ignore), report: { sampled: 0, dropped: 0, skipped: 0, liveErrors: 0, candidateErrors: 0, compared: 0 } };
+      run = { spec, counter: new DiffCounter(spec.headers, spec.ignore), report: { sampled: 0, dropped: 0, skipped: 0, liveErrors: 0, candidateErrors: 0, compared: 0 }, sessions: { compared: 0, lost: 0, examples: [] } };
       this.#runs.set(spec.id, run);
       while (this.#runs.size > KEPT_REPORTS) this.#runs.delete(this.#runs.keys().next().value as string);
     }
@@ -114,16 +118,17 @@ export class Mirror {
    * Hot path, for a live request about to be proxied: a capture when it is picked, else null.
    * Only requests of the live colour are mirrored, only when a candidate exists.
    */
-  pick(method: string, contentLength: string | undefined, path: string, headers: readonly string[], route: BoundRoute): MirrorCapture | null {
+  pick(method: string, contentLength: string | undefined, path: string, headers: readonly string[], route: BoundRoute, credentials: boolean): MirrorCapture | null {
     const run = this.#run;
     if (run === null || this.#candidate === null || !this.#methods.has(method)) return null;
+    if (run.spec.credentialsOnly === true && !credentials) return null;
     if (Math.random() >= run.spec.sample) return null;
     run.report.sampled++;
     if (contentLength !== undefined && Number(contentLength) > run.spec.maxBodyBytes) {
       run.report.skipped++;
       return null;
     }
-    return new MirrorCapture(method, path, headers, route, run.spec.maxBodyBytes);
+    return new MirrorCapture(method, path, headers, route, run.spec.maxBodyBytes, credentials);
   }
 
   /** The live answer is complete: queue the copies (or drop and count when the queue is full). */
@@ -141,7 +146,7 @@ export class Mirror {
     const run = this.#runs.get(id);
     if (run === undefined) return null;
     const pending = this.#run === run ? this.#queue.length + this.#active : 0;
-    return { id, ...run.report, pending, endpoints: run.counter.endpoints() };
+    return { id, ...run.report, pending, endpoints: run.counter.endpoints(), sessions: { ...run.sessions, examples: run.sessions.examples.map((e) => ({ ...e })) } };
   }
 
   close(): void {
@@ -178,7 +183,17 @@ export class Mirror {
     if (s === null) { run.report.liveErrors++; return; }
     if (k === null) run.report.candidateErrors++;
     run.report.compared++;
-    run.counter.add(c.method, c.path, c.answer(), s, k);
+    const primary = c.answer();
+    run.counter.add(c.method, c.path, primary, s, k);
+    if (c.credentials) {
+      const ss = run.sessions;
+      ss.compared++;
+      // A session live accepted (twice: no expiry in between) that the candidate does not recognise.
+      if (k !== null && AUTH_FAILURE_STATUSES.has(k.status) && !AUTH_FAILURE_STATUSES.has(primary.status) && !AUTH_FAILURE_STATUSES.has(s.status)) {
+        ss.lost++;
+        if (ss.examples.length < SESSION_EXAMPLES) ss.examples.push({ request: `${c.method} ${redactPath(c.path)}`, live: primary.status, candidate: k.status });
+      }
+    }
   }
 
   #send(host: string, port: number, c: MirrorCapture, headers: OutgoingHttpHeaders, body: Buffer | null, spec: MirrorSpec): Promise<Answer | null | 'too-large'> {

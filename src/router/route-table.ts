@@ -60,6 +60,8 @@ export interface MirrorSpec {
   concurrency: number;
   /** Per mirrored request. */
   timeoutMs: number;
+  /** Only requests carrying credentials (Cookie or Authorization) are picked: the session gate's live replay. */
+  credentialsOnly?: boolean;
 }
 
 export interface RouteTable {
