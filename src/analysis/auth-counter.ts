@@ -9,7 +9,7 @@
  * credential values (only whether a request had any).
  */
 import type { Color } from '../environments/types.ts';
-import type { RequestRecord } from '../router/router.ts';
+import type { RequestRecord } from '../router/data-plane.ts';
 
 export const AUTH_STATUSES = [401, 403, 419] as const;
 

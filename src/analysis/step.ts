@@ -10,8 +10,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Color } from '../environments/types.ts';
-import type { PhaseVerdict, SwitchStep } from '../controller/hooks.ts';
-import type { AnalysisConfig } from './schema.ts';
+import type { PhaseVerdict, SwitchStep } from '../plugin-api/hooks.ts';
+import type { AnalysisConfig } from '../config/analysis.ts';
 import { EVAL_GRACE_MS } from './analyzer.ts';
 import { judgeInterval } from './judge.ts';
 import type { WindowSummary } from './recorder.ts';

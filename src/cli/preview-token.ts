@@ -1,6 +1,6 @@
 /** `cutover preview-token`: a signed value that shows the preview colour on the live listener (router.previewAccess). */
 import type { Command } from 'commander';
-import type { CommandKit } from './extra-commands.ts';
+import type { CommandKit } from './context.ts';
 
 interface PreviewToken { header: string; cookie: string; value: string; expiresAt: number; live: string }
 

@@ -5,8 +5,15 @@
  */
 import { z } from 'zod';
 import { duration, share } from './fields.ts';
-import { DEFAULT_VISITOR_COOKIE } from '../router/split.ts';
-import type { Stickiness } from '../router/route-table.ts';
+import { DEFAULT_VISITOR_COOKIE } from './defaults.ts';
+
+/**
+ * How a visitor keeps its colour during a gradual switch:
+ *   cookie: the router sets a random visitor id cookie and hashes it;
+ *   header: the hash of a request header (e.g. X-User-Id); requests without it are split at random;
+ *   none:   every request is split at random.
+ */
+export type Stickiness = { kind: 'cookie'; name: string } | { kind: 'header'; name: string } | { kind: 'none' };
 
 export const DEFAULT_STEP_DURATION_MS = 2 * 60_000; // 2 minutes per step
 

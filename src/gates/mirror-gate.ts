@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EndpointCounts, FieldCounts, MirrorReport } from '../router/mirror-diff.ts';
-import type { MirrorGateSpec } from './schema.ts';
+import type { MirrorGateSpec } from '../config/gates.ts';
 import { ms, pct, type GateResult, type GateTarget } from './types.ts';
 
 /** Standard errors a difference must clear before it counts. */

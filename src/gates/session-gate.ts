@@ -16,10 +16,10 @@ import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AUTH_FAILURE_STATUSES } from '../router/mirror-diff.ts';
-import { DEFAULT_MIRROR_MAX_BODY_BYTES, DEFAULT_MIRROR_QUEUE, DEFAULT_MIRROR_CONCURRENCY, DEFAULT_MIRROR_REQUEST_TIMEOUT_MS } from './schema.ts';
+import { DEFAULT_MIRROR_MAX_BODY_BYTES, DEFAULT_MIRROR_QUEUE, DEFAULT_MIRROR_CONCURRENCY, DEFAULT_MIRROR_REQUEST_TIMEOUT_MS } from '../config/gates.ts';
 import { MIRROR_POLL_MS } from './mirror-gate.ts';
 import { loadUndici } from '../lib/lazy-undici.ts';
-import type { SessionGateSpec } from './schema.ts';
+import type { SessionGateSpec } from '../config/gates.ts';
 import { ms, requestParts, substitute, type GateResult, type GateTarget } from './types.ts';
 
 export const SESSION_REQUEST_TIMEOUT_MS = 10_000;

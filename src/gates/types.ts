@@ -3,7 +3,7 @@
  * measured values, the thresholds they were held to and one line saying why. A gate never
  * decides what happens next (the runner stops at the first failure; the controller acts).
  */
-import type { GateKind } from './schema.ts';
+import type { GateKind } from '../config/gates.ts';
 import type { MirrorReport } from '../router/mirror-diff.ts';
 import type { MirrorSpec } from '../router/route-table.ts';
 

@@ -7,11 +7,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import { Pool } from 'undici';
-import { silentLogger } from '../telemetry/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
 import { DiffCounter, endpointOf, flatten, redactPath } from './mirror-diff.ts';
 import { freezeTable, type MirrorSpec } from './route-table.ts';
 import { Router } from './router.ts';
-import { TestHealth } from './test-support.ts';
+import { TestHealth } from '../../test/support/router.ts';
 import { aboveNoise, judgeMirror } from '../gates/mirror-gate.ts';
 
 interface App { port: number; seen: { method: string; path: string; body: string; mirror: boolean }[]; server: Server; hang: boolean }

@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Pool } from 'undici';
-import { silentLogger } from '../telemetry/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
 import { Router } from './router.ts';
 import { signPreviewValue, verifyPreviewValue } from './preview-access.ts';
-import { routes, startUpstream, TestHealth, type TestUpstream } from './test-support.ts';
+import { routes, startUpstream, TestHealth, type TestUpstream } from '../../test/support/router.ts';
 
 const SECRET = 'a-long-enough-test-secret';
 let ups: TestUpstream[] = [];

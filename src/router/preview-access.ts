@@ -13,8 +13,9 @@ import type { IncomingMessage } from 'node:http';
 import { AddressSet } from '../lib/cidr.ts';
 import { cookieValue } from './split.ts';
 
-export const DEFAULT_PREVIEW_HEADER = 'x-cutover-preview';
-export const DEFAULT_PREVIEW_COOKIE = 'cutover_preview';
+import { DEFAULT_PREVIEW_COOKIE, DEFAULT_PREVIEW_HEADER } from '../config/defaults.ts';
+
+export { DEFAULT_PREVIEW_COOKIE, DEFAULT_PREVIEW_HEADER };
 
 export interface PreviewAccessOptions {
   /** Request header that asks for the preview (lower-case). */

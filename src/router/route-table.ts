@@ -8,6 +8,9 @@
  * colour), mirroring is a `mirror` spec. The router decides per request from these values alone.
  */
 import type { Color } from '../environments/types.ts';
+import type { Stickiness } from '../config/switch.ts';
+
+export type { Stickiness };
 
 export interface RouteTarget {
   /** Instance id (`blue-0`), the key for health and per-target pools. */
@@ -23,14 +26,9 @@ export interface ColorRoute {
 }
 
 /**
- * How a visitor keeps its colour during a gradual switch:
- *   cookie: the router sets a random visitor id cookie and hashes it;
- *   header: the hash of a request header (e.g. X-User-Id); requests without it are split at random;
- *   none:   every request is split at random.
- * A visitor's hash h ∈ [0, 1) sends it to the split colour when h < share, so as the share grows
- * a visitor already on the new colour stays there.
+ * A visitor's hash h ∈ [0, 1) (of its cookie or header, see split.ts) sends it to the split colour
+ * when h < share, so as the share grows a visitor already on the new colour stays there.
  */
-export type Stickiness = { kind: 'cookie'; name: string } | { kind: 'header'; name: string } | { kind: 'none' };
 
 export interface LiveSplit {
   /** The colour taking `share` of live traffic (the candidate during a gradual switch). */

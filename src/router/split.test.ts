@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Pool } from 'undici';
-import { silentLogger } from '../telemetry/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
 import { freezeTable, type RouteTable, type Stickiness } from './route-table.ts';
 import { Router } from './router.ts';
 import { chooseSplit, cookieValue, DEFAULT_VISITOR_COOKIE, visitorHash } from './split.ts';
-import { startUpstream, TestHealth, type TestUpstream } from './test-support.ts';
+import { startUpstream, TestHealth, type TestUpstream } from '../../test/support/router.ts';
 
 let ups: TestUpstream[] = [];
 let router: Router;

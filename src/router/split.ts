@@ -12,8 +12,9 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Stickiness } from './route-table.ts';
 
-/** Default name of the cookie the router sets to keep a visitor on its colour. */
-export const DEFAULT_VISITOR_COOKIE = 'cutover_visitor';
+import { DEFAULT_VISITOR_COOKIE } from '../config/defaults.ts';
+
+export { DEFAULT_VISITOR_COOKIE };
 /** How long a visitor cookie lasts: one day, longer than any sensible gradual switch. */
 export const VISITOR_COOKIE_MAX_AGE_S = 86_400;
 

@@ -1,10 +1,10 @@
 /**
  * The `gates:` and `warmup:` sections of cutover.yaml. Each gate has a `name` and exactly one
- * kind (`http`, `command`, `load`, `compare`); parsing turns it into a discriminated `Gate`.
+ * kind (`http`, `command`, `load`, `compare`, `mirror`, `session`); parsing turns it into a discriminated `Gate`.
  * Strings in http gates may contain `{version}` and `{color}`, substituted at run time.
  */
 import { z } from 'zod';
-import { byteSize, duration, share, urlPath } from '../config/fields.ts';
+import { byteSize, duration, share, urlPath } from './fields.ts';
 
 export const DEFAULT_HTTP_GATE_TIMEOUT_MS = 10_000; // 10 seconds for one request
 export const DEFAULT_COMMAND_GATE_TIMEOUT_MS = 5 * 60_000; // 5 minutes for a test suite
