@@ -36,7 +36,8 @@ export function deriveRouteTable(
   const sp = plan.split ?? null;
   const split = sp !== null && sp.share > 0 && sp.color === candidate && live !== undefined ? { route: route(sp.color) as ColorRoute, share: sp.share, stickiness: sp.stickiness } : null;
   const mirror = plan.mirror && candidate !== undefined && live !== undefined ? plan.mirror : null;
-  return { revision, live: route(live), preview: route(preview), split, mirror };
+  // Keys only when in force: the common table stays { revision, live, preview }.
+  return { revision, live: route(live), preview: route(preview), ...(split !== null ? { split } : {}), ...(mirror !== null ? { mirror } : {}) };
 }
 
 /** Whether two tables send every listener to the same colour, version and targets (revisions aside). */
