@@ -17,7 +17,7 @@ let pool: Pool;
 
 before(async () => {
   h = await startHarness([
-    'switch: { steps: [20%, 50%], stepDuration: 8s, stickiness: cookie }',
+    'switch: { steps: [20%, 50%], stepDuration: 12s, stickiness: cookie }',
     'analysis: { window: 2s, interval: 1s, minRequests: 5, maxLatency: { p95: false, p99: false } }',
   ].join('\n'), { releaseDir: SHADOW });
   const first = await h.deploy('v1');
@@ -62,6 +62,7 @@ test('at 20 % a gradual switch sends 20 ± 5 % of new visitors, each keeps its c
   const load = h.liveLoad({ rate: 100, connections: 4, path: '/' });
   const d = await deploying('v2');
   await waitEvent(d.id, stepAt(0.2));
+  assert.deepEqual(h.daemon.controller.status().router.split, { color: 'green', share: 0.2 }, 'status shows the share in force');
   let onNew = 0;
   const visitors: { cookie: string; version: string }[] = [];
   for (let batch = 0; batch < 50; batch++) {
@@ -71,6 +72,7 @@ test('at 20 % a gradual switch sends 20 ± 5 % of new visitors, each keeps its c
       if (visitors.length < 40) visitors.push({ cookie: v.cookie!, version: v.version });
     }
   }
+  assert.ok(!h.events(d.id).some(stepAt(0.5)), 'the 1000 visits all happened during the 20 % step');
   assert.ok(onNew >= 150 && onNew <= 250, `${onNew} of 1000 new visitors on v2 at 20 %`);
   for (const v of visitors) {
     const again = await Promise.all([visit(v.cookie), visit(v.cookie), visit(v.cookie)]);
@@ -78,7 +80,8 @@ test('at 20 % a gradual switch sends 20 ± 5 % of new visitors, each keeps its c
   }
   assert.ok(!h.events(d.id).some(stepAt(0.5)), 'all of this happened during the 20 % step');
 
-  await waitEvent(d.id, stepAt(0.5));
+  assert.match((await h.cli(['status'])).stdout, /gradual switch: 20 % of live traffic on green/);
+  await waitEvent(d.id, stepAt(0.5), 30_000);
   for (const v of visitors.filter((x) => x.version === 'v2')) assert.equal((await visit(v.cookie)).version, 'v2', 'still on v2 at 50 %');
 
   const rec = await d.done;

@@ -335,6 +335,8 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
         revision: this.router.table().revision,
         live: `http://${hostPort(addrs.live)}`,
         preview: addrs.preview ? `http://${hostPort(addrs.preview)}` : null,
+        ...(this.split !== null ? { split: { color: this.split.color, share: this.split.share } } : {}),
+        ...(this.mirror !== null ? { mirror: { id: this.mirror.id, sample: this.mirror.sample } } : {}),
       },
     };
   }
