@@ -181,6 +181,8 @@ function readOnly(router: DataPlane): RouterView {
     inFlight: (listener, color) => router.inFlight(listener, color),
     rejections: () => router.rejections(),
     mirrorReport: (id) => router.mirrorReport(id),
+    // The traffic sample's capture: copies chosen live requests into their record; moves no traffic.
+    ...(router.setCapture ? { setCapture: router.setCapture.bind(router) } : {}),
   } satisfies RouterView);
 }
 

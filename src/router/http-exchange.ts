@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { HealthView } from '../health/types.ts';
-import type { RequestRecord } from './data-plane.ts';
+import type { RequestCapture, RequestRecord } from './data-plane.ts';
 import type { AddressSet } from '../lib/cidr.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import type { Flight, Lane } from './lanes.ts';
@@ -35,6 +35,8 @@ export interface ProxyContext {
   readonly maxBodyBytes: number;
   /** Shadow traffic: captures of sampled live requests are handed to it once answered. */
   readonly mirror: Mirror;
+  /** Which live requests to copy (head and a bounded body prefix) into their record; null: none. */
+  capture: RequestCapture | null;
   reportFailure(u: Upstream, reason: string): void;
 }
 
@@ -125,6 +127,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
   #error: ProxyErrorKind | undefined = undefined;
   readonly #setCookie: string | null;
   readonly #capture: MirrorCapture | null;
+  /** Set when the capture chose this request: the body prefix copied so far. */
+  #copy: { chunks: Buffer[]; bytes: number; truncated: boolean } | null = null;
 
   constructor(ctx: ProxyContext, listener: ListenerName, route: BoundRoute, req: IncomingMessage, res: ServerResponse, startedAt: number, extras: ExchangeExtras | null = null) {
     this.#ctx = ctx;
@@ -143,6 +147,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto[extras?.via ?? listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
     this.#setCookie = extras?.setCookie ?? null;
     this.#capture = extras?.mirror === true ? ctx.mirror.pick(req.method ?? 'GET', cl, this.#path, this.#headers, route, h.cookie !== undefined || h.authorization !== undefined) : null;
+    const capture = ctx.capture;
+    if (capture !== null && listener === 'live' && capture.wants(req.method ?? 'GET', target.path)) this.#copy = { chunks: [], bytes: 0, truncated: false };
   }
 
 
@@ -153,6 +159,22 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#res[kExchange] = this;
     this.#res.on('close', onResponseClose);
     this.#dispatch(first);
+    // After the upstream consumer is attached: a second 'data' listener sees the same chunks (bounded copy).
+    if (this.#copy !== null && this.#hasBody) this.#req.on('data', (chunk: Buffer) => this.#copyChunk(chunk));
+  }
+
+  #copyChunk(chunk: Buffer): void {
+    const c = this.#copy;
+    if (c === null || c.truncated) return;
+    const limit = this.#ctx.capture?.maxBodyBytes ?? 0;
+    if (c.bytes + chunk.length > limit) {
+      c.truncated = true;
+      if (limit > c.bytes) c.chunks.push(Buffer.from(chunk.subarray(0, limit - c.bytes)));
+      c.bytes = limit;
+      return;
+    }
+    c.chunks.push(Buffer.from(chunk));
+    c.bytes += chunk.length;
   }
 
   /** Sends the request to `u` (`fresh`: on a new connection, not an idle one). */
@@ -325,6 +347,11 @@ export class HttpExchange implements Flight, UpstreamHandler {
       const h = this.#req.headers;
       const r: RequestRecord = { listener: this.#listener, color: route.color, version: route.version, method: this.#req.method ?? '', status: this.#status, durationMs, credentials: h.cookie !== undefined || h.authorization !== undefined };
       if (this.#error !== undefined) r.error = this.#error;
+      const c = this.#copy;
+      if (c !== null) {
+        r.request = { path: this.#path, rawHeaders: this.#req.rawHeaders.slice(), body: this.#hasBody ? Buffer.concat(c.chunks, c.bytes) : null, truncated: c.truncated || (this.#hasBody && !this.#req.complete) };
+        this.#copy = null;
+      }
       try {
         hook(r);
       } catch { /* a metrics hook must not break the data plane */ }
