@@ -100,7 +100,9 @@ export class Mirror {
   configure(spec: MirrorSpec | null, candidate: BoundRoute | null): void {
     this.#candidate = candidate;
     if (spec === null) {
+      // Captures still waiting are dropped (never compared, never kept); copies in flight finish.
       this.#run = null;
+      this.#queue = [];
       return;
     }
     let run = this.#runs.get(spec.id);
