@@ -5,11 +5,14 @@
  * A request binds to the route snapshot it arrived under and finishes there (DESIGN promise 1);
  * `swap` is one synchronous reference swap (promise 3) and starts the drain of the colour that
  * left the live listener. The router never chooses colours: the controller does, and the router
- * answers 503 rather than send traffic to a colour with no healthy instance (promise 2).
+ * answers 503 rather than send traffic to a colour with no healthy instance (promise 2). Within a
+ * table it decides per request from data only: preview access by header or cookie
+ * (preview-access.ts), a gradual switch's split (split.ts), mirroring (mirror.ts).
  *
  * Owns: listeners, the current snapshot, lanes and drains, upstream pools, request stats.
  * Must never: log per request, buffer whole bodies, touch the live colour's connections in a
- * drain, or add headers of its own beyond X-Forwarded-*.
+ * drain, or add headers of its own beyond X-Forwarded-* (one exception: the visitor cookie of a
+ * gradual switch with cookie stickiness, on answers to visitors without one).
  */
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
