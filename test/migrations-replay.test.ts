@@ -11,6 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
@@ -24,6 +25,8 @@ const SHOP = path.join(ROOT, 'examples', 'migrations-shop');
 const CHECK = path.join(FIXTURES, 'migrations-check');
 const TRIGGER = path.join(FIXTURES, 'migrations-trigger');
 const SEQUENCE = path.join(FIXTURES, 'migrations-sequence');
+/** Longer than the sample's 10 ms between copies. */
+const SAMPLE_GAP_MS = 30;
 const SECRETS = ['Bearer live-secret-token', 'sess-4711', 'qs-secret-99', 'hunter2'];
 
 const skip = await available('postgres');
@@ -47,6 +50,8 @@ function eventsOf(deployment: string, type: string): EventRecord[] {
 async function live(method: string, p: string, o: { headers?: Record<string, string>; body?: string } = {}): Promise<number> {
   const res = await request(`${daemon.liveUrl()}${p}`, { method: method as 'GET', headers: o.headers, body: o.body });
   await res.body.dump();
+  // The sample copies at most one request per 10 ms: space the test's requests out so each is kept.
+  await sleep(SAMPLE_GAP_MS);
   return res.statusCode;
 }
 
