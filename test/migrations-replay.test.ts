@@ -135,6 +135,11 @@ test('a BEFORE INSERT trigger the old release cannot satisfy is caught by the re
   assert.equal(failure.label, 'old');
   assert.equal(failure.check, 'replay POST /products');
   assert.match(failure.reason, /→ 500: .*products\.sku is required/);
+  // The file sets no lock timeout; the pipeline's sessions have database.lockTimeout, so the linter does not ask for one.
+  const findings = (eventsOf(bad.id, 'migrations.lint')[0].data as { findings: { rule: string }[] }).findings;
+  assert.deepEqual(findings.map((f) => f.rule), ['create-trigger']);
+  const standalone = await cli(['lint-migrations', path.join(TRIGGER, 'migrations', '002_require_sku.expand.sql')], { cwd: ROOT });
+  assert.match(standalone.stdout, /warning missing-lock-timeout/, 'the standalone linter cannot know the runner sets one');
   await assertRealDbUntouched(rows);
 });
 
