@@ -187,4 +187,11 @@ test('a passing run replays the writes and compatibility.requests on the shadow 
   const named = await db.db.query<{ name: string }>("SELECT name FROM products WHERE name = 'from-config'");
   assert.deepEqual(named, []);
   assert.deepEqual(await columnsOf(db.db, 'products'), ['id', 'name', 'title'], 'the expand migration itself was applied');
+  // Once v2 is live, the rollback target v1 is watched: its recorded reads still work on the migrated schema.
+  await waitFor(() => daemon.controller.events({ limit: 10_000 }).some((e) => e.type === 'migrations.standby.checked'), { timeoutMs: 20_000, what: 'the standby watch' });
+  const checked = daemon.controller.events({ limit: 10_000 }).filter((e) => e.type === 'migrations.standby.checked');
+  assert.equal(checked[0].version, 'v1');
+  assert.match(checked[0].reason, /answers all \d+ recorded read-only request\(s\) after expand migration\(s\) 002_add_title\.expand\.sql of v2/);
+  const rt = (daemon.controller.status() as unknown as { migrations: { rollbackTarget: { version: string; canServe: boolean } } }).migrations.rollbackTarget;
+  assert.deepEqual([rt.version, rt.canServe], ['v1', true]);
 });
