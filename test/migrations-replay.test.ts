@@ -169,9 +169,13 @@ test('a passing run replays the writes and compatibility.requests on the shadow 
 
   daemon = await startDaemon('  compatibility:\n    requests:\n      - method: POST\n        path: /products\n        body: { title: from-config }\n        status: 201\n');
   await waitFor(async () => (await getJson<{ release: string }>(`${daemon.liveUrl()}/`).catch(() => ({ release: '' }))).release === 'v1', { what: 'v1 adopted' });
+  // At most one 'from-config' row: the configured POST runs on both versions, and passes on both
+  // because each runs on its own copy of the migrated shadow (on one shared copy the second would fail).
+  await db.db.query("CREATE UNIQUE INDEX products_from_config_once ON products (name) WHERE name = 'from-config'");
   const rows = await productCount();
   const d2 = await daemon.controller.deploy({ version: 'v2', path: path.join(SHOP, 'v2'), actor: 'test' }).done;
   assert.equal(d2.status, 'succeeded', JSON.stringify(d2.error));
+  assert.ok(eventsOf(d2.id, 'migrations.compat.progress').some((e) => /the new release runs on its own copy .*_cshadow_/.test(e.reason)));
   const [compat] = eventsOf(d2.id, 'migrations.compat');
   // Five requests from before the restart (reloaded from disk) and the GET / polls since.
   assert.ok(Number(/replayed (\d+) recorded request\(s\)/.exec(compat.reason)?.[1]) >= 6, compat.reason);
