@@ -3,8 +3,10 @@
  * release (the rollback target) and the new one both work on the schema the pending migrations
  * produce. A shadow database gets the current schema and a sample of rows, the pending
  * migrations are applied there, one instance of each release is started against it (its
- * database URL overridden through the environment), and the `http` gates plus `GET /` and the
- * health path are run against each instance directly.
+ * database URL overridden through the environment; on PostgreSQL the new release gets its own
+ * copy), and the `http` gates, `GET /`, the health path, `compatibility.requests` and the
+ * recorded live traffic (writes too) are run against each instance directly. Pending contract
+ * files are then applied to the new release's copy and it is checked again.
  *
  * Owns: the shadow's life and the throw-away instances' life — both always end with the run
  * (pass, failure or abort). Must never: touch the real database, or the daemon's own instances.
