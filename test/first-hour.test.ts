@@ -116,7 +116,7 @@ test('environments.process.releaseDir finds the release by version; history mark
     cpSync(SHOP_V2, path.join(dir, 'releases', 'v2'), { recursive: true });
     const missing = await cli(['deploy', 'v9'], { cwd: dir });
     assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /release directory .*releases\/v9 \(environments\.process\.releaseDir for v9\) does not exist/);
+    assert.match(missing.stderr, /release directory .*releases\/v9"? \(environments\.process\.releaseDir for v9\) does not exist/);
     for (const v of ['v1', 'v2']) {
       const r = await cli(['deploy', v], { cwd: dir });
       assert.equal(r.code, 0, r.stdout + r.stderr);
