@@ -20,6 +20,7 @@ import { runLintMigrationsCommand } from './lint-migrations.ts';
 import { registerDrill } from './drill.ts';
 import { registerMigrate } from './migrate.ts';
 import { registerReport } from './report.ts';
+import { registerPreviewToken } from './preview-token.ts';
 import { registerState } from './state.ts';
 import type { DeploymentRecord } from '../store/types.ts';
 import { packageVersion } from '../lib/version.ts';
@@ -186,6 +187,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   registerReport(program, kit);
   registerDrill(program, kit);
   registerMigrate(program, kit);
+  registerPreviewToken(program, kit);
   registerState(program, kit);
 
   try {

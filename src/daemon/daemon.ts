@@ -159,6 +159,7 @@ export class Daemon {
         },
         maxConnections: { live: fds.budget.live, preview: fds.budget.preview },
         trustedProxies: config.router.trustedProxies, tls: config.router.tls ?? null,
+        previewAccess: config.router.previewAccess ? { ...config.router.previewAccess, secret: config.router.previewAccess.secret ?? null } : null,
         health, logger, onRequest,
       });
       router = embeddedRouter;
@@ -168,6 +169,7 @@ export class Daemon {
       app: config.app, store, provider, health, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
       standbyKeepForMs: config.standby.keepFor, keepStandbyWarm: config.standby.keepWarmDuringDeploy,
+      gradual: config.switch && config.switch.steps.length > 0 ? { steps: config.switch.steps, stepDurationMs: config.switch.stepDuration, stickiness: config.switch.stickiness } : null,
     });
     // The admin listener before the router's: a taken admin port fails the start before any
     // traffic is served. It answers 503 "starting" until the daemon is fully up.
@@ -306,6 +308,7 @@ function readOnly(router: DataPlane): RouterView {
     table: () => router.table(),
     inFlight: (listener, color) => router.inFlight(listener, color),
     rejections: () => router.rejections(),
+    mirrorReport: (id) => router.mirrorReport(id),
     // The traffic sample's capture: copies chosen live requests into their record; moves no traffic.
     ...(router.setCapture ? { setCapture: router.setCapture.bind(router) } : {}),
   } satisfies RouterView);

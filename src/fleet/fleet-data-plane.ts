@@ -117,6 +117,11 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
     return n;
   }
 
+  /** Mirroring results are not gathered from fleet routers (docs/fleet.md, limits): a shadow gate sees none. */
+  mirrorReport(_id: string): null {
+    return null;
+  }
+
   /** Requests refused before reaching any colour, summed over the routers (as of their last push). */
   rejections(): Record<string, number> {
     const out: Record<string, number> = {};

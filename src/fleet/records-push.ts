@@ -29,7 +29,11 @@ const count = z.number().int().min(0);
 /** What the controller accepts on POST /api/v1/fleet/records (checked before anything is counted). */
 export const recordsBodySchema = z.strictObject({
   router: z.string().min(1).max(253),
-  records: z.array(z.tuple([z.int().min(0).max(3), z.string().max(128), z.string().max(32), z.int().min(100).max(999), z.number().min(0), z.int().min(0).max(4), z.number().min(0)])).max(MAX_QUEUED_RECORDS),
+  // The 8th element (1: the request carried credentials) is optional.
+  records: z.array(z.union([
+    z.tuple([z.int().min(0).max(3), z.string().max(128), z.string().max(32), z.int().min(100).max(999), z.number().min(0), z.int().min(0).max(4), z.number().min(0)]),
+    z.tuple([z.int().min(0).max(3), z.string().max(128), z.string().max(32), z.int().min(100).max(999), z.number().min(0), z.int().min(0).max(4), z.number().min(0), z.int().min(0).max(1)]),
+  ])).max(MAX_QUEUED_RECORDS),
   inFlight: z.tuple([count, count, count, count]),
   rejections: z.record(z.string().max(3), count),
   dropped: count,

@@ -28,6 +28,7 @@ import { EMPTY_ROUTE_TABLE, type RouteTable } from './route-table.ts';
 import type { Logger } from '../lib/logger.ts';
 import { controlSocketPath, decodeRecord, laneOf, PROTOCOL_VERSION, readMessages, send, type Addresses, type FromRouter } from './control-protocol.ts';
 import { SETTINGS_ENV, type RouterSettings } from './router-process.ts';
+import type { MirrorReport } from './mirror-diff.ts';
 
 export const BIN = fileURLToPath(new URL('../../bin/cutover.js', import.meta.url));
 /** Time a new router process gets to answer on its control socket: 15 seconds. */
@@ -66,6 +67,7 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
   readonly #waiters = new Set<AckWaiter>();
   readonly #drains = new Map<number, { color: Color; resolve: (d: DrainReport) => void; startedAt: number }>();
   #rejections: Record<string, number> = {};
+  readonly #mirrors = new Map<string, MirrorReport>();
   #closed = false;
   #reconnecting: Promise<void> | null = null;
 
@@ -181,6 +183,11 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
     return { revision, ms, acknowledged: [], missing: [id] };
   }
 
+  /** Counts of a mirroring run, as of the router process's last batch (≤ 50 ms old). */
+  mirrorReport(id: string): MirrorReport | null {
+    return this.#mirrors.get(id) ?? null;
+  }
+
   /** Requests the router process refused before reaching any colour, by status (as of its last batch). */
   rejections(): Record<string, number> {
     return { ...this.#rejections };
@@ -229,6 +236,7 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
       case 'stats': {
         this.#inFlight = m.inFlight;
         this.#rejections = m.rejections;
+        if (m.mirror) this.#mirrors.set(m.mirror.id, m.mirror);
         const hook = this.#o.onRequest;
         for (const w of m.records) {
           const r = decodeRecord(w);

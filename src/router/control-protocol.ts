@@ -15,6 +15,7 @@ import type { Color } from '../environments/types.ts';
 import type { DrainReport, RequestRecord } from './data-plane.ts';
 import type { ListenerName, ProxyErrorKind } from './request-stats.ts';
 import type { RouteTable } from './route-table.ts';
+import type { MirrorReport } from './mirror-diff.ts';
 
 /** Bumped when a message changes meaning; a router and a controller of different protocols refuse each other. */
 export const PROTOCOL_VERSION = 1;
@@ -27,8 +28,8 @@ export const MAX_PENDING_RECORDS = 200_000;
 
 export interface Addresses { live: { host: string; port: number }; preview: { host: string; port: number } | null }
 
-/** A request record as sent: [lane, version, method, status, durationMs, errorKind, finishedAt]. */
-export type WireRecord = [number, string, string, number, number, number, number];
+/** A request record as sent: [lane, version, method, status, durationMs, errorKind, finishedAt, credentials (1/0)]. */
+export type WireRecord = [number, string, string, number, number, number, number, number?];
 
 export type ToRouter =
   | { t: 'table'; table: RouteTable }
@@ -47,7 +48,7 @@ export type FromRouter =
   | { t: 'hello'; protocol: number; id: string; pid: number; version: string; startedAt: number; table: RouteTable; appliedAt: number | null; addresses: Addresses; retiring: boolean }
   | { t: 'applied'; revision: number; appliedAt: number }
   | { t: 'drain'; revision: number; report: DrainReport }
-  | { t: 'stats'; records: WireRecord[]; inFlight: [number, number, number, number]; rejections: Record<string, number>; dropped: number }
+  | { t: 'stats'; records: WireRecord[]; inFlight: [number, number, number, number]; rejections: Record<string, number>; dropped: number; mirror?: MirrorReport | null }
   | { t: 'failure'; id: string; reason: string }
   | { t: 'handover'; table: RouteTable }
   | { t: 'error'; message: string };
@@ -59,16 +60,19 @@ export function laneOf(listener: ListenerName, color: Color): number {
 }
 
 export function encodeRecord(r: RequestRecord, at: number): WireRecord {
-  return [laneOf(r.listener, r.color), r.version, r.method, r.status, Math.round(r.durationMs * 1000) / 1000, ERROR_KINDS.indexOf(r.error), at];
+  const w: WireRecord = [laneOf(r.listener, r.color), r.version, r.method, r.status, Math.round(r.durationMs * 1000) / 1000, ERROR_KINDS.indexOf(r.error), at];
+  if (r.credentials) w.push(1);
+  return w;
 }
 
 export function decodeRecord(w: WireRecord): RequestRecord & { at: number } {
-  const [lane, version, method, status, durationMs, err, at] = w;
+  const [lane, version, method, status, durationMs, err, at, credentials] = w;
   const rec: RequestRecord & { at: number } = {
     listener: lane < 2 ? 'live' : 'preview', color: lane % 2 === 0 ? 'blue' : 'green', version, method, status, durationMs, at,
   };
   const kind = ERROR_KINDS[err];
   if (kind !== undefined) rec.error = kind;
+  if (credentials === 1) rec.credentials = true;
   return rec;
 }
 

@@ -24,6 +24,7 @@ import { EMPTY_ROUTE_TABLE, type RouteTable } from './route-table.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { LoadedConfig } from '../config/schema.ts';
 import type { TlsFiles } from '../lib/tls-files.ts';
+import type { PreviewAccessOptions } from './preview-access.ts';
 import {
   controlSocketPath, encodeRecord, MAX_PENDING_RECORDS, PROTOCOL_VERSION, readMessages, send, STATS_FLUSH_MS,
   type FromRouter, type ToRouter, type WireRecord,
@@ -51,6 +52,8 @@ export interface RouterSettings {
   limits: { maxHeaderBytes: number; maxHeaderCount: number; maxUrlBytes: number; maxBodyBytes: number; headersTimeoutMs: number; requestTimeoutMs: number };
   trustedProxies: readonly string[];
   tls: TlsFiles | null;
+  /** `router.previewAccess`: preview on the live listener by header, cookie or signed value. */
+  previewAccess?: PreviewAccessOptions | null;
   health: { path: string; intervalMs: number; timeoutMs: number; healthyThreshold: number; unhealthyThreshold: number };
   /** Client connections each listener holds at most (from the descriptor limit; daemon/fd-limit.ts); absent: none. */
   maxConnections?: { live: number; preview: number };
@@ -71,6 +74,7 @@ export function routerSettings(config: LoadedConfig, o: { id?: string; version: 
     limits: { maxHeaderBytes: r.maxHeaderSize, maxHeaderCount: r.maxHeaderCount, maxUrlBytes: r.maxUrlLength, maxBodyBytes: r.maxBodySize, headersTimeoutMs: r.headersTimeout, requestTimeoutMs: r.requestTimeout },
     trustedProxies: r.trustedProxies,
     tls: r.tls ?? null,
+    previewAccess: r.previewAccess ? { ...r.previewAccess, secret: r.previewAccess.secret ?? null } : null,
     health: { path: config.health.path, intervalMs: config.health.interval, timeoutMs: config.health.timeout, healthyThreshold: config.health.healthyThreshold, unhealthyThreshold: config.health.unhealthyThreshold },
     ...(o.maxConnections ? { maxConnections: o.maxConnections } : {}),
   };
@@ -117,7 +121,7 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
     this.router = new Router({
       listen: settings.listen, preview: settings.preview,
       drainTimeoutMs: settings.drainTimeoutMs, connectTimeoutMs: settings.connectTimeoutMs, responseTimeoutMs: settings.responseTimeoutMs,
-      limits: settings.limits, trustedProxies: settings.trustedProxies, tls: settings.tls,
+      limits: settings.limits, trustedProxies: settings.trustedProxies, tls: settings.tls, previewAccess: settings.previewAccess ?? null,
       id: settings.id,
       reusePort: true,
       ...(settings.maxConnections ? { maxConnections: settings.maxConnections } : {}),
@@ -273,9 +277,12 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
     const lanes = this.router;
     const inFlight: [number, number, number, number] = [lanes.inFlight('live', 'blue'), lanes.inFlight('live', 'green'), lanes.inFlight('preview', 'blue'), lanes.inFlight('preview', 'green')];
     const rejections = this.router.rejections();
+    // The counts of a mirroring run in force (a shadow gate reads them on the controller's side).
+    const mirrorId = this.router.table().mirror?.id;
+    const mirror = mirrorId ? this.router.mirrorReport(mirrorId) : null;
     for (const s of this.#controllers) {
       if (s.writableLength > MAX_BUFFERED_BYTES) { this.#dropped += records.length; continue; }
-      send(s, { t: 'stats', records, inFlight, rejections, dropped: this.#dropped });
+      send(s, { t: 'stats', records, inFlight, rejections, dropped: this.#dropped, mirror });
     }
     for (const sink of this.#sinks) {
       try { sink({ records, inFlight, rejections, dropped: this.#dropped }); } catch { /* a sink must not break the flush */ }

@@ -56,6 +56,7 @@ export class CutoverMetrics {
   private readonly upstreamErrors: Counter<'listener' | 'color' | 'kind'>;
   private readonly instances: Gauge<'color' | 'health'>;
   private readonly liveInfo: Gauge<'color' | 'version'>;
+  private readonly splitShare: Gauge<'color'>;
   private readonly envInfo: Gauge<'color' | 'role' | 'version'>;
   private readonly deploymentInProgress: Gauge;
   private readonly routeRevision: Gauge;
@@ -115,6 +116,7 @@ export class CutoverMetrics {
     this.liveInfo = new Gauge({ name: 'cutover_live_info', help: 'The colour and release version serving live traffic (value 1).', labelNames: ['color', 'version'], registers });
     this.envInfo = new Gauge({ name: 'cutover_environment_info', help: 'Role (live, standby, candidate, retired, empty) and release of each colour (value 1).', labelNames: ['color', 'role', 'version'], registers });
     this.deploymentInProgress = new Gauge({ name: 'cutover_deployment_in_progress', help: '1 while a deployment runs or waits for promotion.', registers });
+    this.splitShare = new Gauge({ name: 'cutover_live_split_share', help: 'During a gradual switch: the share of live traffic (0..1) sent to the candidate colour; absent otherwise.', labelNames: ['color'], registers });
     this.routeRevision = new Gauge({ name: 'cutover_route_revision', help: 'Revision of the route table in force.', registers });
     // Routers apart from the daemon (a router process, a fleet): one series per router id (bounded by the fleet's size).
     this.routerRevision = new Gauge({ name: 'cutover_router_revision', help: 'Route revision each router acknowledged; equal to cutover_route_revision when it serves the current table.', labelNames: ['router'], registers });
@@ -298,6 +300,8 @@ export class CutoverMetrics {
       this.routerStale.labels(r.id).set(r.stale ? 1 : 0);
       if (r.ackMs !== null) this.routerAck.labels(r.id).set(r.ackMs / 1000);
     }
+    this.splitShare.reset();
+    if (s.router.split) this.splitShare.labels(s.router.split.color).set(s.router.split.share);
   }
 
   /** The Prometheus text exposition (what GET /metrics serves). */
