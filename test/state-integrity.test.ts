@@ -19,7 +19,11 @@ interface Up { child: ChildProcess; output: () => string; exited: Promise<number
 
 /** `cutover up [args]` as a child process; `ready` resolves once it is up (or rejects with its output when it exits first). */
 function up(cwd: string, args: string[] = []): Up & { ready: Promise<void> } {
-  const child = spawn(process.execPath, [BIN, 'up', ...args], { cwd, env: { ...process.env, CUTOVER_TOKEN: TEST_TOKEN, CUTOVER_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // --embedded-router: these tests pin what a refused or failed start leaves listening, and that a
+  // kill -9 frees the ports. With the router as its own process (the default since issue 10) the
+  // router outlives a killed controller and keeps serving its last table through a refused start
+  // (fail-static, docs/fleet.md); test/router-process.test.ts covers that mode.
+  const child = spawn(process.execPath, [BIN, 'up', '--embedded-router', ...args], { cwd, env: { ...process.env, CUTOVER_TOKEN: TEST_TOKEN, CUTOVER_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
