@@ -110,6 +110,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
   /** Chunked body under a limit: streamed through `CountedBody`. */
   readonly #counted: boolean;
   readonly #startedAt: number;
+  /** The client speaks HTTP/2 (TLS listener): no status text, no connection-level headers. */
+  readonly #h2: boolean;
   #upstream: Upstream | null = null;
   #retried = false;
   #staleRetried = false;
@@ -131,7 +133,11 @@ export class HttpExchange implements Flight, UpstreamHandler {
     const target = targetOf(req);
     this.#path = target.path;
     const remote = req.socket.remoteAddress;
-    this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto[listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
+    this.#h2 = req.httpVersionMajor === 2;
+    // The scheme the client used: its own socket says (a TLS listener next to a plain one).
+    const proto = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : ctx.proto[listener];
+    const raw = this.#h2 ? http2ToHttp1Headers(req.rawHeaders) : req.rawHeaders;
+    this.#headers = upstreamRequestHeaders(raw, h.connection, remote, proto, { trusted: ctx.trustedProxies.has(remote), host: target.host });
   }
 
   /** Links into the lane and sends the request to `first` (already picked, healthy). */
@@ -176,7 +182,9 @@ export class HttpExchange implements Flight, UpstreamHandler {
     const u = this.#upstream;
     if (u !== null) u.failures = 0;
     try {
-      this.#res.writeHead(statusCode, statusMessage || undefined, out);
+      // HTTP/2 has no reason phrase (RFC 9113 §8.3.2).
+      if (this.#h2) this.#res.writeHead(statusCode, out);
+      else this.#res.writeHead(statusCode, statusMessage || undefined, out);
     } catch {
       // Invalid header bytes from the application; nothing was written yet.
       controller.abort(new Error('invalid upstream response head'));
@@ -270,7 +278,7 @@ export class HttpExchange implements Flight, UpstreamHandler {
     } else {
       const body = failureBody(status, detail);
       // A request body we did not (fully) read would be misparsed as the next request.
-      const close = this.#hasBody && !this.#req.complete;
+      const close = this.#hasBody && !this.#req.complete && !this.#h2;
       res.writeHead(status, close
         ? { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }
         : { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
@@ -302,6 +310,34 @@ export class HttpExchange implements Flight, UpstreamHandler {
     // Last: may complete a drain whose report should already count this request as done.
     this.lane?.remove(this);
   }
+}
+
+/**
+ * An HTTP/2 request's header lines as HTTP/1.1 needs them: pseudo-headers dropped, `:authority`
+ * as Host when the client sent no Host (RFC 9113 §8.3.1), and split Cookie fields joined with
+ * "; " (RFC 9113 §8.2.3: required before an HTTP/1.1 hop).
+ */
+export function http2ToHttp1Headers(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  let authority: string | null = null;
+  let host = false;
+  let cookie: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority') authority = raw[i + 1];
+      continue;
+    }
+    if (name === 'cookie') {
+      cookie = cookie === null ? raw[i + 1] : `${cookie}; ${raw[i + 1]}`;
+      continue;
+    }
+    if (name === 'host') host = true;
+    out.push(name, raw[i + 1]);
+  }
+  if (!host && authority !== null) out.unshift('host', authority);
+  if (cookie !== null) out.push('cookie', cookie);
+  return out;
 }
 
 /**
