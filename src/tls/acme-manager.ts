@@ -26,6 +26,8 @@ export const ACME_CHECK_INTERVAL_MS = 3_600_000; // 1 hour
 /** First retry after a failed order, doubling up to ACME_MAX_RETRY_MS. */
 export const ACME_FIRST_RETRY_MS = 60_000; // 1 minute
 export const ACME_MAX_RETRY_MS = 3_600_000; // 1 hour
+/** One HTTP request to the ACME server. */
+export const ACME_REQUEST_TIMEOUT_MS = 30_000; // 30 seconds
 /** Where HTTP-01 challenge requests arrive (RFC 8555 §8.3). */
 export const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
 
@@ -116,8 +118,7 @@ export class AcmeManager {
    * then starts obtaining what is missing or due, in the background.
    */
   start(): void {
-    mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
-    chmodSync(this.#dir, 0o700);
+    this.#ensureDir();
     for (const host of this.#hosts.keys()) {
       const stem = path.join(this.#dir, fileStem(host));
       if (!existsSync(`${stem}.crt`) || !existsSync(`${stem}.key`)) continue;
@@ -203,6 +204,11 @@ export class AcmeManager {
     // Loaded only when ACME is configured (it brings axios and node-forge).
     const mod = (await import('acme-client')) as AcmeModule & { default?: AcmeModule };
     const acme = mod.default ?? mod;
+    // Our scheduler retries failed orders with its own backoff; the library's own retries (5, up to
+    // 75 s in all) would only hold a pass up. A silent server fails after ACME_REQUEST_TIMEOUT_MS.
+    const settings = (acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number; retryDefaultDelay: number } }).acmeSettings;
+    if (settings) { settings.retryMaxAttempts = 1; settings.retryDefaultDelay = 1; }
+    acme.axios.defaults.timeout = ACME_REQUEST_TIMEOUT_MS;
     if (this.#opts.caFile !== undefined) {
       // acme-client talks through one shared axios instance: trust the private CA there.
       acme.axios.defaults.httpsAgent = new HttpsAgent({ ca: readFileSync(this.#opts.caFile), keepAlive: false });
@@ -211,8 +217,14 @@ export class AcmeManager {
     return acme;
   }
 
+  #ensureDir(): void {
+    mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+    chmodSync(this.#dir, 0o700);
+  }
+
   async #accountClient(acme: AcmeModule): Promise<import('acme-client').Client> {
     if (this.#client !== null) return this.#client;
+    this.#ensureDir();
     const keyFile = path.join(this.#dir, 'account.key');
     let accountKey: Buffer;
     if (existsSync(keyFile)) accountKey = readFileSync(keyFile);
