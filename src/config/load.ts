@@ -8,7 +8,8 @@ import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { CutoverError } from '../lib/errors.ts';
-import { configSchema, type LoadedConfig } from './schema.ts';
+import { configSchema, SERVICE_INHERITED_KEYS, type Config, type LoadedConfig, type LoadedService } from './schema.ts';
+import { buildServiceMap, duplicateRoutes } from '../router/service-map.ts';
 import { DEFAULT_CONFIG_FILE } from './defaults.ts';
 
 /** Alias expansions a config may make (the yaml library's default; anchors are rare in cutover.yaml). */
@@ -69,22 +70,111 @@ export function parseConfig(text: string, opts: { file: string; baseDir: string;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new ConfigError([{ file: opts.file, line: 1, field: '', message: 'expected a mapping of settings (app:, router:, environments: …)' }]);
   }
-  const result = configSchema.safeParse(raw);
+  const top = raw as Record<string, unknown>;
+  const rawServices = isPlainObject(top.services) ? top.services : null;
+  // With services, the top level may leave `environments` to each service.
+  const topRaw = rawServices !== null && top.environments === undefined
+    ? { ...top, environments: ((Object.values(rawServices) as unknown[]).find((v) => isPlainObject(v) && v.environments !== undefined) as Record<string, unknown> | undefined)?.environments }
+    : top;
+  const result = configSchema.safeParse(topRaw);
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
   }
   const cfg = result.data;
+  const loaded = finish(cfg, opts);
+  if (cfg.services === undefined) {
+    if (cfg.router.tls?.acme && !(cfg.router.tls.acme.hosts?.length)) {
+      throw new ConfigError([{ file: opts.file, line: lineOfPath(doc, ['router', 'tls', 'acme'], lineOf), field: 'router.tls.acme', message: 'no host names to certify: list them in router.tls.acme.hosts, or use services: with hosts' }]);
+    }
+    return deepFreeze({ ...loaded, services: null });
+  }
+  return deepFreeze({ ...loaded, services: resolveServices(top, cfg, doc, opts, lineOf) });
+}
+
+/** Paths made absolute (relative to the config file) and the config's origin attached. */
+function finish(cfg: Config, opts: { file: string; baseDir: string }): LoadedConfig {
   // Files named in the config are relative to the config file, like stateDir.
-  const tlsFiles = (t: { cert: string; key: string } | undefined) => t && { cert: path.resolve(opts.baseDir, t.cert), key: path.resolve(opts.baseDir, t.key) };
-  const loaded: LoadedConfig = {
-    ...cfg,
+  const tlsFiles = <T extends { cert?: string; key?: string }>(t: T | undefined): T | undefined =>
+    t && { ...t, ...(t.cert !== undefined ? { cert: path.resolve(opts.baseDir, t.cert) } : {}), ...(t.key !== undefined ? { key: path.resolve(opts.baseDir, t.key) } : {}) };
+  const routerTls = tlsFiles(cfg.router.tls);
+  const acme = routerTls?.acme;
+  const { services: _services, ...rest } = cfg;
+  return {
+    ...rest,
     stateDir: path.resolve(opts.baseDir, cfg.stateDir),
-    router: { ...cfg.router, tls: tlsFiles(cfg.router.tls) },
+    router: { ...cfg.router, tls: routerTls && acme?.caFile !== undefined ? { ...routerTls, acme: { ...acme, caFile: path.resolve(opts.baseDir, acme.caFile) } } : routerTls },
     admin: { ...cfg.admin, tls: tlsFiles(cfg.admin.tls) },
     file: opts.file,
     baseDir: opts.baseDir,
   };
-  return deepFreeze(loaded);
+}
+
+/**
+ * Each service's whole config: the top-level settings with the service's own merged over them
+ * (objects key by key, lists and values replaced, `null` removes an inherited setting), validated
+ * as one config; an error inside what the service wrote points at the service's line.
+ */
+function resolveServices(top: Record<string, unknown>, cfg: Config, doc: Document, opts: { file: string; baseDir: string }, lineOf: (o: number | undefined) => number): LoadedService[] {
+  const problems: ConfigProblem[] = [];
+  const out: LoadedService[] = [];
+  const services = cfg.services ?? {};
+  const rawServices = top.services as Record<string, Record<string, unknown>>;
+  const { services: _s, ...base } = top;
+  for (const [name, svc] of Object.entries(services)) {
+    const own = rawServices[name];
+    const merged: Record<string, unknown> = { ...base, app: name, stateDir: path.join(cfg.stateDir, 'services', name) };
+    for (const key of SERVICE_INHERITED_KEYS) {
+      if (!(key in own)) continue;
+      const v = mergeSetting(base[key], own[key]);
+      if (v === undefined) delete merged[key];
+      else merged[key] = v;
+    }
+    const r = configSchema.safeParse(merged);
+    if (!r.success) {
+      for (const issue of r.error.issues) {
+        const segs = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
+        // Written by the service (at least its first key): point there; else at the inherited top-level line.
+        const mine = segs.length > 0 && typeof segs[0] === 'string' && (SERVICE_INHERITED_KEYS as readonly string[]).includes(segs[0]) && segs[0] in own;
+        problems.push(issueToProblem(mine ? { ...issue, path: ['services', name, ...segs] } : issue, doc, opts.file, lineOf, mine ? undefined : `services.${name}: inherited `));
+      }
+      continue;
+    }
+    const tls = svc.tls ? { cert: path.resolve(opts.baseDir, svc.tls.cert), key: path.resolve(opts.baseDir, svc.tls.key) } : null;
+    if (cfg.router.tls?.acme && tls === null) {
+      for (const h of svc.hosts) {
+        if (h.startsWith('*.')) problems.push({ file: opts.file, line: lineOfPath(doc, ['services', name, 'hosts'], lineOf), field: `services.${name}.hosts`, message: `${h}: ACME HTTP-01 cannot certify a wildcard name; give this service tls.cert and tls.key` });
+      }
+    }
+    out.push({ name, hosts: svc.hosts, paths: svc.paths ?? null, tls, config: { ...finish(r.data, opts), services: null } });
+  }
+  const dup = duplicateRoutes(buildServiceMap(out.map((s) => ({ name: s.name, hosts: s.hosts, paths: s.paths ?? undefined }))));
+  for (const d of dup) {
+    problems.push({ file: opts.file, line: lineOfPath(doc, ['services', d.services[1], 'hosts'], lineOf), field: `services.${d.services[1]}.hosts`, message: `${d.host}${d.prefix === '/' ? '' : d.prefix} is already routed to service ${d.services[0]}` });
+  }
+  const def = cfg.router.defaultService;
+  if (def !== undefined && !(def in services)) {
+    problems.push({ file: opts.file, line: lineOfPath(doc, ['router', 'defaultService'], lineOf), field: 'router.defaultService', message: `no service named ${JSON.stringify(def)} (services: ${Object.keys(services).join(', ')})` });
+  }
+  if (out.length === 0 && problems.length === 0) problems.push({ file: opts.file, line: lineOfPath(doc, ['services'], lineOf), field: 'services', message: 'expected at least one service' });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A service's value over the inherited one: objects merged key by key, anything else replaces; null removes. */
+function mergeSetting(inherited: unknown, own: unknown): unknown {
+  if (own === null) return undefined;
+  if (!isPlainObject(inherited) || !isPlainObject(own)) return own;
+  const out: Record<string, unknown> = { ...inherited };
+  for (const [k, v] of Object.entries(own)) {
+    const m = mergeSetting(inherited[k], v);
+    if (m === undefined) delete out[k];
+    else out[k] = m;
+  }
+  return out;
 }
 
 /** `${NAME}` and `${NAME:-default}` in scalar strings, replaced in place from the environment. */
@@ -107,7 +197,7 @@ function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, at: (string | numb
   }
 }
 
-function issueToProblem(issue: z.core.$ZodIssue, doc: Document, file: string, lineOf: (o: number | undefined) => number): ConfigProblem {
+function issueToProblem(issue: z.core.$ZodIssue, doc: Document, file: string, lineOf: (o: number | undefined) => number, prefix = ''): ConfigProblem {
   let segs = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
@@ -120,7 +210,7 @@ function issueToProblem(issue: z.core.$ZodIssue, doc: Document, file: string, li
   } else {
     message = message.replace(/^Invalid input: /, '');
   }
-  return { file, line: lineOfPath(doc, segs, lineOf), field: formatPath(segs), message };
+  return { file, line: lineOfPath(doc, segs, lineOf), field: formatPath(segs), message: `${prefix}${message}` };
 }
 
 /** The line of the deepest node along `segs` that exists (a missing key points at its parent). */

@@ -2,18 +2,24 @@
  * `cutover up`: composes store, environments, health, router, controller and admin API into
  * one process. Start-up order is the point: the router serves the recorded live colour before
  * anything else happens (DESIGN promise 5), then instances are adopted, then the API opens.
+ * With `services:`, each service has its own store, provider, health checker, controller and
+ * plugins (services.ts) behind the one router and admin API; certificates come from files or
+ * ACME (tls/).
  */
 import type { LoadedConfig } from '../config/schema.ts';
-import { SqliteStore } from '../store/sqlite-store.ts';
-import { ProcessProvider } from '../environments/process-provider.ts';
-import { StaticProvider } from '../environments/static-provider.ts';
+import type { SqliteStore } from '../store/sqlite-store.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
-import { HealthChecker } from '../health/health-checker.ts';
-import { Router } from '../router/router.ts';
+import type { HealthChecker } from '../health/health-checker.ts';
+import { Router, type ServiceRouter } from '../router/router.ts';
 import type { RequestRecord } from '../router/router.ts';
+import { buildServiceMap } from '../router/service-map.ts';
 import { Controller, type HealthMonitor, hostPort } from '../controller/controller.ts';
 import type { PipelineHooks } from '../controller/hooks.ts';
-import { AdminServer, type ApiExtras } from '../api/server.ts';
+import { AdminServer, type ApiExtras, type ApiService } from '../api/server.ts';
+import { CertificateStore } from '../tls/certificate-store.ts';
+import { AcmeManager } from '../tls/acme-manager.ts';
+import { loadTlsFiles } from '../lib/tls-files.ts';
+import { buildServiceParts, mergeExpositions, servicePlans, type ServicePlan } from './services.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 
@@ -36,10 +42,31 @@ export interface DaemonPlugins {
 
 /** Later modules (gates, analysis, migrations, telemetry) register here to be composed into the daemon. */
 /** May be async, so that a plugin loads its heavy dependencies (SQL parsers, database drivers) only when configured. */
-export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: Router; logger: Logger }) => DaemonPlugins | Promise<DaemonPlugins>;
+/**
+ * Called once per service. `router` is that service's view of the router (its table, stats, in-flight
+ * counts, addresses); `service` is its name under `services:` (absent without it); `primary` is true
+ * for the first service only (process-wide things, e.g. Node.js process metrics, belong there).
+ */
+export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: ServiceRouter; logger: Logger; service?: string; primary?: boolean }) => DaemonPlugins | Promise<DaemonPlugins>;
+
+/** One service's running parts. */
+export interface ServiceRuntime {
+  readonly name: string;
+  readonly plan: ServicePlan;
+  readonly store: SqliteStore;
+  readonly provider: EnvironmentProvider;
+  readonly health: HealthChecker;
+  readonly controller: Controller;
+  readonly router: ServiceRouter;
+  plugins: DaemonPlugins[];
+}
 
 export class Daemon {
   readonly config: LoadedConfig;
+  /** Every service, in config order (one without `services:`); the fields below are the first one's. */
+  readonly services: readonly ServiceRuntime[];
+  readonly acme: AcmeManager | null;
+  readonly certificates: CertificateStore | null;
   readonly store: SqliteStore;
   readonly provider: EnvironmentProvider;
   readonly health: HealthChecker;
@@ -50,26 +77,36 @@ export class Daemon {
   readonly tokenSource: 'env' | 'file' | 'generated';
   /** Start-up warnings (listeners bound beyond loopback); `cutover up` prints them too. */
   readonly warnings: string[];
-  private readonly plugins: DaemonPlugins[];
   private stopped = false;
   private onHangup: (() => void) | null = null;
 
-  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: DaemonPlugins[] }) {
-    this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
-    this.router = parts.router; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
-    this.tokenSource = parts.tokenSource; this.plugins = parts.plugins; this.warnings = parts.warnings;
+  private constructor(parts: Pick<Daemon, 'config' | 'services' | 'acme' | 'certificates' | 'router' | 'api' | 'logger' | 'tokenSource' | 'warnings'>) {
+    this.config = parts.config; this.services = parts.services; this.acme = parts.acme; this.certificates = parts.certificates;
+    const first = parts.services[0];
+    this.store = first.store; this.provider = first.provider; this.health = first.health; this.controller = first.controller;
+    this.router = parts.router; this.api = parts.api; this.logger = parts.logger;
+    this.tokenSource = parts.tokenSource; this.warnings = parts.warnings;
+  }
+
+  /** A service by name (throws for an unknown one). */
+  service(name: string): ServiceRuntime {
+    const s = this.services.find((x) => x.name === name);
+    if (!s) throw new Error(`no service ${JSON.stringify(name)}`);
+    return s;
   }
 
   static async start(config: LoadedConfig, opts: DaemonOptions & { plugins?: PluginFactory[] } = {}): Promise<Daemon> {
     const logger = opts.logger ?? createLogger();
-    const store = new SqliteStore(config.stateDir);
     const { token, source: tokenSource } = ensureToken(config.stateDir, opts.env);
-    const health = new HealthChecker({
-      path: config.health.path, intervalMs: config.health.interval, timeoutMs: config.health.timeout,
-      healthyThreshold: config.health.healthyThreshold, unhealthyThreshold: config.health.unhealthyThreshold, logger,
-    });
-    const provider = makeProvider(config, logger);
-    const onRequestFns: ((r: RequestRecord) => void)[] = opts.onRequest ? [opts.onRequest] : [];
+    const { multi, plans } = servicePlans(config);
+    const parts = plans.map((plan) => ({ plan, log: multi ? logger.child({ service: plan.name }) : logger, onRequestFns: [] as ((r: RequestRecord) => void)[] }))
+      .map((x) => ({ ...x, ...buildServiceParts(x.plan, x.log) }));
+    // The caller's request observer sees every service's requests.
+    if (opts.onRequest) for (const p of parts) p.onRequestFns.push(opts.onRequest);
+
+    const { certificates, acme } = certificateSources(config, plans, logger);
+    const routerTls = config.router.tls;
+    const tlsFiles = routerTls?.cert !== undefined && routerTls.key !== undefined ? { cert: routerTls.cert, key: routerTls.key } : null;
     const router = new Router({
       listen: config.router.listen, preview: config.router.preview,
       drainTimeoutMs: config.router.drainTimeout, connectTimeoutMs: config.router.connectTimeout, responseTimeoutMs: config.router.responseTimeout,
@@ -77,50 +114,86 @@ export class Daemon {
         maxHeaderBytes: config.router.maxHeaderSize, maxHeaderCount: config.router.maxHeaderCount, maxUrlBytes: config.router.maxUrlLength,
         maxBodyBytes: config.router.maxBodySize, headersTimeoutMs: config.router.headersTimeout, requestTimeoutMs: config.router.requestTimeout,
       },
-      trustedProxies: config.router.trustedProxies, tls: config.router.tls ?? null,
-      health, logger,
-      onRequest: (r) => { for (const f of onRequestFns) f(r); },
+      trustedProxies: config.router.trustedProxies, tls: tlsFiles,
+      tlsListen: routerTls?.listen ?? null, certificates, acmeChallenge: acme ? (t) => acme.challengeResponse(t) : null,
+      health: parts[0].health, logger,
+      services: parts.map((p) => ({ name: p.plan.name, health: p.health, direct: multi, onRequest: (r: RequestRecord) => { for (const f of p.onRequestFns) f(r); } })),
+      serviceMap: multi ? buildServiceMap(plans.map((p) => ({ name: p.name, hosts: p.hosts, paths: p.paths ?? undefined })), config.router.defaultService ?? null) : null,
     });
-    const hooks: PipelineHooks = { ...(opts.hooks ?? {}) };
-    const controller = new Controller({
-      app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
-      startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
-      standbyKeepForMs: config.standby.keepFor,
+    const hooksOf = new Map<string, PipelineHooks>();
+    const runtimes: ServiceRuntime[] = parts.map((p) => {
+      const hooks: PipelineHooks = { ...(opts.hooks ?? {}) };
+      hooksOf.set(p.plan.name, hooks);
+      const view = router.service(p.plan.name);
+      const c = p.plan.config;
+      const controller = new Controller({
+        app: c.app, store: p.store, provider: p.provider, health: p.health as unknown as HealthMonitor, router: view, logger: p.log, hooks,
+        startTimeoutMs: c.environments.process?.startTimeout ?? c.health.timeout * 15,
+        standbyKeepForMs: c.standby.keepFor,
+      });
+      return { name: p.plan.name, plan: p.plan, store: p.store, provider: p.provider, health: p.health, controller, router: view, plugins: [] };
     });
-    // Promise 5: serve the recorded live colour first, before adoption or anything else.
-    router.swap(controller.recoveredTable());
+    // Promise 5: serve the recorded live colour of every service first, before adoption or anything else.
+    for (const r of runtimes) r.router.swap(r.controller.recoveredTable());
     await router.start();
-    await controller.recover();
-
-    const plugins: DaemonPlugins[] = [];
-    for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router, logger }));
-    for (const p of plugins) {
-      if (p.hooks) Object.assign(hooks, p.hooks);
-      if (p.onRequest) onRequestFns.push(p.onRequest);
+    for (const r of runtimes) await r.controller.recover();
+    if (acme) {
+      for (const r of runtimes) r.controller.extendStatus('tls', () => ({ certificates: acme.status().filter((h) => !multi || r.plan.hosts.includes(h.host)) }));
+      // Each outcome is an event of the service that owns the host (status, history, webhooks).
+      acme.onEvent = (e) => {
+        const owner = runtimes.find((r) => r.plan.hosts.includes(e.host)) ?? runtimes[0];
+        owner.controller.record({ type: e.type, actor: 'cutover', reason: e.reason, data: e.data });
+      };
+      // In the background: a slow or absent ACME server never holds the daemon's start.
+      acme.start();
     }
+
+    const apiServices = new Map<string, ApiService>();
     const extras: ApiExtras = { metricsPublic: config.admin.metricsPublic, ...(opts.extras ?? {}) };
-    for (const p of plugins) if (p.extras) Object.assign(extras, p.extras);
-    // Several plugins may add routes (telemetry, migrations…): ask each in turn, first to answer wins.
-    const routeFns = plugins.flatMap((p) => (p.extras?.routes ? [p.extras.routes] : []));
-    if (opts.extras?.routes) routeFns.unshift(opts.extras.routes);
-    if (routeFns.length > 1) {
-      extras.routes = async (ctx) => {
-        for (const f of routeFns) if (await f(ctx)) return true;
-        return false;
+    const metricsFns: NonNullable<ApiExtras['metrics']>[] = [];
+    for (const [i, r] of runtimes.entries()) {
+      const p = parts[i];
+      for (const factory of opts.plugins ?? []) {
+        r.plugins.push(await factory({ config: r.plan.config, controller: r.controller, router: r.router, logger: p.log, ...(multi ? { service: r.name } : {}), primary: i === 0 }));
+      }
+      for (const pl of r.plugins) {
+        if (pl.hooks) Object.assign(hooksOf.get(r.name)!, pl.hooks);
+        if (pl.onRequest) p.onRequestFns.push(pl.onRequest);
+        if (pl.extras?.metrics) metricsFns.push(pl.extras.metrics);
+        if (pl.extras?.ui && !extras.ui) extras.ui = pl.extras.ui;
+        if (pl.extras?.metricsPublic !== undefined) extras.metricsPublic = pl.extras.metricsPublic;
+      }
+      // Several plugins may add routes (telemetry, migrations…): ask each in turn, first to answer wins.
+      const routeFns = r.plugins.flatMap((pl) => (pl.extras?.routes ? [pl.extras.routes] : []));
+      if (opts.extras?.routes) routeFns.unshift(opts.extras.routes);
+      apiServices.set(r.name, {
+        controller: r.controller, hosts: r.plan.hosts,
+        routes: routeFns.length === 0 ? undefined : async (ctx) => {
+          for (const f of routeFns) if (await f(ctx)) return true;
+          return false;
+        },
+      });
+    }
+    if (opts.extras?.metrics) metricsFns.unshift(opts.extras.metrics);
+    if (metricsFns.length === 1) extras.metrics = metricsFns[0];
+    else if (metricsFns.length > 1) {
+      extras.metrics = async () => {
+        const all = await Promise.all(metricsFns.map((f) => f()));
+        return { contentType: all[0].contentType, body: mergeExpositions(all.map((m) => m.body)) };
       };
     }
-    const api = new AdminServer({ controller, token, logger, extras, tls: config.admin.tls ?? null });
+    const api = new AdminServer({ controller: runtimes[0].controller, token, logger, extras, tls: config.admin.tls ?? null, services: apiServices });
     await api.listen(config.admin.listen.host, config.admin.listen.port);
 
     const warnings = exposureWarnings(config);
     for (const w of warnings) logger.warn({ warning: 'exposed-listener' }, w);
-    const d = new Daemon({ config, store, provider, health, router, controller, api, logger, tokenSource, plugins, warnings });
-    if (config.router.tls || config.admin.tls) {
+    const d = new Daemon({ config, services: runtimes, acme, certificates, router, api, logger, tokenSource, warnings });
+    if (config.router.tls || config.admin.tls || plans.some((p) => p.tls)) {
       // SIGHUP re-reads the certificates (renewals) without dropping a connection.
       d.onHangup = () => { d.reloadTls(); };
       process.on('SIGHUP', d.onHangup);
     }
-    logger.info({ live: d.liveUrl(), preview: d.previewUrl(), admin: d.adminUrl(), tokenFile: tokenSource === 'env' ? null : tokenFile(config.stateDir) }, 'cutover is up');
+    logger.info({ live: d.liveUrl(), preview: d.previewUrl(), tls: d.tlsUrl(), admin: d.adminUrl(), services: multi ? runtimes.map((r) => r.name) : undefined, tokenFile: tokenSource === 'env' ? null : tokenFile(config.stateDir) }, 'cutover is up');
     return d;
   }
 
@@ -129,7 +202,13 @@ export class Daemon {
     return `${this.config.admin.tls ? 'https' : 'http'}://${hostPort({ host: connectableHost(a.address), port: a.port })}`;
   }
 
-  liveUrl(): string { return `${this.config.router.tls ? 'https' : 'http'}://${hostPort(this.router.addresses().live)}`; }
+  liveUrl(): string { return `${this.config.router.tls && !this.config.router.tls.listen ? 'https' : 'http'}://${hostPort(this.router.addresses().live)}`; }
+
+  /** `router.tls.listen` (HTTPS, HTTP/2 and HTTP/1.1), or null. */
+  tlsUrl(): string | null {
+    const a = this.router.tlsAddress();
+    return a ? `https://${hostPort(a)}` : null;
+  }
 
   previewUrl(): string | null {
     const p = this.router.addresses().preview;
@@ -142,6 +221,15 @@ export class Daemon {
    */
   reloadTls(): { router: boolean; admin: boolean } {
     const out = { router: false, admin: false };
+    for (const s of this.services) {
+      if (!s.plan.tls || !this.certificates) continue;
+      try {
+        this.certificates.setFiles(s.plan.hosts, s.plan.tls, `services.${s.name}.tls`);
+        s.controller.record({ type: 'tls.reload', actor: 'cutover', reason: `services.${s.name}.tls certificate reloaded from ${s.plan.tls.cert}` });
+      } catch (err) {
+        s.controller.record({ type: 'tls.reload.failed', actor: 'cutover', reason: `services.${s.name}.tls certificate not reloaded, the current one stays: ${(err as Error).message}` });
+      }
+    }
     for (const [name, reload] of [['router', () => this.router.reloadTls()], ['admin', () => this.api.reloadTls()]] as const) {
       try {
         out[name] = reload();
@@ -162,27 +250,43 @@ export class Daemon {
     this.stopped = true;
     if (this.onHangup) process.off('SIGHUP', this.onHangup);
     await this.api.close();
-    await this.controller.close();
-    for (const p of this.plugins) await p.close?.();
-    if (opts.stopInstances) {
-      await Promise.all((['blue', 'green'] as const).map((c) => this.provider.stop(c)));
-    } else {
-      await this.provider.detach();
+    await this.acme?.close();
+    for (const s of this.services) {
+      await s.controller.close();
+      for (const p of s.plugins) await p.close?.();
     }
+    await Promise.all(this.services.map(async (s) => {
+      if (opts.stopInstances) await Promise.all((['blue', 'green'] as const).map((c) => s.provider.stop(c)));
+      else await s.provider.detach();
+    }));
     await this.router.close();
-    await this.health.close();
-    this.store.close();
+    for (const s of this.services) {
+      await s.health.close();
+      s.store.close();
+    }
   }
 }
 
-function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider {
-  const env = config.environments;
-  if (env.provider === 'static' && env.static) {
-    return new StaticProvider({ blue: env.static.blue, green: env.static.green, logger });
+/**
+ * Where the TLS listener's certificates come from: `router.tls` files (the fallback for names
+ * without one of their own), each service's `tls` files for its hosts, and ACME for every other
+ * service host (or `router.tls.acme.hosts` without services). Null when nothing uses SNI.
+ */
+function certificateSources(config: LoadedConfig, plans: readonly ServicePlan[], logger: Logger): { certificates: CertificateStore | null; acme: AcmeManager | null } {
+  const t = config.router.tls;
+  if (!t?.listen) return { certificates: null, acme: null };
+  const store = new CertificateStore();
+  if (t.cert !== undefined && t.key !== undefined) store.setFallback(loadTlsFiles({ cert: t.cert, key: t.key }, 'router.tls'));
+  for (const p of plans) if (p.tls) store.setFiles(p.hosts, p.tls, `services.${p.name}.tls`);
+  let acme: AcmeManager | null = null;
+  if (t.acme) {
+    const hosts = config.services ? plans.filter((p) => !p.tls).flatMap((p) => p.hosts) : (t.acme.hosts ?? []);
+    acme = new AcmeManager({
+      directory: t.acme.directory, email: t.acme.email, caFile: t.acme.caFile, renewBeforeMs: t.acme.renewBefore,
+      hosts, stateDir: config.stateDir, store, logger,
+    });
   }
-  const p = env.process;
-  if (!p) throw new Error('unreachable: the config schema requires environments.process');
-  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, logger });
+  return { certificates: store, acme };
 }
 
 /** A wildcard bind address is not connectable; clients use loopback instead. */

@@ -86,6 +86,8 @@ function fileStem(host: string): string {
 
 export class AcmeManager {
   readonly #opts: AcmeOptions;
+  /** Reports issued/renewed/failed (settable after construction: the daemon wires it once controllers exist). */
+  onEvent: ((e: AcmeEvent) => void) | undefined;
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #dir: string;
@@ -101,6 +103,7 @@ export class AcmeManager {
 
   constructor(opts: AcmeOptions) {
     this.#opts = opts;
+    this.onEvent = opts.onEvent;
     this.#log = (opts.logger ?? silentLogger).child({ component: 'acme' });
     this.#now = opts.now ?? Date.now;
     this.#dir = path.join(opts.stateDir, 'acme');
@@ -249,7 +252,7 @@ export class AcmeManager {
   }
 
   #emit(e: AcmeEvent): void {
-    try { this.#opts.onEvent?.(e); } catch { /* reporting must not break renewal */ }
+    try { this.onEvent?.(e); } catch { /* reporting must not break renewal */ }
   }
 
   /** The next pass: after `delayMs`, then at the earliest renewal or retry time, at most an hour apart. */
