@@ -39,7 +39,7 @@ export function loadConfig(io: Io, file: string | undefined): LoadedConfig {
  * Loaded here, not at start: the client is built on undici (about 28 MB of RSS), which
  * `cutover up` — the daemon runs in this process too — does not need.
  */
-export async function connect(io: Io, configFile: string | undefined): Promise<AdminClient> {
+export async function connect(io: Io, configFile: string | undefined, service?: string): Promise<AdminClient> {
   const explicitUrl = io.env.CUTOVER_ADMIN_URL?.trim();
   let config: LoadedConfig | null = null;
   const path = resolveConfigPath(configFile, io.cwd);
@@ -57,7 +57,11 @@ export async function connect(io: Io, configFile: string | undefined): Promise<A
     try { ca = [readFileSync(adminTls.cert)]; } catch { /* unreadable here: the system roots decide */ }
   }
   const { AdminClient } = await import('../api/client.ts');
-  return new AdminClient({ baseUrl, token, ca });
+  const svc = service ?? io.env.CUTOVER_SERVICE?.trim();
+  if (svc && config?.services && !config.services.some((s) => s.name === svc)) {
+    throw new CutoverError('CUTOVER_ERR_USAGE', `--service ${svc}: no such service in ${path} (services: ${config.services.map((s) => s.name).join(', ')})`);
+  }
+  return new AdminClient({ baseUrl, token, ca, service: svc || undefined });
 }
 
 export function printError(io: Io, err: unknown): void {

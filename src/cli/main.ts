@@ -25,12 +25,13 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .description('Blue-green deployments for HTTP services: zero-drop switch, gates before, instant rollback after.')
     .version(await packageVersion(), '-V, --version')
     .option('-c, --config <file>', `config file (default: ./${DEFAULT_CONFIG_FILE})`)
+    .option('-s, --service <name>', 'the service to act on, with several under services: (default: the only one; or CUTOVER_SERVICE)')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
 
   const configOf = (cmd: Command): string | undefined => cmd.optsWithGlobals<{ config?: string }>().config;
-  const client = (cmd: Command) => connect(io, configOf(cmd));
+  const client = (cmd: Command) => connect(io, configOf(cmd), cmd.optsWithGlobals<{ service?: string }>().service);
   /** Run `fn` with a client of the daemon, closed afterwards whatever happens. */
   const withClient = async <T>(cmd: Command, fn: (c: AdminClient) => Promise<T>): Promise<T> => {
     const c = await client(cmd);
