@@ -8,6 +8,7 @@
  * or a non-idempotent method, or retry after a response byte was forwarded.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants as http2Constants } from 'node:http2';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { HealthView } from '../health/types.ts';
 import type { AddressSet } from '../lib/cidr.ts';
@@ -33,6 +34,8 @@ export interface ProxyContext {
   readonly maxBodyBytes: number;
   reportFailure(u: Upstream, reason: string): void;
 }
+
+const NGHTTP2_INTERNAL_ERROR = http2Constants.NGHTTP2_INTERNAL_ERROR;
 
 /** The error of a counted body that went past the limit (it fails the upstream attempt); answered 413. */
 const BODY_TOO_LARGE = 'CUTOVER_BODY_TOO_LARGE';
@@ -128,12 +131,16 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#startedAt = startedAt;
     const h = req.headers;
     const cl = h['content-length'];
-    this.#hasBody = (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined;
+    this.#h2 = req.httpVersionMajor === 2;
+    // HTTP/2 frames bodies itself: a request has one unless its HEADERS frame ended the stream
+    // (Content-Length is optional there, and Transfer-Encoding does not exist).
+    this.#hasBody = this.#h2
+      ? cl !== '0' && (req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders !== true
+      : (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined;
     this.#counted = ctx.maxBodyBytes > 0 && cl === undefined && this.#hasBody;
     const target = targetOf(req);
     this.#path = target.path;
     const remote = req.socket.remoteAddress;
-    this.#h2 = req.httpVersionMajor === 2;
     // The scheme the client used: its own socket says (a TLS listener next to a plain one).
     const proto = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : ctx.proto[listener];
     const raw = this.#h2 ? http2ToHttp1Headers(req.rawHeaders) : req.rawHeaders;
@@ -214,7 +221,7 @@ export class HttpExchange implements Flight, UpstreamHandler {
     if (this.#state === STREAMING) {
       // The head is out: the only honest signal left is cutting the connection.
       this.#error = (err as { code?: string }).code === UPSTREAM_ERRORS.bodyTimeout ? 'timeout' : 'reset';
-      this.#res.destroy();
+      this.#cut();
       this.#finish();
       return;
     }
@@ -266,7 +273,18 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#error = 'reset';
     this.#finish();
     this.controller?.abort(new Error('aborted by router'));
-    this.#res.destroy();
+    this.#cut();
+  }
+
+  /**
+   * The honest signal that a response will not complete: the connection cut (HTTP/1.1), or on
+   * HTTP/2 a reset of this stream alone (RST_STREAM INTERNAL_ERROR, RFC 9113 §8.1) so the
+   * connection's other streams carry on.
+   */
+  #cut(): void {
+    const stream = this.#h2 ? (this.#res as unknown as { stream?: { close(code: number): void; destroyed: boolean } }).stream : undefined;
+    if (stream !== undefined && !stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
+    else this.#res.destroy();
   }
 
   #fail(status: number, detail: string, kind: ProxyErrorKind | undefined): void {

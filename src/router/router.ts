@@ -266,8 +266,9 @@ export class Router {
       ...(pem ?? {}),
       ...(store !== null ? { SNICallback: store.sniCallback } : {}),
       settings: { maxConcurrentStreams: HTTP2_MAX_CONCURRENT_STREAMS, maxHeaderListSize: lim.maxHeaderBytes },
-      // Pseudo-headers (:method, :path, :scheme, :authority) come on top of the header lines.
-      maxHeaderListPairs: lim.maxHeaderCount + 5,
+      // Pseudo-headers (:method, :path, :scheme, :authority) come on top of the header lines, and
+      // some room above the limit lets the guard answer 431 (far beyond it, Node resets the stream).
+      maxHeaderListPairs: lim.maxHeaderCount + 32,
     });
     // The HTTP/1.1 side reads these from the server object (as an http.Server would).
     Object.assign(server, {
