@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { analysisSchema, type AnalysisConfig } from '../src/analysis/schema.ts';
+import { analysisSchema, type AnalysisConfig } from '../src/config/analysis.ts';
 import { judgeInterval } from '../src/analysis/judge.ts';
 import { runAnalysis, type AnalysisInput } from '../src/analysis/analyzer.ts';
 import type { StatsSummary } from '../src/router/request-stats.ts';

@@ -10,7 +10,7 @@ import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
 import { isCutoverError } from '../src/lib/errors.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import type { DeploymentRecord } from '../src/store/types.ts';
 import { FIXTURES, SHOP_V1, SHOP_V2, TEST_TOKEN, configYaml, freePorts, getJson, instancesOf, killAll, tempDir, waitFor } from './helpers.ts';
 

@@ -8,7 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { Pool } from 'undici';
 import { Router } from '../src/router/router.ts';
 import { routes, startUpstream, TestHealth } from '../src/router/test-support.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig, ConfigError } from '../src/config/load.ts';
-import { gatesSchema, type Gate, type HttpGateSpec } from '../src/gates/schema.ts';
+import { gatesSchema, type Gate, type HttpGateSpec } from '../src/config/gates.ts';
 import { jsonSubsetMismatch, runHttpGate } from '../src/gates/http-gate.ts';
 import { runCommandGate } from '../src/gates/command-gate.ts';
 import { runCompareGate } from '../src/gates/compare-gate.ts';

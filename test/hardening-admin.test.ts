@@ -11,7 +11,7 @@ import { request as httpRequest } from 'node:http';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { configYaml, freePort, freePorts, serveShop, startDaemonProcess, staticConfigYaml, tempDir, TEST_TOKEN, waitFor, waitForHealth, writeConfig } from './helpers.ts';
 
 interface Answer { status: number; headers: Record<string, string | string[] | undefined>; json: { error?: { code: string; message: string; details?: { field?: string } } } & Record<string, unknown> }

@@ -13,7 +13,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { Router } from '../src/router/router.ts';
 import { routes, TestHealth } from '../src/router/test-support.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { loadConfigFile } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from '../src/config/load.ts';
 import { isCutoverError } from '../src/lib/errors.ts';
-import { engineOf } from '../src/migrations/config.ts';
+import { engineOf } from '../src/config/database.ts';
 
 const base = 'environments:\n  process:\n    command: node server.js\n';
 

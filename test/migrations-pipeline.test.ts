@@ -11,7 +11,7 @@ import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { isCutoverError } from '../src/lib/errors.ts';
 import type { EventRecord } from '../src/store/types.ts';
 import { ROOT, TEST_TOKEN, cli, freePorts, getJson, instancesOf, killAll, tempDir } from './helpers.ts';

@@ -10,7 +10,7 @@ import { Agent, request as httpRequest } from 'node:http';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { loadConfigFile } from '../src/config/load.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { cli, freePorts, SHOP_V1, SHOP_V2, tempDir, TEST_TOKEN, writeConfig } from './helpers.ts';
 
 function get(port: number, host: string, path: string, agent?: Agent): Promise<{ status: number; body: string }> {

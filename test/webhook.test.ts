@@ -12,10 +12,10 @@ import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { ConfigError } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
-import { createLogger } from '../src/telemetry/logger.ts';
+import { createLogger } from '../src/lib/logger.ts';
 import { telemetryPlugin } from '../src/telemetry/plugin.ts';
 import { Notifier, eventMatcher, type WebhookPayload } from '../src/telemetry/webhooks.ts';
-import { notificationSchema } from '../src/telemetry/schema.ts';
+import { notificationSchema } from '../src/config/notifications.ts';
 import type { EventRecord } from '../src/store/types.ts';
 import { SHOP_V1, TEST_TOKEN, configYaml, freePorts, instancesOf, killAll, tempDir, waitFor } from './helpers.ts';
 

@@ -5,7 +5,8 @@
 import type { AdminClient } from '../api/client.ts';
 import type { DeploymentRecord, EventRecord } from '../store/types.ts';
 import { FINISHED_STATUSES } from '../store/types.ts';
-import { EXIT, type Io } from './context.ts';
+import type { Io } from './context.ts';
+import { EXIT } from '../lib/errors.ts';
 import { finalLine } from './format.ts';
 import { LiveSteps } from './live-steps.ts';
 

@@ -6,17 +6,20 @@
 import { Command, CommanderError, Option } from 'commander';
 import { writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { CutoverError } from '../lib/errors.ts';
+import { CutoverError, EXIT } from '../lib/errors.ts';
 import { INIT_TEMPLATE } from '../config/init-template.ts';
 import { DEFAULT_CONFIG_FILE } from '../config/defaults.ts';
 import type { AdminClient } from '../api/client.ts';
-import { EXIT, connect, exitCodeFor, printError, type Io } from './context.ts';
+import type { Status } from '../plugin-api/status.ts';
+import { connect, exitCodeFor, printError, type CommandKit, type Io } from './context.ts';
 import { runUp } from './up.ts';
 import { runDeploy } from './deploy.ts';
 import { printStatus, printHistory } from './status.ts';
 import { watchStatus } from './status-watch.ts';
 import { runLintMigrationsCommand } from './lint-migrations.ts';
-import { registerExtraCommands } from './extra-commands.ts';
+import { registerDrill } from './drill.ts';
+import { registerMigrate } from './migrate.ts';
+import { registerReport } from './report.ts';
 import type { DeploymentRecord } from '../store/types.ts';
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() }): Promise<number> {
@@ -110,7 +113,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .action(async (opts: { json?: boolean; watch?: boolean }, cmd: Command) => {
       await withClient(cmd, async (c) => {
         if (opts.watch) { await watchStatus(io, c, { json: opts.json === true }); return; }
-        const s = await c.call<Record<string, unknown>>('GET', '/status');
+        const s = await c.call<Status>('GET', '/status');
         if (opts.json) json(s); else printStatus(io, s);
       });
     });
@@ -139,7 +142,10 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       exitCode = await runLintMigrationsCommand(io, files, opts);
     });
 
-  registerExtraCommands(program, { io, withClient, json, setExit: (c) => { exitCode = c; }, configOf });
+  const kit: CommandKit = { io, withClient, json, setExit: (c) => { exitCode = c; }, configOf };
+  registerReport(program, kit);
+  registerDrill(program, kit);
+  registerMigrate(program, kit);
 
   try {
     await program.parseAsync(argv);

@@ -3,8 +3,7 @@ import { Option, type Command } from 'commander';
 import { CutoverError } from '../lib/errors.ts';
 import { formatDuration, parseDuration } from '../lib/duration.ts';
 import type { ReleaseReport } from '../telemetry/report.ts';
-import type { CommandKit } from './extra-commands.ts';
-import type { Io } from './context.ts';
+import type { Io, CommandKit } from './context.ts';
 import { table } from './format.ts';
 
 export function registerReport(program: Command, kit: CommandKit): void {

@@ -1,22 +1,11 @@
 /** Human output of `cutover status` and `cutover history`. */
 import { formatDuration } from '../lib/duration.ts';
 import type { DeploymentRecord } from '../store/types.ts';
+import type { Status } from '../plugin-api/status.ts';
 import type { Io } from './context.ts';
 import { ago, table } from './format.ts';
 
-interface EnvView { color: string; role: string; version: string | null; since: number; retireAt: number | null; healthy: number; instances: { id: string; port: number; pid: number | null; healthy: boolean }[] }
-interface StatusView {
-  app: string;
-  live: { color: string; version: string; since: number } | null;
-  standby: { color: string; version: string; state: string; retireAt: number | null } | null;
-  deployment: DeploymentRecord | null;
-  environments: Record<string, EnvView>;
-  router: { live: string; preview: string | null; revision: number };
-  migrations?: { pending: string[] } | null;
-}
-
-export function printStatus(io: Io, raw: Record<string, unknown>): void {
-  const s = raw as unknown as StatusView;
+export function printStatus(io: Io, s: Status): void {
   const out: string[] = [];
   out.push(`${s.app}: ${s.live ? `live ${s.live.version} on ${s.live.color} (since ${ago(s.live.since)})` : 'nothing is live yet'}`);
   if (s.standby) {

@@ -9,7 +9,6 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Documen
 import type { z } from 'zod';
 import { CutoverError } from '../lib/errors.ts';
 import { configSchema, SERVICE_INHERITED_KEYS, type Config, type LoadedConfig, type LoadedService } from './schema.ts';
-import { buildServiceMap, duplicateRoutes } from '../router/service-map.ts';
 import { DEFAULT_CONFIG_FILE } from './defaults.ts';
 
 /** Alias expansions a config may make (the yaml library's default; anchors are rare in cutover.yaml). */
@@ -147,9 +146,19 @@ function resolveServices(top: Record<string, unknown>, cfg: Config, doc: Documen
     }
     out.push({ name, hosts: svc.hosts, paths: svc.paths ?? null, tls, config: { ...finish(r.data, opts), services: null } });
   }
-  const dup = duplicateRoutes(buildServiceMap(out.map((s) => ({ name: s.name, hosts: s.hosts, paths: s.paths ?? undefined }))));
-  for (const d of dup) {
-    problems.push({ file: opts.file, line: lineOfPath(doc, ['services', d.services[1], 'hosts'], lineOf), field: `services.${d.services[1]}.hosts`, message: `${d.host}${d.prefix === '/' ? '' : d.prefix} is already routed to service ${d.services[0]}` });
+  // Two services claiming one host and path prefix (router/service-map.ts matches the same way).
+  const claimed = new Map<string, string>();
+  for (const s of out) {
+    for (const host of s.hosts) {
+      for (const raw of s.paths ?? ['/']) {
+        const prefix = raw.length > 1 && raw.endsWith('/') ? raw.slice(0, -1) : raw;
+        const key = `${host} ${prefix}`;
+        const other = claimed.get(key);
+        if (other !== undefined && other !== s.name) {
+          problems.push({ file: opts.file, line: lineOfPath(doc, ['services', s.name, 'hosts'], lineOf), field: `services.${s.name}.hosts`, message: `${host}${prefix === '/' ? '' : prefix} is already routed to service ${other}` });
+        } else claimed.set(key, s.name);
+      }
+    }
   }
   const def = cfg.router.defaultService;
   if (def !== undefined && !(def in services)) {

@@ -9,34 +9,30 @@
  * standby is warm (promise 3).
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { COLORS, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import { formatDuration } from '../lib/duration.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import { silentLogger } from '../telemetry/logger.ts';
-import type { ColorRoute, RouteTable } from '../router/route-table.ts';
+import { hostPort } from '../lib/address.ts';
+import type { Logger } from '../lib/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
+import type { RouteTable } from '../router/route-table.ts';
+import type { DataPlane, DrainReport } from '../router/data-plane.ts';
 import type { HealthView } from '../health/types.ts';
-import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store } from '../store/types.ts';
-import type { PhaseContext, PhaseVerdict, PipelineHooks } from './hooks.ts';
+import { JUDGING_PHASES, POST_SWITCH_PHASES, PRE_SWITCH_PHASES, type DeploymentPhase, type DeploymentRecord, type EnvironmentState, type EventInput, type EventRecord, type Store } from '../store/types.ts';
+import type { ControllerEvents, ControllerView } from '../plugin-api/controller-view.ts';
+import type { PhaseContext, PhaseVerdict, PipelineHooks } from '../plugin-api/hooks.ts';
+import type { EnvironmentStatus, Status } from '../plugin-api/status.ts';
 import { Mutex } from './mutex.ts';
-import { crashPoint, type CrashPoint } from './fault-points.ts';
+import { deriveRouteTable, sameRoutes } from './route-plan.ts';
+import { crashPoint } from './fault-points.ts';
 
 export const SYSTEM_ACTOR = 'cutover';
 /** Retry of a failover that could not be written, while the live colour stays down: 1 second. */
 const FAILOVER_RETRY_MS = 1_000;
 /** Retry of a retirement that failed (e.g. a state write): 1 minute. */
 const RETIRE_RETRY_MS = 60_000;
-
-/** What the controller needs of the router: read the table, swap it. */
-export interface RouteSink {
-  table(): RouteTable;
-  swap(next: RouteTable): { revision: number; drain: Promise<DrainInfo> | null };
-  addresses(): { live: { host: string; port: number }; preview: { host: string; port: number } | null };
-}
-export interface DrainInfo { color: Color; durationMs: number; completed: boolean; closedRequests: number; closedWebSockets: number }
 
 /** What the controller needs of health checking. */
 export interface HealthMonitor extends HealthView, EventEmitter {
@@ -51,7 +47,8 @@ export interface ControllerOptions {
   store: Store;
   provider: EnvironmentProvider;
   health: HealthMonitor;
-  router: RouteSink;
+  /** The only handle on traffic in the whole daemon (router/data-plane.ts). */
+  router: DataPlane;
   startTimeoutMs: number;
   standbyKeepForMs: number;
   hooks?: PipelineHooks;
@@ -59,8 +56,6 @@ export interface ControllerOptions {
 }
 
 export interface DeployRequest { version: string; path: string | null; manual?: boolean; actor: string }
-
-type PhaseName = 'provision' | 'health' | 'migrate' | 'gates' | 'promote' | 'switch' | 'verify' | 'analysis' | 'stable';
 
 interface RunningDeployment {
   record: DeploymentRecord;
@@ -72,17 +67,12 @@ interface RunningDeployment {
   done: Promise<DeploymentRecord>;
 }
 
-export interface ControllerEvents {
-  event: [EventRecord];
-  deployment: [DeploymentRecord];
-}
-
-export class Controller extends EventEmitter<ControllerEvents> {
+export class Controller extends EventEmitter<ControllerEvents> implements ControllerView {
   private readonly opts: ControllerOptions;
   private readonly store: Store;
   private readonly provider: EnvironmentProvider;
   private readonly health: HealthMonitor;
-  private readonly router: RouteSink;
+  private readonly router: DataPlane;
   private readonly log: Logger;
   private readonly hooks: PipelineHooks;
   private readonly traffic = new Mutex();
@@ -117,15 +107,18 @@ export class Controller extends EventEmitter<ControllerEvents> {
   // ───────────────────────────── start-up and recovery ─────────────────────────────
 
   /**
-   * The route table the stored state describes, from the recorded instances. Called before the
-   * router listens, so that after a crash it serves the same live colour before anything else.
+   * Swap in the route table the stored state describes, from the recorded instances. Called
+   * before the router listens, so that after a crash it serves the same live colour before
+   * anything else (DESIGN promise 5).
    */
-  recoveredTable(): RouteTable {
+  restoreRoutes(): RouteTable {
     for (const color of COLORS) {
       // Optimistic: they served a moment ago. Active checks and passive ejection correct this within ms.
       for (const inst of this.store.instances(color)) this.health.watch(inst, { assumeHealthy: true });
     }
-    return this.buildTable((c) => this.store.instances(c), ++this.revision);
+    const table = this.buildTable((c) => this.store.instances(c), ++this.revision);
+    this.router.swap(table);
+    return table;
   }
 
   /**
@@ -217,7 +210,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private failCandidateOnExit(inst: Instance, info: { code: number | null; signal: string | null }): void {
     const run = this.running;
     if (!run || run.record.color !== inst.color || run.record.version !== inst.version) return;
-    if (!['provision', 'health', 'migrate', 'gates', 'promote'].includes(run.record.phase) || run.abort.signal.aborted) return;
+    if (!PRE_SWITCH_PHASES.includes(run.record.phase) || run.abort.signal.aborted) return;
     run.abort.abort(new CutoverError('CUTOVER_ERR_PROVISION', `candidate instance ${inst.id} of ${inst.version} exited (${info.signal ?? `code ${info.code}`}) during ${run.record.phase}`, { details: { instance: inst.id, phase: run.record.phase } }));
   }
 
@@ -249,11 +242,11 @@ export class Controller extends EventEmitter<ControllerEvents> {
     this.statusSections.set(name, section);
   }
 
-  status() {
+  status(): Status {
     const envs = this.store.environments();
     const live = COLORS.find((c) => envs[c].role === 'live') ?? null;
     const standby = COLORS.find((c) => envs[c].role === 'standby' || envs[c].role === 'retired') ?? null;
-    const envView = (c: Color) => {
+    const envView = (c: Color): EnvironmentStatus => {
       const e = envs[c];
       const instances = this.store.instances(c).map((i) => ({ id: i.id, host: i.host, port: i.port, pid: i.pid, healthy: this.health.isHealthy(i.id), startedAt: i.startedAt }));
       return { color: c, role: e.role, version: e.version, path: e.path, since: e.since, retireAt: e.retireAt, instances, healthy: instances.filter((i) => i.healthy).length };
@@ -313,7 +306,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       const r = this.running.record;
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${r.id} of ${r.version} is in progress (phase ${r.phase}); wait for it, or run \`cutover abort\``, { details: { deployment: r.id, version: r.version, phase: r.phase } });
     }
-    const path = this.checkReleasePath(req.path);
+    const path = this.provider.checkRelease(req.path);
     const envs = this.store.environments();
     const liveColor = COLORS.find((c) => envs[c].role === 'live') ?? null;
     const color: Color = liveColor ? otherColor(liveColor) : 'blue';
@@ -343,15 +336,6 @@ export class Controller extends EventEmitter<ControllerEvents> {
     // (which would end the process): e.g. the state could not be written while finishing.
     running.done.catch((err: unknown) => this.log.error({ err, deployment: record.id }, 'deployment ended with an error'));
     return { deployment: record, done: running.done };
-  }
-
-  private checkReleasePath(p: string | null): string | null {
-    if (this.provider.kind !== 'process') return p;
-    if (!p) throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', 'the process provider needs the release directory: pass --path DIR', { details: { field: 'path' } });
-    if (!existsSync(p) || !statSync(p).isDirectory()) {
-      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${p} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: p } });
-    }
-    return p;
   }
 
   private async runPipeline(run: RunningDeployment): Promise<DeploymentRecord> {
@@ -439,7 +423,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   /** Say why a release did not become healthy: the health error, exits, and the tail of each log. */
   private async explainUnhealthy(err: unknown, ids: string[]): Promise<unknown> {
     if (!isCutoverError(err, 'CUTOVER_ERR_HEALTH_TIMEOUT')) return err;
-    const p = this.provider as EnvironmentProvider & { lastExit?: (id: string) => { code: number | null; signal: string | null } | null; logTail?: (id: string, lines: number) => Promise<string[]> };
+    const p = this.provider;
     const instances: { id: string; exit: { code: number | null; signal: string | null } | null; log: string[] }[] = [];
     for (const id of ids) {
       if (this.health.isHealthy(id)) continue;
@@ -453,11 +437,11 @@ export class Controller extends EventEmitter<ControllerEvents> {
   }
 
   /** Run one phase: record start and end with duration; a failed verdict throws (unless held: manual gates). */
-  private async phase(run: RunningDeployment, name: PhaseName, body: () => Promise<PhaseVerdict>, opts: { holdOnFailure?: boolean } = {}): Promise<void> {
+  private async phase(run: RunningDeployment, name: DeploymentPhase, body: () => Promise<PhaseVerdict>, opts: { holdOnFailure?: boolean } = {}): Promise<void> {
     const d = run.record;
     if (run.abort.signal.aborted) throw run.abort.signal.reason;
     this.updateDeployment(run, { phase: name });
-    if (name !== 'provision' && name !== 'switch' && name !== 'stable') crashPoint(name as CrashPoint, d.version); // test-only
+    if (name !== 'provision' && name !== 'switch' && name !== 'stable') crashPoint(name, d.version); // test-only
     const t0 = performance.now();
     let v: PhaseVerdict;
     try {
@@ -589,7 +573,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   abort(opts: { actor: string; reason?: string }): DeploymentRecord {
     const run = this.running;
     if (!run) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'no deployment is in progress');
-    if (['switch', 'verify', 'analysis', 'stable'].includes(run.record.phase)) {
+    if (POST_SWITCH_PHASES.includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has already switched traffic (phase ${run.record.phase}); use \`cutover rollback\``);
     }
     this.record({ type: 'abort', deployment: run.record.id, actor: opts.actor, color: run.record.color, version: run.record.version, reason: opts.reason ?? `${opts.actor} aborted the deployment during ${run.record.phase}` });
@@ -622,7 +606,9 @@ export class Controller extends EventEmitter<ControllerEvents> {
       // Write-ahead: if this throws (disk full, read-only), the router was never touched.
       this.commit({ environments: changes });
       crashPoint('switch', target.version); // test-only: committed, not yet swapped
-      const { drain } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      const { drain, applied } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      // In force once every router serves it: in-process at once; a fleet waits for acknowledgements.
+      await applied;
       const ms = performance.now() - t0;
       this.record({
         type: o.type ?? 'switch', deployment: o.deployment, phase: 'switch', actor: o.actor, color, version: target.version, durationMs: ms,
@@ -637,7 +623,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     });
   }
 
-  private watchDrain(drain: Promise<DrainInfo>, color: Color, deployment: string | null): void {
+  private watchDrain(drain: Promise<DrainReport>, color: Color, deployment: string | null): void {
     const settled = drain.finally(() => { if (this.draining.get(color) === settled) this.draining.delete(color); });
     this.draining.set(color, settled.catch(() => undefined));
     drain.then((r) => {
@@ -664,7 +650,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
    */
   async rollback(opts: { actor: string; reason?: string }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null } }> {
     const run = this.running;
-    if (run && !['switch', 'verify', 'analysis', 'stable'].includes(run.record.phase)) {
+    if (run && !POST_SWITCH_PHASES.includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has not switched traffic yet (phase ${run.record.phase}); use \`cutover abort\``);
     }
     const result = await this.rollbackNow({ actor: opts.actor, reason: opts.reason ?? `rollback requested by ${opts.actor}`, deployment: run?.record.id ?? null });
@@ -746,7 +732,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     const retired = await this.traffic.run(async () => {
       const env = this.store.environments()[color];
       if (env.role !== 'standby') return null;
-      if (this.running && this.running.record.color !== color && ['verify', 'analysis'].includes(this.running.record.phase)) {
+      if (this.running && this.running.record.color !== color && JUDGING_PHASES.includes(this.running.record.phase)) {
         // Never retire the rollback target while the new release is still being judged.
         this.commit({ environments: [{ ...env, retireAt: Date.now() + 60_000 }] });
         this.scheduleRetirement();
@@ -773,14 +759,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   }
 
   private buildTable(instancesOf: (c: Color) => Instance[], revision: number): RouteTable {
-    const envs = this.store.environments();
-    const route = (c: Color | undefined): ColorRoute | null => c === undefined ? null : {
-      color: c, version: envs[c].version ?? '',
-      targets: instancesOf(c).map((i) => ({ id: i.id, host: i.host, port: i.port })),
-    };
-    const live = COLORS.find((c) => envs[c].role === 'live');
-    const preview = COLORS.find((c) => envs[c].role === 'candidate') ?? COLORS.find((c) => envs[c].role === 'standby');
-    return { revision, live: route(live), preview: route(preview) };
+    return deriveRouteTable(this.store.environments(), instancesOf, revision);
   }
 
   /** Re-derive the table from state (instances moved, candidate added or removed); swap when it differs. */
@@ -792,7 +771,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private applyRoutes(why: string): void {
     const next = this.buildTable((c) => this.provider.instances(c), this.revision + 1);
     const cur = this.router.table();
-    if (JSON.stringify({ ...next, revision: 0 }) === JSON.stringify({ ...cur, revision: 0 })) return;
+    if (sameRoutes(next, cur)) return;
     this.revision = next.revision;
     const { drain } = this.router.swap(next);
     if (drain && cur.live) this.watchDrain(drain, cur.live.color, null);
@@ -851,8 +830,4 @@ function toCutoverError(err: unknown, phase: string): CutoverError {
 function newDeploymentId(now: number): string {
   const t = new Date(now).toISOString().replace(/[-:T]/g, '').slice(0, 14);
   return `d-${t}-${randomBytes(3).toString('hex')}`;
-}
-
-export function hostPort(a: { host: string; port: number }): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }

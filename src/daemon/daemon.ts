@@ -11,17 +11,19 @@ import type { SqliteStore } from '../store/sqlite-store.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import type { HealthChecker } from '../health/health-checker.ts';
 import { Router, type ServiceRouter } from '../router/router.ts';
-import type { RequestRecord } from '../router/router.ts';
+import type { DataPlane, RequestRecord, RouterView } from '../router/data-plane.ts';
 import { buildServiceMap } from '../router/service-map.ts';
-import { Controller, type HealthMonitor, hostPort } from '../controller/controller.ts';
-import type { PipelineHooks } from '../controller/hooks.ts';
-import { AdminServer, type ApiExtras, type ApiService } from '../api/server.ts';
+import { Controller, type HealthMonitor } from '../controller/controller.ts';
+import { connectableHost, hostPort } from '../lib/address.ts';
+import type { PipelineHooks } from '../plugin-api/hooks.ts';
+import { AdminServer, type ApiService } from '../api/server.ts';
+import type { ApiExtras, Plugin, PluginFactory } from '../plugin-api/plugin.ts';
 import { CertificateStore } from '../tls/certificate-store.ts';
 import { AcmeManager } from '../tls/acme-manager.ts';
 import { loadTlsFiles } from '../lib/tls-files.ts';
 import { buildServiceParts, mergeExpositions, servicePlans, type ServicePlan } from './services.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
-import { createLogger, type Logger } from '../telemetry/logger.ts';
+import { createLogger, type Logger } from '../lib/logger.ts';
 
 export interface DaemonOptions {
   logger?: Logger;
@@ -33,22 +35,6 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export interface DaemonPlugins {
-  hooks?: PipelineHooks;
-  extras?: ApiExtras;
-  onRequest?: (r: RequestRecord) => void;
-  close?: () => Promise<void>;
-}
-
-/** Later modules (gates, analysis, migrations, telemetry) register here to be composed into the daemon. */
-/** May be async, so that a plugin loads its heavy dependencies (SQL parsers, database drivers) only when configured. */
-/**
- * Called once per service. `router` is that service's view of the router (its table, stats, in-flight
- * counts, addresses); `service` is its name under `services:` (absent without it); `primary` is true
- * for the first service only (process-wide things, e.g. Node.js process metrics, belong there).
- */
-export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: ServiceRouter; logger: Logger; service?: string; primary?: boolean }) => DaemonPlugins | Promise<DaemonPlugins>;
-
 /** One service's running parts. */
 export interface ServiceRuntime {
   readonly name: string;
@@ -58,7 +44,7 @@ export interface ServiceRuntime {
   readonly health: HealthChecker;
   readonly controller: Controller;
   readonly router: ServiceRouter;
-  plugins: DaemonPlugins[];
+  plugins: Plugin[];
 }
 
 export class Daemon {
@@ -134,7 +120,7 @@ export class Daemon {
       return { name: p.plan.name, plan: p.plan, store: p.store, provider: p.provider, health: p.health, controller, router: view, plugins: [] };
     });
     // Promise 5: serve the recorded live colour of every service first, before adoption or anything else.
-    for (const r of runtimes) r.router.swap(r.controller.recoveredTable());
+    for (const r of runtimes) r.controller.restoreRoutes();
     await router.start();
     for (const r of runtimes) await r.controller.recover();
     if (acme) {
@@ -154,7 +140,7 @@ export class Daemon {
     for (const [i, r] of runtimes.entries()) {
       const p = parts[i];
       for (const factory of opts.plugins ?? []) {
-        r.plugins.push(await factory({ config: r.plan.config, controller: r.controller, router: r.router, logger: p.log, ...(multi ? { service: r.name } : {}), primary: i === 0 }));
+        r.plugins.push(await factory({ config: r.plan.config, controller: r.controller, router: readOnly(r.router), logger: p.log, ...(multi ? { service: r.name } : {}), primary: i === 0 }));
       }
       for (const pl of r.plugins) {
         if (pl.hooks) Object.assign(hooksOf.get(r.name)!, pl.hooks);
@@ -289,11 +275,15 @@ function certificateSources(config: LoadedConfig, plans: readonly ServicePlan[],
   return { certificates: store, acme };
 }
 
-/** A wildcard bind address is not connectable; clients use loopback instead. */
-export function connectableHost(host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
-  if (host === '::') return '::1';
-  return host;
+/** What plugins get of the router: the read side only, also at run time (no cast reaches swap). */
+function readOnly(router: DataPlane): RouterView {
+  return Object.freeze({
+    stats: Object.freeze({ query: router.stats.query.bind(router.stats), series: router.stats.series.bind(router.stats) }),
+    addresses: () => router.addresses(),
+    table: () => router.table(),
+    inFlight: (listener, color) => router.inFlight(listener, color),
+    rejections: () => router.rejections(),
+  } satisfies RouterView);
 }
 
 function isLoopback(host: string): boolean {

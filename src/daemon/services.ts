@@ -13,7 +13,7 @@ import { ProcessProvider } from '../environments/process-provider.ts';
 import { StaticProvider } from '../environments/static-provider.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from '../lib/logger.ts';
 
 /** One service's configuration as the daemon uses it. */
 export interface ServicePlan {

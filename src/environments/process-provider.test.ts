@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isCutoverError } from '../lib/errors.ts';
 import { ProcessProvider, type ProcessProviderOptions } from './process-provider.ts';
 import type { Instance } from './types.ts';
-import { FIXTURE_COMMAND, FIXTURE_DAEMON, getJson, isPidAlive, killMarked, markedLeaders, tempRoot, waitFor } from './fixtures/helpers.ts';
+import { FIXTURE_COMMAND, FIXTURE_DAEMON, FIXTURE_SERVER, getJson, isPidAlive, killMarked, markedLeaders, tempRoot, waitFor } from './fixtures/helpers.ts';
 
 const tmp = tempRoot('cutover-env-');
 const foreign: number[] = [];
@@ -26,6 +26,15 @@ function provider(opts: Partial<ProcessProviderOptions> & { stateDir?: string } 
 const answers = (i: Instance) => waitFor(`${i.id} to answer`, () => getJson(i.port));
 
 describe('process provider', () => {
+  test('checkRelease needs an existing release directory, and says which field is wrong', () => {
+    const p = provider();
+    const release = tmp.dir('release-check');
+    assert.equal(p.checkRelease(release), release);
+    assert.throws(() => p.checkRelease(null), (e: unknown) => isCutoverError(e, 'CUTOVER_ERR_RELEASE_PATH') && e.details?.field === 'path');
+    assert.throws(() => p.checkRelease(path.join(release, 'missing')), (e: unknown) => isCutoverError(e, 'CUTOVER_ERR_RELEASE_PATH') && /does not exist/.test(e.message));
+    assert.throws(() => p.checkRelease(FIXTURE_SERVER), (e: unknown) => isCutoverError(e, 'CUTOVER_ERR_RELEASE_PATH'), 'a file is not a directory');
+  });
+
   test('starts each instance with PORT, CUTOVER_* and configured env, in the release directory, logging to a file', async () => {
     const p = provider({ env: { FIXTURE_EXTRA: 'hello', CUTOVER_COLOR: 'not-this' } });
     const release = tmp.dir('release-v1');

@@ -12,12 +12,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, statSync, writeSync } from 'node:fs';
 import { appendFile, mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CutoverError } from '../lib/errors.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
 import { pickFreePort, probePort } from './ports.ts';
 import { groupExists, isAlive, listPids, readEnviron, readStat, sendSignal } from './proc.ts';
 import type { Color, EnvironmentProvider, Instance, ProviderEvents, Release } from './types.ts';
@@ -172,6 +172,15 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
   }
 
   /** The instance's last unplanned exit, or null if it has not crashed since it was started or adopted. */
+  /** A process needs its release directory: it must exist before anything changes. */
+  checkRelease(p: string | null): string | null {
+    if (!p) throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', 'the process provider needs the release directory: pass --path DIR', { details: { field: 'path' } });
+    if (!existsSync(p) || !statSync(p).isDirectory()) {
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${p} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: p } });
+    }
+    return p;
+  }
+
   lastExit(id: string): ExitInfo | null {
     const info = this.find(id)?.lastExit;
     return info ? { ...info } : null;

@@ -42,6 +42,12 @@ export interface ProviderEvents {
  */
 export interface EnvironmentProvider extends EventEmitter<ProviderEvents> {
   readonly kind: 'process' | 'static';
+  /**
+   * Check what `deploy --path` gave before anything changes: returns the release path to record,
+   * or throws CUTOVER_ERR_RELEASE_PATH (the process provider needs an existing directory; the
+   * static provider runs nothing, so any path, or none, is recorded as given).
+   */
+  checkRelease(path: string | null): string | null;
   /** Start the release on a colour; resolves once processes are spawned (not yet healthy). */
   start(color: Color, release: Release): Promise<Instance[]>;
   /** Stop every instance of a colour (SIGTERM, then SIGKILL after the grace period). */
@@ -58,4 +64,8 @@ export interface EnvironmentProvider extends EventEmitter<ProviderEvents> {
   setAutoRestart(color: Color, on: boolean): void;
   /** Stop all instance supervision (not the instances) — the daemon is shutting down. */
   detach(): Promise<void>;
+  /** How an instance last exited, when the provider runs processes (to explain a failed release). */
+  lastExit?(id: string): { code: number | null; signal: string | null } | null;
+  /** The last lines an instance wrote, when the provider keeps its output. */
+  logTail?(id: string, lines: number): Promise<string[]>;
 }

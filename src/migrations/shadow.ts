@@ -15,7 +15,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { CutoverError } from '../lib/errors.ts';
-import type { DbEngine } from './config.ts';
+import type { DbEngine } from '../config/database.ts';
 import { connect, databaseOf, dbErrorText, quoteIdent, redactUrl, withDatabase, type DbConnection } from './db.ts';
 
 /** Marks shadow database names: `<db>_cshadow_<hex>`; leftovers with it are swept. */

@@ -11,9 +11,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { silentLogger } from '../telemetry/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
 import { CertificateStore } from '../tls/certificate-store.ts';
-import { Router, type RequestRecord } from './router.ts';
+import { Router } from './router.ts';
+import type { RequestRecord } from './data-plane.ts';
 import { routes, sleep, startUpstream, TestHealth, type TestUpstream } from './test-support.ts';
 
 function h2(session: ClientHttp2Session, p: string, opts: { method?: string; headers?: Record<string, string>; body?: Buffer } = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {

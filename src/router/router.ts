@@ -34,9 +34,9 @@ import {
 } from '../config/defaults.ts';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
-import { HttpExchange, type RequestRecord } from './http-exchange.ts';
-import type { DrainReport } from './lanes.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
+import type { DataPlane, DrainReport, ListenerAddresses, RequestRecord, StatsReader, SwapResult } from './data-plane.ts';
+import { HttpExchange } from './http-exchange.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
 import type { RouteTable } from './route-table.ts';
@@ -49,7 +49,7 @@ import { ServiceRoutes } from './service-routes.ts';
 import { WebSocketTunnel, writeRawFailure } from './websocket-tunnel.ts';
 
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS };
-export type { DrainReport, ListenerName, RequestLimits, RequestRecord, TlsFiles, ServiceMap };
+export type { ListenerName, RequestLimits, TlsFiles, ServiceMap };
 export { RequestStats };
 
 /**
@@ -59,7 +59,12 @@ export { RequestStats };
  */
 export const CLIENT_KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
+/** The name an in-process router acknowledges route revisions with. */
+export const DEFAULT_ROUTER_ID = 'local';
+
 export interface RouterOptions {
+  /** Name in acknowledgements; default `local`. */
+  id?: string;
   listen: { host: string; port: number };
   preview: { host: string; port: number } | null;
   drainTimeoutMs: number;
@@ -123,14 +128,14 @@ const ACME_PREFIX = '/.well-known/acme-challenge/';
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 type AnyResponse = ServerResponse | Http2ServerResponse;
 
-/** What a service's controller and plugins see of the router: its table, swap, stats and addresses. */
-export interface ServiceRouter {
+/**
+ * One service's data plane: what its controller drives (its own table and swap) and its plugins
+ * read (its stats, in-flight counts, addresses). With `services:`, `addresses()` are the
+ * service's own loopback listeners, so its gates reach it without host matching.
+ */
+export interface ServiceRouter extends DataPlane {
   readonly name: string;
-  readonly stats: RequestStats;
-  table(): RouteTable;
-  swap(next: RouteTable): { revision: number; drain: Promise<DrainReport> | null };
-  inFlight(listener: ListenerName, color?: Color): number;
-  addresses(): { live: { host: string; port: number }; preview: { host: string; port: number } | null };
+  readonly stats: StatsReader & RequestStats;
 }
 
 /** Defaults for every limit, from the config defaults (one place for the numbers). */
@@ -143,7 +148,9 @@ export const DEFAULT_REQUEST_LIMITS: Readonly<RequestLimits> = Object.freeze({
   requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
 });
 
-export class Router {
+export class Router implements DataPlane {
+  /** This router's name in acknowledgements (`SwapResult.applied`). */
+  readonly id: string;
   readonly #opts: RouterOptions;
   readonly #logger: Logger;
   readonly #timeouts: { connectTimeoutMs: number; responseTimeoutMs: number };
@@ -162,6 +169,7 @@ export class Router {
 
   constructor(opts: RouterOptions) {
     this.#opts = opts;
+    this.id = opts.id ?? DEFAULT_ROUTER_ID;
     this.#logger = (opts.logger ?? silentLogger).child({ component: 'router' });
     this.#timeouts = {
       connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -286,7 +294,7 @@ export class Router {
     return server;
   }
 
-  addresses(): { live: { host: string; port: number }; preview: { host: string; port: number } | null } {
+  addresses(): ListenerAddresses {
     const of = (name: ListenerName, fallback: { host: string; port: number } | null) => {
       const l = this.#listeners.find((x) => x.name === name && x.service === null);
       const a = l?.server.address() as AddressInfo | null | undefined;
@@ -316,8 +324,9 @@ export class Router {
       name,
       stats: svc.stats,
       table: () => svc.table(),
-      swap: (next) => svc.swap(next),
+      swap: (next) => this.#applied(svc.swap(next)),
       inFlight: (l, c) => svc.inFlight(l, c),
+      rejections: () => this.rejections(),
       addresses: () => {
         const d = this.#direct.get(name);
         if (d === undefined) return this.addresses();
@@ -344,8 +353,13 @@ export class Router {
    * use `next`; requests in flight keep the snapshot they arrived under. Returns the drain of the
    * colour that left the live listener.
    */
-  swap(next: RouteTable): { revision: number; drain: Promise<DrainReport> | null } {
-    return this.#primary.swap(next);
+  swap(next: RouteTable): SwapResult {
+    return this.#applied(this.#primary.swap(next));
+  }
+
+  /** In-process, this one router serves the table when swap returns: `applied` is settled at once. */
+  #applied(r: { revision: number; drain: Promise<DrainReport> | null }): SwapResult {
+    return { ...r, applied: Promise.resolve({ revision: r.revision, acknowledged: [this.id], missing: [] }) };
   }
 
   /**

@@ -11,9 +11,10 @@
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { AddressSet } from '../lib/cidr.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import type { ProxyContext, RequestRecord } from './http-exchange.ts';
-import { Lane, type DrainReport } from './lanes.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { DrainReport, RequestRecord } from './data-plane.ts';
+import type { ProxyContext } from './http-exchange.ts';
+import { Lane } from './lanes.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
 import { EMPTY_ROUTE_TABLE, freezeTable, type RouteTable } from './route-table.ts';
 import { type BoundRoute, type PoolSettings, type Upstream, UpstreamSet } from './upstreams.ts';

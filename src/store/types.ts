@@ -20,6 +20,16 @@ export interface EnvironmentState {
   retireAt: number | null;
 }
 
+/** The pipeline's phases, in the order a deployment goes through them; `stable` is where it ends. */
+export const DEPLOYMENT_PHASES = ['provision', 'health', 'migrate', 'gates', 'promote', 'switch', 'verify', 'analysis', 'stable'] as const;
+export type DeploymentPhase = (typeof DEPLOYMENT_PHASES)[number];
+/** Before the switch: traffic untouched; `abort` stops the candidate, `rollback` is refused. */
+export const PRE_SWITCH_PHASES: readonly DeploymentPhase[] = ['provision', 'health', 'migrate', 'gates', 'promote'];
+/** From the switch on: the new release took traffic; `rollback` switches back, `abort` is refused. */
+export const POST_SWITCH_PHASES: readonly DeploymentPhase[] = ['switch', 'verify', 'analysis', 'stable'];
+/** After the switch, while the new release is judged: its rollback target must stay warm. */
+export const JUDGING_PHASES: readonly DeploymentPhase[] = ['verify', 'analysis'];
+
 export type DeploymentStatus =
   | 'running' | 'awaiting-promotion' | 'succeeded' | 'failed' | 'aborted' | 'rolled-back' | 'interrupted';
 
@@ -33,7 +43,7 @@ export interface DeploymentRecord {
   fromColor: Color | null;
   fromVersion: string | null;
   status: DeploymentStatus;
-  phase: string;
+  phase: DeploymentPhase;
   manual: boolean;
   actor: string;
   createdAt: number;

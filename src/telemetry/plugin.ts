@@ -7,15 +7,14 @@
  * slow the data plane (one counter increment and one histogram observation per request) or
  * the pipeline (event handlers only count and enqueue).
  */
-import type { PluginFactory } from '../daemon/daemon.ts';
-import type { RequestContext } from '../api/server.ts';
+import type { PluginFactory, RequestContext } from '../plugin-api/plugin.ts';
 import { CutoverError } from '../lib/errors.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { COLORS, type Color } from '../environments/types.ts';
 import type { ListenerName } from '../router/request-stats.ts';
 import type { EventRecord } from '../store/types.ts';
 import { serveDashboard } from '../ui/dashboard.ts';
-import { CutoverMetrics, type StatusView } from './metrics.ts';
+import { CutoverMetrics } from './metrics.ts';
 import { Notifier } from './webhooks.ts';
 import { DEFAULT_POST_SWITCH_WINDOW_MS, MEASURED_EVENT, PostSwitchMeter } from './post-switch.ts';
 import { computeReport } from './report.ts';
@@ -38,7 +37,7 @@ export function telemetryPlugin(opts: TelemetryOptions = {}): PluginFactory {
   return ({ config, controller, router, logger, service, primary }) => {
     const log = logger.child({ component: 'telemetry' });
     const metrics = new CutoverMetrics({
-      status: () => controller.status() as StatusView,
+      status: () => controller.status(),
       inFlight: (l, c) => router.inFlight(l, c),
       // Process metrics once per daemon, not once per service.
       processMetrics: primary === false ? false : opts.processMetrics,

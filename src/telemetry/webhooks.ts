@@ -14,9 +14,9 @@ import { createHmac } from 'node:crypto';
 import type { Agent } from 'undici';
 import { loadUndici } from '../lib/lazy-undici.ts';
 import type { EventRecord } from '../store/types.ts';
-import type { Logger } from './logger.ts';
-import { silentLogger } from './logger.ts';
-import { MAX_WEBHOOK_RETRY_DELAY_MS, type NotificationTarget } from './schema.ts';
+import type { Logger } from '../lib/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { MAX_WEBHOOK_RETRY_DELAY_MS, type NotificationTarget } from '../config/notifications.ts';
 
 export const SIGNATURE_HEADER = 'x-cutover-signature';
 export const TIMESTAMP_HEADER = 'x-cutover-timestamp';

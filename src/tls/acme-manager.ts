@@ -15,8 +15,8 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
 import path from 'node:path';
-import type { Logger } from '../telemetry/logger.ts';
-import { silentLogger } from '../telemetry/logger.ts';
+import type { Logger } from '../lib/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
 import type { CertificateInfo, CertificateStore } from './certificate-store.ts';
 
 /** Renew when less than this is left (Let's Encrypt certificates last 90 days; certbot renews at 30). */

@@ -7,6 +7,7 @@ const API = '/api/v1';
 const TOKEN_KEY = 'cutover.token';
 const STATS_POLL_MS = 5_000;
 const REPORT_POLL_MS = 60_000;
+// The pipeline's phases in order: DEPLOYMENT_PHASES of src/store/types.ts (this page loads no module of the daemon).
 const PHASES = ['provision', 'health', 'migrate', 'gates', 'promote', 'switch', 'verify', 'analysis', 'stable'];
 const MARK = { passed: '✓', failed: '✗', skipped: '–', running: '…', pending: '·' };
 const MAX_EVENTS_SHOWN = 50;
