@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { statSync, writeFileSync } from 'node:fs';
 import { connect as h2connect } from 'node:http2';
 import path from 'node:path';
@@ -15,7 +15,10 @@ import { Router } from '../src/router/router.ts';
 import { routes, startUpstream, TestHealth } from '../src/router/test-support.ts';
 import { CertificateStore } from '../src/tls/certificate-store.ts';
 import { AcmeManager, type AcmeEvent } from '../src/tls/acme-manager.ts';
-import { freePort, tempDir } from './helpers.ts';
+import { Daemon } from '../src/daemon/daemon.ts';
+import { loadConfigFile } from '../src/config/load.ts';
+import { silentLogger } from '../src/lib/logger.ts';
+import { freePort, SHOP_V1, SHOP_V2, tempDir, TEST_TOKEN, waitFor, writeConfig } from './helpers.ts';
 import { startPebble } from './pebble.ts';
 
 const HOST = 'shop.test';
@@ -131,4 +134,47 @@ test('a certificate is obtained over HTTP-01 through the router, served by SNI (
   acme2.start();
   await acme2.close();
   assert.equal(store2.info(HOST)?.serial, second);
+});
+
+test('the daemon with services: ACME certificates for one service\'s hosts, certificate files for the other, each served by SNI; reported in status and events', { timeout: 120_000 }, async (t) => {
+  const tmp = tempDir();
+  t.after(tmp.cleanup);
+  const [httpPort, tlsPort, preview, admin] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const pebble = await startPebble(tmp.dir, httpPort);
+  t.after(() => pebble.stop());
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', path.join(tmp.dir, 'blog.key'), '-out', path.join(tmp.dir, 'blog.crt'),
+    '-days', '1', '-subj', '/CN=blog.test', '-addext', 'subjectAltName=DNS:blog.test'], { stdio: 'ignore' });
+  const file = writeConfig(tmp.dir, [
+    'router:',
+    `  listen: 127.0.0.1:${httpPort}`,
+    `  preview: 127.0.0.1:${preview}`,
+    '  tls:',
+    `    listen: 127.0.0.1:${tlsPort}`,
+    `    acme: { directory: "${pebble.directory}", email: ops@example.com, caFile: pebble.crt }`,
+    `admin: { listen: 127.0.0.1:${admin} }`,
+    'environments: { provider: process, process: { command: node server.js, instances: 1 } }',
+    'health: { interval: 100ms, timeout: 1s }',
+    'services:',
+    '  shop: { hosts: [shop.test] }',
+    '  blog: { hosts: [blog.test], tls: { cert: blog.crt, key: blog.key } }',
+  ].join('\n'));
+  const daemon = await Daemon.start(loadConfigFile(file), { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN } });
+  t.after(() => daemon.stop({ stopInstances: true }));
+  assert.equal(daemon.tlsUrl(), `https://127.0.0.1:${tlsPort}`);
+  await daemon.service('shop').controller.deploy({ version: 'v1', path: SHOP_V1, actor: 'test' }).done;
+  await daemon.service('blog').controller.deploy({ version: 'v2', path: SHOP_V2, actor: 'test' }).done;
+  type Tls = { tls?: { certificates: { host: string; serving: boolean; lastError: string | null }[] } };
+  await waitFor(() => (daemon.service('shop').controller.status() as Tls).tls?.certificates[0]?.serving, { what: `shop.test certificate\n${pebble.output()}`, timeoutMs: 30_000 });
+  assert.ok(daemon.service('shop').controller.events({ limit: 1000 }).some((e) => e.type === 'tls.certificate.issued'), 'issuance is an event of the service owning the host');
+  assert.deepEqual((daemon.service('blog').controller.status() as Tls).tls?.certificates, [], 'blog has its own files, not ACME');
+  const root = await pebble.issuingRoot();
+  const rootFile = path.join(tmp.dir, 'root.pem');
+  writeFileSync(rootFile, root);
+  const shop = await curl(['--resolve', `shop.test:${tlsPort}:127.0.0.1`, '--cacert', rootFile, '--http2', '-w', ' %{http_version}', `https://shop.test:${tlsPort}/version`]);
+  assert.match(shop, /"version":"v1".* 2$/);
+  const blog = await curl(['--resolve', `blog.test:${tlsPort}:127.0.0.1`, '--cacert', path.join(tmp.dir, 'blog.crt'), '--http2', '-w', ' %{http_version}', `https://blog.test:${tlsPort}/version`]);
+  assert.match(blog, /"version":"v2".* 2$/);
+  // The plain listener still serves both by host (and answered the challenge).
+  const plain = await curl(['-H', 'host: blog.test', `http://127.0.0.1:${httpPort}/version`]);
+  assert.match(plain, /"version":"v2"/);
 });
