@@ -120,9 +120,17 @@ test('two services by host on one router: one deploys and rolls back under load,
   const hist = await cli(['history', '--service', 'blog', '--json'], { cwd: tmp.dir });
   assert.equal(hist.code, 0, hist.stderr);
   assert.deepEqual((JSON.parse(hist.stdout) as { deployments: { version: string }[] }).deployments.map((x) => x.version), ['b1']);
-  const ambiguous = await cli(['status'], { cwd: tmp.dir });
+  // Without -s: status lists every service; a command that acts on one refuses to guess.
+  const all = await cli(['status'], { cwd: tmp.dir });
+  assert.equal(all.code, 0, all.stderr);
+  assert.match(all.stdout, /^shop\s+live v1 on blue, standby v2 on green \(warm\)\s+\[shop\.test, www\.shop\.test\]$/m);
+  assert.match(all.stdout, /^blog\s+live b1 on blue\s+\[blog\.test\]$/m);
+  const ambiguous = await cli(['rollback'], { cwd: tmp.dir });
   assert.equal(ambiguous.code, 2);
   assert.match(ambiguous.stderr, /2 services \(shop, blog\).*--service/);
+  const unknownService = await cli(['history', '-s', 'nope'], { cwd: tmp.dir });
+  assert.equal(unknownService.code, 2);
+  assert.match(unknownService.stderr, /--service nope: no such service/);
   const api = async (path: string) => {
     const res = await fetch(`${daemon.adminUrl()}${path}`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
     return { status: res.status, text: await res.text() };
