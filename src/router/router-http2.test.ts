@@ -145,4 +145,31 @@ describe('router over HTTP/2', () => {
       await close();
     }
   });
+
+  test('HTTP/1.1 on the TLS listener gets the plain listeners\' parser limits and timeouts (431, 408, 400 without Host)', async () => {
+    const router = new Router({
+      listen: { host: '127.0.0.1', port: 0 }, preview: null, tlsListen: { host: '127.0.0.1', port: 0 }, certificates: store,
+      drainTimeoutMs: 1_000, health: new TestHealth(), logger: silentLogger, limits: { maxHeaderBytes: 4_096, headersTimeoutMs: 500, requestTimeoutMs: 1_000 },
+    });
+    router.swap(routes({ color: 'blue', targets: [blue.target] }));
+    await router.start();
+    const port = router.tlsAddress()!.port;
+    const firstLine = (data: string) => new Promise<string>((resolve) => {
+      const s = tlsConnect({ host: '127.0.0.1', port, servername: 'shop.test', ca, ALPNProtocols: ['http/1.1'] }, () => s.write(data));
+      let out = '';
+      s.on('data', (d: Buffer) => { out += d.toString('latin1'); });
+      const done = () => resolve(out.split('\r\n')[0]);
+      s.on('close', done);
+      s.on('error', done);
+      setTimeout(() => { s.destroy(); }, 5_000);
+    });
+    try {
+      assert.equal(await firstLine(`GET / HTTP/1.1\r\nHost: shop.test\r\nX-Big: ${'a'.repeat(8_000)}\r\n\r\n`), 'HTTP/1.1 431 Request Header Fields Too Large');
+      assert.equal(await firstLine('GET / HTTP/1.1\r\nHost: shop.test\r\n'), 'HTTP/1.1 408 Request Timeout');
+      assert.equal(await firstLine('GET / HTTP/1.1\r\n\r\n'), 'HTTP/1.1 400 Bad Request');
+      assert.equal(await firstLine('GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n'), 'HTTP/1.1 200 OK');
+    } finally {
+      await router.close();
+    }
+  });
 });
