@@ -79,6 +79,8 @@ describe('admin API hardening', () => {
     assert.equal(limited.json.error?.code, 'CUTOVER_ERR_RATE_LIMITED');
     const retry = Number(limited.headers['retry-after']);
     assert.ok(retry >= 1 && retry <= 60, `Retry-After: ${limited.headers['retry-after']}`);
+    // The message says how long to wait, the same figure as Retry-After (issue 16).
+    assert.equal(limited.json.error?.message, `too many failed authentication attempts from this address; try again in ${retry}s (check CUTOVER_TOKEN or the token file)`);
     assert.equal((await call(base, 'GET', '/status', { from: '127.0.0.3' })).status, 429, 'no guessing through the limit');
     assert.equal((await call(base, 'POST', '/rollback', { from: '127.0.0.3', body: '{}' })).status, 429);
     assert.equal((await call(base, 'GET', '/status', { from: '127.0.0.4' })).status, 200, 'another address is not limited');

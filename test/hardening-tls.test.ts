@@ -12,7 +12,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Router } from '../src/router/router.ts';
-import { routes, TestHealth } from '../src/router/test-support.ts';
+import { routes, TestHealth } from './support/router.ts';
 import { silentLogger } from '../src/lib/logger.ts';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { loadConfigFile } from '../src/config/load.ts';

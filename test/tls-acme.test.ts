@@ -12,7 +12,7 @@ import { connect as h2connect } from 'node:http2';
 import path from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { Router } from '../src/router/router.ts';
-import { routes, startUpstream, TestHealth } from '../src/router/test-support.ts';
+import { routes, startUpstream, TestHealth } from './support/router.ts';
 import { CertificateStore } from '../src/tls/certificate-store.ts';
 import { AcmeManager, type AcmeEvent } from '../src/tls/acme-manager.ts';
 import { Daemon } from '../src/daemon/daemon.ts';

@@ -39,9 +39,12 @@ const deployBody = z.strictObject({
   version: z.string().min(1, 'expected the release version'),
   path: z.string().min(1).nullable().optional(),
   manual: z.boolean().optional(),
+  /** Deploy a release that lacks an applied contract migration anyway (recorded). */
+  force: z.boolean().optional(),
 });
 const promoteBody = z.strictObject({ force: z.boolean().optional() });
 const reasonBody = z.strictObject({ reason: z.string().max(500).optional() });
+const rollbackBody = z.strictObject({ reason: z.string().max(500).optional(), force: z.boolean().optional() });
 
 export class AdminServer {
   private readonly server: http.Server | https.Server;
@@ -175,8 +178,8 @@ export class AdminServer {
     if (method === 'GET' && path === '/events') { this.stream(ctx, c); return true; }
     if (method === 'POST' && path === '/deployments') {
       const body = parseBody(deployBody, await ctx.body());
-      const { deployment } = c.deploy({ version: body.version, path: body.path ?? null, manual: body.manual, actor: ctx.actor });
-      this.audit(c, ctx, `deploy ${body.version}`, { deployment: deployment.id });
+      const { deployment } = c.deploy({ version: body.version, path: body.path ?? null, manual: body.manual, force: body.force, actor: ctx.actor });
+      this.audit(c, ctx, `deploy ${body.version}${body.force ? ' --force' : ''}`, { deployment: deployment.id });
       send(202, { deployment });
       return true;
     }
@@ -196,10 +199,17 @@ export class AdminServer {
       return true;
     }
     if (method === 'POST' && path === '/rollback') {
-      const body = parseBody(reasonBody, await ctx.body());
-      const result = await c.rollback({ actor: ctx.actor, reason: body.reason });
-      this.audit(c, ctx, 'rollback', { ms: result.ms, restarted: result.restarted });
+      const body = parseBody(rollbackBody, await ctx.body());
+      const result = await c.rollback({ actor: ctx.actor, reason: body.reason, force: body.force });
+      this.audit(c, ctx, body.force ? 'rollback --force' : 'rollback', { ms: result.ms, restarted: result.restarted });
       send(200, result);
+      return true;
+    }
+    if (method === 'POST' && path === '/retire') {
+      const body = parseBody(reasonBody, await ctx.body());
+      this.audit(c, ctx, 'retire', {});
+      const retired = await c.retireStandby({ actor: ctx.actor, reason: body.reason ?? `retired by ${ctx.actor}` });
+      send(200, { retired, status: c.status() });
       return true;
     }
     return false;
@@ -249,8 +259,9 @@ export class AdminServer {
     const now = Date.now();
     const f = this.authFailures.get(source);
     if (f && now - f.since < AUTH_WINDOW_MS && f.count >= AUTH_FAILURES_PER_WINDOW) {
-      res.setHeader('retry-after', String(Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000)));
-      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', 'too many failed authentication attempts from this address; try again later'));
+      const waitS = Math.max(1, Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000));
+      res.setHeader('retry-after', String(waitS));
+      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', `too many failed authentication attempts from this address; try again in ${waitS}s (check CUTOVER_TOKEN or the token file)`, { details: { retryAfterSeconds: waitS } }));
       return false;
     }
     const header = req.headers.authorization ?? '';

@@ -11,7 +11,7 @@ import { INIT_TEMPLATE } from '../config/init-template.ts';
 import { DEFAULT_CONFIG_FILE } from '../config/defaults.ts';
 import type { AdminClient } from '../api/client.ts';
 import type { Status } from '../plugin-api/status.ts';
-import { connect, exitCodeFor, printError, type CommandKit, type Io } from './context.ts';
+import { connect, exitCodeFor, printError, printJsonError, type CommandKit, type Io } from './context.ts';
 import { runUp } from './up.ts';
 import { runDeploy } from './deploy.ts';
 import { printStatus, printHistory, printServices, type ServiceSummary } from './status.ts';
@@ -24,6 +24,8 @@ import type { DeploymentRecord } from '../store/types.ts';
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() }): Promise<number> {
   let exitCode: number = EXIT.OK;
+  let command = '';
+  guardPipes(io, () => command, () => exitCode);
   const program = new Command('cutover')
     .description('Blue-green deployments for HTTP services: zero-drop switch, gates before, instant rollback after.')
     .version(await packageVersion(), '-V, --version')
@@ -31,7 +33,8 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('-s, --service <name>', 'the service to act on, with several under services: (default: the only one; or CUTOVER_SERVICE)')
     .showHelpAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .hook('preAction', (_program, action) => { command = action.name(); });
 
   const configOf = (cmd: Command): string | undefined => cmd.optsWithGlobals<{ config?: string }>().config;
   const client = (cmd: Command) => connect(io, configOf(cmd), cmd.optsWithGlobals<{ service?: string }>().service);
@@ -66,12 +69,14 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   program.command('deploy')
     .description('release VERSION to the idle colour, validate it, switch, watch it')
     .argument('<version>', 'release version, e.g. v2 or a git sha')
-    .option('--path <dir>', 'release directory (process provider); default: the current directory')
+    .option('--path <dir>', 'release directory (process provider); default: environments.process.releaseDir with {version} filled in')
     .option('--manual', 'wait for `cutover promote` before switching')
     .option('--no-wait', 'return once the deployment has started')
+    .option('--force', 'deploy even though the release lacks a contract migration the database has applied (recorded)')
     .option('--json', 'print the result as JSON')
-    .action(async (version: string, opts: { path?: string; manual?: boolean; wait: boolean; json?: boolean }, cmd: Command) => {
-      exitCode = await runDeploy(io, await client(cmd), { version, path: path.resolve(io.cwd, opts.path ?? '.'), manual: opts.manual === true, wait: opts.wait, json: opts.json === true });
+    .action(async (version: string, opts: { path?: string; manual?: boolean; force?: boolean; wait: boolean; json?: boolean }, cmd: Command) => {
+      // No --path: the daemon takes releaseDir from its config, or refuses (never the working directory).
+      exitCode = await runDeploy(io, await client(cmd), { version, path: opts.path === undefined ? null : path.resolve(io.cwd, opts.path), manual: opts.manual === true, force: opts.force === true, wait: opts.wait, json: opts.json === true });
     });
 
   program.command('promote')
@@ -97,12 +102,26 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
 
   program.command('rollback')
     .description('switch traffic back to the standby (instant when it is warm)')
+    .option('--force', 'roll back even though the standby lacks a contract migration the database has applied (recorded)')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .action(async (opts: { json?: boolean; force?: boolean }, cmd: Command) => {
       await withClient(cmd, async (c) => {
-        const r = await c.call<{ ms: number; restarted: boolean; live: { color: string; version: string } }>('POST', '/rollback', {});
+        const r = await c.call<{ ms: number; restarted: boolean; live: { color: string; version: string } }>('POST', '/rollback', opts.force ? { force: true } : {});
         if (opts.json) json(r);
         else io.stdout.write(`rolled back: ${r.live.version} is live on ${r.live.color} (${r.ms.toFixed(1)}ms${r.restarted ? '; the standby was retired and had to be started first' : ''})\n`);
+      });
+    });
+
+  program.command('retire')
+    .description('retire the warm standby now (stop it; pending contract migrations it held back run)')
+    .option('--reason <text>', 'why (recorded)')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { json?: boolean; reason?: string }, cmd: Command) => {
+      await withClient(cmd, async (c) => {
+        const r = await c.call<{ retired: { color: string; version: string | null }; status: { migrations?: { pending: string[] } } }>('POST', '/retire', opts.reason ? { reason: opts.reason } : {});
+        if (opts.json) { json(r); return; }
+        const pending = r.status.migrations?.pending ?? [];
+        io.stdout.write(`retired ${r.retired.color} (${r.retired.version ?? 'nothing'}); a rollback now restarts it${r.status.migrations ? `; ${pending.length ? `contract migrations still pending: ${pending.join(', ')}` : 'no contract migration pending'}` : ''}\n`);
       });
     });
 
@@ -163,8 +182,26 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.OK;
       return EXIT.USAGE;
     }
-    printError(io, err);
+    // --json: scripts parse stdout, so the error comes as JSON there too (the API's error shape).
+    if (argv.includes('--json') && command !== 'up') printJsonError(io, err);
+    else printError(io, err);
     return exitCodeFor(err);
+  }
+}
+
+/**
+ * `cutover status | head -1`: the reader left, which is not an error of ours. A client command
+ * ends quietly with its exit code; the daemon (`up`) drops its output and keeps serving.
+ */
+function guardPipes(io: Io, command: () => string, exitCode: () => number): void {
+  for (const stream of [io.stdout, io.stderr]) {
+    if (stream !== process.stdout && stream !== process.stderr) continue;
+    if (stream.listenerCount('error') > 0) continue; // guarded already (main called twice in one process)
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      if (command() === 'up') return;
+      process.exit(exitCode());
+    });
   }
 }
 

@@ -9,7 +9,8 @@ export function printStatus(io: Io, s: Status): void {
   const out: string[] = [];
   out.push(`${s.app}: ${s.live ? `live ${s.live.version} on ${s.live.color} (since ${ago(s.live.since)})` : 'nothing is live yet'}`);
   if (s.standby) {
-    out.push(`standby: ${s.standby.version} on ${s.standby.color}, ${s.standby.state === 'warm' ? `warm${s.standby.retireAt ? `, retires in ${formatDuration(Math.max(0, s.standby.retireAt - Date.now()))}` : ''}` : 'retired (a rollback restarts it)'}`);
+    const beside = s.standby.besideCandidate ? `, running beside the candidate ${s.standby.besideCandidate} until it has switched` : '';
+    out.push(`standby: ${s.standby.version} on ${s.standby.color}, ${s.standby.state === 'warm' ? `warm${beside}${s.standby.retireAt && !beside ? `, retires in ${formatDuration(Math.max(0, s.standby.retireAt - Date.now()))}` : ''}` : 'retired (a rollback restarts it)'}`);
   } else {
     out.push('standby: none');
   }
@@ -23,6 +24,8 @@ export function printStatus(io: Io, s: Status): void {
   }
   io.stdout.write(table(rows));
   if (s.migrations && s.migrations.pending.length > 0) io.stdout.write(`\npending contract migrations: ${s.migrations.pending.join(', ')}\n`);
+  const rt = s.migrations?.rollbackTarget;
+  if (rt && !rt.canServe) io.stdout.write(`\n✗ the rollback target ${rt.version} (${rt.color}, ${rt.state}) can no longer serve the schema: ${rt.problems.join('; ')}\n`);
 }
 
 export function printHistory(io: Io, ds: DeploymentRecord[]): void {
@@ -33,11 +36,11 @@ export function printHistory(io: Io, ds: DeploymentRecord[]): void {
   const rows = [['ID', 'VERSION', 'COLOR', 'STATUS', 'SWITCH', 'DURATION', 'WHEN', 'WHY']];
   for (const d of ds) {
     rows.push([
-      d.id, d.version, d.color, d.status,
+      d.id, d.version, d.color, d.rolledBack ? `${d.status}, rolled back` : d.status,
       d.switchMs !== null ? formatDuration(d.switchMs) : '-',
       d.finishedAt ? formatDuration(d.finishedAt - d.createdAt) : '-',
       ago(d.createdAt),
-      d.error ? d.error.message.slice(0, 80) : '',
+      d.rolledBack ? `rolled back by ${d.rolledBack.actor} ${ago(d.rolledBack.at)}`.slice(0, 80) : d.error ? d.error.message.slice(0, 80) : '',
     ]);
   }
   io.stdout.write(table(rows));

@@ -3,14 +3,14 @@
  * SQLite, plugins) is loaded here, when `up` runs: client commands never load it.
  */
 import { tokenFile } from '../api/token.ts';
-import { createLogger } from '../lib/logger.ts';
+import { createConsoleLogger } from '../lib/logger.ts';
 import { loadConfig, type Io } from './context.ts';
 import { EXIT } from '../lib/errors.ts';
 
 export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean }): Promise<number> {
   const config = loadConfig(io, configFile);
   const [{ Daemon }, { defaultPlugins }] = await Promise.all([import('../daemon/daemon.ts'), import('../daemon/plugins.ts')]);
-  const logger = createLogger();
+  const logger = await createConsoleLogger(io.env);
   const daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env });
   const s = daemon.controller.status();
   const multi = daemon.services.length > 1 || (config.services?.length ?? 0) > 0;

@@ -25,8 +25,9 @@ export class ConfigError extends CutoverError {
   }
 }
 
+/** `cutover.yaml:12: health.interval: …`; a problem with no line (a missing file) has none. */
 export function formatProblem(p: ConfigProblem): string {
-  return `${p.file}:${p.line}: ${p.field ? `${p.field}: ` : ''}${p.message}`;
+  return `${p.file}${p.line > 0 ? `:${p.line}` : ''}: ${p.field ? `${p.field}: ` : ''}${p.message}`;
 }
 
 /** Resolve which config file a command uses: `-c FILE`, else ./cutover.yaml. */
@@ -42,7 +43,48 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   return parseConfig(readFileSync(file, 'utf8'), { file: shown, baseDir: path.dirname(path.resolve(file)), env });
 }
 
-export function parseConfig(text: string, opts: { file: string; baseDir: string; env?: NodeJS.ProcessEnv }): LoadedConfig {
+/** Top-level settings client commands (status, rollback, retire…) use: where the daemon is and its token. */
+const CLIENT_KEYS = ['app', 'admin', 'stateDir'] as const;
+
+/** What a client command needs of cutover.yaml. */
+export type ClientConfig = Pick<LoadedConfig, 'app' | 'admin' | 'stateDir' | 'file' | 'baseDir'> & {
+  /** Names under `services:` (null without it), so `--service` can be checked before any call. */
+  readonly serviceNames: readonly string[] | null;
+};
+
+/**
+ * Like loadConfigFile for client commands: the whole file is still validated (a typo is exit 2),
+ * but an environment variable only the daemon needs (`${DATABASE_URL}` in `database.url`) may be
+ * unset here; the fields that hold one are left unchecked. Those under `admin` and `stateDir` must
+ * be set: the client uses them.
+ */
+export function loadClientConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): ClientConfig {
+  const shown = path.relative(process.cwd(), file) || file;
+  if (!existsSync(file)) {
+    throw new ConfigError([{ file: shown, line: 0, field: '', message: 'config file not found (run `cutover init` to write one)' }]);
+  }
+  const opts = { file: shown, baseDir: path.dirname(path.resolve(file)), env };
+  const { raw, doc, lineOf, unset } = readDocument(readFileSync(file, 'utf8'), opts, CLIENT_KEYS);
+  const full = configSchema.safeParse(withServiceEnvironments(raw));
+  if (!full.success) {
+    const within = (p: PropertyKey[]) => unset.some((u) => u.every((seg, i) => String(p[i]) === String(seg)));
+    const real = full.error.issues.filter((issue) => !within(issue.path));
+    if (real.length > 0) throw new ConfigError(real.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
+  }
+  const picked = Object.fromEntries(CLIENT_KEYS.filter((k) => k in raw).map((k) => [k, raw[k]]));
+  const result = configSchema.pick({ app: true, admin: true, stateDir: true }).safeParse(picked);
+  if (!result.success) throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
+  const cfg = result.data;
+  const tls = cfg.admin.tls && { cert: path.resolve(opts.baseDir, cfg.admin.tls.cert), key: path.resolve(opts.baseDir, cfg.admin.tls.key) };
+  const serviceNames = full.success && full.data.services ? Object.keys(full.data.services) : isPlainObject(raw.services) ? Object.keys(raw.services) : null;
+  return deepFreeze({ app: cfg.app, admin: { ...cfg.admin, tls }, stateDir: path.resolve(opts.baseDir, cfg.stateDir), file: opts.file, baseDir: opts.baseDir, serviceNames });
+}
+
+/**
+ * Parse YAML, substitute `${VAR}`, return the plain object. With `needed`, an unset variable
+ * outside those top-level keys is not an error: its field's path is returned in `unset`.
+ */
+function readDocument(text: string, opts: { file: string; env?: NodeJS.ProcessEnv }, needed?: readonly string[]): { raw: Record<string, unknown>; doc: Document; lineOf: (o: number | undefined) => number; unset: (string | number)[][] } {
   const env = opts.env ?? process.env;
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
@@ -52,30 +94,19 @@ export function parseConfig(text: string, opts: { file: string; baseDir: string;
     throw new ConfigError(doc.errors.map((e) => ({ file: opts.file, line: lineOf(e.pos[0]), field: '', message: `YAML: ${e.message.split('\n')[0]}` })));
   }
   const problems: ConfigProblem[] = [];
-  substituteEnv(doc.contents, env, [], (field, offset, message) => problems.push({ file: opts.file, line: lineOf(offset), field, message }));
+  const unset: (string | number)[][] = [];
+  substituteEnv(doc.contents, env, [], (field, offset, message, at) => {
+    if (needed && !needed.includes(String(at[0]))) unset.push(at);
+    else problems.push({ file: opts.file, line: lineOf(offset), field, message });
+  });
   if (problems.length > 0) throw new ConfigError(problems);
+  return { raw: toPlain(doc, opts.file, lineOf), doc, lineOf, unset };
+}
 
-  let raw: unknown;
-  try {
-    // Caps alias expansion (yaml's maxAliasCount): an alias bomb is an error, not an OOM.
-    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
-  } catch (err) {
-    // An alias to an anchor defined later or not at all, or too many aliases (the `yaml` library
-    // throws these from toJS, not as document errors): point at the first alias.
-    let at: number | undefined;
-    visit(doc, { Alias(_key, node) { at = node.range?.[0]; return visit.BREAK; } });
-    throw new ConfigError([{ file: opts.file, line: lineOf(at), field: '', message: `YAML: ${(err as Error).message}` }]);
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new ConfigError([{ file: opts.file, line: 1, field: '', message: 'expected a mapping of settings (app:, router:, environments: …)' }]);
-  }
-  const top = raw as Record<string, unknown>;
-  const rawServices = isPlainObject(top.services) ? top.services : null;
-  // With services, the top level may leave `environments` to each service.
-  const topRaw = rawServices !== null && top.environments === undefined
-    ? { ...top, environments: ((Object.values(rawServices) as unknown[]).find((v) => isPlainObject(v) && v.environments !== undefined) as Record<string, unknown> | undefined)?.environments }
-    : top;
-  const result = configSchema.safeParse(topRaw);
+export function parseConfig(text: string, opts: { file: string; baseDir: string; env?: NodeJS.ProcessEnv }): LoadedConfig {
+  const { raw, doc, lineOf } = readDocument(text, opts);
+  const top = raw;
+  const result = configSchema.safeParse(withServiceEnvironments(raw));
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
   }
@@ -103,6 +134,9 @@ function finish(cfg: Config, opts: { file: string; baseDir: string }): LoadedCon
     stateDir: path.resolve(opts.baseDir, cfg.stateDir),
     router: { ...cfg.router, tls: routerTls && acme?.caFile !== undefined ? { ...routerTls, acme: { ...acme, caFile: path.resolve(opts.baseDir, acme.caFile) } } : routerTls },
     admin: { ...cfg.admin, tls: tlsFiles(cfg.admin.tls) },
+    environments: cfg.environments.process?.releaseDir
+      ? { ...cfg.environments, process: { ...cfg.environments.process, releaseDir: path.resolve(opts.baseDir, cfg.environments.process.releaseDir) } }
+      : cfg.environments,
     file: opts.file,
     baseDir: opts.baseDir,
   };
@@ -186,8 +220,34 @@ function mergeSetting(inherited: unknown, own: unknown): unknown {
   return out;
 }
 
+/** With services, the top level may leave `environments` to each service (the first one that has them stands in). */
+function withServiceEnvironments(raw: Record<string, unknown>): Record<string, unknown> {
+  const services = raw.services;
+  if (!isPlainObject(services) || raw.environments !== undefined) return raw;
+  const first = (Object.values(services) as unknown[]).find((v) => isPlainObject(v) && v.environments !== undefined) as Record<string, unknown> | undefined;
+  return { ...raw, environments: first?.environments };
+}
+
+function toPlain(doc: Document, file: string, lineOf: (o: number | undefined) => number): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    // Caps alias expansion (yaml's maxAliasCount): an alias bomb is an error, not an OOM.
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
+  } catch (err) {
+    // An alias to an anchor defined later or not at all, or too many aliases (the `yaml` library
+    // throws these from toJS, not as document errors): point at the first alias.
+    let at: number | undefined;
+    visit(doc, { Alias(_key, node) { at = node.range?.[0]; return visit.BREAK; } });
+    throw new ConfigError([{ file, line: lineOf(at), field: '', message: `YAML: ${(err as Error).message}` }]);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError([{ file, line: 1, field: '', message: 'expected a mapping of settings (app:, router:, environments: …)' }]);
+  }
+  return raw as Record<string, unknown>;
+}
+
 /** `${NAME}` and `${NAME:-default}` in scalar strings, replaced in place from the environment. */
-function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, at: (string | number)[], report: (field: string, offset: number | undefined, msg: string) => void): void {
+function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, at: (string | number)[], report: (field: string, offset: number | undefined, msg: string, at: (string | number)[]) => void): void {
   if (isMap(node)) {
     for (const pair of node.items) {
       const key = isScalar(pair.key) ? String(pair.key.value) : '?';
@@ -200,7 +260,7 @@ function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, at: (string | numb
       const v = env[name];
       if (v !== undefined && v !== '') return v;
       if (fallback !== undefined) return fallback;
-      report(formatPath(at), node.range?.[0], `environment variable ${name} is not set`);
+      report(formatPath(at), node.range?.[0], `environment variable ${name} is not set`, at);
       return '';
     });
   }
@@ -212,14 +272,67 @@ function issueToProblem(issue: z.core.$ZodIssue, doc: Document, file: string, li
   if (issue.code === 'unrecognized_keys') {
     // Point at the unknown key itself, which is most likely a typo.
     const key = issue.keys[0];
+    const known = knownKeys(segs);
+    const hint = (k: string) => { const m = didYouMean(k, known); return m ? ` (did you mean "${m}"?)` : ''; };
+    message = issue.keys.length === 1 ? `unknown setting "${key}"${hint(key)}` : `unknown settings ${issue.keys.map((k) => `"${k}"${hint(k)}`).join(', ')}`;
     segs = [...segs, key];
-    message = issue.keys.length === 1 ? `unknown setting "${key}"` : `unknown settings ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
   } else if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) {
     message = `required setting is missing (${issue.message.replace('Invalid input: ', '')})`;
   } else {
     message = message.replace(/^Invalid input: /, '');
   }
   return { file, line: lineOfPath(doc, segs, lineOf), field: formatPath(segs), message: `${prefix}${message}` };
+}
+
+/** Zod wrappers between a field and the object it holds: default, optional, prefault, pipe… */
+function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
+  let s = schema;
+  for (let i = 0; i < 10; i++) {
+    const def = s._zod.def as { type: string; innerType?: z.core.$ZodType; in?: z.core.$ZodType; element?: z.core.$ZodType };
+    if (def.innerType) s = def.innerType;
+    else if (def.type === 'pipe' && def.in) s = def.in;
+    else return s;
+  }
+  return s;
+}
+
+/** The setting names of the config object at `segs` (e.g. ['router'] → listen, preview, …); [] when unknown. */
+function knownKeys(segs: (string | number)[]): string[] {
+  let s = unwrap(configSchema);
+  for (const seg of segs) {
+    const def = s._zod.def as { type: string; shape?: Record<string, z.core.$ZodType>; element?: z.core.$ZodType; valueType?: z.core.$ZodType };
+    const next = typeof seg === 'number' ? def.element : def.shape?.[seg] ?? def.valueType;
+    if (!next) return [];
+    s = unwrap(next);
+  }
+  const shape = (s._zod.def as { shape?: Record<string, unknown> }).shape;
+  return shape ? Object.keys(shape) : [];
+}
+
+/** The known name a typo most likely meant: edit distance at most 2 (1 for short names), or a case slip. */
+export function didYouMean(typed: string, known: string[]): string | null {
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = k.toLowerCase() === typed.toLowerCase() ? 0 : editDistance(typed.toLowerCase(), k.toLowerCase());
+    if (d < bestD) { best = k; bestD = d; }
+  }
+  const limit = typed.length <= 4 ? 1 : 2;
+  return best !== null && bestD <= limit ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length];
 }
 
 /** The line of the deepest node along `segs` that exists (a missing key points at its parent). */

@@ -100,6 +100,11 @@ const processSchema = z.strictObject({
   env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
   startTimeout: duration.default(d.DEFAULT_START_TIMEOUT_MS),
   stopTimeout: duration.default(d.DEFAULT_STOP_TIMEOUT_MS),
+  /**
+   * Where a release lives when `deploy` has no --path: "./releases/{version}", relative to the
+   * config file. `{version}`, not `${version}` (that one is an environment variable).
+   */
+  releaseDir: z.string().min(1).refine((v) => v.includes('{version}'), { message: 'expected a directory template containing {version}, like "./releases/{version}"' }).optional(),
 });
 
 const targetList = z.array(address).min(1, 'expected at least one host:port target');
@@ -128,6 +133,8 @@ const healthSchema = z.strictObject({
 
 const standbySchema = z.strictObject({
   keepFor: duration.default(d.DEFAULT_STANDBY_KEEP_FOR_MS),
+  /** Process provider: the standby keeps running beside the next release until it has switched (issue 16). */
+  keepWarmDuringDeploy: z.boolean().default(true),
 });
 
 /** A host name a service answers for: `shop.example.com`, or one wildcard label `*.example.com`. */

@@ -11,7 +11,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { COLORS, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
+import { COLORS, canHold, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import { formatDuration } from '../lib/duration.ts';
 import { hostPort } from '../lib/address.ts';
@@ -27,6 +27,7 @@ import type { EnvironmentStatus, Status } from '../plugin-api/status.ts';
 import { Mutex } from './mutex.ts';
 import { deriveRouteTable, sameRoutes } from './route-plan.ts';
 import { crashPoint } from './fault-points.ts';
+import { describeInstanceFailure, exitText, failureNote, type InstanceFailure } from './instance-failure.ts';
 
 export const SYSTEM_ACTOR = 'cutover';
 /** Retry of a failover that could not be written, while the live colour stays down: 1 second. */
@@ -51,11 +52,24 @@ export interface ControllerOptions {
   router: DataPlane;
   startTimeoutMs: number;
   standbyKeepForMs: number;
+  /**
+   * Keep the warm standby running while the next release starts beside it on its colour, and stop
+   * it only once the candidate has switched (default true; `standby.keepWarmDuringDeploy`). Needs a
+   * provider that can hold instances (process); false: the standby is stopped to make room.
+   */
+  keepStandbyWarm?: boolean;
   hooks?: PipelineHooks;
   logger?: Logger;
 }
 
-export interface DeployRequest { version: string; path: string | null; manual?: boolean; actor: string }
+export interface DeployRequest {
+  version: string;
+  path: string | null;
+  manual?: boolean;
+  /** Deploy even though the release cannot serve the database schema (recorded). */
+  force?: boolean;
+  actor: string;
+}
 
 interface RunningDeployment {
   record: DeploymentRecord;
@@ -64,6 +78,8 @@ interface RunningDeployment {
   promoteWaiter: { resolve: (v: { actor: string; force: boolean }) => void } | null;
   /** The candidate colour's state before provisioning, restored when the deployment fails. */
   priorCandidateState: EnvironmentState;
+  /** The standby of the candidate colour is held (still running) beside the candidate. */
+  held: boolean;
   done: Promise<DeploymentRecord>;
 }
 
@@ -126,6 +142,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
    * stop an interrupted candidate, mark an interrupted deployment, resume retirement.
    */
   async recover(): Promise<void> {
+    const heldBack = this.recoverHeldStandby();
     const envs = this.store.environments();
     const interrupted = this.store.activeDeployment();
     for (const color of COLORS) {
@@ -174,7 +191,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     if (interrupted) {
       const switched = this.store.environments()[interrupted.color].role === 'live';
       this.finishDeployment(interrupted, 'interrupted', SYSTEM_ACTOR,
-        `the daemon stopped during ${interrupted.phase}; ${switched ? `${interrupted.version} stayed live on ${interrupted.color}` : 'traffic was not moved and the candidate was stopped'}`,
+        `the daemon stopped during ${interrupted.phase}; ${switched ? `${interrupted.version} stayed live on ${interrupted.color}` : `traffic was not moved and the candidate was stopped${heldBack ? `; ${heldBack} is the warm standby again` : ''}`}`,
         { code: 'CUTOVER_ERR_ABORTED', message: `interrupted during ${interrupted.phase}` });
     }
     await this.updateRoutes('recovery');
@@ -183,11 +200,44 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     this.health.on('change', (id: string, healthy: boolean, reason?: string) => this.onHealthChange(id, healthy, reason));
   }
 
+  /**
+   * A standby held beside a candidate when the daemon stopped. Before the switch it is the standby
+   * again (its instances are adopted below; the candidate's processes, claimed by no record, are
+   * stopped by the adoption); after the switch its processes are stopped the same way. Returns
+   * "colour (version)" when it was given back.
+   */
+  private recoverHeldStandby(): string | null {
+    const held = this.store.heldStandby();
+    if (!held) return null;
+    const color = held.env.color;
+    const env = this.store.environments()[color];
+    if (env.role !== 'candidate') {
+      this.commit({ held: null });
+      return null;
+    }
+    this.forgetInstances(color, this.store.instances(color));
+    const name = `${color} (${held.env.version})`;
+    this.commit({
+      environments: [held.env], instances: [{ color, instances: held.instances }], held: null,
+      events: [{ type: 'recovery', deployment: held.deployment, actor: SYSTEM_ACTOR, color, version: held.env.version, reason: `the daemon stopped before ${env.version} on ${color} was switched to: ${name} is the warm standby again; the candidate's processes are stopped` }],
+    });
+    for (const inst of held.instances) this.health.watch(inst, { assumeHealthy: true });
+    return name;
+  }
+
   private wireProviderEvents(): void {
     this.provider.on('instance-exit', (inst, info) => {
-      this.health.markDown(inst.id, `process exited (${info.signal ?? `code ${info.code}`})`);
-      this.failCandidateOnExit(inst, info);
-      this.recordQuietly({ type: 'instance.exit', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version, reason: `instance ${inst.id} (pid ${inst.pid}) exited with ${info.signal ?? `code ${info.code}`}; no traffic goes to it while it is down`, data: { instance: inst.id, ...info } });
+      const how = exitText(info) ?? 'an unknown status (not our child: its exit code is not known)';
+      this.health.markDown(inst.id, `process exited (${exitText(info) ?? 'gone'})`);
+      // Why it died is in its log: quote it (a file read of a few KiB, then the decisions).
+      void describeInstanceFailure(this.provider, inst.id, info).then((failure) => {
+        this.failCandidateOnExit(inst, info, failure);
+        this.recordQuietly({
+          type: 'instance.exit', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version,
+          reason: `instance ${inst.id} (pid ${inst.pid}) exited with ${how}${failureNote(failure)}; no traffic goes to it while it is down`,
+          data: { instance: inst.id, ...info, log: failure.log, logPath: failure.logPath },
+        });
+      });
     });
     this.provider.on('instance-restart', (inst, info) => {
       this.recordQuietly({ type: 'instance.restart', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version, reason: `instance ${inst.id} restarted (attempt ${info.attempt}, after ${formatDuration(info.delayMs)}), pid ${inst.pid} port ${inst.port}`, data: { instance: inst.id, pid: inst.pid, port: inst.port, ...info } });
@@ -201,17 +251,33 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       }
       this.updateRoutes('instances changed').catch((err: unknown) => this.log.error({ err }, 'route update failed'));
     });
+    this.provider.on('held-changed', (color, instances) => {
+      // A held standby instance restarted: record its new pid for adoption after a crash.
+      for (const inst of instances) this.health.watch(inst);
+      const held = this.store.heldStandby();
+      if (!held || held.env.color !== color) return;
+      try {
+        this.commit({ held: { ...held, instances } });
+      } catch (err) {
+        this.log.error({ err, color }, 'held instances changed but could not be recorded');
+      }
+    });
   }
 
   /**
    * A candidate instance that exits before the switch is a broken release: fail the deployment now
    * (traffic untouched, candidate stopped) instead of waiting for the health timeout or a gate.
    */
-  private failCandidateOnExit(inst: Instance, info: { code: number | null; signal: string | null }): void {
+  private failCandidateOnExit(inst: Instance, info: { code: number | null; signal: string | null }, failure: InstanceFailure): void {
     const run = this.running;
     if (!run || run.record.color !== inst.color || run.record.version !== inst.version) return;
+    // A held standby instance (same colour, maybe the same version) is not the candidate.
+    if (!this.provider.instances(inst.color).some((i) => i.id === inst.id)) return;
     if (!PRE_SWITCH_PHASES.includes(run.record.phase) || run.abort.signal.aborted) return;
-    run.abort.abort(new CutoverError('CUTOVER_ERR_PROVISION', `candidate instance ${inst.id} of ${inst.version} exited (${info.signal ?? `code ${info.code}`}) during ${run.record.phase}`, { details: { instance: inst.id, phase: run.record.phase } }));
+    const how = exitText(info) ?? 'an unknown status';
+    run.abort.abort(new CutoverError('CUTOVER_ERR_PROVISION', `candidate instance ${inst.id} of ${inst.version} exited with ${how} during ${run.record.phase}${failureNote(failure)}`, {
+      details: { instance: inst.id, phase: run.record.phase, exit: info, log: failure.log, logPath: failure.logPath },
+    }));
   }
 
   /** Persist a colour's instances and health-watch them (re-watching any whose address changed). */
@@ -242,6 +308,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     this.statusSections.set(name, section);
   }
 
+  /** Each colour's role, release and directory, as stored (cheap; safe to call from a status section). */
+  environments(): Record<Color, EnvironmentState> {
+    return this.store.environments();
+  }
+
   status(): Status {
     const envs = this.store.environments();
     const live = COLORS.find((c) => envs[c].role === 'live') ?? null;
@@ -260,7 +331,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       ...sections,
       app: this.opts.app,
       live: live ? { color: live, version: envs[live].version, since: envs[live].since, healthy: environments[live].healthy } : null,
-      standby: standby ? { color: standby, version: envs[standby].version, state: envs[standby].role === 'standby' ? 'warm' : 'retired', retireAt: envs[standby].retireAt } : null,
+      standby: standby ? { color: standby, version: envs[standby].version, state: envs[standby].role === 'standby' ? 'warm' : 'retired', retireAt: envs[standby].retireAt } : this.heldStatus(),
       deployment: active,
       environments,
       router: {
@@ -268,6 +339,18 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
         live: `http://${hostPort(addrs.live)}`,
         preview: addrs.preview ? `http://${hostPort(addrs.preview)}` : null,
       },
+    };
+  }
+
+  /** The standby held beside a candidate: warm, the rollback target if the deployment fails. */
+  private heldStatus() {
+    const held = this.store.heldStandby();
+    if (!held) return null;
+    const ids = held.instances.map((i) => i.id);
+    return {
+      color: held.env.color, version: held.env.version, state: 'warm' as const, retireAt: held.env.retireAt,
+      besideCandidate: this.running?.record.version ?? null,
+      instances: ids.length, healthy: ids.filter((id) => this.health.isHealthy(id)).length,
     };
   }
 
@@ -306,7 +389,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       const r = this.running.record;
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${r.id} of ${r.version} is in progress (phase ${r.phase}); wait for it, or run \`cutover abort\``, { details: { deployment: r.id, version: r.version, phase: r.phase } });
     }
-    const path = this.provider.checkRelease(req.path);
+    const path = this.provider.checkRelease(req.path, version);
+    const schemaProblems = this.hooks.schemaProblems?.({ version, path }) ?? [];
+    if (schemaProblems.length > 0 && req.force !== true) {
+      throw new CutoverError('CUTOVER_ERR_SCHEMA_MISMATCH', `deploy ${version} refused: ${schemaProblems.join('; ')}. Deploy a release that carries them; \`cutover deploy --force\` deploys anyway (recorded)`, { details: { version, problems: schemaProblems } });
+    }
     const envs = this.store.environments();
     const liveColor = COLORS.find((c) => envs[c].role === 'live') ?? null;
     const color: Color = liveColor ? otherColor(liveColor) : 'blue';
@@ -316,14 +403,18 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       fromColor: liveColor, fromVersion: liveColor ? envs[liveColor].version : null,
       status: 'running', phase: 'provision', manual: req.manual === true, actor: req.actor,
       createdAt: now, updatedAt: now, finishedAt: null, error: null, gates: null, forced: false, switchMs: null,
+      ...(schemaProblems.length > 0 ? { schemaForced: true } : {}),
     };
     const abort = new AbortController();
-    const running: RunningDeployment = { record, abort, promoteWaiter: null, priorCandidateState: envs[color], done: Promise.resolve(record) };
+    const running: RunningDeployment = { record, abort, promoteWaiter: null, priorCandidateState: envs[color], held: false, done: Promise.resolve(record) };
     this.running = running;
     try {
       this.commit({
         deployment: record,
-        events: [{ type: 'deployment.started', deployment: record.id, actor: req.actor, color, version, reason: `deploy ${version} to ${color}${liveColor ? ` (live: ${envs[liveColor].version} on ${liveColor})` : ' (first release)'}${record.manual ? ', manual promotion' : ''}`, data: { path } }],
+        events: [
+          { type: 'deployment.started', deployment: record.id, actor: req.actor, color, version, reason: `deploy ${version} to ${color}${liveColor ? ` (live: ${envs[liveColor].version} on ${liveColor})` : ' (first release)'}${record.manual ? ', manual promotion' : ''}`, data: { path } },
+          ...(schemaProblems.length > 0 ? [{ type: 'schema.overridden', deployment: record.id, actor: req.actor, color, version, reason: `${req.actor} deployed ${version} with --force although ${schemaProblems.join('; ')}`, data: { problems: schemaProblems, action: 'deploy' } }] : []),
+        ],
       });
     } catch (err) {
       // Not recorded (read-only or full disk): it never started, and must not block the next one.
@@ -343,15 +434,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     const release: Release = { version: d.version, path: d.path };
     const ctx = this.phaseContext(run, release);
     let switched = false;
+    // The held standby of the candidate colour stops once the switch is done, alongside verify and analysis.
+    let heldStopped: Promise<void> = Promise.resolve();
     try {
       await this.phase(run, 'provision', async () => {
-        const prior = run.priorCandidateState;
-        if (prior.role === 'standby' || this.provider.instances(d.color).length > 0) {
-          this.record({ type: 'standby.replaced', deployment: d.id, actor: SYSTEM_ACTOR, color: d.color, version: prior.version, reason: `${d.color} (${prior.version ?? 'nothing'}) is stopped to make room for ${d.version}` });
-        }
-        await this.waitForDrain(d.color, d.id, `before ${d.version} replaces it`);
-        this.provider.setAutoRestart(d.color, false);
-        this.commit({ environments: [{ color: d.color, role: 'candidate', version: d.version, path: d.path, since: Date.now(), retireAt: null }] });
+        await this.holdOrReplaceStandby(run);
         this.scheduleRetirement(); // the colour is no longer a standby: its retirement timer goes
         const instances = await this.provider.start(d.color, release);
         crashPoint('provision', d.version); // test-only (fault-points.ts)
@@ -392,15 +479,70 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
         this.updateDeployment(run, { switchMs: ms });
         return { outcome: 'passed', summary: `live → ${d.color} (${d.version}) in ${formatDuration(ms)}`, data: { switchMs: ms } };
       });
+      heldStopped = this.stopHeldStandby(run);
       await this.phase(run, 'verify', () => this.hooks.verify ? this.hooks.verify(ctx) : skipped('no post-switch checks configured'));
       await this.phase(run, 'analysis', () => this.hooks.analysis ? this.hooks.analysis(ctx) : skipped('no analysis configured'));
+      await heldStopped;
       this.updateDeployment(run, { phase: 'stable' });
       return this.finishDeployment(run.record, 'succeeded', d.actor, `${d.version} is live on ${d.color}`);
     } catch (err) {
+      await heldStopped;
       return await this.failDeployment(run, err, switched);
     } finally {
       if (this.running === run) this.running = null;
     }
+  }
+
+  /**
+   * Make the idle colour the candidate. A warm standby on it stays running beside the candidate
+   * (held, persisted for crash recovery) until the candidate has switched, so that a failed deploy
+   * leaves the rollback target as it was; without a holding provider, or with
+   * `standby.keepWarmDuringDeploy: false`, it is stopped to make room.
+   */
+  private async holdOrReplaceStandby(run: RunningDeployment): Promise<void> {
+    const d = run.record;
+    const prior = run.priorCandidateState;
+    const running = this.provider.instances(d.color).length > 0;
+    // Requests that reached the colour while it was live finish first: its lane drain ends when it
+    // is live again, and the held instances stop right after that switch.
+    await this.waitForDrain(d.color, d.id, `before ${d.version} is provisioned there`);
+    const candidate: EnvironmentState = { color: d.color, role: 'candidate', version: d.version, path: d.path, since: Date.now(), retireAt: null };
+    if (prior.role === 'standby' && running && this.opts.keepStandbyWarm !== false && canHold(this.provider)) {
+      const held = await this.provider.hold(d.color);
+      run.held = true;
+      this.provider.setAutoRestart(d.color, false); // the candidate's own instances: a crash fails the deploy
+      this.commit({
+        environments: [candidate], instances: [{ color: d.color, instances: [] }],
+        held: { deployment: d.id, env: prior, instances: held },
+        events: [{ type: 'standby.held', deployment: d.id, actor: SYSTEM_ACTOR, color: d.color, version: prior.version, reason: `${d.color} (${prior.version}) stays warm beside ${d.version} until ${d.version} has switched; if the deployment fails it is the rollback target as before`, data: { instances: held.map((i) => i.id) } }],
+      });
+      return;
+    }
+    if (prior.role === 'standby' || running) {
+      const why = prior.role === 'standby' && running && canHold(this.provider) ? ' (standby.keepWarmDuringDeploy: false)' : '';
+      this.record({ type: 'standby.replaced', deployment: d.id, actor: SYSTEM_ACTOR, color: d.color, version: prior.version, reason: `${d.color} (${prior.version ?? 'nothing'}) is stopped to make room for ${d.version}${why}` });
+    }
+    this.provider.setAutoRestart(d.color, false);
+    this.commit({ environments: [candidate] });
+  }
+
+  /** After the switch: the held standby of the new live colour has been replaced; stop it. */
+  private async stopHeldStandby(run: RunningDeployment): Promise<void> {
+    if (!run.held) return;
+    await Promise.resolve(); // the caller goes on with verify meanwhile
+    run.held = false;
+    const held = this.store.heldStandby();
+    const t0 = performance.now();
+    try {
+      if (canHold(this.provider)) await this.provider.stopHeld(run.record.color);
+    } catch (err) {
+      this.log.error({ err, color: run.record.color }, 'stopping the held standby failed');
+    }
+    for (const inst of held?.instances ?? []) this.health.unwatch(inst.id);
+    this.commitQuietly({
+      held: null,
+      events: held ? [{ type: 'standby.replaced', deployment: run.record.id, actor: SYSTEM_ACTOR, color: run.record.color, version: held.env.version, durationMs: performance.now() - t0, reason: `${run.record.color} (${held.env.version}) stopped: ${run.record.version} replaced it; the rollback target is now ${run.record.fromColor ?? 'nothing'} (${run.record.fromVersion ?? '-'})` }] : [],
+    });
   }
 
   /**
@@ -423,17 +565,18 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   /** Say why a release did not become healthy: the health error, exits, and the tail of each log. */
   private async explainUnhealthy(err: unknown, ids: string[]): Promise<unknown> {
     if (!isCutoverError(err, 'CUTOVER_ERR_HEALTH_TIMEOUT')) return err;
-    const p = this.provider;
-    const instances: { id: string; exit: { code: number | null; signal: string | null } | null; log: string[] }[] = [];
+    const instances: InstanceFailure[] = [];
     for (const id of ids) {
       if (this.health.isHealthy(id)) continue;
-      const log = p.logTail ? await p.logTail(id, 5).catch(() => []) : [];
-      instances.push({ id, exit: p.lastExit?.(id) ?? null, log });
+      instances.push(await describeInstanceFailure(this.provider, id));
     }
     const first = instances[0];
-    const exitNote = first?.exit ? `; ${first.id} exited with ${first.exit.signal ?? `code ${first.exit.code}`}` : '';
-    const logNote = first && first.log.length > 0 ? `; last log line of ${first.id}: ${first.log[first.log.length - 1]}` : '';
-    return new CutoverError('CUTOVER_ERR_HEALTH_TIMEOUT', `${err.message}${exitNote}${logNote}`, { cause: err, details: { ...(err.details ?? {}), instances } });
+    const how = exitText(first?.exit ?? null);
+    const exitNote = first && how ? `; ${first.id} exited with ${how}` : '';
+    const logNote = first ? failureNote(first).replace(/^; last log line/, `; last log line of ${first.id}`) : '';
+    return new CutoverError('CUTOVER_ERR_HEALTH_TIMEOUT', `${err.message}${exitNote}${logNote}`, {
+      cause: err, details: { ...(err.details ?? {}), instances, instance: first?.id, log: first?.log ?? [], logPath: first?.logPath ?? null },
+    });
   }
 
   /** Run one phase: record start and end with duration; a failed verdict throws (unless held: manual gates). */
@@ -479,6 +622,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     }
     // Before the switch: traffic was never moved. Stop the candidate and put the colour back.
     const prior = run.priorCandidateState;
+    if (run.held && await this.restoreHeldStandby(run)) {
+      const note = `traffic untouched, candidate stopped; ${d.color} (${prior.version}) is still the warm standby`;
+      return this.finishDeployment(run.record, aborted ? 'aborted' : 'failed', aborted ? (e.details?.actor as string | undefined) ?? SYSTEM_ACTOR : SYSTEM_ACTOR,
+        aborted ? `aborted during ${d.phase}; ${note}` : `${e.message}; ${note}`, { code: e.code, message: e.message });
+    }
     try {
       await this.provider.stop(d.color);
     } catch (stopErr) {
@@ -492,6 +640,28 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     await this.updateRoutes('candidate stopped');
     const reason = aborted ? `aborted during ${d.phase}; traffic untouched, candidate stopped` : `${e.message}; traffic untouched, candidate stopped`;
     return this.finishDeployment(run.record, aborted ? 'aborted' : 'failed', aborted ? (e.details?.actor as string | undefined) ?? SYSTEM_ACTOR : SYSTEM_ACTOR, reason, { code: e.code, message: e.message });
+  }
+
+  /** A failed or aborted deployment gives the held standby back: exactly the state before it began. */
+  private async restoreHeldStandby(run: RunningDeployment): Promise<boolean> {
+    const d = run.record;
+    run.held = false;
+    if (!canHold(this.provider)) return false;
+    try {
+      // Stops the candidate; its instances-changed events re-record the colour's instances.
+      const instances = await this.provider.restoreHeld(d.color);
+      this.commit({ environments: [run.priorCandidateState], instances: [{ color: d.color, instances }], held: null });
+    } catch (err) {
+      this.log.error({ err, color: d.color }, 'the held standby could not be given back; stopping it');
+      await this.provider.stopHeld(d.color).catch(() => undefined);
+      this.commit({ held: null });
+      return false;
+    }
+    this.provider.setAutoRestart(d.color, true);
+    await this.updateRoutes('candidate stopped, standby restored');
+    this.scheduleRetirement();
+    this.record({ type: 'standby.restored', deployment: d.id, actor: SYSTEM_ACTOR, color: d.color, version: run.priorCandidateState.version, reason: `${d.color} (${run.priorCandidateState.version}) is still the warm standby: \`cutover rollback\` stays instant` });
+    return true;
   }
 
   private finishDeployment(record: DeploymentRecord, status: DeploymentRecord['status'], actor: string, reason: string, error: DeploymentRecord['error'] = null): DeploymentRecord {
@@ -648,16 +818,41 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
    * Roll back: the standby becomes live again in one swap. If the standby was retired, it is
    * started first (not instant; the response says so).
    */
-  async rollback(opts: { actor: string; reason?: string }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null } }> {
+  async rollback(opts: { actor: string; reason?: string; force?: boolean }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null } }> {
     const run = this.running;
     if (run && !POST_SWITCH_PHASES.includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has not switched traffic yet (phase ${run.record.phase}); use \`cutover abort\``);
     }
-    const result = await this.rollbackNow({ actor: opts.actor, reason: opts.reason ?? `rollback requested by ${opts.actor}`, deployment: run?.record.id ?? null });
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    const target = live ? envs[otherColor(live)] : null;
+    const problems = target && target.version !== null ? this.hooks.schemaProblems?.({ version: target.version, path: target.path }) ?? [] : [];
+    if (problems.length > 0) {
+      if (opts.force !== true) {
+        throw new CutoverError('CUTOVER_ERR_SCHEMA_MISMATCH', `rollback to ${target?.version} refused: ${problems.join('; ')}. Deploy a release that carries them instead; \`cutover rollback --force\` rolls back anyway (recorded)`, { details: { version: target?.version, color: target?.color, problems } });
+      }
+      this.record({ type: 'schema.overridden', deployment: run?.record.id ?? null, actor: opts.actor, color: target?.color, version: target?.version, reason: `${opts.actor} rolled back to ${target?.version} with --force although ${problems.join('; ')}`, data: { problems, action: 'rollback' } });
+    }
+    const releaseOff = run ? null : this.newestLiveRelease();
+    const reason = opts.reason ?? `rollback requested by ${opts.actor}`;
+    const result = await this.rollbackNow({ actor: opts.actor, reason, deployment: run?.record.id ?? null });
+    if (releaseOff) {
+      // Its pipeline succeeded, but it no longer serves: history must say so (issue 16).
+      this.commitQuietly({ deployment: { ...releaseOff, rolledBack: { at: Date.now(), actor: opts.actor, reason }, updatedAt: Date.now() } });
+    }
     if (run) {
       run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', `rolled back by ${opts.actor}`, { details: { actor: opts.actor } }));
     }
     return result;
+  }
+
+  /** The finished deployment whose release is live now, if it is the newest release that went live (not a roll-forward). */
+  private newestLiveRelease(): DeploymentRecord | null {
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    const newest = this.store.deployments({ limit: 100 }).find((d) => d.switchMs !== null);
+    if (!live || !newest || newest.color !== live || newest.version !== envs[live].version || newest.status !== 'succeeded' || newest.rolledBack) return null;
+    return newest;
   }
 
   private async rollbackNow(o: { actor: string; reason: string; deployment: string | null }) {
@@ -677,7 +872,8 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       this.commit({ environments: [{ ...env, role: 'standby', since: Date.now(), retireAt: null }] });
       const instances = await this.provider.start(target, { version: env.version, path: env.path });
       this.adoptInstances(target, instances, { assumeHealthy: false });
-      await this.health.waitHealthy(instances.map((i) => i.id), this.opts.startTimeoutMs);
+      const ids = instances.map((i) => i.id);
+      await this.health.waitHealthy(ids, this.opts.startTimeoutMs).catch(async (err: unknown) => { throw await this.explainUnhealthy(err, ids); });
     }
     await this.switchTo(target, { actor: o.actor, reason: o.reason, deployment: o.deployment, requireGates: false, forced: false, type: 'rollback' });
     const ms = performance.now() - t0;
@@ -726,8 +922,28 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     this.retireTimer.unref();
   }
 
+  /**
+   * `cutover retire`: retire the warm standby now instead of after `standby.keepFor` (pending
+   * contract migrations it holds back become eligible). Refused while the new release is judged.
+   */
+  async retireStandby(o: { actor: string; reason: string }): Promise<{ color: Color; version: string | null }> {
+    const envs = this.store.environments();
+    const color = COLORS.find((c) => envs[c].role === 'standby');
+    if (!color) {
+      const retired = COLORS.find((c) => envs[c].role === 'retired');
+      throw new CutoverError('CUTOVER_ERR_INVALID_STATE', retired ? `there is no warm standby to retire (${retired} ${envs[retired].version ?? ''} is retired already)` : 'there is no standby to retire');
+    }
+    const run = this.running;
+    if (run && run.record.color !== color && JUDGING_PHASES.includes(run.record.phase)) {
+      throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${run.record.id} of ${run.record.version} is in ${run.record.phase}: its rollback target ${color} (${envs[color].version}) stays until it is judged`, { details: { deployment: run.record.id, phase: run.record.phase } });
+    }
+    const done = await this.retire(color, o.actor, o.reason);
+    if (!done) throw new CutoverError('CUTOVER_ERR_CONFLICT', `${color} could not be retired now (a deployment is being judged); try again after it`);
+    return done;
+  }
+
   /** Stop the standby; its release is remembered so a later rollback can start it again. */
-  async retire(color: Color, actor: string, reason: string): Promise<void> {
+  async retire(color: Color, actor: string, reason: string): Promise<{ color: Color; version: string | null } | null> {
     await this.waitForDrain(color, null, 'before it is retired');
     const retired = await this.traffic.run(async () => {
       const env = this.store.environments()[color];
@@ -750,6 +966,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     });
     // Outside the traffic lock: a long contract migration must never delay a rollback.
     if (retired && this.hooks.retired) await this.hooks.retired(retired);
+    return retired;
   }
 
   // ───────────────────────────── routes ─────────────────────────────
@@ -794,6 +1011,15 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       this.record(e);
     } catch (err) {
       this.log.error({ err, event: e.type, reason: e.reason }, 'event not recorded: the state database refused the write');
+    }
+  }
+
+  /** A commit off the pipeline's path (it must not reject a promise nobody awaits yet): a failure is logged. */
+  private commitQuietly(change: Parameters<Store['commit']>[0]): void {
+    try {
+      this.commit(change);
+    } catch (err) {
+      this.log.error({ err }, 'state not recorded: the state database refused the write');
     }
   }
 

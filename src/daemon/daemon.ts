@@ -115,7 +115,7 @@ export class Daemon {
       const controller = new Controller({
         app: c.app, store: p.store, provider: p.provider, health: p.health as unknown as HealthMonitor, router: view, logger: p.log, hooks,
         startTimeoutMs: c.environments.process?.startTimeout ?? c.health.timeout * 15,
-        standbyKeepForMs: c.standby.keepFor,
+        standbyKeepForMs: c.standby.keepFor, keepStandbyWarm: c.standby.keepWarmDuringDeploy,
       });
       return { name: p.plan.name, plan: p.plan, store: p.store, provider: p.provider, health: p.health, controller, router: view, plugins: [] };
     });
@@ -242,7 +242,12 @@ export class Daemon {
       for (const p of s.plugins) await p.close?.();
     }
     await Promise.all(this.services.map(async (s) => {
-      if (opts.stopInstances) await Promise.all((['blue', 'green'] as const).map((c) => s.provider.stop(c)));
+      if (opts.stopInstances) {
+        await Promise.all((['blue', 'green'] as const).map(async (c) => {
+          await s.provider.stop(c);
+          await s.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
+        }));
+      }
       else await s.provider.detach();
     }));
     await this.router.close();
@@ -283,6 +288,8 @@ function readOnly(router: DataPlane): RouterView {
     table: () => router.table(),
     inFlight: (listener, color) => router.inFlight(listener, color),
     rejections: () => router.rejections(),
+    // The traffic sample's capture: copies chosen live requests into their record; moves no traffic.
+    ...(router.setCapture ? { setCapture: router.setCapture.bind(router) } : {}),
   } satisfies RouterView);
 }
 

@@ -55,7 +55,7 @@ export function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentP
   }
   const p = env.process;
   if (!p) throw new Error('unreachable: the config schema requires environments.process');
-  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, logger });
+  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
 }
 
 /**

@@ -85,7 +85,7 @@ export class StaticProvider extends EventEmitter<ProviderEvents> implements Envi
   async detach(): Promise<void> {}
 
   /** Nothing is started from a path: it is recorded as given (or none). */
-  checkRelease(p: string | null): string | null {
+  checkRelease(p: string | null, _version?: string): string | null {
     return p;
   }
 }

@@ -30,13 +30,41 @@ export interface EnvironmentStatus {
   healthy: number;
 }
 
+/** Whether the rollback target can still serve the database (migrations plugin). */
+export interface RollbackTargetStatus {
+  color: Color;
+  version: string | null;
+  state: 'warm' | 'retired';
+  /** False when the database has a contract migration it lacks, or the last standby watch failed. */
+  canServe: boolean;
+  problems: string[];
+  /** The last replay of recorded read-only traffic against the warm standby after a migration. */
+  lastCheck: { after: string; checkedAt: number; outcome: 'passed' | 'failed' | 'skipped'; checked: number; failures: string[]; reason: string } | null;
+}
+
 /** A section a plugin adds to the status (Controller.extendStatus): `migrations` today. */
-export interface MigrationsStatus { pending: string[]; error?: string }
+export interface MigrationsStatus {
+  pending: string[];
+  error?: string;
+  rollbackTarget?: RollbackTargetStatus | null;
+  /** Requests in the traffic sample the compatibility run replays. */
+  sampledRequests?: number;
+}
 
 export interface Status {
   app: string;
   live: { color: Color; version: string | null; since: number; healthy: number } | null;
-  standby: { color: Color; version: string | null; state: 'warm' | 'retired'; retireAt: number | null } | null;
+  standby: {
+    color: Color; version: string | null; state: 'warm' | 'retired'; retireAt: number | null;
+    /**
+     * While a deployment runs on the standby's colour: the candidate's version. The standby keeps
+     * running beside it (held) until the switch, and is still the rollback target if it fails.
+     */
+    besideCandidate?: string | null;
+    /** Held standby only: its instance count and how many are healthy (its colour's row shows the candidate). */
+    instances?: number;
+    healthy?: number;
+  } | null;
   /** The deployment in progress, null when none. */
   deployment: DeploymentRecord | null;
   environments: Record<Color, EnvironmentStatus>;

@@ -15,7 +15,7 @@ import { silentLogger } from '../lib/logger.ts';
 import { CertificateStore } from '../tls/certificate-store.ts';
 import { Router } from './router.ts';
 import type { RequestRecord } from './data-plane.ts';
-import { routes, sleep, startUpstream, TestHealth, type TestUpstream } from './test-support.ts';
+import { routes, sleep, startUpstream, TestHealth, type TestUpstream } from '../../test/support/router.ts';
 
 function h2(session: ClientHttp2Session, p: string, opts: { method?: string; headers?: Record<string, string>; body?: Buffer } = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
@@ -64,6 +64,8 @@ describe('router over HTTP/2', () => {
     await router.start();
     const port = router.tlsAddress()!.port;
     const session = h2connect(`https://127.0.0.1:${port}`, { ca, servername: 'shop.test' });
+    // Connected before the first stream, so a failure shows as the session's own error.
+    await new Promise<void>((resolve, reject) => { session.once('connect', () => resolve()); session.once('error', reject); });
     return { router, port, session, records, close: async () => { session.destroy(); await router.close(); } };
   }
 

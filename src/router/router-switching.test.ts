@@ -12,7 +12,7 @@ import type { Color } from '../environments/types.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { DrainReport } from './data-plane.ts';
 import { Router } from './router.ts';
-import { routes, sleep, startUpstream, TestHealth, type TestUpstream } from './test-support.ts';
+import { routes, sleep, startUpstream, TestHealth, type TestUpstream } from '../../test/support/router.ts';
 
 const CONNECTIONS = 50;
 const SWITCHES = 20;

@@ -35,7 +35,7 @@ import {
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
-import type { DataPlane, DrainReport, ListenerAddresses, RequestRecord, StatsReader, SwapResult } from './data-plane.ts';
+import type { DataPlane, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, StatsReader, SwapResult } from './data-plane.ts';
 import { HttpExchange } from './http-exchange.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
@@ -327,6 +327,7 @@ export class Router implements DataPlane {
       swap: (next) => this.#applied(svc.swap(next)),
       inFlight: (l, c) => svc.inFlight(l, c),
       rejections: () => this.rejections(),
+      setCapture: (capture) => { svc.ctx.capture = capture; },
       addresses: () => {
         const d = this.#direct.get(name);
         if (d === undefined) return this.addresses();
@@ -373,6 +374,15 @@ export class Router implements DataPlane {
     for (const l of this.#listeners) if (l.server instanceof Object && 'setSecureContext' in l.server) (l.server as Http2SecureServer).setSecureContext(tls);
     this.#logger.info({ cert: this.#opts.tls.cert }, 'router TLS certificate reloaded');
     return true;
+  }
+
+  /**
+   * Copy chosen live requests (head, bounded body prefix) of the first (or only) service into their
+   * `onRequest` record, or stop (null). For the traffic sample of the compatibility run; requests
+   * not chosen cost one call. Per service: `service(name).setCapture`.
+   */
+  setCapture(capture: RequestCapture | null): void {
+    this.#primary.ctx.capture = capture;
   }
 
   /** Requests refused before reaching any colour (malformed, too large, too slow, unknown host), by status. */

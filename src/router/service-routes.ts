@@ -68,6 +68,7 @@ export class ServiceRoutes {
       trustedProxies: new AddressSet(o.trustedProxies),
       proto: { live: o.liveProto, preview: 'http' },
       maxBodyBytes: o.maxBodyBytes,
+      capture: null,
       reportFailure(u: Upstream, reason: string): void {
         // Log the first failure of a run, not every request that meets a dead instance.
         if (u.failures++ === 0) logger.warn({ instance: u.id, reason }, 'upstream connection failed; reported to health');

@@ -20,6 +20,17 @@ export interface EnvironmentState {
   retireAt: number | null;
 }
 
+/**
+ * The warm standby set aside while a release starts on its colour (process provider): the colour's
+ * state and instances before the deployment, so that a failed deploy, an abort or a daemon crash
+ * before the switch gives it back as the rollback target.
+ */
+export interface HeldStandby {
+  deployment: string;
+  env: EnvironmentState;
+  instances: Instance[];
+}
+
 /** The pipeline's phases, in the order a deployment goes through them; `stable` is where it ends. */
 export const DEPLOYMENT_PHASES = ['provision', 'health', 'migrate', 'gates', 'promote', 'switch', 'verify', 'analysis', 'stable'] as const;
 export type DeploymentPhase = (typeof DEPLOYMENT_PHASES)[number];
@@ -53,8 +64,15 @@ export interface DeploymentRecord {
   /** Outcome of the pre-switch gates: null until they ran. */
   gates: 'passed' | 'failed' | 'skipped' | null;
   forced: boolean;
+  /** Deployed with `--force` past a schema refusal (the release lacks an applied contract migration). */
+  schemaForced?: boolean;
   /** Time from the switch decision to the route swap being in force, ms. */
   switchMs: number | null;
+  /**
+   * Set when the release was taken off live traffic by a rollback after its deployment finished
+   * (`status` stays the pipeline's outcome, e.g. succeeded). Absent on older records.
+   */
+  rolledBack?: { at: number; actor: string; reason: string } | null;
 }
 
 export interface EventInput {
@@ -83,6 +101,8 @@ export interface Store {
   events(opts?: { deployment?: string; afterSeq?: number; limit?: number }): EventRecord[];
   /** Sequence number of the newest event, 0 when there is none. */
   lastEventSeq(): number;
+  /** The standby held beside a running deployment's candidate, or null. */
+  heldStandby(): HeldStandby | null;
   /**
    * One atomic write: environment roles, deployment changes and events together.
    * Returns the events as stored (with seq and time).
@@ -92,6 +112,8 @@ export interface Store {
     deployment?: DeploymentRecord;
     events?: EventInput[];
     instances?: { color: Color; instances: Instance[] }[];
+    /** Set (an object) or clear (null) the held standby; absent: unchanged. */
+    held?: HeldStandby | null;
   }): EventRecord[];
   close(): void;
 }

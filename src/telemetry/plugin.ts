@@ -44,7 +44,7 @@ export function telemetryPlugin(opts: TelemetryOptions = {}): PluginFactory {
     });
     // Under `services:` every series carries its service (the daemon merges the services' expositions).
     if (service !== undefined) metrics.registry.setDefaultLabels({ service });
-    const notifier = new Notifier({ app: config.app, targets: config.notifications, logger: log, onOutcome: (t, o) => metrics.onNotification(t, o) });
+    const notifier = new Notifier({ app: config.app, targets: config.notifications, logger: log, stateDir: config.stateDir, onOutcome: (t, o) => metrics.onNotification(t, o) });
     const meter = new PostSwitchMeter({
       windowMs: opts.postSwitchWindowMs ?? DEFAULT_POST_SWITCH_WINDOW_MS,
       measure: (color, from, to) => router.stats.series('live', color, from, to, Math.max(1, to - from))[0] ?? emptyPoint(from),
