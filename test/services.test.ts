@@ -115,6 +115,7 @@ test('two services by host on one router: one deploys and rolls back under load,
   assert.equal(st.code, 0, st.stderr);
   const shopStatus = JSON.parse(st.stdout) as { app: string; live: { version: string }; standby: { version: string } };
   assert.equal(shopStatus.app, 'shop');
+  assert.deepEqual((shopStatus as unknown as { service: unknown }).service, { name: 'shop', hosts: ['shop.test', 'www.shop.test'], paths: null, listeners: { live: `http://127.0.0.1:${ports.live}`, tls: null } });
   assert.equal(shopStatus.live.version, 'v1');
   assert.equal(shopStatus.standby.version, 'v2');
   const hist = await cli(['history', '--service', 'blog', '--json'], { cwd: tmp.dir });

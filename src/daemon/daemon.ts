@@ -123,6 +123,15 @@ export class Daemon {
     for (const r of runtimes) r.controller.restoreRoutes();
     await router.start();
     for (const r of runtimes) await r.controller.recover();
+    if (multi) {
+      // Which service this is and where users reach it; its `router.live`/`.preview` are its own loopback listeners.
+      for (const r of runtimes) {
+        r.controller.extendStatus('service', () => ({
+          name: r.name, hosts: r.plan.hosts, paths: r.plan.paths,
+          listeners: { live: `http://${hostPort(router.addresses().live)}`, tls: router.tlsAddress() ? `https://${hostPort(router.tlsAddress()!)}` : null },
+        }));
+      }
+    }
     if (acme) {
       for (const r of runtimes) r.controller.extendStatus('tls', () => ({ certificates: acme.status().filter((h) => !multi || r.plan.hosts.includes(h.host)) }));
       // Each outcome is an event of the service that owns the host (status, history, webhooks).
