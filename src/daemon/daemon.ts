@@ -225,7 +225,14 @@ export class Daemon {
         s.controller.record({ type: 'tls.reload.failed', actor: 'cutover', reason: `services.${s.name}.tls certificate not reloaded, the current one stays: ${(err as Error).message}` });
       }
     }
-    for (const [name, reload] of [['router', () => this.router.reloadTls()], ['admin', () => this.api.reloadTls()]] as const) {
+    const routerTls = this.config.router.tls;
+    const reloadRouter = () => {
+      const changed = this.router.reloadTls();
+      // With a TLS listener of its own, the router.tls pair is also the SNI fallback for unknown names.
+      if (changed && this.certificates && routerTls?.cert !== undefined && routerTls.key !== undefined) this.certificates.setFallback(loadTlsFiles({ cert: routerTls.cert, key: routerTls.key }, 'router.tls'));
+      return changed;
+    };
+    for (const [name, reload] of [['router', reloadRouter], ['admin', () => this.api.reloadTls()]] as const) {
       try {
         out[name] = reload();
         if (out[name]) this.controller.record({ type: 'tls.reload', actor: 'cutover', reason: `${name} TLS certificate reloaded from ${this.config[name].tls?.cert}` });
