@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
 import { silentLogger } from '../lib/logger.ts';
 import { CertificateStore } from '../tls/certificate-store.ts';
 import { Router } from './router.ts';
@@ -172,6 +173,23 @@ describe('router over HTTP/2', () => {
       assert.equal(await firstLine('GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n'), 'HTTP/1.1 200 OK');
     } finally {
       await router.close();
+    }
+  });
+
+  test('a WebSocket over the TLS listener (HTTP/1.1 upgrade) is tunnelled to the live colour', async () => {
+    const { port, close } = await start();
+    try {
+      // (ws passes TLS options such as servername through to https.request; its types do not list them.)
+      const ws = new WebSocket(`wss://127.0.0.1:${port}/chat`, { ca, servername: 'shop.test', headers: { host: 'shop.test' } } as unknown as WebSocket.ClientOptions);
+      const echoed = await new Promise<string>((resolve, reject) => {
+        ws.once('open', () => ws.send('hello'));
+        ws.once('message', (d) => resolve(String(d)));
+        ws.once('error', reject);
+      });
+      assert.equal(echoed, 'blue:hello');
+      ws.close();
+    } finally {
+      await close();
     }
   });
 });

@@ -119,6 +119,8 @@ interface Listener {
   service: ServiceRoutes | null;
   /** The plain live listener answers ACME HTTP-01 challenges. */
   acme: boolean;
+  /** Speaks TLS (HTTP/2 and HTTP/1.1). */
+  secure: boolean;
 }
 
 /** HTTP/2 settings: concurrent streams per connection, as nginx's `http2_max_concurrent_streams`. */
@@ -158,6 +160,8 @@ export class Router implements DataPlane {
   readonly #services = new Map<string, ServiceRoutes>();
   readonly #primary: ServiceRoutes;
   readonly #direct = new Map<string, { live: Listener | null; preview: Listener | null }>();
+  /** `router.tls.listen`, once bound. */
+  #tlsListener: Listener | null = null;
   #serviceMap: ServiceMap | null;
   #listeners: Listener[] = [];
   /** Client sockets of TLS listeners (an HTTP/2 server has no closeAllConnections). */
@@ -209,7 +213,7 @@ export class Router implements DataPlane {
     const liveTls = o.tls && !o.tlsListen ? 'tls' : 'plain';
     await this.#listen('live', o.listen, liveTls, null, liveTls === 'plain' && !!o.acmeChallenge);
     if (o.preview !== null) await this.#listen('preview', o.preview, 'plain', null, false);
-    if (o.tlsListen) await this.#listen('live', o.tlsListen, 'tls', null, false);
+    if (o.tlsListen) this.#tlsListener = await this.#listen('live', o.tlsListen, 'tls', null, false);
     for (const svc of this.#services.values()) {
       if (!(o.services ?? []).find((x) => x.name === svc.name)?.direct) continue;
       const live = await this.#listen('live', { host: '127.0.0.1', port: 0 }, 'plain', svc, false);
@@ -237,7 +241,7 @@ export class Router implements DataPlane {
     // One above the header-count limit, so that the guard sees the excess (Node drops extra lines
     // silently). An HTTP/2 server with allowHTTP1 reads these from itself for its HTTP/1.1 side.
     Object.assign(server, { keepAliveTimeout: CLIENT_KEEP_ALIVE_TIMEOUT_MS, maxHeadersCount: lim.maxHeaderCount + 1 });
-    const l: Listener = { name, server, service, acme };
+    const l: Listener = { name, server, service, acme, secure: kind === 'tls' };
     // One closure per listener, not per request.
     server.on('request', (req: AnyRequest, res: AnyResponse) => this.#onRequest(l, req as IncomingMessage, res as ServerResponse));
     // `Expect: 100-continue`: refuse before the client sends a body we would not forward.
@@ -296,7 +300,7 @@ export class Router implements DataPlane {
 
   addresses(): ListenerAddresses {
     const of = (name: ListenerName, fallback: { host: string; port: number } | null) => {
-      const l = this.#listeners.find((x) => x.name === name && x.service === null);
+      const l = this.#listeners.find((x) => x.name === name && x.service === null && x !== this.#tlsListener);
       const a = l?.server.address() as AddressInfo | null | undefined;
       return a ? { host: a.address, port: a.port } : fallback;
     };
@@ -306,8 +310,7 @@ export class Router implements DataPlane {
   /** The bound address of `router.tls.listen`, or null. */
   tlsAddress(): { host: string; port: number } | null {
     if (!this.#opts.tlsListen) return null;
-    const l = this.#listeners.filter((x) => x.name === 'live' && x.service === null)[1];
-    const a = l?.server.address() as AddressInfo | null | undefined;
+    const a = this.#tlsListener?.server.address() as AddressInfo | null | undefined;
     return a ? { host: a.address, port: a.port } : this.#opts.tlsListen;
   }
 
@@ -371,7 +374,7 @@ export class Router implements DataPlane {
   reloadTls(): boolean {
     if (!this.#opts.tls) return false;
     const tls = loadTlsFiles(this.#opts.tls, 'router.tls');
-    for (const l of this.#listeners) if (l.server instanceof Object && 'setSecureContext' in l.server) (l.server as Http2SecureServer).setSecureContext(tls);
+    for (const l of this.#listeners) if (l.secure) (l.server as Http2SecureServer).setSecureContext(tls);
     this.#logger.info({ cert: this.#opts.tls.cert }, 'router TLS certificate reloaded');
     return true;
   }

@@ -154,7 +154,8 @@ export class AcmeManager {
       if (this.#closed) return;
       const now = this.#now();
       const info = this.#opts.store.info(host);
-      const due = info === null || info.source !== 'acme' ? info === null : now >= this.renewAt(info);
+      // Missing, or ours and due; a certificate from files is never replaced by ACME.
+      const due = info === null || (info.source === 'acme' && now >= this.renewAt(info));
       if (!due || (st.retryAt !== null && now < st.retryAt)) continue;
       st.lastAttemptAt = now;
       try {
