@@ -79,15 +79,39 @@ function prefixMatches(prefix: string, path: string): boolean {
   return Number.isNaN(next) || next === 47 /* / */ || next === 63 /* ? */;
 }
 
+/** Per map, its entries by host (longest prefix first): built once, so a request costs a lookup, not a scan. */
+const byHost = new WeakMap<ServiceMap, Map<string, ServiceMapEntry[]>>();
+
+function indexOf(map: ServiceMap): Map<string, ServiceMapEntry[]> {
+  let idx = byHost.get(map);
+  if (idx === undefined) {
+    idx = new Map();
+    for (const e of map.entries) {
+      const list = idx.get(e.host);
+      if (list === undefined) idx.set(e.host, [e]);
+      else list.push(e);
+    }
+    byHost.set(map, idx);
+  }
+  return idx;
+}
+
+function firstMatch(entries: readonly ServiceMapEntry[] | undefined, path: string): string | null {
+  if (entries !== undefined) for (const e of entries) if (prefixMatches(e.prefix, path)) return e.service;
+  return null;
+}
+
 /** The service for a request's host and path, or null when none (and no default) applies. */
 export function resolveService(map: ServiceMap, rawHost: string | undefined, path: string): string | null {
   const host = normaliseHost(rawHost);
   if (host !== null) {
-    for (const e of map.entries) if (e.host === host && prefixMatches(e.prefix, path)) return e.service;
+    const idx = indexOf(map);
+    const exact = firstMatch(idx.get(host), path);
+    if (exact !== null) return exact;
     const dot = host.indexOf('.');
     if (dot > 0) {
-      const wild = `*${host.slice(dot)}`;
-      for (const e of map.entries) if (e.host === wild && prefixMatches(e.prefix, path)) return e.service;
+      const wild = firstMatch(idx.get(`*${host.slice(dot)}`), path);
+      if (wild !== null) return wild;
     }
   }
   return map.defaultService;
