@@ -22,6 +22,7 @@ environments:
     # releaseDir: ./releases/{version}   # the release directory when deploy has no --path
     instances: 2
     env: {}                   # extra environment; PORT, CUTOVER_COLOR, CUTOVER_VERSION, CUTOVER_INSTANCE are set
+    # inheritEnv: [DATABASE_URL]  # passed on from the daemon's environment besides PATH, HOME, LANG, LC_*, TZ…
     startTimeout: 30s         # time for every instance to pass its health check
     # stopTimeout: 10s        # SIGTERM grace before SIGKILL
 # or, for environments run by something else (VMs, containers, target groups):

@@ -1,10 +1,12 @@
 /**
  * `cutover up`: composes store, environments, health, router, controller and admin API into
- * one process. Start-up order is the point: the router serves the recorded live colour before
- * anything else happens (DESIGN promise 5), then instances are adopted, then the API opens.
- * With `services:`, each service has its own store, provider, health checker, controller and
- * plugins (services.ts) behind the one router and admin API; certificates come from files or
- * ACME (tls/).
+ * one process. Start-up order is the point: the state-directory lock and the state checks come
+ * first, then every listener is bound (the admin API answers "starting"), the router serves the
+ * recorded live colour before anything else happens (DESIGN promise 5), then instances are
+ * adopted, then the API serves. A failure anywhere before "up" undoes the start (issue #15).
+ * With `services:`, each service has its own store (and state checks, snapshots, marker),
+ * provider, health checker, controller and plugins (services.ts) behind the one router and admin
+ * API; certificates come from files or ACME (tls/).
  */
 import type { LoadedConfig } from '../config/schema.ts';
 import type { SqliteStore } from '../store/sqlite-store.ts';
@@ -13,17 +15,22 @@ import type { HealthChecker } from '../health/health-checker.ts';
 import { Router, type ServiceRouter } from '../router/router.ts';
 import type { DataPlane, RequestRecord, RouterView } from '../router/data-plane.ts';
 import { buildServiceMap } from '../router/service-map.ts';
-import { Controller, type HealthMonitor } from '../controller/controller.ts';
+import { Controller } from '../controller/controller.ts';
 import { connectableHost, hostPort } from '../lib/address.ts';
 import type { PipelineHooks } from '../plugin-api/hooks.ts';
 import { AdminServer, type ApiService } from '../api/server.ts';
 import type { ApiExtras, Plugin, PluginFactory } from '../plugin-api/plugin.ts';
+import { ensureToken, tokenFile } from '../api/token.ts';
+import { createLogger, type Logger } from '../lib/logger.ts';
+import { configSecrets } from '../config/secrets.ts';
+import { StateLock } from './state-lock.ts';
+import { guardState, writeCurrentMarker } from './state-guard.ts';
+import { Snapshotter } from '../store/snapshots.ts';
+import { connectionBudget, raiseNofile, type ConnectionBudget } from './fd-limit.ts';
 import { CertificateStore } from '../tls/certificate-store.ts';
 import { AcmeManager } from '../tls/acme-manager.ts';
 import { loadTlsFiles } from '../lib/tls-files.ts';
 import { buildServiceParts, mergeExpositions, servicePlans, type ServicePlan } from './services.ts';
-import { ensureToken, tokenFile } from '../api/token.ts';
-import { createLogger, type Logger } from '../lib/logger.ts';
 
 export interface DaemonOptions {
   logger?: Logger;
@@ -33,6 +40,8 @@ export interface DaemonOptions {
   /** Called for every proxied request (metrics, analysis). */
   onRequest?: (r: RequestRecord) => void;
   env?: NodeJS.ProcessEnv;
+  /** `cutover up --stop-unknown-instances`: start although processes of this state directory run that state.db does not account for (recovery stops them). */
+  stopUnknownInstances?: boolean;
 }
 
 /** One service's running parts. */
@@ -44,6 +53,8 @@ export interface ServiceRuntime {
   readonly health: HealthChecker;
   readonly controller: Controller;
   readonly router: ServiceRouter;
+  readonly snapshots: Snapshotter;
+  readonly marker: MarkerWriter;
   plugins: Plugin[];
 }
 
@@ -56,6 +67,7 @@ export class Daemon {
   readonly store: SqliteStore;
   readonly provider: EnvironmentProvider;
   readonly health: HealthChecker;
+  /** The data plane this daemon runs (the in-process Router); only the controllers swap it. */
   readonly router: Router;
   readonly controller: Controller;
   readonly api: AdminServer;
@@ -65,13 +77,14 @@ export class Daemon {
   readonly warnings: string[];
   private stopped = false;
   private onHangup: (() => void) | null = null;
+  private readonly lock: StateLock;
 
-  private constructor(parts: Pick<Daemon, 'config' | 'services' | 'acme' | 'certificates' | 'router' | 'api' | 'logger' | 'tokenSource' | 'warnings'>) {
+  private constructor(parts: Pick<Daemon, 'config' | 'services' | 'acme' | 'certificates' | 'router' | 'api' | 'logger' | 'tokenSource' | 'warnings'> & { lock: StateLock }) {
     this.config = parts.config; this.services = parts.services; this.acme = parts.acme; this.certificates = parts.certificates;
     const first = parts.services[0];
     this.store = first.store; this.provider = first.provider; this.health = first.health; this.controller = first.controller;
     this.router = parts.router; this.api = parts.api; this.logger = parts.logger;
-    this.tokenSource = parts.tokenSource; this.warnings = parts.warnings;
+    this.tokenSource = parts.tokenSource; this.warnings = parts.warnings; this.lock = parts.lock;
   }
 
   /** A service by name (throws for an unknown one). */
@@ -81,18 +94,56 @@ export class Daemon {
     return s;
   }
 
+  /**
+   * All or nothing (issue #15): the state-directory lock, the state checks and every listener come
+   * first; any failure before the daemon is fully up undoes what was started — listeners closed,
+   * instances left running (detached) for the next start to adopt, lock released — and throws, so
+   * that `cutover up` exits non-zero with the reason (a supervisor restarts it) instead of running
+   * on half-started with no admin API.
+   */
   static async start(config: LoadedConfig, opts: DaemonOptions & { plugins?: PluginFactory[] } = {}): Promise<Daemon> {
     const logger = opts.logger ?? createLogger();
-    const { token, source: tokenSource } = ensureToken(config.stateDir, opts.env);
+    const lock = StateLock.acquire(config.stateDir);
+    const undo: (() => unknown)[] = [() => lock.release()];
+    try {
+      return await Daemon.startLocked(config, opts, logger, lock, undo);
+    } catch (err) {
+      for (const step of undo.reverse()) {
+        try {
+          await step();
+        } catch (e) {
+          logger.error({ err: e }, 'clean-up after a failed start failed');
+        }
+      }
+      throw err;
+    }
+  }
+
+  private static async startLocked(config: LoadedConfig, opts: DaemonOptions & { plugins?: PluginFactory[] }, logger: Logger, lock: StateLock, undo: (() => unknown)[]): Promise<Daemon> {
     const { multi, plans } = servicePlans(config);
-    const parts = plans.map((plan) => ({ plan, log: multi ? logger.child({ service: plan.name }) : logger, onRequestFns: [] as ((r: RequestRecord) => void)[] }))
-      .map((x) => ({ ...x, ...buildServiceParts(x.plan, x.log) }));
-    // The caller's request observer sees every service's requests.
-    if (opts.onRequest) for (const p of parts) p.onRequestFns.push(opts.onRequest);
+    const { token, source: tokenSource } = ensureToken(config.stateDir, opts.env);
+    const secrets = [...new Set([token, ...configSecrets(config), ...(multi ? plans.flatMap((p) => configSecrets(p.config)) : [])])];
+    const parts = [];
+    for (const plan of plans) {
+      const log = multi ? logger.child({ service: plan.name }) : logger;
+      const built = buildServiceParts(plan, log, secrets);
+      const { store, health } = built;
+      undo.push(() => store.close());
+      // Each service's state is checked, snapshotted and marked in its own state directory.
+      await guardState(store, plan.config.stateDir, { processProvider: plan.config.environments.provider === 'process', stopUnknownInstances: opts.stopUnknownInstances === true });
+      const snapshots = new Snapshotter(store, plan.config.stateDir, { onError: (err) => log.warn({ err }, 'state snapshot failed') });
+      const marker = new MarkerWriter(store, plan.config.stateDir, log);
+      store.onGeneration = (_generation, rolesChanged) => { marker.schedule(); snapshots.changed(rolesChanged); };
+      undo.push(async () => { store.onGeneration = null; marker.flush(); await snapshots.close(); });
+      undo.push(() => health.close());
+      // The caller's request observer sees every service's requests.
+      parts.push({ plan, log, ...built, snapshots, marker, onRequestFns: opts.onRequest ? [opts.onRequest] : [] as ((r: RequestRecord) => void)[] });
+    }
 
     const { certificates, acme } = certificateSources(config, plans, logger);
     const routerTls = config.router.tls;
     const tlsFiles = routerTls?.cert !== undefined && routerTls.key !== undefined ? { cert: routerTls.cert, key: routerTls.key } : null;
+    const fds = descriptorPlan(config, logger);
     const router = new Router({
       listen: config.router.listen, preview: config.router.preview,
       drainTimeoutMs: config.router.drainTimeout, connectTimeoutMs: config.router.connectTimeout, responseTimeoutMs: config.router.responseTimeout,
@@ -100,6 +151,7 @@ export class Daemon {
         maxHeaderBytes: config.router.maxHeaderSize, maxHeaderCount: config.router.maxHeaderCount, maxUrlBytes: config.router.maxUrlLength,
         maxBodyBytes: config.router.maxBodySize, headersTimeoutMs: config.router.headersTimeout, requestTimeoutMs: config.router.requestTimeout,
       },
+      maxConnections: { live: fds.budget.live, preview: fds.budget.preview },
       trustedProxies: config.router.trustedProxies, tls: tlsFiles,
       tlsListen: routerTls?.listen ?? null, certificates, acmeChallenge: acme ? (t) => acme.challengeResponse(t) : null,
       health: parts[0].health, logger,
@@ -113,15 +165,26 @@ export class Daemon {
       const view = router.service(p.plan.name);
       const c = p.plan.config;
       const controller = new Controller({
-        app: c.app, store: p.store, provider: p.provider, health: p.health as unknown as HealthMonitor, router: view, logger: p.log, hooks,
+        app: c.app, store: p.store, provider: p.provider, health: p.health, router: view, logger: p.log, hooks,
         startTimeoutMs: c.environments.process?.startTimeout ?? c.health.timeout * 15,
         standbyKeepForMs: c.standby.keepFor, keepStandbyWarm: c.standby.keepWarmDuringDeploy,
       });
-      return { name: p.plan.name, plan: p.plan, store: p.store, provider: p.provider, health: p.health, controller, router: view, plugins: [] };
+      return { name: p.plan.name, plan: p.plan, store: p.store, provider: p.provider, health: p.health, controller, router: view, snapshots: p.snapshots, marker: p.marker, plugins: [] };
     });
+    // The admin listener before the router's: a taken admin port fails the start before any
+    // traffic is served. It answers 503 "starting" until the daemon is fully up.
+    const api = new AdminServer({ controller: runtimes[0].controller, token, logger, tls: config.admin.tls ?? null, starting: true });
+    await api.listen(config.admin.listen.host, config.admin.listen.port);
+    undo.push(() => api.close());
     // Promise 5: serve the recorded live colour of every service first, before adoption or anything else.
     for (const r of runtimes) r.controller.restoreRoutes();
+    undo.push(() => router.close());
     await router.start();
+    // From here instances may be adopted or started: a failed start leaves them running, recorded.
+    for (const r of runtimes) {
+      undo.push(() => r.provider.detach());
+      undo.push(() => r.controller.close());
+    }
     for (const r of runtimes) await r.controller.recover();
     if (multi) {
       // Which service this is and where users reach it; its `router.live`/`.preview` are its own loopback listeners.
@@ -139,6 +202,7 @@ export class Daemon {
         const owner = runtimes.find((r) => r.plan.hosts.includes(e.host)) ?? runtimes[0];
         owner.controller.record({ type: e.type, actor: 'cutover', reason: e.reason, data: e.data });
       };
+      undo.push(() => acme.close());
       // In the background: a slow or absent ACME server never holds the daemon's start.
       acme.start();
     }
@@ -146,6 +210,7 @@ export class Daemon {
     const apiServices = new Map<string, ApiService>();
     const extras: ApiExtras = { metricsPublic: config.admin.metricsPublic, ...(opts.extras ?? {}) };
     const metricsFns: NonNullable<ApiExtras['metrics']>[] = [];
+    for (const r of runtimes) undo.push(async () => { for (const p of r.plugins) await p.close?.(); });
     for (const [i, r] of runtimes.entries()) {
       const p = parts[i];
       for (const factory of opts.plugins ?? []) {
@@ -177,17 +242,21 @@ export class Daemon {
         return { contentType: all[0].contentType, body: mergeExpositions(all.map((m) => m.body)) };
       };
     }
-    const api = new AdminServer({ controller: runtimes[0].controller, token, logger, extras, tls: config.admin.tls ?? null, services: apiServices });
-    await api.listen(config.admin.listen.host, config.admin.listen.port);
+    api.ready(extras, apiServices);
 
-    const warnings = exposureWarnings(config);
-    for (const w of warnings) logger.warn({ warning: 'exposed-listener' }, w);
-    const d = new Daemon({ config, services: runtimes, acme, certificates, router, api, logger, tokenSource, warnings });
+    const exposed = exposureWarnings(config);
+    for (const w of exposed) logger.warn({ warning: 'exposed-listener' }, w);
+    const weak = tokenWarnings(token, tokenSource);
+    for (const w of weak) logger.warn({ warning: 'weak-token' }, w);
+    const warnings = [...exposed, ...weak, ...fds.warnings];
+    const d = new Daemon({ config, services: runtimes, acme, certificates, router, api, logger, tokenSource, warnings, lock });
     if (config.router.tls || config.admin.tls || plans.some((p) => p.tls)) {
       // SIGHUP re-reads the certificates (renewals) without dropping a connection.
       d.onHangup = () => { d.reloadTls(); };
       process.on('SIGHUP', d.onHangup);
     }
+    // The state this daemon accepted and recovered: the first snapshot of its run.
+    for (const r of runtimes) void r.snapshots.take();
     logger.info({ live: d.liveUrl(), preview: d.previewUrl(), tls: d.tlsUrl(), admin: d.adminUrl(), services: multi ? runtimes.map((r) => r.name) : undefined, tokenFile: tokenSource === 'env' ? null : tokenFile(config.stateDir) }, 'cutover is up');
     return d;
   }
@@ -263,14 +332,21 @@ export class Daemon {
           await s.provider.stop(c);
           await s.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
         }));
+      } else {
+        await s.provider.detach();
       }
-      else await s.provider.detach();
     }));
     await this.router.close();
     for (const s of this.services) {
       await s.health.close();
+      s.store.onGeneration = null;
+      s.marker.flush();
+      // The state this run ends with; bounded, so a stuck copy cannot hold the shutdown.
+      await Promise.race([s.snapshots.take(), new Promise((r) => setTimeout(r, SHUTDOWN_SNAPSHOT_MS).unref())]);
+      await s.snapshots.close();
       s.store.close();
     }
+    this.lock.release();
   }
 }
 
@@ -307,6 +383,63 @@ function readOnly(router: DataPlane): RouterView {
     // The traffic sample's capture: copies chosen live requests into their record; moves no traffic.
     ...(router.setCapture ? { setCapture: router.setCapture.bind(router) } : {}),
   } satisfies RouterView);
+}
+
+/** The final snapshot at shutdown waits at most this long: 5 seconds. */
+const SHUTDOWN_SNAPSHOT_MS = 5_000;
+
+/** Writes the state marker after commits that changed roles or instances: coalesced, off the commit path. */
+class MarkerWriter {
+  readonly #store: SqliteStore;
+  readonly #stateDir: string;
+  readonly #logger: Logger;
+  #pending = false;
+  constructor(store: SqliteStore, stateDir: string, logger: Logger) {
+    this.#store = store;
+    this.#stateDir = stateDir;
+    this.#logger = logger;
+  }
+  schedule(): void {
+    if (this.#pending) return;
+    this.#pending = true;
+    setImmediate(() => this.flush());
+  }
+  flush(): void {
+    if (!this.#pending) return;
+    this.#pending = false;
+    try {
+      writeCurrentMarker(this.#store, this.#stateDir);
+    } catch (err) {
+      this.#logger.warn({ err }, 'state marker not written');
+    }
+  }
+}
+
+/**
+ * Raise the soft descriptor limit, then size each listener's connection limit from it (fd-limit.ts).
+ * Warnings: the limit could not be raised, or a configured router.maxConnections exceeds what it allows.
+ */
+function descriptorPlan(config: LoadedConfig, logger: Logger): { budget: ConnectionBudget; warnings: string[] } {
+  const raised = raiseNofile();
+  const warnings: string[] = [];
+  if (raised.problem) warnings.push(raised.problem);
+  const limit = raised.after?.soft ?? Number.POSITIVE_INFINITY;
+  const budget = connectionBudget(limit, { live: config.router.maxConnections, preview: 'auto', reserve: config.router.descriptorReserve, hasPreview: config.router.preview !== null });
+  const auto = connectionBudget(limit, { live: 'auto', preview: 'auto', reserve: config.router.descriptorReserve, hasPreview: config.router.preview !== null });
+  if (config.router.maxConnections !== 'auto' && config.router.maxConnections > auto.live) {
+    warnings.push(`router.maxConnections ${config.router.maxConnections} is more than the descriptor limit ${budget.limit} allows (${auto.live} with a reserve of ${budget.reserve}, two descriptors a connection): under load the daemon can run out of descriptors`);
+  }
+  for (const w of warnings) logger.warn({ warning: 'descriptors' }, w);
+  logger.info({ nofile: raised.after, raisedFrom: raised.raised ? raised.before?.soft : undefined, maxConnections: { live: budget.live, preview: budget.preview }, descriptorReserve: budget.reserve }, raised.raised ? `descriptor limit raised from ${raised.before?.soft} to ${raised.after?.soft}` : 'descriptor limit');
+  return { budget, warnings };
+}
+
+/** A CUTOVER_TOKEN short enough to guess: the failed-auth throttle never refuses the right token, so the token's length is the defence. */
+export const MIN_TOKEN_CHARS = 16;
+
+function tokenWarnings(token: string, source: 'env' | 'file' | 'generated'): string[] {
+  if (token.length >= MIN_TOKEN_CHARS) return [];
+  return [`the admin token (${source === 'env' ? 'CUTOVER_TOKEN' : 'token file'}) has only ${token.length} characters: use at least ${MIN_TOKEN_CHARS} random ones (e.g. \`openssl rand -base64 32\`)`];
 }
 
 function isLoopback(host: string): boolean {

@@ -38,24 +38,25 @@ export interface ServiceParts {
   provider: EnvironmentProvider;
 }
 
-export function buildServiceParts(plan: ServicePlan, logger: Logger): ServiceParts {
+/** `secrets`: values kept out of instance environments' logs (the admin token, configured secrets). */
+export function buildServiceParts(plan: ServicePlan, logger: Logger, secrets: readonly string[]): ServiceParts {
   const config = plan.config;
   const store = new SqliteStore(config.stateDir);
   const health = new HealthChecker({
     path: config.health.path, intervalMs: config.health.interval, timeoutMs: config.health.timeout,
     healthyThreshold: config.health.healthyThreshold, unhealthyThreshold: config.health.unhealthyThreshold, logger,
   });
-  return { store, health, provider: makeProvider(config, logger) };
+  return { store, health, provider: makeProvider(config, logger, secrets) };
 }
 
-export function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider {
+export function makeProvider(config: LoadedConfig, logger: Logger, secrets: readonly string[]): EnvironmentProvider {
   const env = config.environments;
   if (env.provider === 'static' && env.static) {
     return new StaticProvider({ blue: env.static.blue, green: env.static.green, logger });
   }
   const p = env.process;
   if (!p) throw new Error('unreachable: the config schema requires environments.process');
-  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
+  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, inheritEnv: p.inheritEnv, secrets: [...secrets], stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
 }
 
 /**

@@ -84,7 +84,7 @@ export interface CompatOptions {
   suspects: string[];
   versions: CompatVersion[];
   /** How instances are started (environments.process) and where their state goes. */
-  process: { command: string; env: Record<string, string>; stopTimeoutMs: number };
+  process: { command: string; env: Record<string, string>; inheritEnv?: readonly string[]; secrets?: readonly string[]; stopTimeoutMs: number };
   stateDir: string;
   healthPath: string;
   /** The configured gates; the `http` ones are run. */
@@ -167,7 +167,7 @@ async function runVersions(o: CompatOptions, shadow: Shadow, result: CompatResul
   const runDir = path.join(o.stateDir, 'compat', `${Date.now()}-${process.pid}`);
   const provider = new ProcessProvider({
     stateDir: runDir, command: o.process.command, instances: 1,
-    env: { ...o.process.env, [o.db.urlEnv]: shadow.url }, stopGraceMs: o.process.stopTimeoutMs, logger: o.logger,
+    env: { ...o.process.env, [o.db.urlEnv]: shadow.url }, inheritEnv: o.process.inheritEnv, secrets: o.process.secrets, stopGraceMs: o.process.stopTimeoutMs, logger: o.logger,
   });
   try {
     const started = await Promise.all(o.versions.map(async (v) => ({ v, instances: await provider.start(compatColor(v), { version: v.version, path: v.path }) })));

@@ -13,6 +13,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { LoadedConfig } from '../config/schema.ts';
+import { configSecrets } from '../config/secrets.ts';
 import type { PhaseContext, PhaseVerdict } from '../plugin-api/hooks.ts';
 import type { Color } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
@@ -270,10 +271,10 @@ export class Migrator {
     return versions;
   }
 
-  private processSettings(): { command: string; env: Record<string, string>; stopTimeoutMs: number } {
+  private processSettings(): { command: string; env: Record<string, string>; inheritEnv: readonly string[]; secrets: readonly string[]; stopTimeoutMs: number } {
     const p = this.config.environments.process;
     if (!p) throw new CutoverError('CUTOVER_ERR_INTERNAL', 'the compatibility run needs environments.process');
-    return { command: p.command, env: p.env, stopTimeoutMs: p.stopTimeout };
+    return { command: p.command, env: p.env, inheritEnv: p.inheritEnv, secrets: configSecrets(this.config), stopTimeoutMs: p.stopTimeout };
   }
 
   /** The statements that change the schema (`SET`, `SELECT`, transaction control and the like are never suspects). */

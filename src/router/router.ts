@@ -35,7 +35,7 @@ import {
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
-import type { DataPlane, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, StatsReader, SwapResult } from './data-plane.ts';
+import type { DataPlane, DataPlaneEngine, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, StatsReader, SwapResult } from './data-plane.ts';
 import { HttpExchange } from './http-exchange.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
@@ -103,7 +103,17 @@ export interface RouterOptions {
   services?: readonly ServiceSpec[];
   /** Host/prefix → service (absent: every request goes to the first service). */
   serviceMap?: ServiceMap | null;
+  /**
+   * Client connections each listener holds at most (daemon/fd-limit.ts works them out from the
+   * descriptor limit). Over it a new connection is closed as soon as it is accepted, before any
+   * byte is read; connections already open are untouched. Absent: no limit. The TLS listener has
+   * the `live` limit of its own; a service's loopback listeners have none.
+   */
+  maxConnections?: { live: number; preview: number };
 }
+
+/** A listener at its connection limit is logged at most every 10 seconds, not per refused connection. */
+const DROP_LOG_EVERY_MS = 10_000;
 
 export interface ServiceSpec {
   name: string;
@@ -150,7 +160,7 @@ export const DEFAULT_REQUEST_LIMITS: Readonly<RequestLimits> = Object.freeze({
   requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
 });
 
-export class Router implements DataPlane {
+export class Router implements DataPlaneEngine {
   /** This router's name in acknowledgements (`SwapResult.applied`). */
   readonly id: string;
   readonly #opts: RouterOptions;
@@ -170,6 +180,9 @@ export class Router implements DataPlane {
   readonly #limits: RequestLimits;
   /** Requests refused before reaching any colour, by status (400, 404, 408, 413, 414, 431, 501). */
   readonly #rejected = new Map<number, number>();
+  /** Connections refused at the connection limit, per listener. */
+  readonly #dropped: Record<ListenerName, number> = { live: 0, preview: 0 };
+  readonly #dropLogged: Record<ListenerName, { at: number; count: number }> = { live: { at: 0, count: 0 }, preview: { at: 0, count: 0 } };
 
   constructor(opts: RouterOptions) {
     this.#opts = opts;
@@ -236,6 +249,12 @@ export class Router implements DataPlane {
       // How often Node looks for slow clients (its default, 30 s, would make a 10 s timeout up to 40 s).
       connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor((lim.headersTimeoutMs || 4_000) / 4))),
       keepAliveTimeout: CLIENT_KEEP_ALIVE_TIMEOUT_MS,
+      // Only WebSocket handshakes become tunnels. Any other Upgrade (`h2c`, `TLS/1.0`, made-up
+      // protocols) is served as the plain HTTP/1.1 request it also is, with Upgrade and Connection
+      // stripped as hop-by-hop (RFC 9110 §7.8: a server may ignore Upgrade) — as nginx does. Before,
+      // `Upgrade: h2c` was forwarded and the connection tunnelled raw, past every check of the
+      // router. (Node ≥ 24.9 / 22.21; on older ones #onUpgrade refuses non-WebSocket upgrades.)
+      shouldUpgradeCallback: isWebSocketUpgrade,
     };
     const server = kind === 'tls' ? this.#tlsServer(serverOptions) : createServer(serverOptions);
     // One above the header-count limit, so that the guard sees the excess (Node drops extra lines
@@ -252,6 +271,14 @@ export class Router implements DataPlane {
     });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(l, req, socket, head));
     server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => this.#onClientError(err, socket));
+    const max = service === null ? this.#opts.maxConnections?.[name] : undefined;
+    if (max !== undefined) {
+      // Node closes a connection over the limit right after accept(): no parser, no request, no
+      // upstream connection — so the descriptors of open connections, upstreams, health checks
+      // and the admin API stay available (issue #15).
+      server.maxConnections = max;
+      server.on('drop', () => this.#onDrop(name, max));
+    }
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(addr.port, addr.host, () => {
@@ -286,7 +313,7 @@ export class Router implements DataPlane {
     Object.assign(server, {
       maxHeaderSize: http1.maxHeaderSize, insecureHTTPParser: false, requireHostHeader: true,
       headersTimeout: http1.headersTimeout, requestTimeout: http1.requestTimeout,
-      connectionsCheckingInterval: http1.connectionsCheckingInterval,
+      connectionsCheckingInterval: http1.connectionsCheckingInterval, shouldUpgradeCallback: http1.shouldUpgradeCallback,
     });
     // An idle HTTP/2 connection is closed like an idle keep-alive one.
     server.setTimeout(CLIENT_KEEP_ALIVE_TIMEOUT_MS);
@@ -379,6 +406,26 @@ export class Router implements DataPlane {
     return true;
   }
 
+  /** Open connections, the limit and connections refused at it, per listener (the TLS listener counts as live). */
+  connections(): Record<ListenerName, { open: number; max: number | null; refused: number }> {
+    const of = (name: ListenerName) => {
+      let open = 0;
+      for (const l of this.#listeners) if (l.name === name && l.service === null) open += connectionsOf(l.server);
+      return { open, max: this.#opts.maxConnections?.[name] ?? null, refused: this.#dropped[name] };
+    };
+    return { live: of('live'), preview: of('preview') };
+  }
+
+  #onDrop(name: ListenerName, max: number): void {
+    this.#dropped[name]++;
+    const log = this.#dropLogged[name];
+    const now = Date.now();
+    if (now - log.at < DROP_LOG_EVERY_MS) return;
+    this.#logger.warn({ listener: name, maxConnections: max, refused: this.#dropped[name] - log.count, refusedTotal: this.#dropped[name] }, 'connection limit reached: new connections are refused while the open ones keep working (router.maxConnections)');
+    log.at = now;
+    log.count = this.#dropped[name];
+  }
+
   /**
    * Copy chosen live requests (head, bounded body prefix) of the first (or only) service into their
    * `onRequest` record, or stop (null). For the traffic sample of the compatibility run; requests
@@ -465,7 +512,7 @@ export class Router implements DataPlane {
   #onUpgrade(l: Listener, req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const startedAt = performance.now();
     socket.on('error', () => socket.destroy()); // before the tunnel owns it
-    const bad = rejectUpgrade(req, this.#limits) ?? badTarget(req);
+    const bad = rejectUpgrade(req, this.#limits) ?? badTarget(req) ?? (isWebSocketUpgrade(req) ? null : { status: 400 as const, detail: 'only WebSocket upgrades are proxied' });
     if (bad !== null) {
       this.#count(bad.status);
       writeRawFailure(socket, bad.status, bad.detail);
@@ -550,6 +597,18 @@ export class Router implements DataPlane {
       } catch { /* a metrics hook must not break the data plane */ }
     }
   }
+}
+
+/** Open connections of a server, synchronously (Node keeps the count as `_connections`). */
+function connectionsOf(server: Server | Http2SecureServer): number {
+  const n = (server as unknown as { _connections?: number })._connections;
+  return typeof n === 'number' ? n : 0;
+}
+
+/** A WebSocket handshake (RFC 6455 §4.1: `Upgrade: websocket`, case-insensitive). */
+function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  const u = req.headers.upgrade;
+  return u !== undefined && u.length === 9 && u.toLowerCase() === 'websocket';
 }
 
 /** A short plain-text answer made by the router itself. */
