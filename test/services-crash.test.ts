@@ -60,4 +60,15 @@ test('after kill -9 each service serves its recorded live version and keeps its 
   assert.equal(rb.code, 0, rb.stderr);
   assert.equal(await versionAt(ports.live, 'shop.test'), 'v1');
   assert.equal(await versionAt(ports.live, 'blog.test'), 'v1');
+
+  // `cutover state` works on one service's state directory, named with -s.
+  const check = await cli(['state', 'check', '-s', 'blog'], { cwd: tmp.dir });
+  assert.equal(check.code, 0, check.stderr);
+  assert.match(check.stdout, /state directory .*\.cutover\/services\/blog\n\s+daemon\s+running/);
+  const unnamed = await cli(['state', 'check'], { cwd: tmp.dir });
+  assert.equal(unnamed.code, 2);
+  assert.match(unnamed.stderr, /each service has its own state directory: name one with --service NAME \(services: shop, blog\)/);
+  const restore = await cli(['state', 'restore', '-s', 'shop'], { cwd: tmp.dir });
+  assert.notEqual(restore.code, 0, 'refused while the daemon holds the service directory');
+  assert.match(restore.stderr, /already running/);
 });

@@ -78,13 +78,14 @@ export class Daemon {
   private stopped = false;
   private onHangup: (() => void) | null = null;
   private readonly lock: StateLock;
+  private readonly serviceLocks: readonly StateLock[];
 
-  private constructor(parts: Pick<Daemon, 'config' | 'services' | 'acme' | 'certificates' | 'router' | 'api' | 'logger' | 'tokenSource' | 'warnings'> & { lock: StateLock }) {
+  private constructor(parts: Pick<Daemon, 'config' | 'services' | 'acme' | 'certificates' | 'router' | 'api' | 'logger' | 'tokenSource' | 'warnings'> & { lock: StateLock; serviceLocks: readonly StateLock[] }) {
     this.config = parts.config; this.services = parts.services; this.acme = parts.acme; this.certificates = parts.certificates;
     const first = parts.services[0];
     this.store = first.store; this.provider = first.provider; this.health = first.health; this.controller = first.controller;
     this.router = parts.router; this.api = parts.api; this.logger = parts.logger;
-    this.tokenSource = parts.tokenSource; this.warnings = parts.warnings; this.lock = parts.lock;
+    this.tokenSource = parts.tokenSource; this.warnings = parts.warnings; this.lock = parts.lock; this.serviceLocks = parts.serviceLocks;
   }
 
   /** A service by name (throws for an unknown one). */
@@ -124,8 +125,15 @@ export class Daemon {
     const { token, source: tokenSource } = ensureToken(config.stateDir, opts.env);
     const secrets = [...new Set([token, ...configSecrets(config), ...(multi ? plans.flatMap((p) => configSecrets(p.config)) : [])])];
     const parts = [];
+    const serviceLocks: StateLock[] = [];
     for (const plan of plans) {
       const log = multi ? logger.child({ service: plan.name }) : logger;
+      if (multi) {
+        // Each service's own directory is locked too, so `cutover state restore -s NAME` refuses while this runs.
+        const l = StateLock.acquire(plan.config.stateDir);
+        serviceLocks.push(l);
+        undo.push(() => l.release());
+      }
       const built = buildServiceParts(plan, log, secrets);
       const { store, health } = built;
       undo.push(() => store.close());
@@ -249,7 +257,7 @@ export class Daemon {
     const weak = tokenWarnings(token, tokenSource);
     for (const w of weak) logger.warn({ warning: 'weak-token' }, w);
     const warnings = [...exposed, ...weak, ...fds.warnings];
-    const d = new Daemon({ config, services: runtimes, acme, certificates, router, api, logger, tokenSource, warnings, lock });
+    const d = new Daemon({ config, services: runtimes, acme, certificates, router, api, logger, tokenSource, warnings, lock, serviceLocks });
     if (config.router.tls || config.admin.tls || plans.some((p) => p.tls)) {
       // SIGHUP re-reads the certificates (renewals) without dropping a connection.
       d.onHangup = () => { d.reloadTls(); };
@@ -346,6 +354,7 @@ export class Daemon {
       await s.snapshots.close();
       s.store.close();
     }
+    for (const l of this.serviceLocks) l.release();
     this.lock.release();
   }
 }
