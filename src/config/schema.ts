@@ -12,6 +12,7 @@ import * as d from './defaults.ts';
 import { byteSize, duration } from './fields.ts';
 import { gatesSchema, warmupSchema } from './gates.ts';
 import { notificationsSchema } from './notifications.ts';
+import { switchSchema } from './switch.ts';
 
 /** A duration like "500ms", "30s", "5m" → milliseconds (defined in fields.ts, shared by every section). */
 export { duration };
@@ -67,6 +68,16 @@ const routerTlsSchema = z.strictObject({
 
 const cidr = z.string().refine((v) => parseCidr(v) !== null, { message: 'expected an address or CIDR range like "10.0.0.0/8" or "::1"' });
 
+/** Preview on the live listener by header or cookie: trusted addresses, or a value signed with `secret`. */
+const previewAccessSchema = z.strictObject({
+  header: z.string().regex(/^[\w-]+$/, 'expected a header name').transform((h) => h.toLowerCase()).default(d.DEFAULT_PREVIEW_HEADER),
+  cookie: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected a cookie name').default(d.DEFAULT_PREVIEW_COOKIE),
+  trusted: z.array(z.string().refine((v) => parseCidr(v) !== null, { message: 'expected an address or CIDR range like "10.0.0.0/8" or "::1"' })).default([]),
+  secret: z.string().min(16, 'expected at least 16 characters (use ${VAR} to keep it out of the file)').optional(),
+}).superRefine((v, ctx) => {
+  if (v.trusted.length === 0 && v.secret === undefined) ctx.addIssue({ code: 'custom', path: ['trusted'], message: 'expected trusted addresses, a secret, or both: otherwise anyone could see the preview' });
+});
+
 const routerSchema = z.strictObject({
   listen: address.prefault(d.DEFAULT_LISTEN),
   preview: address.prefault(d.DEFAULT_PREVIEW),
@@ -84,6 +95,7 @@ const routerSchema = z.strictObject({
   tls: routerTlsSchema.optional(),
   /** With `services:`: the service for requests whose host no service names (absent: 404). */
   defaultService: z.string().optional(),
+  previewAccess: previewAccessSchema.optional(),
   /**
    * Client connections the live listener holds at most; over it new ones are refused at accept
    * while open ones keep working. `auto`: what the descriptor limit allows after
@@ -177,9 +189,10 @@ export const serviceSchema = z.strictObject({
   standby: z.unknown().optional(),
   database: z.unknown().optional(),
   notifications: z.unknown().optional(),
+  switch: z.unknown().optional(),
 });
 /** The settings a service inherits from the top level and may override. */
-export const SERVICE_INHERITED_KEYS = ['environments', 'health', 'gates', 'warmup', 'analysis', 'standby', 'database', 'notifications'] as const;
+export const SERVICE_INHERITED_KEYS = ['environments', 'health', 'gates', 'warmup', 'analysis', 'standby', 'database', 'notifications', 'switch'] as const;
 const serviceName = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'expected a short name of letters, digits, ".", "_" or "-"');
 
 export const configSchema = z.strictObject({
@@ -195,6 +208,8 @@ export const configSchema = z.strictObject({
   /** Absent: no post-switch analysis. Present (even `{}`): analysis with the defaults. */
   analysis: analysisSchema.optional(),
   standby: standbySchema.default(() => standbySchema.parse({})),
+  /** Absent: the instant switch. `steps`: a gradual switch by request share (switch.ts). */
+  switch: switchSchema.optional(),
   /** Shared database and its migrations (database.ts). */
   database: databaseSchema.optional(),
   notifications: notificationsSchema,

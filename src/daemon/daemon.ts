@@ -161,6 +161,7 @@ export class Daemon {
       },
       maxConnections: { live: fds.budget.live, preview: fds.budget.preview },
       trustedProxies: config.router.trustedProxies, tls: tlsFiles,
+      previewAccess: config.router.previewAccess ? { ...config.router.previewAccess, secret: config.router.previewAccess.secret ?? null } : null,
       tlsListen: routerTls?.listen ?? null, certificates, acmeChallenge: acme ? (t) => acme.challengeResponse(t) : null,
       health: parts[0].health, logger,
       services: parts.map((p) => ({ name: p.plan.name, health: p.health, direct: multi, onRequest: (r: RequestRecord) => { for (const f of p.onRequestFns) f(r); } })),
@@ -176,6 +177,7 @@ export class Daemon {
         app: c.app, store: p.store, provider: p.provider, health: p.health, router: view, logger: p.log, hooks,
         startTimeoutMs: c.environments.process?.startTimeout ?? c.health.timeout * 15,
         standbyKeepForMs: c.standby.keepFor, keepStandbyWarm: c.standby.keepWarmDuringDeploy,
+        gradual: c.switch && c.switch.steps.length > 0 ? { steps: c.switch.steps, stepDurationMs: c.switch.stepDuration, stickiness: c.switch.stickiness } : null,
       });
       return { name: p.plan.name, plan: p.plan, store: p.store, provider: p.provider, health: p.health, controller, router: view, snapshots: p.snapshots, marker: p.marker, plugins: [] };
     });
@@ -389,6 +391,7 @@ function readOnly(router: DataPlane): RouterView {
     table: () => router.table(),
     inFlight: (listener, color) => router.inFlight(listener, color),
     rejections: () => router.rejections(),
+    mirrorReport: (id) => router.mirrorReport(id),
     // The traffic sample's capture: copies chosen live requests into their record; moves no traffic.
     ...(router.setCapture ? { setCapture: router.setCapture.bind(router) } : {}),
   } satisfies RouterView);

@@ -36,7 +36,10 @@ import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { DataPlane, DataPlaneEngine, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, StatsReader, SwapResult } from './data-plane.ts';
-import { HttpExchange } from './http-exchange.ts';
+import { HttpExchange, type ExchangeExtras } from './http-exchange.ts';
+import type { MirrorReport } from './mirror.ts';
+import { PreviewAccess, type PreviewAccessOptions } from './preview-access.ts';
+import { chooseSplit } from './split.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
 import type { RouteTable } from './route-table.ts';
@@ -49,7 +52,7 @@ import { ServiceRoutes } from './service-routes.ts';
 import { WebSocketTunnel, writeRawFailure } from './websocket-tunnel.ts';
 
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS };
-export type { ListenerName, RequestLimits, TlsFiles, ServiceMap };
+export type { ListenerName, MirrorReport, PreviewAccessOptions, RequestLimits, TlsFiles, ServiceMap };
 export { RequestStats };
 
 /**
@@ -84,6 +87,11 @@ export interface RouterOptions {
    * preview listener stays plain HTTP (internal: gates and testers reach it on loopback).
    */
   tls?: TlsFiles | null;
+  /**
+   * Preview on the live listener: requests with this header or cookie from a trusted address, or
+   * with a signed value, go to the preview colour. Absent: the live listener serves only live.
+   */
+  previewAccess?: PreviewAccessOptions | null;
   /**
    * `router.tls.listen`: an extra listener that speaks HTTPS (HTTP/2 and HTTP/1.1 by ALPN) and
    * serves like `live`; certificates come from `certificates` by SNI. `listen` stays plain HTTP
@@ -173,6 +181,8 @@ export class Router implements DataPlaneEngine {
   /** `router.tls.listen`, once bound. */
   #tlsListener: Listener | null = null;
   #serviceMap: ServiceMap | null;
+  readonly #previewAccess: PreviewAccess | null;
+  readonly #secureLive: boolean;
   #listeners: Listener[] = [];
   /** Client sockets of TLS listeners (an HTTP/2 server has no closeAllConnections). */
   readonly #tlsSockets = new Set<Socket>();
@@ -210,6 +220,8 @@ export class Router implements DataPlaneEngine {
       }));
     }
     this.#primary = this.#services.values().next().value as ServiceRoutes;
+    this.#previewAccess = opts.previewAccess ? new PreviewAccess(opts.previewAccess) : null;
+    this.#secureLive = Boolean(opts.tls) || Boolean(opts.tlsListen);
     this.#serviceMap = opts.serviceMap ?? null;
   }
 
@@ -358,6 +370,7 @@ export class Router implements DataPlaneEngine {
       inFlight: (l, c) => svc.inFlight(l, c),
       rejections: () => this.rejections(),
       setCapture: (capture) => { svc.ctx.capture = capture; },
+      mirrorReport: (id) => svc.mirrorReport(id),
       addresses: () => {
         const d = this.#direct.get(name);
         if (d === undefined) return this.addresses();
@@ -404,6 +417,11 @@ export class Router implements DataPlaneEngine {
     for (const l of this.#listeners) if (l.secure) (l.server as Http2SecureServer).setSecureContext(tls);
     this.#logger.info({ cert: this.#opts.tls.cert }, 'router TLS certificate reloaded');
     return true;
+  }
+
+  /** Counts of a mirroring run of the first (or only) service (`table.mirror.id`). */
+  mirrorReport(id: string): MirrorReport | null {
+    return this.#primary.mirrorReport(id);
   }
 
   /** Open connections, the limit and connections refused at it, per listener (the TLS listener counts as live). */
@@ -455,6 +473,7 @@ export class Router implements DataPlaneEngine {
     for (const l of this.#listeners) if ('closeAllConnections' in l.server) l.server.closeAllConnections();
     for (const s of this.#tlsSockets) s.destroy();
     await Promise.all(closing);
+    for (const svc of this.#services.values()) svc.mirror.close();
     for (const svc of this.#services.values()) await svc.upstreams.destroyAll();
     this.#listeners = [];
     this.#logger.info('router closed');
@@ -486,17 +505,34 @@ export class Router implements DataPlaneEngine {
     }
     const listener = l.name;
     // The binding moment: this request belongs to the snapshot current right now.
-    const route = listener === 'live' ? svc.live : svc.preview;
+    let route = listener === 'live' ? svc.live : svc.preview;
+    let extras: ExchangeExtras | null = null;
+    let counted = listener;
+    if (listener === 'live') {
+      if (this.#previewAccess !== null && svc.preview !== null && this.#previewAccess.allows(req)) {
+        // A tester on the live hostname: served and counted as preview traffic (never judged as live).
+        route = svc.preview;
+        counted = 'preview';
+        extras = { via: 'live' };
+      } else if (svc.split !== null) {
+        const sp = svc.split;
+        const c = chooseSplit(req, sp.share, sp.stickiness, this.#secureLive);
+        // Promise 2: a split colour with no healthy instance leaves its share on the live colour.
+        if (c.split && (route === null || sp.route.pick(svc.health, null) !== null)) route = sp.route;
+        if (c.setCookie !== null) extras = { setCookie: c.setCookie };
+      }
+      if (svc.mirrorOn && route !== null && route === svc.live) extras = { ...extras, mirror: true };
+    }
     if (route === null) {
       answer(res, 503, listener === 'live' ? 'no release is live yet' : 'no release is in preview', req);
       return;
     }
     const first = route.pick(svc.health, null);
     if (first === null) {
-      this.#noHealthy(svc, listener, route, req, res, startedAt);
+      this.#noHealthy(svc, counted, route, req, res, startedAt);
       return;
     }
-    new HttpExchange(svc.ctx, listener, route, req, res, startedAt).start(svc.lane(listener, route.color), first);
+    new HttpExchange(svc.ctx, counted, route, req, res, startedAt, extras).start(svc.lane(counted, route.color), first);
   }
 
   /** ACME HTTP-01 (RFC 8555 §8.3): the key authorization for a pending token; unknown tokens fall through to routing. */
@@ -525,7 +561,15 @@ export class Router implements DataPlaneEngine {
       return;
     }
     const listener = l.name;
-    const route = listener === 'live' ? svc.live : svc.preview;
+    let route = listener === 'live' ? svc.live : svc.preview;
+    if (listener === 'live') {
+      if (this.#previewAccess !== null && svc.preview !== null && this.#previewAccess.allows(req)) route = svc.preview;
+      else if (svc.split !== null) {
+        // The visitor cookie cannot be set on a 101 we relay: a visitor without one is split at random.
+        const sp = svc.split;
+        if (chooseSplit(req, sp.share, sp.stickiness, this.#secureLive).split && sp.route.pick(svc.health, null) !== null) route = sp.route;
+      }
+    }
     if (route === null) {
       writeRawFailure(socket, 503, listener === 'live' ? 'no release is live yet' : 'no release is in preview');
       return;

@@ -13,6 +13,8 @@ import type { HealthView } from '../health/types.ts';
 import { AddressSet } from '../lib/cidr.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { DrainReport, RequestRecord } from './data-plane.ts';
+import { Mirror, type MirrorReport } from './mirror.ts';
+import type { Color as SplitColor } from '../environments/types.ts';
 import type { ProxyContext } from './http-exchange.ts';
 import { Lane } from './lanes.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
@@ -46,6 +48,11 @@ export class ServiceRoutes {
   #table: RouteTable = EMPTY_ROUTE_TABLE;
   live: BoundRoute | null = null;
   preview: BoundRoute | null = null;
+  /** The gradual switch in force: its colour's bound route, share and stickiness; null: none. */
+  split: { route: BoundRoute; share: number; stickiness: NonNullable<RouteTable['split']>['stickiness'] } | null = null;
+  /** Mirroring is on (the table has a mirror spec and a preview colour to copy to). */
+  mirrorOn = false;
+  readonly mirror: Mirror;
   readonly #drainTimeoutMs: number;
   readonly #logger: Logger;
   /** The data-plane callback for `onRequest`; replaceable so plugins can attach after start. */
@@ -60,7 +67,9 @@ export class ServiceRoutes {
     this.upstreams = new UpstreamSet(o.pool, o.logger);
     const logger = o.logger;
     const health = o.health;
+    this.mirror = new Mirror(health);
     this.ctx = {
+      mirror: this.mirror,
       health,
       stats: this.stats,
       upstreams: this.upstreams,
@@ -96,13 +105,21 @@ export class ServiceRoutes {
     this.#table = table;
     this.live = bound.live;
     this.preview = bound.preview;
+    const split = table.split ?? null;
+    this.split = split !== null && bound.split !== null && split.share > 0 ? { route: bound.split, share: split.share, stickiness: split.stickiness } : null;
+    const mirror = table.mirror ?? null;
+    this.mirror.configure(mirror, bound.preview);
+    this.mirrorOn = mirror !== null && bound.preview !== null;
 
-    const from = prev.live?.color ?? null;
-    const to = table.live?.color ?? null;
-    // Instant rollback: the colour being drained is live again; its connections must stay.
-    if (to !== null) this.lane('live', to).cancelDrain();
+    // Colours that took live-listener traffic before and after (the live colour, and a split's).
+    const before = liveColors(prev);
+    const after = liveColors(table);
+    // Instant rollback: a colour being drained takes live traffic again; its connections must stay.
+    for (const c of after) this.lane('live', c).cancelDrain();
+    // At most one colour leaves the live listener per swap (there are two colours).
+    const from = before.find((c) => !after.includes(c)) ?? null;
     let drain: Promise<DrainReport> | null = null;
-    if (from !== null && from !== to) {
+    if (from !== null) {
       const lane = this.lane('live', from);
       this.#logger.info({ color: from, revision: table.revision, inFlight: lane.count }, 'draining the colour that left the live listener');
       drain = lane.startDrain(table.revision, this.#drainTimeoutMs).then((r) => {
@@ -111,7 +128,10 @@ export class ServiceRoutes {
       });
     }
     this.#logger.info(
-      { revision: table.revision, live: table.live && { color: table.live.color, version: table.live.version }, preview: table.preview && { color: table.preview.color, version: table.preview.version } },
+      {
+        revision: table.revision, live: table.live && { color: table.live.color, version: table.live.version }, preview: table.preview && { color: table.preview.color, version: table.preview.version },
+        ...(split ? { split: { color: split.route.color, share: split.share, stickiness: split.stickiness.kind } } : {}), ...(mirror ? { mirror: { id: mirror.id, sample: mirror.sample } } : {}),
+      },
       'route table swapped',
     );
     return { revision: table.revision, drain };
@@ -123,8 +143,21 @@ export class ServiceRoutes {
     return this.lane(listener, 'blue').count + this.lane(listener, 'green').count;
   }
 
+  /** Counts of a mirroring run (`table.mirror.id`); a plain object (it may cross a process boundary). */
+  mirrorReport(id: string): MirrorReport | null {
+    return this.mirror.report(id);
+  }
+
   /** Shutdown: pending drains end now, everything in flight is cut. */
   forceEnd(reason: string): void {
     for (const lane of this.lanes) lane.forceEnd(reason);
   }
+}
+
+/** Colours a table sends live-listener traffic to: the live colour, and a split's colour. */
+function liveColors(t: RouteTable): SplitColor[] {
+  const out: SplitColor[] = [];
+  if (t.live !== null) out.push(t.live.color);
+  if (t.split && t.split.share > 0 && !out.includes(t.split.route.color)) out.push(t.split.route.color);
+  return out;
 }
