@@ -26,11 +26,17 @@ export async function runUp(io: Io, configFile: string | undefined, opts: { keep
     throw err;
   }
   const s = daemon.controller.status();
+  const multi = daemon.services.length > 1 || (config.services?.length ?? 0) > 0;
+  const liveOf = (st: typeof s) => (st.live ? `${st.live.version} on ${st.live.color}` : 'nothing live yet');
   io.stdout.write([
-    `cutover ${config.app} is up`,
-    `  live     ${daemon.liveUrl()}${s.live ? `  → ${s.live.version} on ${s.live.color}` : '  (nothing live yet: cutover deploy VERSION --path DIR)'}`,
+    multi ? `cutover is up with ${daemon.services.length} service(s)` : `cutover ${config.app} is up`,
+    multi
+      ? `  live     ${daemon.liveUrl()}`
+      : `  live     ${daemon.liveUrl()}${s.live ? `  → ${s.live.version} on ${s.live.color}` : '  (nothing live yet: cutover deploy VERSION --path DIR)'}`,
+    ...(daemon.tlsUrl() ? [`  tls      ${daemon.tlsUrl()}  (HTTP/2 and HTTP/1.1)`] : []),
     `  preview  ${daemon.previewUrl() ?? 'off'}`,
     `  router   ${daemon.fleet ? `fleet: ${daemon.fleet.routers().length} router(s) registered in etcd (${config.fleet?.etcd.endpoints.join(', ')})` : daemon.childRouter ? `process ${daemon.childRouter.routers()[0]?.pid ?? '?'} (survives this one; logs: ${config.stateDir}/logs/router.log)` : 'in this process'}`,
+    ...(multi ? daemon.services.map((x) => `  service  ${x.name}: ${x.plan.hosts.join(', ')}  → ${liveOf(x.controller.status())}  (cutover deploy VERSION -s ${x.name} --path DIR)`) : []),
     `  admin    ${daemon.adminUrl()}  (token: ${daemon.tokenSource === 'env' ? 'CUTOVER_TOKEN' : tokenFile(config.stateDir)})`,
     ...daemon.warnings.map((w) => `  warning  ${w}`),
     '',

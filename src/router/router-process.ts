@@ -73,7 +73,7 @@ export function routerSettings(config: LoadedConfig, o: { id?: string; version: 
     responseTimeoutMs: r.responseTimeout,
     limits: { maxHeaderBytes: r.maxHeaderSize, maxHeaderCount: r.maxHeaderCount, maxUrlBytes: r.maxUrlLength, maxBodyBytes: r.maxBodySize, headersTimeoutMs: r.headersTimeout, requestTimeoutMs: r.requestTimeout },
     trustedProxies: r.trustedProxies,
-    tls: r.tls ?? null,
+    tls: r.tls?.cert !== undefined && r.tls.key !== undefined ? { cert: r.tls.cert, key: r.tls.key } : null,
     previewAccess: r.previewAccess ? { ...r.previewAccess, secret: r.previewAccess.secret ?? null } : null,
     health: { path: config.health.path, intervalMs: config.health.interval, timeoutMs: config.health.timeout, healthyThreshold: config.health.healthyThreshold, unhealthyThreshold: config.health.unhealthyThreshold },
     ...(o.maxConnections ? { maxConnections: o.maxConnections } : {}),
