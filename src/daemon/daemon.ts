@@ -186,21 +186,23 @@ export class Daemon {
       serviceMap: multi ? buildServiceMap(plans.map((p) => ({ name: p.name, hosts: p.hosts, paths: p.paths ?? undefined })), config.router.defaultService ?? null) : null,
     });
     // The data plane apart from this process (issue 10; docs/fleet.md): one service only for now.
-    if (multi && config.fleet) throw new CutoverError('CUTOVER_ERR_CONFIG', 'fleet: together with services: is not supported yet: remove one of them', { details: { field: 'fleet' } });
-    if (multi && opts.dataPlane === 'process') logger.warn('with services: the router runs inside this process (a router process serves one service for now)');
+    // What a router process does not serve yet: several services, the HTTP/2 TLS listener, ACME.
+    const inProcessOnly = multi ? 'services:' : config.router.tls?.listen ? 'router.tls.listen' : config.router.tls?.acme ? 'router.tls.acme' : null;
+    if (inProcessOnly !== null && opts.dataPlane === 'process') logger.warn(`with ${inProcessOnly} the router runs inside this process (a router process does not serve it yet)`);
+    if (inProcessOnly !== null && config.fleet) throw new CutoverError('CUTOVER_ERR_CONFIG', `fleet: together with ${inProcessOnly} is not supported yet: remove one of them`, { details: { field: 'fleet' } });
     let childRouter: ChildRouterPlane | null = null;
     let fleet: FleetDataPlane | null = null;
     let apart: ServiceRouter | null = null;
     const firstFns = parts[0].onRequestFns as ((r: RequestRecord) => void)[];
     const firstOnRequest = (r: RequestRecord) => { for (const f of firstFns) f(r); };
-    if (!multi && config.fleet) {
+    if (inProcessOnly === null && config.fleet) {
       // Fleet mode: this process runs no router; tables go to etcd and routers acknowledge them there.
       const f = new FleetDataPlane({ app: config.app, fleet: config.fleet, logger, addresses: { live: config.router.listen, preview: config.router.preview }, drainTimeoutMs: config.router.drainTimeout, onRequest: firstOnRequest });
       undo.push(() => f.close());
       await f.attach();
       fleet = f;
       apart = Object.assign(f, { name: plans[0].name }) as unknown as ServiceRouter;
-    } else if (!multi && opts.dataPlane === 'process') {
+    } else if (inProcessOnly === null && opts.dataPlane === 'process') {
       // Adopt the router that kept serving while no controller ran (kill -9, restart, upgrade), or
       // start one: before the controller exists, so that its revisions continue from the router's.
       // It inherits the descriptor limit raised above (rlimits pass to children).
