@@ -32,6 +32,7 @@ export function keepAliveLoad(origin: string, o: { connections?: number; path?: 
   return {
     count,
     stop: async () => {
+      if (stopped) return count; // idempotent: a test's t.after may stop it again
       stopped = true;
       await Promise.all(loops);
       await pool.close();

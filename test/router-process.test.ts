@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { BIN, TEST_TOKEN, alive, cli, freePort, freePorts, getJson, killAll, routersOf, serveShop, startDaemonProcess, staticConfigYaml, tempDir, waitFor, waitForHealth, writeConfig, type DaemonProcess } from './helpers.ts';
 import { keepAliveLoad } from './load.ts';
@@ -46,6 +47,7 @@ async function setup(t: import('node:test').TestContext) {
   return {
     dir, stateDir, live: `http://127.0.0.1:${ports.live}`, extra,
     start: async () => { daemon = await startDaemonProcess(dir); return daemon; },
+    daemon: () => daemon,
   };
 }
 
@@ -97,6 +99,7 @@ test('a router started by hand takes over the listeners under load: 0 failed, th
   assert.equal((await cli(['deploy', 'v1'], { cwd: s.dir })).code, 0);
   const oldPid = (await status(s.dir)).routers[0].pid;
   const load = keepAliveLoad(s.live, { connections: 16 });
+  t.after(() => load.stop());
   await waitFor(() => load.count.ok > 200, { what: 'load flowing' });
 
   // The upgrade path: a newer `cutover router` on the same config and stateDir.
@@ -107,7 +110,9 @@ test('a router started by hand takes over the listeners under load: 0 failed, th
   next.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
   await waitFor(() => out.includes('is up'), { what: `the new router to start: ${out}`, timeoutMs: 20_000 });
   await waitFor(() => !alive(oldPid), { what: 'the old router to drain and exit', timeoutMs: 20_000 });
-  const s2 = await waitFor(async () => { const st = await status(s.dir); return st.routers[0]?.pid === next.pid ? st : null; }, { what: 'the controller to re-attach to the new router', timeoutMs: 10_000 });
+  let seen: unknown = null;
+  const s2 = await waitFor(async () => { const st = await status(s.dir); seen = st.routers; return st.routers[0]?.pid === next.pid ? st : null; }, { what: 'the controller to re-attach to the new router', timeoutMs: 10_000 })
+    .catch((err: Error) => { throw new Error(`${err.message}: routers ${JSON.stringify(seen)}, new pid ${next.pid}\n${out.slice(-2000)}\n${readFileSync(path.join(s.stateDir, 'logs', 'router.log'), 'utf8').slice(-3000)}\nDAEMON ${s.daemon()?.output().slice(-3000)}`); });
   assert.equal(s2.routers.length, 1);
   const atTakeover = load.count.ok;
   await waitFor(() => load.count.ok > atTakeover + 300, { what: 'the new router serving' });

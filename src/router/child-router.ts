@@ -294,7 +294,7 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
       try {
         if (s !== null) { await this.#use(s); this.#log.info({ pid: this.#hello?.pid }, 're-attached to the router process'); return; }
         if (performance.now() > deadline) {
-          this.#log.error({ revision: this.#desired.revision }, 'no router process answers: starting one with the current table');
+          this.#log.error({ revision: this.#desired.revision, connect: lastConnectError }, 'no router process answers: starting one with the current table');
           await this.#use(await this.#spawnAndConnect());
           return;
         }
@@ -347,11 +347,14 @@ function nodeFlags(): string[] {
   }
 }
 
+/** Why the last connect to a control socket failed (logged when a router is started for want of one). */
+let lastConnectError = '';
+
 function tryConnect(socketPath: string): Promise<net.Socket | null> {
   return new Promise((resolve) => {
     const s = net.createConnection(socketPath);
     s.once('connect', () => { s.removeAllListeners('error'); resolve(s); });
-    s.once('error', () => resolve(null));
+    s.once('error', (err: NodeJS.ErrnoException) => { lastConnectError = err.code ?? err.message; resolve(null); });
   });
 }
 

@@ -82,7 +82,8 @@ export function decodeRecord(w: WireRecord): RequestRecord & { at: number } {
  */
 export function controlSocketPath(stateDir: string): string {
   const p = path.join(stateDir, 'router.sock');
-  if (Buffer.byteLength(p) <= 100) return p;
+  // Room for the `.<pid>` of each router's own socket file (router-process.ts) within 107 bytes.
+  if (Buffer.byteLength(p) <= 90) return p;
   return path.join(os.tmpdir(), `cutover-router-${createHash('sha256').update(stateDir).digest('hex').slice(0, 16)}.sock`);
 }
 

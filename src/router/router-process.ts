@@ -14,7 +14,7 @@
  * real one, or stop serving because a controller (or etcd) went away.
  */
 import { EventEmitter } from 'node:events';
-import { chmodSync, existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { HealthChecker } from '../health/health-checker.ts';
@@ -91,6 +91,8 @@ export interface RouterProcessEvents {
   exit: [reason: string];
 }
 
+let socketSerial = 0;
+
 export class RouterProcess extends EventEmitter<RouterProcessEvents> {
   readonly settings: RouterSettings;
   readonly router: Router;
@@ -99,8 +101,8 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
   readonly startedAt = Date.now();
   readonly #log: Logger;
   #control: net.Server | null = null;
-  /** Inode of the control socket file we created: closing the server unlinks the path, which must not remove a newer router's. */
-  #socketIno = -1;
+  /** Our own socket file (`router.sock.<pid>`); `router.sock` is a symlink to the current router's. */
+  #ownSocket: string | null = null;
   readonly #controllers = new Set<net.Socket>();
   /** Other receivers of the batches (fleet mode: the push to the controller's admin API). */
   readonly #sinks: ((b: StatsBatch) => void)[] = [];
@@ -296,32 +298,40 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
     };
   }
 
+  /**
+   * Listen on a socket file of our own (`router.sock.<pid>`) and point `router.sock` at it with a
+   * symlink swapped in by rename (atomic). Node unlinks a Unix socket's file whenever its server
+   * is closed, on exit too: with a file per process, an old router that exits after a takeover
+   * can only remove its own file, never the newer router's.
+   */
   async #listenControl(): Promise<void> {
-    // A stale socket file (a router that was killed) or the previous router's (it keeps its open
-    // socket and drains): the path is ours now.
-    if (existsSync(this.socketPath)) unlinkSync(this.socketPath);
+    // Per process and per instance (two in one process: the unit tests).
+    const own = `${this.socketPath}.${process.pid}${(++socketSerial).toString(36)}`;
+    try { unlinkSync(own); } catch { /* none */ }
     const server = net.createServer((socket) => this.#onController(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.socketPath, () => { server.off('error', reject); resolve(); });
+      server.listen(own, () => { server.off('error', reject); resolve(); });
     });
-    this.#control = server;
     // Only this user may send tables (the path may be under the shared temp dir for a long stateDir).
-    chmodSync(this.socketPath, 0o600);
-    this.#socketIno = statSync(this.socketPath).ino;
+    chmodSync(own, 0o600);
+    const link = `${own}.link`;
+    try { unlinkSync(link); } catch { /* none */ }
+    symlinkSync(path.basename(own), link);
+    renameSync(link, this.socketPath);
+    this.#control = server;
+    this.#ownSocket = own;
   }
 
-  /** Stop taking controller connections; unlink the socket path only while it is still ours. */
+  /** Stop taking controller connections; remove `router.sock` only while it still points at us. */
   #closeControl(): void {
     const server = this.#control;
     this.#control = null;
     if (server === null) return;
-    let ours = false;
-    try { ours = statSync(this.socketPath).ino === this.#socketIno; } catch { /* gone */ }
-    // Node unlinks a Unix socket's path when its server closes. After a takeover the path is the
-    // newer router's: keep our (unreachable) server open instead; it goes with the process.
-    if (ours) server.close();
-    else server.unref();
+    try {
+      if (this.#ownSocket !== null && readlinkSync(this.socketPath) === path.basename(this.#ownSocket)) unlinkSync(this.socketPath);
+    } catch { /* gone, or a newer router's */ }
+    server.close(); // removes our own socket file only
   }
 
   #onController(socket: net.Socket): void {
