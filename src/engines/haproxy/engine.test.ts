@@ -1,0 +1,245 @@
+/**
+ * The HAProxy engine against a real HAProxy (/usr/sbin/haproxy, installed by .ci/run) and real
+ * upstreams on loopback: switches and rollbacks under keep-alive load with 0 failed, instance
+ * changes, health mirroring, drains, per-colour stats from HAProxy's log, and a killed HAProxy
+ * started again serving the live colour. Every switch goes through the runtime API (the test
+ * checks the worker pid never changes).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { routes, sleep, startUpstream, type TestUpstream } from '../../router/test-support.ts';
+import type { RequestRecord } from '../../router/http-exchange.ts';
+import { HAProxyEngine, type EngineEvent } from './engine.ts';
+import type { HAProxySettings } from './config.ts';
+
+const HAPROXY = process.env.HAPROXY_BIN ?? '/usr/sbin/haproxy';
+
+/** A health view whose verdicts the test sets, emitting `change` like the HealthChecker. */
+class Health extends EventEmitter {
+  readonly down = new Set<string>();
+  isHealthy(id: string): boolean { return !this.down.has(id); }
+  reportFailure(): void {}
+  set(id: string, healthy: boolean): void {
+    if (healthy) this.down.delete(id); else this.down.add(id);
+    this.emit('change', id, healthy, 'test');
+  }
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+function settings(live: number, preview: number): HAProxySettings {
+  return {
+    listen: { host: '127.0.0.1', port: live }, preview: { host: '127.0.0.1', port: preview },
+    connectTimeoutMs: 2_000, responseTimeoutMs: 10_000, headersTimeoutMs: 5_000, clientKeepAliveMs: 10_000,
+    maxHeaderBytes: 16_384, maxHeaderCount: 100, maxUrlBytes: 8_192, maxBodyBytes: 1_048_576,
+    trustedProxies: [], threads: 1, logSample: 1, maxConnections: 4_096,
+  };
+}
+
+interface Rig {
+  engine: HAProxyEngine;
+  health: Health;
+  ups: Record<string, TestUpstream>;
+  live: string;
+  preview: string;
+  events: EngineEvent[];
+  records: RequestRecord[];
+  dir: string;
+}
+
+async function rig(t: { after: (fn: () => Promise<void> | void) => void }, o: { drainTimeoutMs?: number } = {}): Promise<Rig> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-haproxy-'));
+  const ups: Record<string, TestUpstream> = {};
+  for (const [c, i] of [['blue', 0], ['blue', 1], ['green', 0], ['green', 1]] as const) ups[`${c}-${i}`] = await startUpstream(c, i);
+  const [lp, pp] = [await freePort(), await freePort()];
+  const health = new Health();
+  const records: RequestRecord[] = [];
+  const engine = new HAProxyEngine({
+    stateDir: dir, binary: HAPROXY, settings: settings(lp, pp), drainTimeoutMs: o.drainTimeoutMs ?? 5_000, health,
+    onRequest: (r) => records.push(r),
+  });
+  const events: EngineEvent[] = [];
+  engine.onEvent = (e) => events.push(e);
+  t.after(async () => {
+    await engine.close();
+    for (const u of Object.values(ups)) await u.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { engine, health, ups, live: `http://127.0.0.1:${lp}`, preview: `http://127.0.0.1:${pp}`, events, records, dir };
+}
+
+const blue = (r: Rig, n = 2) => ({ color: 'blue' as const, version: 'v1', targets: [r.ups['blue-0'].target, r.ups['blue-1'].target].slice(0, n) });
+const green = (r: Rig, n = 2) => ({ color: 'green' as const, version: 'v2', targets: [r.ups['green-0'].target, r.ups['green-1'].target].slice(0, n) });
+
+async function get(url: string, agent?: http.Agent): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+  });
+}
+
+/** N keep-alive clients in a loop until stopped; counts answers by colour and every failure. */
+function load(url: string, connections: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const out = { ok: 0, failed: 0, colours: { blue: 0, green: 0 } as Record<string, number>, errors: [] as string[] };
+  let running = true;
+  const loops = Array.from({ length: connections }, async () => {
+    while (running) {
+      try {
+        const r = await get(url, agent);
+        const colour = r.body.split(' ')[0];
+        if (r.status === 200 && (colour === 'blue' || colour === 'green')) { out.ok++; out.colours[colour]++; } else { out.failed++; out.errors.push(`${r.status} ${r.body.slice(0, 60)}`); }
+      } catch (err) {
+        out.failed++;
+        out.errors.push((err as Error).message);
+      }
+    }
+  });
+  return { out, stop: async () => { running = false; await Promise.all(loops); agent.destroy(); } };
+}
+
+test('switches and rollbacks through the runtime API under keep-alive load fail 0 requests', { timeout: 60_000 }, async (t) => {
+  const r = await rig(t);
+  r.engine.swap(routes(blue(r), green(r)));
+  await r.engine.start();
+  assert.equal((await get(r.live)).body.split(' ')[0], 'blue');
+  assert.equal((await get(r.preview)).body.split(' ')[0], 'green');
+  const pid = /Pid: (\d+)/.exec(await r.engine.supervisor.api.exec('show info'))![1];
+  const l = load(r.live, 20);
+  await sleep(300);
+  for (let i = 0; i < 20; i++) {
+    const next = i % 2 === 0 ? routes(green(r), blue(r)) : routes(blue(r), green(r));
+    const { revision, drain } = r.engine.swap(next);
+    await r.engine.applied(revision);
+    const want = next.live!.color;
+    assert.equal((await get(r.live)).body.split(' ')[0], want, `switch ${i + 1} routes new requests to ${want}`);
+    assert.ok(drain, 'a switch drains the old colour');
+    await sleep(100);
+  }
+  await sleep(200);
+  await l.stop();
+  assert.equal(l.out.failed, 0, `failed: ${l.out.errors.slice(0, 5).join('; ')}`);
+  assert.ok(l.out.colours.blue > 50 && l.out.colours.green > 50, `both colours served: ${JSON.stringify(l.out.colours)}`);
+  const after = /Pid: (\d+)/.exec(await r.engine.supervisor.api.exec('show info'))![1];
+  assert.equal(after, pid, 'no reload: the same HAProxy worker served every switch');
+  // Per-colour statistics come from HAProxy's request log.
+  await sleep(200);
+  const now = Date.now();
+  const s = r.engine.stats.query('live', 'green', now - 60_000, now + 1_000);
+  assert.ok(s.requests > 50, `green requests counted from HAProxy's log: ${s.requests}`);
+  assert.equal(s.errorRate, 0);
+  assert.ok(r.records.some((x) => x.listener === 'live' && x.color === 'blue' && x.version === 'v1' && x.status === 200));
+});
+
+test('instance changes: add server, del server and a moved instance, without a reload', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t);
+  r.engine.swap(routes(blue(r, 1), null));
+  await r.engine.start();
+  const seen = async (n: number) => {
+    const ids = new Set<string>();
+    for (let i = 0; i < n; i++) ids.add((await get(r.live)).body.split(' ')[1]);
+    return ids;
+  };
+  assert.deepEqual([...await seen(6)], ['blue-0']);
+  let sw = r.engine.swap(routes(blue(r, 2), null));
+  await r.engine.applied(sw.revision);
+  assert.deepEqual([...await seen(10)].sort(), ['blue-0', 'blue-1'], 'the added instance takes traffic');
+  // blue-1 restarted on another port: same id, new address (here: green-1's server stands in).
+  const moved = { ...r.ups['green-1'].target, id: 'blue-1' };
+  sw = r.engine.swap(routes({ color: 'blue', version: 'v1', targets: [r.ups['blue-0'].target, moved] }, null));
+  await r.engine.applied(sw.revision);
+  const bodies = new Set<string>();
+  for (let i = 0; i < 10; i++) bodies.add((await get(r.live)).body);
+  assert.ok(bodies.has('green green-1'), `the moved instance is reached at its new address: ${[...bodies]}`);
+  sw = r.engine.swap(routes(blue(r, 1), null));
+  await r.engine.applied(sw.revision);
+  assert.deepEqual([...await seen(6)], ['blue-0'], 'the removed instance takes no traffic');
+  await sleep(600);
+  const state = await r.engine.supervisor.api.exec('show servers state live_blue');
+  assert.doesNotMatch(state, /blue-1/, 'the removed server is deleted once idle');
+  assert.match(readFileSync(r.engine.files.config, 'utf8'), /server blue-0 /);
+  assert.doesNotMatch(readFileSync(r.engine.files.config, 'utf8'), /server blue-1 /, 'the config file mirrors the table');
+});
+
+test('health verdicts are mirrored: an instance marked down takes no traffic; a colour with none answers 503', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t);
+  r.engine.swap(routes(blue(r), null));
+  await r.engine.start();
+  r.health.set('blue-1', false);
+  await sleep(100);
+  for (let i = 0; i < 8; i++) assert.equal((await get(r.live)).body, 'blue blue-0');
+  r.health.set('blue-0', false);
+  await sleep(100);
+  const res = await get(r.live);
+  assert.equal(res.status, 503);
+  assert.match(res.body, /no healthy instance of blue/);
+  r.health.set('blue-0', true);
+  await sleep(100);
+  assert.equal((await get(r.live)).status, 200);
+  await sleep(300);
+  const now = Date.now();
+  assert.ok(r.engine.stats.query('live', 'blue', now - 60_000, now + 1_000).errors['no-healthy'] >= 1, 'the 503 is counted as no-healthy');
+});
+
+test('drain: a slow request in flight on the old colour completes; at the timeout what remains is closed', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t, { drainTimeoutMs: 1_500 });
+  r.engine.swap(routes(blue(r), green(r)));
+  await r.engine.start();
+  const slow = get(`${r.live}/slow?ms=600`);
+  await sleep(150);
+  const sw = r.engine.swap(routes(green(r), blue(r)));
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green');
+  const report = await sw.drain!;
+  assert.equal((await slow).body.split(' ')[0], 'blue', 'the request in flight finished on blue');
+  assert.equal(report.completed, true);
+  assert.equal(report.color, 'blue');
+  assert.ok(report.durationMs >= 300, `drain waited for the slow request: ${report.durationMs} ms`);
+  // Now one that outlives the drain timeout.
+  const hang = get(`${r.live}/hang`).then(() => 'answered', (e: Error) => `cut: ${e.message}`);
+  await sleep(150);
+  const sw2 = r.engine.swap(routes(blue(r), green(r)));
+  const report2 = await sw2.drain!;
+  assert.equal(report2.completed, false);
+  assert.equal(report2.closedRequests, 1);
+  assert.match(await hang, /^cut|answered/);
+});
+
+test('HAProxy killed: the engine starts it again serving the live colour and reports the event', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t);
+  r.engine.swap(routes(blue(r), green(r)));
+  await r.engine.start();
+  const sw = r.engine.swap(routes(green(r), blue(r)));
+  await r.engine.applied(sw.revision);
+  const pid = r.engine.supervisor.masterPid!;
+  process.kill(-pid, 'SIGKILL');
+  const deadline = Date.now() + 10_000;
+  while (r.events.length === 0 && Date.now() < deadline) await sleep(50);
+  assert.equal(r.events[0]?.type, 'haproxy.restarted', JSON.stringify(r.events));
+  assert.match(r.events[0].reason, /serving green \(v2\)/);
+  assert.notEqual(r.engine.supervisor.masterPid, pid);
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green', 'the restarted HAProxy serves the live colour');
+  assert.equal((await get(r.preview)).body.split(' ')[0], 'blue');
+  // And it is driven as before.
+  const back = r.engine.swap(routes(blue(r), green(r)));
+  await r.engine.applied(back.revision);
+  assert.equal((await get(r.live)).body.split(' ')[0], 'blue');
+});
