@@ -44,7 +44,28 @@ const tlsSchema = z.strictObject({
 
 const cidr = z.string().refine((v) => parseCidr(v) !== null, { message: 'expected an address or CIDR range like "10.0.0.0/8" or "::1"' });
 
+/** `router.haproxy`: how the HAProxy engine runs HAProxy (docs/engines.md). */
+const haproxySchema = z.strictObject({
+  binary: z.string().min(1).default(d.DEFAULT_HAPROXY_BINARY),
+  /** HAProxy worker threads (`nbthread`). */
+  threads: z.int().min(1).max(64).default(1),
+  /** Log 1 request in N into the ring Cutover reads stats from (1 = every request). */
+  logSample: z.int().min(1).max(1_000).default(1),
+  maxConnections: z.int().min(16).default(d.DEFAULT_HAPROXY_MAX_CONNECTIONS),
+  /** false: attach to an HAProxy run by something else through `socket`; Cutover never starts, reloads or stops it. */
+  manage: z.boolean().default(true),
+  /** Admin-level stats socket; default <stateDir>/haproxy/admin.sock. */
+  socket: z.string().min(1).optional(),
+});
+
+const workers = z.union([z.literal('auto'), z.int().min(1).max(256)]);
+
 const routerSchema = z.strictObject({
+  /** Data plane: Cutover's own router, or HAProxy driven through its runtime API. */
+  engine: z.enum(['builtin', 'haproxy']).default('builtin'),
+  /** Builtin engine: data-plane threads on the same ports (SO_REUSEPORT); `auto` = one per CPU. */
+  workers: workers.default(1),
+  haproxy: haproxySchema.prefault({}),
   listen: address.prefault(d.DEFAULT_LISTEN),
   preview: address.prefault(d.DEFAULT_PREVIEW),
   drainTimeout: duration.default(d.DEFAULT_DRAIN_TIMEOUT_MS),
@@ -61,6 +82,7 @@ const routerSchema = z.strictObject({
   tls: tlsSchema.optional(),
 }).superRefine((v, ctx) => {
   if (v.requestTimeout > 0 && v.headersTimeout > v.requestTimeout) ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: 'must not be longer than router.requestTimeout' });
+  if (v.engine === 'haproxy' && v.workers !== 1) ctx.addIssue({ code: 'custom', path: ['workers'], message: 'is for the builtin engine; with engine "haproxy" use router.haproxy.threads' });
 });
 
 const adminSchema = z.strictObject({

@@ -35,6 +35,8 @@ export interface RouteSink {
   table(): RouteTable;
   swap(next: RouteTable): { revision: number; drain: Promise<DrainInfo> | null };
   addresses(): { live: { host: string; port: number }; preview: { host: string; port: number } | null };
+  /** Resolves once every part of the data plane has applied `revision` (HAProxy, worker threads); absent = on swap. */
+  applied?(revision: number): Promise<void>;
 }
 export interface DrainInfo { color: Color; durationMs: number; completed: boolean; closedRequests: number; closedWebSockets: number }
 
@@ -617,7 +619,9 @@ export class Controller extends EventEmitter<ControllerEvents> {
       // Write-ahead: if this throws (disk full, read-only), the router was never touched.
       this.commit({ environments: changes });
       crashPoint('switch', target.version); // test-only: committed, not yet swapped
-      const { drain } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      const { revision, drain } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      // A switch counts when the data plane says it applied it (HAProxy's runtime API, every worker thread).
+      if (this.router.applied) await this.router.applied(revision);
       const ms = performance.now() - t0;
       this.record({
         type: o.type ?? 'switch', deployment: o.deployment, phase: 'switch', actor: o.actor, color, version: target.version, durationMs: ms,

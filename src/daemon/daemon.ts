@@ -9,8 +9,8 @@ import { ProcessProvider } from '../environments/process-provider.ts';
 import { StaticProvider } from '../environments/static-provider.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
-import { Router } from '../router/router.ts';
 import type { RequestRecord } from '../router/router.ts';
+import { createDataPlane, type DataPlaneEngine } from '../engines/data-plane.ts';
 import { Controller, type HealthMonitor, hostPort } from '../controller/controller.ts';
 import type { PipelineHooks } from '../controller/hooks.ts';
 import { AdminServer, type ApiExtras } from '../api/server.ts';
@@ -36,14 +36,14 @@ export interface DaemonPlugins {
 
 /** Later modules (gates, analysis, migrations, telemetry) register here to be composed into the daemon. */
 /** May be async, so that a plugin loads its heavy dependencies (SQL parsers, database drivers) only when configured. */
-export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: Router; logger: Logger }) => DaemonPlugins | Promise<DaemonPlugins>;
+export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: DataPlaneEngine; logger: Logger }) => DaemonPlugins | Promise<DaemonPlugins>;
 
 export class Daemon {
   readonly config: LoadedConfig;
   readonly store: SqliteStore;
   readonly provider: EnvironmentProvider;
   readonly health: HealthChecker;
-  readonly router: Router;
+  readonly router: DataPlaneEngine;
   readonly controller: Controller;
   readonly api: AdminServer;
   readonly logger: Logger;
@@ -70,17 +70,8 @@ export class Daemon {
     });
     const provider = makeProvider(config, logger);
     const onRequestFns: ((r: RequestRecord) => void)[] = opts.onRequest ? [opts.onRequest] : [];
-    const router = new Router({
-      listen: config.router.listen, preview: config.router.preview,
-      drainTimeoutMs: config.router.drainTimeout, connectTimeoutMs: config.router.connectTimeout, responseTimeoutMs: config.router.responseTimeout,
-      limits: {
-        maxHeaderBytes: config.router.maxHeaderSize, maxHeaderCount: config.router.maxHeaderCount, maxUrlBytes: config.router.maxUrlLength,
-        maxBodyBytes: config.router.maxBodySize, headersTimeoutMs: config.router.headersTimeout, requestTimeoutMs: config.router.requestTimeout,
-      },
-      trustedProxies: config.router.trustedProxies, tls: config.router.tls ?? null,
-      health, logger,
-      onRequest: (r) => { for (const f of onRequestFns) f(r); },
-    });
+    // router.engine / router.workers (src/engines/data-plane.ts): builtin, builtin on N threads, or HAProxy.
+    const router = createDataPlane(config, { health, logger, onRequest: (r) => { for (const f of onRequestFns) f(r); } });
     const hooks: PipelineHooks = { ...(opts.hooks ?? {}) };
     const controller = new Controller({
       app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
@@ -89,6 +80,9 @@ export class Daemon {
     });
     // Promise 5: serve the recorded live colour first, before adoption or anything else.
     router.swap(controller.recoveredTable());
+    router.onEvent = (e) => {
+      try { controller.record({ type: e.type, actor: 'cutover', reason: e.reason, data: e.data ?? null }); } catch (err) { logger.error({ err: (err as Error).message, event: e.type }, 'could not record a data-plane event'); }
+    };
     await router.start();
     await controller.recover();
 
@@ -169,7 +163,8 @@ export class Daemon {
     } else {
       await this.provider.detach();
     }
-    await this.router.close();
+    // --keep-instances: an HAProxy engine keeps serving for the next daemon, which attaches to it.
+    await this.router.close({ keepRunning: !opts.stopInstances });
     await this.health.close();
     this.store.close();
   }

@@ -175,6 +175,9 @@ export class HAProxyEngine {
     if (!this.#started) return { revision: table.revision, drain: null };
     this.#writeFiles(table);
     const apply = this.#enqueue(() => this.#apply(table));
+    // Settle waiters of this revision even when the runtime API failed (HAProxy restarting: the
+    // restart applies the files, which already hold this table); the failure is logged.
+    void apply.then(() => this.#settle(table.revision));
     let drain: Promise<DrainReport> | null = null;
     if (from !== null && from !== to) {
       drain = new Promise<DrainReport>((resolve) => {
@@ -320,8 +323,12 @@ export class HAProxyEngine {
 
   #markApplied(revision: number): void {
     if (revision > this.#applied) this.#applied = revision;
-    const ready = this.#appliedWaiters.filter((w) => w.revision <= this.#applied);
-    this.#appliedWaiters = this.#appliedWaiters.filter((w) => w.revision > this.#applied);
+    this.#settle(this.#applied);
+  }
+
+  #settle(revision: number): void {
+    const ready = this.#appliedWaiters.filter((w) => w.revision <= revision);
+    this.#appliedWaiters = this.#appliedWaiters.filter((w) => w.revision > revision);
     for (const w of ready) w.resolve();
   }
 

@@ -1,0 +1,100 @@
+/**
+ * Picks the data plane `router.engine` (and `router.workers`) ask for: the builtin router in this
+ * thread, the builtin router on N worker threads, or HAProxy driven through its runtime API.
+ * All three offer the same surface to the daemon, the controller and the plugins.
+ *
+ * Owns: the choice and the translation of config into engine options. Must never: hold traffic
+ * logic of its own.
+ */
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import type { LoadedConfig } from '../config/schema.ts';
+import type { HealthView } from '../health/types.ts';
+import type { DrainReport } from '../router/lanes.ts';
+import type { RequestStats, ListenerName } from '../router/request-stats.ts';
+import type { RouteTable } from '../router/route-table.ts';
+import { CLIENT_KEEP_ALIVE_TIMEOUT_MS, Router, type RequestRecord, type RouterOptions } from '../router/router.ts';
+import type { Color } from '../environments/types.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { EventEmitter } from 'node:events';
+import { HAProxyEngine, type EngineEvent } from './haproxy/engine.ts';
+
+/** What the daemon, the controller and the plugins use of a data plane, whichever engine it is. */
+export interface DataPlaneEngine {
+  readonly stats: RequestStats;
+  table(): RouteTable;
+  swap(next: RouteTable): { revision: number; drain: Promise<DrainReport> | null };
+  addresses(): { live: { host: string; port: number }; preview: { host: string; port: number } | null };
+  inFlight(listener: ListenerName, color?: Color): number;
+  rejections(): Record<string, number>;
+  reloadTls(): boolean;
+  start(): Promise<void>;
+  /** `keepRunning`: leave an external data plane (HAProxy) serving for the next daemon. */
+  close(opts?: { keepRunning?: boolean }): Promise<void>;
+  /** Resolves when every part of the data plane has applied `revision` (absent: applied on swap). */
+  applied?(revision: number): Promise<void>;
+  /** Where the engine reports what happened to it (HAProxy restarted…); the daemon records it. */
+  onEvent?: (e: EngineEvent) => void;
+}
+
+export type { EngineEvent };
+
+export interface DataPlaneDeps {
+  health: HealthView & Partial<Pick<EventEmitter, 'on' | 'off'>>;
+  logger: Logger;
+  onRequest: (r: RequestRecord) => void;
+}
+
+/** The builtin router's options from the config. */
+export function routerOptions(config: LoadedConfig, deps: DataPlaneDeps): RouterOptions {
+  const r = config.router;
+  return {
+    listen: r.listen, preview: r.preview,
+    drainTimeoutMs: r.drainTimeout, connectTimeoutMs: r.connectTimeout, responseTimeoutMs: r.responseTimeout,
+    limits: {
+      maxHeaderBytes: r.maxHeaderSize, maxHeaderCount: r.maxHeaderCount, maxUrlBytes: r.maxUrlLength,
+      maxBodyBytes: r.maxBodySize, headersTimeoutMs: r.headersTimeout, requestTimeoutMs: r.requestTimeout,
+    },
+    trustedProxies: r.trustedProxies, tls: r.tls ?? null,
+    health: deps.health, logger: deps.logger, onRequest: deps.onRequest,
+  };
+}
+
+/** `router.workers` as a number (`auto`: one per CPU the process may use). */
+export function workerCount(w: number | 'auto'): number {
+  return w === 'auto' ? Math.max(1, availableParallelism()) : w;
+}
+
+export function createDataPlane(config: LoadedConfig, deps: DataPlaneDeps): DataPlaneEngine {
+  const r = config.router;
+  if (r.engine === 'haproxy') {
+    return new HAProxyEngine({
+      stateDir: config.stateDir,
+      binary: findBinary(r.haproxy.binary),
+      manage: r.haproxy.manage,
+      socket: r.haproxy.socket,
+      drainTimeoutMs: r.drainTimeout,
+      tls: r.tls ?? null,
+      health: deps.health,
+      logger: deps.logger,
+      onRequest: deps.onRequest,
+      settings: {
+        listen: r.listen, preview: r.preview,
+        connectTimeoutMs: r.connectTimeout, responseTimeoutMs: r.responseTimeout,
+        headersTimeoutMs: r.headersTimeout, clientKeepAliveMs: CLIENT_KEEP_ALIVE_TIMEOUT_MS,
+        maxHeaderBytes: r.maxHeaderSize, maxHeaderCount: r.maxHeaderCount, maxUrlBytes: r.maxUrlLength, maxBodyBytes: r.maxBodySize,
+        trustedProxies: r.trustedProxies, threads: r.haproxy.threads, logSample: r.haproxy.logSample, maxConnections: r.haproxy.maxConnections,
+      },
+    });
+  }
+  return new Router(routerOptions(config, deps));
+}
+
+/** A bare name is looked up on PATH, then in the sbin directories distributions put HAProxy in. */
+export function findBinary(name: string): string {
+  if (name.includes('/')) return name;
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin', '/sbin'];
+  for (const d of dirs) if (d !== '' && existsSync(path.join(d, name))) return path.join(d, name);
+  return name;
+}
