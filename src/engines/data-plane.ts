@@ -19,6 +19,7 @@ import type { Color } from '../environments/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { EventEmitter } from 'node:events';
 import { HAProxyEngine, type EngineEvent } from './haproxy/engine.ts';
+import { WorkerPool } from '../router/workers.ts';
 
 /** What the daemon, the controller and the plugins use of a data plane, whichever engine it is. */
 export interface DataPlaneEngine {
@@ -88,6 +89,8 @@ export function createDataPlane(config: LoadedConfig, deps: DataPlaneDeps): Data
       },
     });
   }
+  const workers = workerCount(r.workers);
+  if (workers > 1) return new WorkerPool({ ...routerOptions(config, deps), workers, health: deps.health });
   return new Router(routerOptions(config, deps));
 }
 

@@ -71,6 +71,11 @@ export interface RouterOptions {
    * preview listener stays plain HTTP (internal: gates and testers reach it on loopback).
    */
   tls?: TlsFiles | null;
+  /**
+   * Bind with SO_REUSEPORT, so that several routers (worker threads, `router.workers`) share the
+   * ports and the kernel spreads connections among them (Linux; Node ≥ 22.12).
+   */
+  reusePort?: boolean;
 }
 
 interface Listener {
@@ -175,7 +180,7 @@ export class Router {
       server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => this.#onClientError(err, socket));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(addr.port, addr.host, () => {
+        server.listen({ port: addr.port, host: addr.host, reusePort: this.#opts.reusePort === true }, () => {
           server.off('error', reject);
           resolve();
         });

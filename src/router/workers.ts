@@ -1,0 +1,262 @@
+/**
+ * The builtin router on every core (`router.workers: N|auto`): N worker threads, each a complete
+ * Router bound with SO_REUSEPORT to the same live and preview ports, each holding the same route
+ * table. The kernel spreads new connections among them.
+ *
+ * - swap: the table goes to every worker; `applied(revision)` resolves only when every worker has
+ *   acknowledged it (the same rule as a fleet of routers: a switch counts when all swapped), and
+ *   the drain resolves when every worker's drain did (completed only if all completed).
+ * - health: verdicts stay with the health checker in this thread; workers get each change, and
+ *   their passive failure reports come back here.
+ * - stats: workers send finished requests in batches (every 50 ms); they are counted here, into
+ *   one RequestStats and the same request hook, so gates, analysis and metrics see one router.
+ *
+ * Owns: the threads and the fan-out/fan-in. Must never: swap a worker out of order, or report a
+ * revision applied before every worker acknowledged it.
+ */
+import { Worker } from 'node:worker_threads';
+import type { EventEmitter } from 'node:events';
+import type { Color } from '../environments/types.ts';
+import type { HealthView } from '../health/types.ts';
+import { silentLogger, type Logger } from '../telemetry/logger.ts';
+import type { DrainReport } from './lanes.ts';
+import { RequestStats, type ListenerName } from './request-stats.ts';
+import { EMPTY_ROUTE_TABLE, freezeTable, type RouteTable } from './route-table.ts';
+import type { RequestRecord, RouterOptions } from './router.ts';
+import { decodeRecords, RECORD_SLOTS, type FromWorker, type ToWorker, type WorkerInit } from './worker-protocol.ts';
+
+/** A worker that does not acknowledge a revision within this time is reported (the switch waits on). */
+export const WORKER_ACK_WARN_MS = 2_000;
+
+type Addresses = { live: { host: string; port: number }; preview: { host: string; port: number } | null };
+
+interface Slot {
+  worker: Worker;
+  revision: number;
+  inFlight: number[];
+  rejections: Record<string, number>;
+  /** Requests this worker finished (for tests and the bench: the kernel spreads connections). */
+  served: number;
+  closed: Promise<void>;
+}
+
+interface PendingDrain {
+  revision: number;
+  reports: DrainReport[];
+  resolve: (r: DrainReport) => void;
+}
+
+export interface WorkerPoolOptions extends RouterOptions {
+  workers: number;
+  health: HealthView & Partial<Pick<EventEmitter, 'on' | 'off'>>;
+}
+
+export class WorkerPool {
+  readonly stats = new RequestStats();
+  readonly #o: WorkerPoolOptions;
+  readonly #logger: Logger;
+  #slots: Slot[] = [];
+  #table: RouteTable = EMPTY_ROUTE_TABLE;
+  #addresses: Addresses;
+  #waiters: { revision: number; resolve: () => void }[] = [];
+  #drains = new Map<number, PendingDrain>();
+  #tlsWaiters: ((r: { ok: boolean; error: string | null }) => void)[] = [];
+  #closed = false;
+  #onHealth = (id: string, healthy: boolean) => this.#broadcast({ type: 'health', id, healthy });
+
+  constructor(o: WorkerPoolOptions) {
+    this.#o = o;
+    this.#logger = (o.logger ?? silentLogger).child({ component: 'router-workers' });
+    this.#addresses = { live: o.listen, preview: o.preview };
+  }
+
+  get size(): number {
+    return this.#o.workers;
+  }
+
+  table(): RouteTable {
+    return this.#table;
+  }
+
+  addresses(): Addresses {
+    return this.#addresses;
+  }
+
+  /** Starts the workers one after the other: the first binds (port 0 → a real port), the rest join it. */
+  async start(): Promise<void> {
+    if (this.#slots.length > 0) return;
+    const { health, logger, onRequest, workers, ...rest } = this.#o;
+    void logger;
+    for (let i = 0; i < workers; i++) {
+      const options = { ...rest, listen: this.#addresses.live, preview: this.#addresses.preview, reusePort: true };
+      const init: WorkerInit = {
+        index: i, options, table: this.#table, down: this.#downIds(), logLevel: this.#logger.level, wantRecords: true,
+      };
+      const worker = new Worker(new URL('./worker-entry.ts', import.meta.url), { workerData: init });
+      const slot: Slot = { worker, revision: this.#table.revision, inFlight: [0, 0, 0, 0], rejections: {}, served: 0, closed: new Promise((r) => worker.once('exit', () => r())) };
+      const listening = new Promise<Addresses>((resolve, reject) => {
+        worker.on('message', (m: FromWorker) => {
+          if (m.type === 'listening') resolve(m.addresses);
+          else if (m.type === 'failed') reject(new Error(`router worker ${i} could not listen: ${m.error}`));
+          else this.#onMessage(slot, m);
+        });
+        worker.once('error', (err) => reject(err));
+        worker.once('exit', (code) => {
+          reject(new Error(`router worker ${i} exited with code ${code}`));
+          if (!this.#closed) this.#logger.error({ worker: i, code }, 'router worker exited');
+        });
+      });
+      this.#slots.push(slot);
+      const a = await listening;
+      if (i === 0) this.#addresses = a;
+    }
+    health.on?.('change', this.#onHealth);
+    this.#logger.info({ workers, addresses: this.#addresses }, 'router listening on worker threads');
+  }
+
+  swap(next: RouteTable): { revision: number; drain: Promise<DrainReport> | null } {
+    const table = Object.isFrozen(next) ? next : freezeTable(next);
+    const prev = this.#table;
+    this.#table = table;
+    if (this.#slots.length === 0) return { revision: table.revision, drain: null };
+    const from = prev.live?.color ?? null;
+    const to = table.live?.color ?? null;
+    let drain: Promise<DrainReport> | null = null;
+    if (from !== null && from !== to) {
+      drain = new Promise((resolve) => this.#drains.set(table.revision, { revision: table.revision, reports: [], resolve }));
+    }
+    this.#broadcast({ type: 'swap', table });
+    const warn = setTimeout(() => {
+      const late = this.#slots.map((s, i) => (s.revision < table.revision ? i : -1)).filter((i) => i >= 0);
+      if (late.length > 0) this.#logger.warn({ revision: table.revision, workers: late }, 'router workers have not acknowledged the revision yet');
+    }, WORKER_ACK_WARN_MS);
+    warn.unref();
+    void this.applied(table.revision).then(() => clearTimeout(warn));
+    return { revision: table.revision, drain };
+  }
+
+  /** Resolves once every worker has acknowledged `revision` (or a later one). */
+  applied(revision: number): Promise<void> {
+    if (this.#minRevision() >= revision) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ revision, resolve }));
+  }
+
+  inFlight(listener: ListenerName, color?: Color): number {
+    const base = listener === 'live' ? 0 : 2;
+    let n = 0;
+    for (const s of this.#slots) n += color === undefined ? s.inFlight[base] + s.inFlight[base + 1] : s.inFlight[base + (color === 'blue' ? 0 : 1)];
+    return n;
+  }
+
+  /** Requests finished by each worker so far. */
+  served(): number[] {
+    return this.#slots.map((s) => s.served);
+  }
+
+  rejections(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const s of this.#slots) for (const [k, v] of Object.entries(s.rejections)) out[k] = (out[k] ?? 0) + v;
+    return out;
+  }
+
+  /** Every worker re-reads the certificate; throws (the current one stays) if any refused it. */
+  reloadTls(): boolean {
+    if (!this.#o.tls) return false;
+    this.#broadcast({ type: 'reloadTls' });
+    return true;
+  }
+
+  /** Like reloadTls, and resolves with every worker's answer. */
+  reloadTlsAll(): Promise<{ ok: boolean; error: string | null }[]> {
+    const answers = this.#slots.map(() => new Promise<{ ok: boolean; error: string | null }>((r) => this.#tlsWaiters.push(r)));
+    this.reloadTls();
+    return Promise.all(answers);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#o.health.off?.('change', this.#onHealth);
+    this.#broadcast({ type: 'close' });
+    await Promise.all(this.#slots.map((s) => Promise.race([s.closed, new Promise<void>((r) => setTimeout(r, 10_000).unref())])));
+    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+    for (const d of this.#drains.values()) d.resolve(merge(d.reports, d.revision, this.#table));
+    this.#drains.clear();
+    this.#logger.info('router workers closed');
+  }
+
+  // ── internals ──
+
+  #broadcast(m: ToWorker): void {
+    for (const s of this.#slots) s.worker.postMessage(m);
+  }
+
+  #downIds(): string[] {
+    const ids: string[] = [];
+    for (const r of [this.#table.live, this.#table.preview]) for (const t of r?.targets ?? []) if (!this.#o.health.isHealthy(t.id)) ids.push(t.id);
+    return ids;
+  }
+
+  #minRevision(): number {
+    let min = Infinity;
+    for (const s of this.#slots) min = Math.min(min, s.revision);
+    return min === Infinity ? this.#table.revision : min;
+  }
+
+  #onMessage(slot: Slot, m: FromWorker): void {
+    switch (m.type) {
+      case 'records': {
+        slot.inFlight = m.inFlight;
+        slot.rejections = m.rejections;
+        slot.served += m.records.length / RECORD_SLOTS;
+        const hook = this.#o.onRequest;
+        decodeRecords(m.records, (r: RequestRecord) => {
+          this.stats.record(r.listener, r.color, r.status, r.durationMs, r.error);
+          if (hook !== undefined) {
+            try { hook(r); } catch { /* a metrics hook must not break the data plane */ }
+          }
+        });
+        break;
+      }
+      case 'swapped': {
+        slot.revision = Math.max(slot.revision, m.revision);
+        const min = this.#minRevision();
+        const ready = this.#waiters.filter((w) => w.revision <= min);
+        this.#waiters = this.#waiters.filter((w) => w.revision > min);
+        for (const w of ready) w.resolve();
+        break;
+      }
+      case 'drain': {
+        const d = this.#drains.get(m.revision);
+        if (d === undefined) break;
+        d.reports.push(m.report);
+        if (d.reports.length === this.#slots.length) {
+          this.#drains.delete(m.revision);
+          d.resolve(merge(d.reports, m.revision, this.#table));
+        }
+        break;
+      }
+      case 'failure':
+        this.#o.health.reportFailure(m.id, m.reason);
+        break;
+      case 'tlsReloaded':
+        this.#tlsWaiters.shift()?.(m);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+/** One report for the pool: completed only when every worker's drain completed. */
+function merge(reports: DrainReport[], revision: number, table: RouteTable): DrainReport {
+  const first = reports[0];
+  return {
+    color: first?.color ?? (table.live?.color === 'blue' ? 'green' : 'blue'),
+    revision,
+    durationMs: Math.max(0, ...reports.map((r) => r.durationMs)),
+    completed: reports.length > 0 && reports.every((r) => r.completed),
+    closedRequests: reports.reduce((n, r) => n + r.closedRequests, 0),
+    closedWebSockets: reports.reduce((n, r) => n + r.closedWebSockets, 0),
+  };
+}
