@@ -19,6 +19,7 @@ import type { Color } from '../environments/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { EventEmitter } from 'node:events';
 import { HAProxyEngine, type EngineEvent } from './haproxy/engine.ts';
+import type { HAProxySettings } from './haproxy/config.ts';
 import { WorkerPool } from '../router/workers.ts';
 
 /** What the daemon, the controller and the plugins use of a data plane, whichever engine it is. */
@@ -80,18 +81,24 @@ export function createDataPlane(config: LoadedConfig, deps: DataPlaneDeps): Data
       health: deps.health,
       logger: deps.logger,
       onRequest: deps.onRequest,
-      settings: {
-        listen: r.listen, preview: r.preview,
-        connectTimeoutMs: r.connectTimeout, responseTimeoutMs: r.responseTimeout,
-        headersTimeoutMs: r.headersTimeout, clientKeepAliveMs: CLIENT_KEEP_ALIVE_TIMEOUT_MS,
-        maxHeaderBytes: r.maxHeaderSize, maxHeaderCount: r.maxHeaderCount, maxUrlBytes: r.maxUrlLength, maxBodyBytes: r.maxBodySize,
-        trustedProxies: r.trustedProxies, threads: r.haproxy.threads, logSample: r.haproxy.logSample, maxConnections: r.haproxy.maxConnections,
-      },
+      settings: haproxySettings(config),
     });
   }
   const workers = workerCount(r.workers);
   if (workers > 1) return new WorkerPool({ ...routerOptions(config, deps), workers, health: deps.health });
   return new Router(routerOptions(config, deps));
+}
+
+/** What the HAProxy configuration is rendered from (config.ts), from cutover.yaml's router keys. */
+export function haproxySettings(config: Pick<LoadedConfig, 'router'>): HAProxySettings {
+  const r = config.router;
+  return {
+    listen: r.listen, preview: r.preview,
+    connectTimeoutMs: r.connectTimeout, responseTimeoutMs: r.responseTimeout,
+    headersTimeoutMs: r.headersTimeout, clientKeepAliveMs: CLIENT_KEEP_ALIVE_TIMEOUT_MS,
+    maxHeaderBytes: r.maxHeaderSize, maxHeaderCount: r.maxHeaderCount, maxUrlBytes: r.maxUrlLength, maxBodyBytes: r.maxBodySize,
+    trustedProxies: r.trustedProxies, threads: r.haproxy.threads, logSample: r.haproxy.logSample, maxConnections: r.haproxy.maxConnections,
+  };
 }
 
 /** A bare name is looked up on PATH, then in the sbin directories distributions put HAProxy in. */

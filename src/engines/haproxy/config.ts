@@ -66,6 +66,15 @@ export interface HAProxySettings {
   maxConnections: number;
 }
 
+/**
+ * Options every server added at run time gets. HAProxy 2.6 gives a dynamic server (`add server`)
+ * none of a config server's idle-connection defaults: without these, under concurrent keep-alive
+ * load it opened a new upstream connection per request (measured: 0 reused of 17,828, about 3×
+ * the CPU per request). These are the config-file defaults (unlimited idle connections, purged
+ * after 5 s).
+ */
+export const DYNAMIC_SERVER_OPTIONS = 'pool-max-conn -1 pool-purge-delay 5s';
+
 /** Server line options every server gets, in the config file and in `add server`. */
 export function serverArgs(host: string, port: number): string {
   return `${addr(host)}:${port}`;

@@ -163,6 +163,13 @@ test('instance changes: add server, del server and a moved instance, without a r
   let sw = r.engine.swap(routes(blue(r, 2), null));
   await r.engine.applied(sw.revision);
   assert.deepEqual([...await seen(10)].sort(), ['blue-0', 'blue-1'], 'the added instance takes traffic');
+  // A server added at run time keeps idle upstream connections like a config server (HAProxy 2.6
+  // gives dynamic servers none by default: a new upstream connection per request under load).
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  await Promise.all(Array.from({ length: 16 }, async () => { for (let i = 0; i < 25; i++) await get(r.live, agent); }));
+  agent.destroy();
+  const row = (await r.engine.supervisor.api.stat()).find((x) => x.pxname === 'live_blue' && x.svname === 'blue-1')!;
+  assert.ok(Number(row.connect) * 4 < Number(row.stot), `the added server reuses upstream connections: ${row.connect} connections for ${row.stot} requests (reuse ${row.reuse})`);
   // blue-1 restarted on another port: same id, new address (here: green-1's server stands in).
   const moved = { ...r.ups['green-1'].target, id: 'blue-1' };
   sw = r.engine.swap(routes({ color: 'blue', version: 'v1', targets: [r.ups['blue-0'].target, moved] }, null));

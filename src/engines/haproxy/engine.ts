@@ -31,7 +31,7 @@ import { EMPTY_ROUTE_TABLE, freezeTable, type ColorRoute, type RouteTable, type 
 import type { RequestRecord } from '../../router/http-exchange.ts';
 import { silentLogger, type Logger } from '../../telemetry/logger.ts';
 import { readFileSync } from 'node:fs';
-import { BACKENDS, backendOf, noHealthyErrorFile, renderConfig, renderMap, serverArgs, type BackendName, type HAProxyFiles, type HAProxySettings } from './config.ts';
+import { BACKENDS, DYNAMIC_SERVER_OPTIONS, backendOf, noHealthyErrorFile, renderConfig, renderMap, serverArgs, type BackendName, type HAProxyFiles, type HAProxySettings } from './config.ts';
 import { RequestLogReader, type LoggedRequest } from './request-log.ts';
 import { num, runtimeErrors, type StatRow } from './runtime.ts';
 import { HAProxySupervisor } from './supervisor.ts';
@@ -297,7 +297,7 @@ export class HAProxyEngine {
         const a = serverArgs(t.host, t.port);
         const state = this.#o.health.isHealthy(id) ? 'ready' : 'maint';
         if (!have.has(id)) {
-          cmds.push(`add server ${b}/${id} ${a}`);
+          cmds.push(`add server ${b}/${id} ${a} ${DYNAMIC_SERVER_OPTIONS}`);
           cmds.push(`set server ${b}/${id} state ${state}`);
         } else if (have.get(id) !== a) {
           cmds.push(`set server ${b}/${id} addr ${t.host} port ${t.port}`);
