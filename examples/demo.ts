@@ -3,10 +3,10 @@
  * release v2 under load and report what happened. Everything runs on loopback in a temp dir.
  *
  *   npm run demo            (about 15 seconds)
- *   npm run demo -- --connections 100 --keep
+ *   npm run demo -- --connections 100 --keep    (leaves the daemon running to try the CLI on it)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,16 +37,26 @@ function run(cmd: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<number
   });
 }
 
-function startDaemon(cwd: string, env: NodeJS.ProcessEnv): Promise<ChildProcess> {
+/**
+ * `cutover up` writing to <dir>/daemon.log, not to pipes of ours: with --keep it outlives this
+ * script (own session, so a ^C here does not reach it) and the script returns to the prompt.
+ */
+function startDaemon(cwd: string, env: NodeJS.ProcessEnv, keep: boolean): Promise<ChildProcess> {
+  const logFile = path.join(cwd, 'daemon.log');
+  const fd = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [BIN, 'up'], { cwd, env: { ...env, CUTOVER_LOG_LEVEL: 'warn' }, stdio: ['ignore', fd, fd], detached: keep });
+  closeSync(fd);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'up'], { cwd, env: { ...env, CUTOVER_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('is up')) { process.stdout.write(out.replace(/^/gm, '  ')); resolve(child); }
-    });
-    child.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
-    child.on('exit', (code) => reject(new Error(`cutover up exited with ${code}\n${out}`)));
+    const onExit = (code: number | null) => { clearInterval(poll); reject(new Error(`cutover up exited with ${code}\n${readFileSync(logFile, 'utf8')}`)); };
+    child.once('exit', onExit);
+    const poll = setInterval(() => {
+      const out = readFileSync(logFile, 'utf8');
+      if (!out.includes(' is up')) return;
+      clearInterval(poll);
+      child.off('exit', onExit);
+      process.stdout.write(out.replace(/^/gm, '  '));
+      resolve(child);
+    }, 50);
   });
 }
 
@@ -80,7 +90,7 @@ async function main(): Promise<number> {
   delete env.CUTOVER_ADMIN_URL;
 
   console.log(`\n== Cutover demo (state and config in ${dir})\n`);
-  const daemon = await startDaemon(dir, env);
+  const daemon = await startDaemon(dir, env, args.keep === true);
   const live = `http://127.0.0.1:${ports.live}`;
   try {
     console.log('\n== 1. deploy v1 (first release)\n');
@@ -121,17 +131,27 @@ async function main(): Promise<number> {
     console.log(`  requests failed   ${failed}`);
     console.log(`  2 s requests      ${b.requests.total} completed across the switch`);
     console.log(`  time to switch    ${switchMs === null ? '?' : `${switchMs.toFixed(2)} ms`} (whole deploy ${(deployMs / 1000).toFixed(1)} s)`);
-    console.log(`  answers by version ${[...versions].map(([v, n]) => `${v}: ${n}`).join(', ')}`);
+    console.log(`  answers by version ${[...versions].map(([v, n]) => `${v}: ${n}`).join(', ')}  (from a sampler: GET /version every 20 ms beside the load, not counted above)`);
     console.log(`  live version      ${status.live?.version} on ${status.live?.color} (standby ${status.standby?.version} on ${status.standby?.color}, warm for instant rollback)`);
-    console.log(`\n  try it yourself: cd ${dir} && npx cutover status   (with --keep)\n`);
     return code === 0 && failed === 0 && status.live?.version === 'v2' ? 0 : 1;
   } finally {
     if (args.keep) {
-      console.log(`  --keep: the daemon keeps running (pid ${daemon.pid}); stop it with kill ${daemon.pid}`);
+      // `npx cutover` only works inside the checkout, and the Node.js on PATH may be too old:
+      // name the command by this very Node.js and the checkout's bin.
+      console.log(`\n  --keep: the daemon keeps running (pid ${daemon.pid}, log ${path.join(dir, 'daemon.log')}). Try it:`);
+      console.log(`    cd ${dir}`);
+      console.log(`    alias cutover='${process.execPath} ${BIN}'`);
+      console.log('    cutover status; cutover rollback; cutover history');
+      console.log(`  stop it with: kill ${daemon.pid}   (it stops its instances; then rm -r ${dir})\n`);
       daemon.unref();
     } else {
-      await new Promise<void>((resolve) => { daemon.once('exit', () => resolve()); daemon.kill('SIGTERM'); });
+      await new Promise<void>((resolve) => {
+        if (daemon.exitCode !== null || daemon.signalCode !== null) { resolve(); return; }
+        daemon.once('exit', () => resolve());
+        daemon.kill('SIGTERM');
+      });
       rmSync(dir, { recursive: true, force: true });
+      console.log('\n  (the demo\'s daemon and temp dir are gone; `npm run demo -- --keep` leaves them running to try the CLI)\n');
     }
   }
 }

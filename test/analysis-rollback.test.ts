@@ -21,10 +21,21 @@ function intervals(h: Harness, d: DeploymentRecord): EventRecord[] {
   return h.events(d.id).filter((e) => e.type === 'analysis');
 }
 
+/**
+ * The latency limit of this judgement is built so that neither claim below depends on how busy
+ * the machine is (issue 16: with the defaults, an identical release failed on a busy 2-core
+ * machine, p95 27.6ms > limit 24ms in a 1 s interval). Contention adds about the same delay to
+ * the baseline and to the candidate, so the limit is additive: baseline + 100 ms (relative 1),
+ * halfway between "identical" (+0) and "200 ms slower" (+200), with ~100 ms of margin on each side
+ * whatever the baseline; a relative factor would eat that margin as a busy baseline grows. p99 is
+ * off: of ~80 requests an interval it is the slowest one, i.e. a single scheduler stall.
+ */
+const LATENCY = '  maxLatency: { p95: { relative: 1, slack: 100ms }, p99: false }';
+
 describe('under live load', () => {
   let h: Harness;
   before(async () => {
-    h = await startHarness(`${GATES}\nanalysis:\n  window: 4s\n  interval: 1s\n  minRequests: 20\n  baseline: 3s\n  failureLimit: 1\n`);
+    h = await startHarness(`${GATES}\nanalysis:\n  window: 4s\n  interval: 1s\n  minRequests: 20\n  baseline: 3s\n  failureLimit: 1\n${LATENCY}\n`);
     assert.equal((await h.deploy('v1')).status, 'succeeded');
     h.liveLoad({ rate: 100, connections: 20 });
     await sleep(1_500); // the baseline: v1's live traffic before the next switch
@@ -56,7 +67,9 @@ describe('under live load', () => {
   test('a release slower by 200 ms is rolled back by the latency check', async () => {
     const d = await h.deploy('v3-slow200');
     assert.equal(d.status, 'rolled-back', d.error?.message);
-    assert.match(d.error!.message, /^analysis failed: p95 2\d\dms > limit [\d.]+ms \(baseline [\d.]+ms × 1\.5 \+ 20ms\); p99 2\d\dms > limit [\d.]+ms/);
+    assert.match(d.error!.message, /^analysis failed: p95 [\d.]+ms > limit [\d.]+ms \(baseline [\d.]+ms × 1 \+ 100ms\)/);
+    const p95 = Number(/p95 ([\d.]+)ms/.exec(d.error!.message)![1]);
+    assert.ok(p95 >= 200, `the release's own 200 ms are in its p95 (${p95} ms)`);
     assert.equal(h.daemon.controller.status().live!.version, 'v1');
   });
 

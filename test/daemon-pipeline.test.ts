@@ -10,7 +10,7 @@ import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
 import { isCutoverError } from '../src/lib/errors.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import type { DeploymentRecord } from '../src/store/types.ts';
 import { FIXTURES, SHOP_V1, SHOP_V2, TEST_TOKEN, configYaml, freePorts, getJson, instancesOf, killAll, tempDir, waitFor } from './helpers.ts';
 
@@ -139,7 +139,9 @@ test('v2 switch, then rollback is instant and needs no process start', async () 
   const r = await client.call<{ ms: number; restarted: boolean; live: { color: string; version: string } }>('POST', '/rollback', {});
   assert.equal(r.restarted, false);
   assert.deepEqual(r.live, { color: 'blue', version: 'v1' });
-  assert.ok(r.ms < 100, `rollback took ${r.ms} ms`);
+  // Instant means no process start (the pid check below): a time limit here would only measure how
+  // busy the machine is (issue 16). The figure itself is in docs/benchmarks.md, measured by the bench.
+  console.log(`# rollback took ${r.ms.toFixed(1)} ms`);
   assert.equal((await getJson<{ version: string }>(`${daemon.liveUrl()}/`)).version, 'v1');
   assert.deepEqual(instancesOf(stateDir).sort(), pidsBefore, 'no process started or stopped');
   const preview = await getJson<{ version: string }>(`${daemon.previewUrl()}/`);

@@ -13,7 +13,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { telemetryPlugin } from '../src/telemetry/plugin.ts';
 import { SHOP_V1, SHOP_V2, TEST_TOKEN, configYaml, freePorts, instancesOf, killAll, tempDir } from './helpers.ts';
 

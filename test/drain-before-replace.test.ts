@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { SHOP_V1, SHOP_V2, TEST_TOKEN, configYaml, freePorts, get, instancesOf, killAll, tempDir } from './helpers.ts';
 
 test('a deployment waits for the draining colour before replacing it; the slow request completes', async () => {

@@ -37,7 +37,7 @@ test('a candidate that crashes while starting fails its deployment at once (not 
     assert.ok(took < 10_000, `failed after ${Math.round(took)} ms`);
     const last = await latest(env.dir);
     assert.equal(last.status, 'failed');
-    assert.match(last.error?.message ?? '', /candidate instance green-\d of v2 exited \(code 3\) during (provision|health)/);
+    assert.match(last.error?.message ?? '', /candidate instance green-\d of v2 exited with code 3 during (provision|health); last log line: "fatal: cannot start" \(log: .*green-\d\.log\)/);
     assert.equal(instancesOf(env.stateDir).length, 2, 'only v1 runs');
     const r = await request(`${env.live}/`);
     assert.equal(((await r.body.json()) as { version: string }).version, 'v1');
@@ -75,7 +75,7 @@ test('a candidate that crashes during its gates: the gate is cut short, the depl
     const last = await latest(env.dir);
     assert.equal(last.status, 'failed');
     assert.equal(last.phase, 'gates');
-    assert.match(last.error?.message ?? '', /candidate instance green-\d of v2 exited \(code 1\) during gates/);
+    assert.match(last.error?.message ?? '', /candidate instance green-\d of v2 exited with code 1 during gates; it wrote nothing to its log \(log: .*green-\d\.log\)/);
     assert.deepEqual([...versions.keys()], ['v1'], `answers: ${JSON.stringify([...versions])}`);
     await waitFor(() => instancesOf(env.stateDir).length === 2, { what: 'the candidate gone' });
   } finally {

@@ -11,7 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import { request } from 'undici';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { freePort, freePorts, get, getJson, serveShop, staticConfigYaml, tempDir, TEST_TOKEN, waitFor, waitForHealth } from './helpers.ts';
 
 test('with the state database refusing writes, rollback, promote, deploy and failover are refused and traffic never moves; the daemon stays up, and they work once writes do', async () => {

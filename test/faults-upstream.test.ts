@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { Pool } from 'undici';
 import { Router } from '../src/router/router.ts';
-import { routes, startUpstream, TestHealth } from '../src/router/test-support.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { routes, startUpstream, TestHealth } from './support/router.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -42,7 +42,9 @@ test('200 requests to a hanging upstream get 504 at responseTimeout while other 
     const p99 = percentile(lat, 99);
     console.log(`# ${lat.length} requests answered during the hang, p50 ${percentile(lat, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
     assert.ok(lat.length > 20, `only ${lat.length} requests answered while 200 hung`);
-    assert.ok(p99 < 250, `p99 ${p99.toFixed(1)} ms while 200 requests hung`);
+    // A router blocked by the hung requests would answer only after their 800 ms timeout (≥ 750 ms);
+    // 400 ms sits between that and a free router (tens of ms), robust to a busy machine (issue 16).
+    assert.ok(p99 < 400, `p99 ${p99.toFixed(1)} ms while 200 requests hung`);
     assert.equal(router.inFlight('live'), 0, 'nothing left in flight');
   } finally {
     await hangPool.close();

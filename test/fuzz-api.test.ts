@@ -15,7 +15,7 @@ import { Agent, request } from 'undici';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { TEST_TOKEN, configYaml, freePorts, tempDir } from './helpers.ts';
 
 const RUNS = Number(process.env.CUTOVER_FUZZ_RUNS ?? 150);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import type { HAProxyEngine } from '../src/engines/haproxy/engine.ts';
 import { configYaml, freePorts, SHOP_V1, SHOP_V2, tempDir, TEST_TOKEN, waitFor } from './helpers.ts';
 

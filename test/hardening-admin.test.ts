@@ -11,7 +11,7 @@ import { request as httpRequest } from 'node:http';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { configYaml, freePort, freePorts, serveShop, startDaemonProcess, staticConfigYaml, tempDir, TEST_TOKEN, waitFor, waitForHealth, writeConfig } from './helpers.ts';
 
 interface Answer { status: number; headers: Record<string, string | string[] | undefined>; json: { error?: { code: string; message: string; details?: { field?: string } } } & Record<string, unknown> }
@@ -79,6 +79,8 @@ describe('admin API hardening', () => {
     assert.equal(limited.json.error?.code, 'CUTOVER_ERR_RATE_LIMITED');
     const retry = Number(limited.headers['retry-after']);
     assert.ok(retry >= 1 && retry <= 60, `Retry-After: ${limited.headers['retry-after']}`);
+    // The message says how long to wait, the same figure as Retry-After (issue 16).
+    assert.equal(limited.json.error?.message, `too many failed authentication attempts from this address; try again in ${retry}s (check CUTOVER_TOKEN or the token file)`);
     assert.equal((await call(base, 'GET', '/status', { from: '127.0.0.3' })).status, 429, 'no guessing through the limit');
     assert.equal((await call(base, 'POST', '/rollback', { from: '127.0.0.3', body: '{}' })).status, 429);
     assert.equal((await call(base, 'GET', '/status', { from: '127.0.0.4' })).status, 200, 'another address is not limited');

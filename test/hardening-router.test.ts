@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { Router, type RequestLimits } from '../src/router/router.ts';
-import { routes, TestHealth } from '../src/router/test-support.ts';
+import { routes, TestHealth } from './support/router.ts';
 
 /** What the upstream saw: every request head on arrival, and whether its body completed. */
 interface Seen { method: string; url: string; headers: IncomingMessage['headers']; complete: boolean; bytes: number }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import type { EventRecord } from '../src/store/types.ts';
 import { FIXTURES, ROOT, TEST_TOKEN, freePorts, getJson, instancesOf, killAll, tempDir, waitFor, type Ports } from './helpers.ts';
 import { available, columnsOf, createTestDb, databasesLike, migrationsConfig, type TestDb } from './migrations-db.ts';

@@ -1,7 +1,7 @@
 /** Throw-away databases on the machine's PostgreSQL and MariaDB for the migrations tests (random names, always dropped). */
 import { randomBytes } from 'node:crypto';
 import { connect, withDatabase, type DbConnection } from '../src/migrations/db.ts';
-import type { DbEngine } from '../src/migrations/config.ts';
+import type { DbEngine } from '../src/config/database.ts';
 import { configYaml, type Ports } from './helpers.ts';
 
 export const PG_ADMIN_URL = process.env.CUTOVER_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';

@@ -8,14 +8,14 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseConfig } from '../src/config/load.ts';
-import type { PhaseContext } from '../src/controller/hooks.ts';
+import type { PhaseContext } from '../src/plugin-api/hooks.ts';
 import { runCompatibility } from '../src/migrations/compat.ts';
 import { connect } from '../src/migrations/db.ts';
 import { readMigrations } from '../src/migrations/files.ts';
 import { Migrator } from '../src/migrations/migrator.ts';
 import { createShadow } from '../src/migrations/shadow.ts';
 import { Tracking } from '../src/migrations/tracking.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import type { EventInput } from '../src/store/types.ts';
 import { FIXTURES, tempDir } from './helpers.ts';
 import { available, columnsOf, createTestDb, databasesLike, type TestDb } from './migrations-db.ts';
@@ -134,6 +134,41 @@ test('PostgreSQL: the shadow database has the schema, up to 100 rows per table, 
       await shadow.drop();
     }
     assert.deepEqual(await databasesLike('postgres', shadow.name), []);
+  } finally {
+    await db.drop();
+  }
+});
+
+test('MariaDB: the shadow has the stored functions, procedures and triggers, and copying the sample fires no trigger', { skip: noMy ?? false }, async () => {
+  const db = await createTestDb('mysql');
+  try {
+    await db.db.query('CREATE TABLE teams (id int AUTO_INCREMENT PRIMARY KEY, name varchar(50) NOT NULL)');
+    await db.db.query('CREATE TABLE audit (id int AUTO_INCREMENT PRIMARY KEY, what varchar(100) NOT NULL)');
+    await db.db.query("CREATE FUNCTION shout(s varchar(50)) RETURNS varchar(60) DETERMINISTIC RETURN CONCAT(UPPER(s), '!')");
+    await db.db.query('CREATE PROCEDURE add_team(IN n varchar(50)) BEGIN INSERT INTO teams (name) VALUES (n); END');
+    await db.db.query("CREATE TRIGGER teams_bi BEFORE INSERT ON teams FOR EACH ROW SET NEW.name = LOWER(NEW.name)");
+    await db.db.query("CREATE TRIGGER teams_ai AFTER INSERT ON teams FOR EACH ROW INSERT INTO audit (what) VALUES (CONCAT('team ', NEW.name))");
+    // A view that calls a function: routines must exist before views.
+    await db.db.query('CREATE VIEW loud_teams AS SELECT id, shout(name) AS loud FROM teams');
+    await db.db.query("INSERT INTO teams (name) VALUES ('Red'), ('Blue')");
+    const shadow = await createShadow({ engine: 'mysql', url: db.url, sampleRows: 100, skipRowsOf: [] });
+    const s = await connect('mysql', shadow.url);
+    try {
+      assert.deepEqual(shadow.notes, []);
+      assert.deepEqual(shadow.rows, { audit: 2, teams: 2 }, 'the sample, and no audit row added by copying it');
+      const [{ loud }] = await s.query<{ loud: string }>('SELECT loud FROM loud_teams ORDER BY id LIMIT 1');
+      assert.equal(loud, 'RED!');
+      await s.query("CALL add_team('Green')");
+      const teams = await s.query<{ name: string }>('SELECT name FROM teams ORDER BY id');
+      assert.deepEqual(teams.map((t) => t.name), ['red', 'blue', 'green'], 'the procedure, and the BEFORE trigger, work in the shadow');
+      const audit = await s.query<{ what: string }>('SELECT what FROM audit ORDER BY id');
+      assert.deepEqual(audit.map((a) => a.what), ['team red', 'team blue', 'team green'], 'the AFTER trigger fired once, for the new row');
+      const [{ n }] = await db.db.query<{ n: number | string }>('SELECT COUNT(*) AS n FROM teams');
+      assert.equal(Number(n), 2, 'the real database is untouched');
+    } finally {
+      await s.close();
+      await shadow.drop();
+    }
   } finally {
     await db.drop();
   }

@@ -11,7 +11,7 @@ import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { isCutoverError } from '../src/lib/errors.ts';
 import type { EventRecord } from '../src/store/types.ts';
 import { ROOT, TEST_TOKEN, cli, freePorts, getJson, instancesOf, killAll, tempDir } from './helpers.ts';
@@ -102,8 +102,16 @@ test('the example across three releases: the contract migration is refused while
   // Roll forward again (nothing pending), then step 2 (backfill, move reads) and step 3 (contract).
   const again = await deploy('v2', release('v2'));
   assert.equal(again.status, 'succeeded', JSON.stringify(again.error));
-  const d3 = await deploy('v3', release('v3'));
-  assert.equal(d3.status, 'succeeded', JSON.stringify(d3.error));
+  // Through the CLI: `cutover deploy` prints each migrations step under the migrate phase.
+  const d3 = await cli(['deploy', 'v3', '--path', release('v3')], { cwd: ROOT, env: { CUTOVER_ADMIN_URL: daemon.adminUrl() }, timeoutMs: 90_000 });
+  assert.equal(d3.code, 0, d3.stdout + d3.stderr);
+  const migrateSteps = d3.stdout.split('\n').filter((l) => /^ {6}\S/.test(l)).map((l) => l.trim());
+  assert.match(migrateSteps.join('\n'), /^✓ linted 1 pending migration\(s\): 0 error\(s\)/m, d3.stdout);
+  assert.match(migrateSteps.join('\n'), /^• shadow database \S+_cshadow_[0-9a-f]{8}/m, d3.stdout);
+  assert.match(migrateSteps.join('\n'), /^✓ compatibility run passed: .* \([\d.]+m?s\)$/m, d3.stdout);
+  assert.match(migrateSteps.join('\n'), /^✓ applied 003_backfill_title\.expand\.sql \(/m, d3.stdout);
+  const lines = d3.stdout.split('\n');
+  assert.ok(lines.findIndex((l) => /applied 003_backfill_title/.test(l)) < lines.findIndex((l) => /✓ migrate /.test(l)), 'the steps come before the phase line that sums them up');
   const v3 = await getJson<{ release: string; products: { title: string }[] }>(`${daemon.liveUrl()}/`);
   assert.deepEqual(v3.products.map((p) => p.title), ['apple', 'pear', 'plum', 'kiwi', 'fig'], 'the backfill filled title for rows v1 wrote');
 
@@ -138,7 +146,7 @@ test('the example across three releases: the contract migration is refused while
   // Retiring v3 makes it eligible: the `retired` seam applies it.
   await daemon.controller.retire(status.standby.color, 'test', 'contract test');
   assert.deepEqual(await columnsOf(db.db, 'products'), ['id', 'title']);
-  const st = daemon.controller.status() as { migrations?: { pending: string[] } };
+  const st = daemon.controller.status();
   assert.deepEqual(st.migrations?.pending, []);
   const contract = daemon.controller.events({ limit: 10_000 }).filter((e) => e.type === 'migrations.contract');
   assert.equal(contract.length, 1);

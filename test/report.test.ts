@@ -56,6 +56,7 @@ test('release figures from a known history', () => {
   assert.deepEqual(r.timeToSwitchMs, { count: 4, mean: 2.5, p50: 2, p95: 4, max: 4 });
   assert.deepEqual(r.rollbacks, { count: 2, automatic: 1, manual: 1 });
   assert.equal(r.meanTimeToRollbackMs, (60_000 + 30_000) / 2);
+  assert.deepEqual(r.rollbackMs, { count: 2, mean: 2, p50: 2, p95: 2, max: 2 });
   assert.ok(r.postSwitch);
   assert.equal(r.postSwitch.releases, 3);
   assert.equal(r.postSwitch.requests, 2200);
@@ -92,7 +93,9 @@ test('cutover report prints the figures and one line per release', () => {
   assert.match(out, /^releases in the last 30d: 7 deployment\(s\) \(1 in progress\)$/m);
   assert.match(out, /^deployment success rate +50\.0% +\(3 of 6 finished; 1 failed, 1 rolled back, 1 aborted\)$/m);
   assert.match(out, /^cutover success rate +50\.0% +\(2 of 4 switches kept\)$/m);
-  assert.match(out, /^mean time to rollback +45s +\(2 rollback\(s\): 1 automatic, 1 manual\)$/m);
+  // The rollback's own duration and the time the release was live before it are two figures (issue 16).
+  assert.match(out, /^rollbacks +2 +\(1 automatic, 1 manual\); each took p50 2ms, max 2ms$/m);
+  assert.match(out, /^live before rollback +45s mean +\(switch → rollback: how long users had a release that was rolled back\)$/m);
   assert.match(out, /^errors after switch +1\.8% against 0\.8% before +\(2 of 3 release\(s\) worse than baseline\)$/m);
   assert.match(out, /^v2 +green +rolled back later +3ms +1m(0s)? +2\.0% +1\.0% +d2$/m);
 });

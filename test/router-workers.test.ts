@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import type { WorkerPool } from '../src/router/workers.ts';
 import { configYaml, freePorts, SHOP_V1, SHOP_V2, tempDir, TEST_TOKEN } from './helpers.ts';
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { telemetryPlugin } from '../src/telemetry/plugin.ts';
 import { main } from '../src/cli/main.ts';
 import { watchStatus } from '../src/cli/status-watch.ts';

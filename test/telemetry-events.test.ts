@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { request } from 'undici';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
-import { createLogger } from '../src/telemetry/logger.ts';
+import { createLogger } from '../src/lib/logger.ts';
 import type { EventRecord } from '../src/store/types.ts';
 import { TEST_TOKEN, configYaml, freePorts, tempDir, waitFor } from './helpers.ts';
 

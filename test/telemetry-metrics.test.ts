@@ -9,9 +9,10 @@ import { request } from 'undici';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
-import { silentLogger } from '../src/telemetry/logger.ts';
+import { silentLogger } from '../src/lib/logger.ts';
 import { telemetryPlugin } from '../src/telemetry/plugin.ts';
 import { CutoverMetrics } from '../src/telemetry/metrics.ts';
+import type { Status } from '../src/plugin-api/status.ts';
 import { SHOP_V1, SHOP_V2, TEST_TOKEN, configYaml, freePorts, instancesOf, killAll, tempDir, waitFor } from './helpers.ts';
 
 const HAS_PROMTOOL = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -147,7 +148,8 @@ test('request series of old versions are removed so a long-lived daemon keeps bo
 });
 
 test('gate events are counted and timed by phase, gate and outcome', async () => {
-  const status = () => ({ live: null, deployment: null, router: { revision: 0 }, environments: { blue: { color: 'blue' as const, role: 'empty', version: null, since: 0, instances: [] }, green: { color: 'green' as const, role: 'empty', version: null, since: 0, instances: [] } } });
+  const empty = (color: 'blue' | 'green') => ({ color, role: 'empty' as const, version: null, path: null, since: 0, retireAt: null, instances: [], healthy: 0 });
+  const status = (): Status => ({ app: 'shop', live: null, standby: null, deployment: null, router: { revision: 0, live: 'http://127.0.0.1:1', preview: null }, environments: { blue: empty('blue'), green: empty('green') } });
   const m = new CutoverMetrics({ status, inFlight: () => 0, processMetrics: false });
   const gate = (seq: number, phase: string, name: string, outcome: string, durationMs: number | null) => m.onEvent({ seq, time: Date.now(), type: 'gate', phase, deployment: 'd', actor: 'cutover', reason: name, durationMs, color: 'green', version: 'v2', data: { gate: name, outcome } });
   gate(1, 'gates', 'smoke', 'passed', 120);

@@ -8,16 +8,20 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Writable } from 'node:stream';
+import path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { ConfigError } from '../src/config/load.ts';
 import { AdminClient } from '../src/api/client.ts';
-import { createLogger } from '../src/telemetry/logger.ts';
+import { createLogger, silentLogger } from '../src/lib/logger.ts';
 import { telemetryPlugin } from '../src/telemetry/plugin.ts';
 import { Notifier, eventMatcher, type WebhookPayload } from '../src/telemetry/webhooks.ts';
-import { notificationSchema } from '../src/telemetry/schema.ts';
+import { WEBHOOKS_DB_FILE } from '../src/telemetry/outbox.ts';
+import { notificationSchema } from '../src/config/notifications.ts';
 import type { EventRecord } from '../src/store/types.ts';
-import { SHOP_V1, TEST_TOKEN, configYaml, freePorts, instancesOf, killAll, tempDir, waitFor } from './helpers.ts';
+import { SHOP_V1, TEST_TOKEN, configYaml, freePort, freePorts, instancesOf, killAll, tempDir, waitFor } from './helpers.ts';
 
 const SECRET = 'whsec-0123456789abcdef';
 
@@ -149,4 +153,57 @@ test('event globs and the notifications schema', () => {
   assert.ok(t.events.includes('deployment.*') && t.events.includes('rollback'), 'default: the important events');
   assert.throws(() => parseConfig('environments: { process: { command: x } }\nnotifications:\n  - url: ftp://x\n', { file: 'c.yaml', baseDir: '/tmp' }), (e: unknown) => e instanceof ConfigError && /c\.yaml:3: notifications\[0\]\.url: expected an http/.test(e.message));
   assert.throws(() => parseConfig('environments: { process: { command: x } }\nnotifications:\n  - url: https://x.example\n    secret: short\n', { file: 'c.yaml', baseDir: '/tmp' }), /secret: use at least 16 characters/);
+});
+
+test('webhook events queued when the daemon stops are delivered, in order, after it starts again', { timeout: 120_000 }, async (tc) => {
+  const t = tempDir();
+  tc.after(t.cleanup);
+  const hookPort = await freePort(); // nothing listens here yet: every attempt is refused
+  const extra = ['notifications:', `  - url: http://127.0.0.1:${hookPort}/hooks/x`, '    events: [deployment.*]', '    retryDelay: 10s', '    timeout: 2s'].join('\n');
+  const config = parseConfig(configYaml(await freePorts(), { instances: 1, extra }), { file: 'cutover.yaml', baseDir: t.dir });
+  const start = () => Daemon.start(config, { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN }, plugins: [telemetryPlugin({ processMetrics: false, dashboard: false })] });
+  let daemon = await start();
+  let stopped = false;
+  tc.after(async () => { if (!stopped) await daemon.stop({ stopInstances: true }); killAll(instancesOf(config.stateDir)); });
+  const d = await daemon.controller.deploy({ version: 'v1', path: SHOP_V1, actor: 'test' }).done;
+  assert.equal(d.status, 'succeeded');
+  const queued = daemon.controller.events({ deployment: d.id }).filter((e) => e.type.startsWith('deployment.')).map((e) => `${config.app}-${e.seq}`);
+  assert.equal(queued.length, 2, 'deployment.started and deployment.finished');
+  await daemon.stop({ stopInstances: true });
+  stopped = true;
+
+  // The receiver comes up while the daemon is away; the next daemon delivers what the last one could not.
+  const got: WebhookPayload[] = [];
+  const server = http.createServer((req, res) => {
+    let raw = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => { raw += c; });
+    req.on('end', () => { got.push(JSON.parse(raw) as WebhookPayload); res.writeHead(204).end(); });
+  });
+  await new Promise<void>((r) => server.listen(hookPort, '127.0.0.1', r));
+  tc.after(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  daemon = await start();
+  stopped = false;
+  await waitFor(() => got.length >= 2, { timeoutMs: 30_000, what: 'the queued events after the restart' });
+  assert.deepEqual(got.slice(0, 2).map((p) => p.id), queued, 'same delivery ids, in order');
+  assert.deepEqual(got.slice(0, 2).map((p) => p.type), ['deployment.started', 'deployment.finished']);
+  await daemon.stop({ stopInstances: true });
+  stopped = true;
+  const db = new DatabaseSync(path.join(config.stateDir, WEBHOOKS_DB_FILE));
+  assert.equal((db.prepare('SELECT COUNT(*) AS n FROM outbox').get() as { n: number }).n, 0, 'delivered events leave the outbox');
+  db.close();
+});
+
+test('a state directory the outbox cannot use turns it into memory only; deliveries go on', async (tc) => {
+  const t = tempDir();
+  tc.after(t.cleanup);
+  const notADir = path.join(t.dir, 'file');
+  writeFileSync(notADir, 'x');
+  const rx = await receiver(0);
+  tc.after(rx.close);
+  const n = new Notifier({ app: 'a', stateDir: notADir, targets: [notificationSchema.parse({ url: rx.url, events: ['*'] })] });
+  n.notify(event(1, 'switch'));
+  await waitFor(() => rx.received.length === 1, { what: 'the delivery' });
+  await n.close();
+  assert.equal(rx.received[0].body.id, 'a-1');
 });

@@ -15,7 +15,7 @@ import type { Color } from '../environments/types.ts';
 import type { StatsSummary } from '../router/request-stats.ts';
 import { formatDuration } from '../lib/duration.ts';
 import { startLoad, type LoadRun } from '../gates/load-generator.ts';
-import type { AnalysisConfig } from './schema.ts';
+import type { AnalysisConfig } from '../config/analysis.ts';
 import { judgeInterval, ms, pct, type IntervalJudgement } from './judge.ts';
 import type { WindowSummary } from './recorder.ts';
 

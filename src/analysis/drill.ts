@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Controller } from '../controller/controller.ts';
+import type { ControllerView } from '../plugin-api/controller-view.ts';
 import { CutoverError } from '../lib/errors.ts';
 import { startLoad } from '../gates/load-generator.ts';
 
@@ -43,7 +43,7 @@ export interface DrillReport {
   error: string | null;
 }
 
-export async function runDrill(controller: Controller, liveUrl: string, o: DrillOptions): Promise<DrillReport> {
+export async function runDrill(controller: ControllerView, liveUrl: string, o: DrillOptions): Promise<DrillReport> {
   return controller.exclusive('a rollback drill', async () => {
     const status = controller.status();
     const live = status.live;

@@ -14,7 +14,7 @@
  * An interval fails when any check fails; passes when none fails.
  */
 import type { StatsSummary } from '../router/request-stats.ts';
-import type { AnalysisConfig, LatencyLimit } from './schema.ts';
+import type { AnalysisConfig, LatencyLimit } from '../config/analysis.ts';
 import { mannWhitneyU, median } from './mann-whitney.ts';
 
 /** Baseline samples used by the U test at most (uniformly thinned beyond that; the test stays ~ms). */

@@ -3,8 +3,8 @@
  * (`POST /api/v1/drill`). The hook judges and returns a verdict; the controller rolls back.
  */
 import { z } from 'zod';
-import type { PluginFactory } from '../daemon/daemon.ts';
-import type { PhaseVerdict } from '../controller/hooks.ts';
+import type { PluginFactory } from '../plugin-api/plugin.ts';
+import type { PhaseVerdict } from '../plugin-api/hooks.ts';
 import { CutoverError } from '../lib/errors.ts';
 import { runAnalysis } from './analyzer.ts';
 import { ReleaseRecorder } from './recorder.ts';

@@ -6,7 +6,7 @@
  * (e.g. a release rolled back a moment ago, whose cut-off requests are 502s).
  * Memory: the requests of the interval being filled (older ones are dropped when judged).
  */
-import type { RequestRecord } from '../router/router.ts';
+import type { RequestRecord } from '../router/data-plane.ts';
 import type { StatsSummary } from '../router/request-stats.ts';
 import { MAX_TEST_SAMPLES } from './judge.ts';
 

@@ -5,7 +5,7 @@
 import { Agent, request } from 'undici';
 import os from 'node:os';
 import { rootCertificates } from 'node:tls';
-import { CutoverError, ERROR_CODES, type ErrorCode } from '../lib/errors.ts';
+import { CutoverError, isErrorCode, type ErrorCode } from '../lib/errors.ts';
 import type { EventRecord, DeploymentRecord } from '../store/types.ts';
 import { API_PREFIX } from './server.ts';
 
@@ -125,7 +125,7 @@ function parseSse(block: string): StreamMessage | null {
 
 function apiError(status: number, body: unknown): CutoverError {
   const e = (body as { error?: { code?: string; message?: string; details?: Record<string, unknown> } }).error;
-  const code = e?.code && e.code in ERROR_CODES ? (e.code as ErrorCode) : status === 401 ? 'CUTOVER_ERR_UNAUTHORIZED' : 'CUTOVER_ERR_INTERNAL';
+  const code: ErrorCode = isErrorCode(e?.code) ? e.code : status === 401 ? 'CUTOVER_ERR_UNAUTHORIZED' : 'CUTOVER_ERR_INTERNAL';
   return new CutoverError(code, e?.message ?? `HTTP ${status}`, { details: e?.details });
 }
 

@@ -8,11 +8,12 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import { CutoverError, isCutoverError, type ErrorCode } from '../lib/errors.ts';
+import { CutoverError, ERROR_CODES, isCutoverError } from '../lib/errors.ts';
 import type { Controller } from '../controller/controller.ts';
 import type { EventRecord, DeploymentRecord } from '../store/types.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import { silentLogger } from '../telemetry/logger.ts';
+import type { Logger } from '../lib/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
+import type { ApiExtras, RequestContext } from '../plugin-api/plugin.ts';
 import { tokenMatches } from './token.ts';
 import { loadTlsFiles, type TlsFiles } from '../lib/tls-files.ts';
 
@@ -27,34 +28,6 @@ const AUTH_TRACKED_ADDRESSES = 10_000;
 const ADMIN_HEADERS_TIMEOUT_MS = 10_000; // 10 seconds to send a request head
 const ADMIN_REQUEST_TIMEOUT_MS = 30_000; // 30 seconds to send a whole request
 
-const STATUS_OF: Partial<Record<ErrorCode, number>> = {
-  CUTOVER_ERR_CONFIG: 400, CUTOVER_ERR_USAGE: 400, CUTOVER_ERR_BAD_REQUEST: 400, CUTOVER_ERR_RELEASE_PATH: 400,
-  CUTOVER_ERR_UNAUTHORIZED: 401, CUTOVER_ERR_NOT_FOUND: 404, CUTOVER_ERR_CONFLICT: 409, CUTOVER_ERR_INVALID_STATE: 409,
-  CUTOVER_ERR_NO_HEALTHY_INSTANCE: 409, CUTOVER_ERR_GATE_FAILED: 409, CUTOVER_ERR_MIGRATION: 409, CUTOVER_ERR_RATE_LIMITED: 429,
-  CUTOVER_ERR_STATE_WRITE: 503,
-};
-
-export interface ApiExtras {
-  /** GET /metrics; returns the Prometheus text exposition. */
-  metrics?: () => Promise<{ contentType: string; body: string }>;
-  metricsPublic?: boolean;
-  /** GET / and /ui/*: the dashboard (served without the token; it asks for it and keeps it out of URLs). */
-  ui?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
-  /** Extra authenticated routes added by later modules (e.g. drill, report); return true when handled. */
-  routes?: (ctx: RequestContext) => Promise<boolean>;
-}
-
-export interface RequestContext {
-  req: http.IncomingMessage;
-  res: http.ServerResponse;
-  method: string;
-  path: string;
-  query: URLSearchParams;
-  actor: string;
-  source: string;
-  body: () => Promise<unknown>;
-  send: (status: number, value: unknown) => void;
-}
 
 const deployBody = z.strictObject({
   version: z.string().min(1, 'expected the release version'),
@@ -241,8 +214,9 @@ export class AdminServer {
     const now = Date.now();
     const f = this.authFailures.get(source);
     if (f && now - f.since < AUTH_WINDOW_MS && f.count >= AUTH_FAILURES_PER_WINDOW) {
-      res.setHeader('retry-after', String(Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000)));
-      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', 'too many failed authentication attempts from this address; try again later'));
+      const waitS = Math.max(1, Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000));
+      res.setHeader('retry-after', String(waitS));
+      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', `too many failed authentication attempts from this address; try again in ${waitS}s (check CUTOVER_TOKEN or the token file)`, { details: { retryAfterSeconds: waitS } }));
       return false;
     }
     const header = req.headers.authorization ?? '';
@@ -266,7 +240,7 @@ export class AdminServer {
     const e = isCutoverError(err) ? err : new CutoverError('CUTOVER_ERR_INTERNAL', 'internal error (see the daemon log)', { cause: err });
     if (!isCutoverError(err)) this.log.error({ err }, 'admin API error');
     if (res.headersSent) { res.destroy(); return; }
-    sendJson(res, STATUS_OF[e.code] ?? 500, { error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } });
+    sendJson(res, ERROR_CODES[e.code].http, { error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } });
   }
 }
 

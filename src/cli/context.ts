@@ -3,16 +3,13 @@
  * Commands talk to the daemon through the admin API only (never the store or the controller).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { CutoverError, isCutoverError, type ErrorCode } from '../lib/errors.ts';
+import type { Command } from 'commander';
+import { CutoverError, ERROR_CODES, EXIT, isCutoverError } from '../lib/errors.ts';
 import { loadConfigFile, resolveConfigPath, ConfigError } from '../config/load.ts';
 import type { LoadedConfig } from '../config/schema.ts';
 import type { AdminClient } from '../api/client.ts';
 import { readToken } from '../api/token.ts';
-import { connectableHost } from '../daemon/daemon.ts';
-import { hostPort } from '../controller/controller.ts';
-
-/** Exit codes of the contract. */
-export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const;
+import { connectableHost, hostPort } from '../lib/address.ts';
 
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -21,12 +18,19 @@ export interface Io {
   cwd: string;
 }
 
+/** The exit code of a command that ended with `err` (the table in lib/errors.ts). */
 export function exitCodeFor(err: unknown): number {
-  if (!isCutoverError(err)) return EXIT.FAILED;
-  const usage: ErrorCode[] = ['CUTOVER_ERR_CONFIG', 'CUTOVER_ERR_USAGE', 'CUTOVER_ERR_BAD_REQUEST', 'CUTOVER_ERR_RELEASE_PATH'];
-  if (usage.includes(err.code)) return EXIT.USAGE;
-  if (err.code === 'CUTOVER_ERR_UNREACHABLE' || err.code === 'CUTOVER_ERR_UNAUTHORIZED' || err.code === 'CUTOVER_ERR_RATE_LIMITED') return EXIT.UNREACHABLE;
-  return EXIT.FAILED;
+  return isCutoverError(err) ? ERROR_CODES[err.code].exit : EXIT.FAILED;
+}
+
+/** What a command module gets from main.ts to register itself (drill, report, migrate…). */
+export interface CommandKit {
+  io: Io;
+  /** Run `fn` with a client of the daemon, closed afterwards whatever happens. */
+  withClient: <T>(cmd: Command, fn: (c: AdminClient) => Promise<T>) => Promise<T>;
+  json: (v: unknown) => void;
+  setExit: (code: number) => void;
+  configOf: (cmd: Command) => string | undefined;
 }
 
 /** Load the config named by -c (or ./cutover.yaml). */
@@ -58,6 +62,12 @@ export async function connect(io: Io, configFile: string | undefined): Promise<A
   }
   const { AdminClient } = await import('../api/client.ts');
   return new AdminClient({ baseUrl, token, ca });
+}
+
+/** `{"error": {"code", "message", "details"}}` on stdout, like the admin API's errors. */
+export function printJsonError(io: Io, err: unknown): void {
+  const e = isCutoverError(err) ? err : new CutoverError('CUTOVER_ERR_INTERNAL', err instanceof Error ? err.message : String(err));
+  io.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } }, null, 2)}\n`);
 }
 
 export function printError(io: Io, err: unknown): void {

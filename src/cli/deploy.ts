@@ -5,11 +5,12 @@
 import type { AdminClient } from '../api/client.ts';
 import type { DeploymentRecord, EventRecord } from '../store/types.ts';
 import { FINISHED_STATUSES } from '../store/types.ts';
-import { EXIT, type Io } from './context.ts';
+import type { Io } from './context.ts';
+import { EXIT } from '../lib/errors.ts';
 import { finalLine } from './format.ts';
 import { LiveSteps } from './live-steps.ts';
 
-export async function runDeploy(io: Io, client: AdminClient, o: { version: string; path: string; manual: boolean; wait: boolean; json: boolean }): Promise<number> {
+export async function runDeploy(io: Io, client: AdminClient, o: { version: string; path: string | null; manual: boolean; wait: boolean; json: boolean }): Promise<number> {
   try {
     const { deployment } = await client.call<{ deployment: DeploymentRecord }>('POST', '/deployments', { version: o.version, path: o.path, manual: o.manual });
     if (!o.wait) {

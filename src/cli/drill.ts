@@ -1,10 +1,9 @@
 /** `cutover drill`: flip live to the warm standby and back under probe load; report flip times and failed probes. */
 import { Option, type Command } from 'commander';
-import { CutoverError } from '../lib/errors.ts';
+import { CutoverError, EXIT } from '../lib/errors.ts';
 import { parseDuration } from '../lib/duration.ts';
 import type { DrillReport } from '../analysis/drill.ts';
-import { EXIT } from './context.ts';
-import type { CommandKit } from './extra-commands.ts';
+import type { CommandKit } from './context.ts';
 
 export function registerDrill(program: Command, kit: CommandKit): void {
   program.command('drill')

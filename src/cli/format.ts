@@ -7,12 +7,16 @@ const MARK: Record<string, string> = { passed: '✓', failed: '✗', skipped: '�
 /** One line per pipeline event as it happens; null for events the step list does not show. */
 export function stepLine(e: EventRecord): string | null {
   const dur = e.durationMs !== null ? formatDuration(e.durationMs) : '';
+  if (e.type.startsWith('migrations.')) return `      ${migrationMark(e)} ${e.reason}${dur ? ` (${dur})` : ''}`;
   switch (e.type) {
     case 'deployment.started':
       return `▶ ${e.reason}`;
     case 'phase': {
       const outcome = String(e.data?.outcome ?? 'passed');
-      return `  ${MARK[outcome] ?? '•'} ${String(e.phase).padEnd(10)} ${dur.padStart(7)}  ${e.reason}`;
+      // A failed instance: its last output lines under the step (the reason quotes the last one).
+      const log = outcome === 'failed' && Array.isArray(e.data?.log) && e.data.log.length > 1
+        ? `\n${(e.data.log as unknown[]).map((l) => `          │ ${String(l)}`).join('\n')}` : '';
+      return `  ${MARK[outcome] ?? '•'} ${String(e.phase).padEnd(10)} ${dur.padStart(7)}  ${e.reason}${log}`;
     }
     case 'gate': {
       const outcome = String(e.data?.outcome ?? 'passed');
@@ -34,6 +38,8 @@ export function stepLine(e: EventRecord): string | null {
       return `  • ${e.reason}`;
     case 'promote.waiting':
     case 'standby.replaced':
+    case 'standby.held':
+    case 'standby.restored':
     case 'rollback':
     case 'rollback.restart':
     case 'failover':
@@ -43,6 +49,32 @@ export function stepLine(e: EventRecord): string | null {
       return `  • ${e.reason} (${dur})`;
     default:
       return null;
+  }
+}
+
+/**
+ * The mark of a `migrations.*` step (lint, compatibility run and its progress, applied, held):
+ * its outcome where it has one, `!` where a check was overridden or found warnings, else `•`.
+ */
+function migrationMark(e: EventRecord): string {
+  const outcome = typeof e.data?.outcome === 'string' ? e.data.outcome : null;
+  if (outcome !== null) return MARK[outcome] ?? '•';
+  switch (e.type) {
+    case 'migrations.lint': {
+      const findings = Array.isArray(e.data?.findings) ? (e.data.findings as { severity?: string; suppressed?: boolean }[]) : [];
+      const open = findings.filter((f) => !f.suppressed);
+      return open.some((f) => f.severity === 'error') ? '✗' : open.some((f) => f.severity === 'warning') ? '!' : '✓';
+    }
+    case 'migrations.lint.overridden':
+    case 'migrations.contract.refused':
+      return '!';
+    case 'migrations.applied':
+    case 'migrations.contract':
+      return '✓';
+    case 'migrations.contract.failed':
+      return '✗';
+    default:
+      return '•';
   }
 }
 

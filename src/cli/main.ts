@@ -6,28 +6,34 @@
 import { Command, CommanderError, Option } from 'commander';
 import { writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { CutoverError } from '../lib/errors.ts';
+import { CutoverError, EXIT } from '../lib/errors.ts';
 import { INIT_TEMPLATE } from '../config/init-template.ts';
 import { DEFAULT_CONFIG_FILE } from '../config/defaults.ts';
 import type { AdminClient } from '../api/client.ts';
-import { EXIT, connect, exitCodeFor, printError, type Io } from './context.ts';
+import type { Status } from '../plugin-api/status.ts';
+import { connect, exitCodeFor, printError, printJsonError, type CommandKit, type Io } from './context.ts';
 import { runUp } from './up.ts';
 import { runDeploy } from './deploy.ts';
 import { printStatus, printHistory } from './status.ts';
 import { watchStatus } from './status-watch.ts';
 import { runLintMigrationsCommand } from './lint-migrations.ts';
-import { registerExtraCommands } from './extra-commands.ts';
+import { registerDrill } from './drill.ts';
+import { registerMigrate } from './migrate.ts';
+import { registerReport } from './report.ts';
 import type { DeploymentRecord } from '../store/types.ts';
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() }): Promise<number> {
   let exitCode: number = EXIT.OK;
+  let command = '';
+  guardPipes(io, () => command, () => exitCode);
   const program = new Command('cutover')
     .description('Blue-green deployments for HTTP services: zero-drop switch, gates before, instant rollback after.')
     .version(await packageVersion(), '-V, --version')
     .option('-c, --config <file>', `config file (default: ./${DEFAULT_CONFIG_FILE})`)
     .showHelpAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .hook('preAction', (_program, action) => { command = action.name(); });
 
   const configOf = (cmd: Command): string | undefined => cmd.optsWithGlobals<{ config?: string }>().config;
   const client = (cmd: Command) => connect(io, configOf(cmd));
@@ -62,12 +68,13 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   program.command('deploy')
     .description('release VERSION to the idle colour, validate it, switch, watch it')
     .argument('<version>', 'release version, e.g. v2 or a git sha')
-    .option('--path <dir>', 'release directory (process provider); default: the current directory')
+    .option('--path <dir>', 'release directory (process provider); default: environments.process.releaseDir with {version} filled in')
     .option('--manual', 'wait for `cutover promote` before switching')
     .option('--no-wait', 'return once the deployment has started')
     .option('--json', 'print the result as JSON')
     .action(async (version: string, opts: { path?: string; manual?: boolean; wait: boolean; json?: boolean }, cmd: Command) => {
-      exitCode = await runDeploy(io, await client(cmd), { version, path: path.resolve(io.cwd, opts.path ?? '.'), manual: opts.manual === true, wait: opts.wait, json: opts.json === true });
+      // No --path: the daemon takes releaseDir from its config, or refuses (never the working directory).
+      exitCode = await runDeploy(io, await client(cmd), { version, path: opts.path === undefined ? null : path.resolve(io.cwd, opts.path), manual: opts.manual === true, wait: opts.wait, json: opts.json === true });
     });
 
   program.command('promote')
@@ -109,7 +116,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .action(async (opts: { json?: boolean; watch?: boolean }, cmd: Command) => {
       await withClient(cmd, async (c) => {
         if (opts.watch) { await watchStatus(io, c, { json: opts.json === true }); return; }
-        const s = await c.call<Record<string, unknown>>('GET', '/status');
+        const s = await c.call<Status>('GET', '/status');
         if (opts.json) json(s); else printStatus(io, s);
       });
     });
@@ -138,7 +145,10 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       exitCode = await runLintMigrationsCommand(io, files, opts);
     });
 
-  registerExtraCommands(program, { io, withClient, json, setExit: (c) => { exitCode = c; }, configOf });
+  const kit: CommandKit = { io, withClient, json, setExit: (c) => { exitCode = c; }, configOf };
+  registerReport(program, kit);
+  registerDrill(program, kit);
+  registerMigrate(program, kit);
 
   try {
     await program.parseAsync(argv);
@@ -148,8 +158,26 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.OK;
       return EXIT.USAGE;
     }
-    printError(io, err);
+    // --json: scripts parse stdout, so the error comes as JSON there too (the API's error shape).
+    if (argv.includes('--json') && command !== 'up') printJsonError(io, err);
+    else printError(io, err);
     return exitCodeFor(err);
+  }
+}
+
+/**
+ * `cutover status | head -1`: the reader left, which is not an error of ours. A client command
+ * ends quietly with its exit code; the daemon (`up`) drops its output and keeps serving.
+ */
+function guardPipes(io: Io, command: () => string, exitCode: () => number): void {
+  for (const stream of [io.stdout, io.stderr]) {
+    if (stream !== process.stdout && stream !== process.stderr) continue;
+    if (stream.listenerCount('error') > 0) continue; // guarded already (main called twice in one process)
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      if (command() === 'up') return;
+      process.exit(exitCode());
+    });
   }
 }
 

@@ -7,8 +7,8 @@ import type { Command } from 'commander';
 import type { ContractOutcome, PendingContract } from '../migrations/migrator.ts';
 import type { TrackedMigration } from '../migrations/tracking.ts';
 import { formatDuration } from '../lib/duration.ts';
-import { EXIT } from './context.ts';
-import type { CommandKit } from './extra-commands.ts';
+import type { CommandKit } from './context.ts';
+import { EXIT } from '../lib/errors.ts';
 import { ago, table } from './format.ts';
 
 export function registerMigrate(program: Command, kit: CommandKit): void {

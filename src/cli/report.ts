@@ -3,8 +3,7 @@ import { Option, type Command } from 'commander';
 import { CutoverError } from '../lib/errors.ts';
 import { formatDuration, parseDuration } from '../lib/duration.ts';
 import type { ReleaseReport } from '../telemetry/report.ts';
-import type { CommandKit } from './extra-commands.ts';
-import type { Io } from './context.ts';
+import type { Io, CommandKit } from './context.ts';
 import { table } from './format.ts';
 
 export function registerReport(program: Command, kit: CommandKit): void {
@@ -40,7 +39,9 @@ export function printReport(io: Io, r: ReleaseReport, since: string): void {
     ['deployment success rate', `${pct(r.deploymentSuccessRate)}  (${d.succeeded} of ${finished} finished; ${d.failed} failed, ${d.rolledBack} rolled back, ${d.aborted} aborted${d.interrupted ? `, ${d.interrupted} interrupted` : ''})`],
     ['cutover success rate', `${pct(r.cutoverSuccessRate)}  (${r.cutovers.kept} of ${r.cutovers.switched} switches kept)`],
     ['time to switch', r.timeToSwitchMs ? `p50 ${ms(r.timeToSwitchMs.p50)}, p95 ${ms(r.timeToSwitchMs.p95)}, max ${ms(r.timeToSwitchMs.max)}` : '-'],
-    ['mean time to rollback', `${ms(r.meanTimeToRollbackMs)}  (${r.rollbacks.count} rollback(s): ${r.rollbacks.automatic} automatic, ${r.rollbacks.manual} manual)`],
+    // Two figures users mix up (issue 16): how long the rollback took, and how long the bad release was live.
+    ['rollbacks', `${r.rollbacks.count}  (${r.rollbacks.automatic} automatic, ${r.rollbacks.manual} manual)${r.rollbackMs ? `; each took p50 ${ms(r.rollbackMs.p50)}, max ${ms(r.rollbackMs.max)}` : ''}`],
+    ['live before rollback', r.meanTimeToRollbackMs === null ? '-' : `${ms(r.meanTimeToRollbackMs)} mean  (switch → rollback: how long users had a release that was rolled back)`],
     ['errors after switch', r.postSwitch ? `${pct(r.postSwitch.errorRate)} against ${pct(r.postSwitch.baselineErrorRate)} before  (${r.postSwitch.worseThanBaseline} of ${r.postSwitch.releases} release(s) worse than baseline)` : '-'],
   ];
   out.push(table(rows).trimEnd());

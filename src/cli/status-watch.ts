@@ -7,6 +7,7 @@
  * Owns: the follow loop. Must never: exit on a transient stream break (it reconnects).
  */
 import type { AdminClient } from '../api/client.ts';
+import type { Status } from '../plugin-api/status.ts';
 import { CutoverError } from '../lib/errors.ts';
 import type { Io } from './context.ts';
 import { printStatus } from './status.ts';
@@ -23,7 +24,7 @@ export async function watchStatus(io: Io, client: AdminClient, o: { json: boolea
   let timer: NodeJS.Timeout | null = null;
   let drawing = Promise.resolve();
   const draw = async () => {
-    const s = await client.call<Record<string, unknown>>('GET', '/status');
+    const s = await client.call<Status>('GET', '/status');
     const text = JSON.stringify(s);
     if (text === last) return; // nothing changed: keep the screen (and logs) quiet
     last = text;

@@ -1,26 +1,16 @@
 /** Human output of `cutover status` and `cutover history`. */
 import { formatDuration } from '../lib/duration.ts';
 import type { DeploymentRecord } from '../store/types.ts';
+import type { Status } from '../plugin-api/status.ts';
 import type { Io } from './context.ts';
 import { ago, table } from './format.ts';
 
-interface EnvView { color: string; role: string; version: string | null; since: number; retireAt: number | null; healthy: number; instances: { id: string; port: number; pid: number | null; healthy: boolean }[] }
-interface StatusView {
-  app: string;
-  live: { color: string; version: string; since: number } | null;
-  standby: { color: string; version: string; state: string; retireAt: number | null } | null;
-  deployment: DeploymentRecord | null;
-  environments: Record<string, EnvView>;
-  router: { live: string; preview: string | null; revision: number };
-  migrations?: { pending: string[] } | null;
-}
-
-export function printStatus(io: Io, raw: Record<string, unknown>): void {
-  const s = raw as unknown as StatusView;
+export function printStatus(io: Io, s: Status): void {
   const out: string[] = [];
   out.push(`${s.app}: ${s.live ? `live ${s.live.version} on ${s.live.color} (since ${ago(s.live.since)})` : 'nothing is live yet'}`);
   if (s.standby) {
-    out.push(`standby: ${s.standby.version} on ${s.standby.color}, ${s.standby.state === 'warm' ? `warm${s.standby.retireAt ? `, retires in ${formatDuration(Math.max(0, s.standby.retireAt - Date.now()))}` : ''}` : 'retired (a rollback restarts it)'}`);
+    const beside = s.standby.besideCandidate ? `, running beside the candidate ${s.standby.besideCandidate} until it has switched` : '';
+    out.push(`standby: ${s.standby.version} on ${s.standby.color}, ${s.standby.state === 'warm' ? `warm${beside}${s.standby.retireAt && !beside ? `, retires in ${formatDuration(Math.max(0, s.standby.retireAt - Date.now()))}` : ''}` : 'retired (a rollback restarts it)'}`);
   } else {
     out.push('standby: none');
   }
@@ -44,11 +34,11 @@ export function printHistory(io: Io, ds: DeploymentRecord[]): void {
   const rows = [['ID', 'VERSION', 'COLOR', 'STATUS', 'SWITCH', 'DURATION', 'WHEN', 'WHY']];
   for (const d of ds) {
     rows.push([
-      d.id, d.version, d.color, d.status,
+      d.id, d.version, d.color, d.rolledBack ? `${d.status}, rolled back` : d.status,
       d.switchMs !== null ? formatDuration(d.switchMs) : '-',
       d.finishedAt ? formatDuration(d.finishedAt - d.createdAt) : '-',
       ago(d.createdAt),
-      d.error ? d.error.message.slice(0, 80) : '',
+      d.rolledBack ? `rolled back by ${d.rolledBack.actor} ${ago(d.rolledBack.at)}`.slice(0, 80) : d.error ? d.error.message.slice(0, 80) : '',
     ]);
   }
   io.stdout.write(table(rows));

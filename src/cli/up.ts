@@ -1,13 +1,16 @@
-/** `cutover up`: run the daemon in the foreground until SIGINT/SIGTERM. */
-import { Daemon } from '../daemon/daemon.ts';
-import { defaultPlugins } from '../daemon/plugins.ts';
+/**
+ * `cutover up`: run the daemon in the foreground until SIGINT/SIGTERM. The daemon (router,
+ * SQLite, plugins) is loaded here, when `up` runs: client commands never load it.
+ */
 import { tokenFile } from '../api/token.ts';
-import { createLogger } from '../telemetry/logger.ts';
-import { EXIT, loadConfig, type Io } from './context.ts';
+import { createConsoleLogger } from '../lib/logger.ts';
+import { loadConfig, type Io } from './context.ts';
+import { EXIT } from '../lib/errors.ts';
 
 export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean }): Promise<number> {
   const config = loadConfig(io, configFile);
-  const logger = createLogger();
+  const [{ Daemon }, { defaultPlugins }] = await Promise.all([import('../daemon/daemon.ts'), import('../daemon/plugins.ts')]);
+  const logger = await createConsoleLogger(io.env);
   const daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env });
   const s = daemon.controller.status();
   io.stdout.write([

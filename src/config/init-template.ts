@@ -19,6 +19,7 @@ environments:
   provider: process
   process:
     command: node server.js   # run in the release directory (cutover deploy VERSION --path DIR)
+    # releaseDir: ./releases/{version}   # the release directory when deploy has no --path
     instances: 2
     env: {}                   # extra environment; PORT, CUTOVER_COLOR, CUTOVER_VERSION, CUTOVER_INSTANCE are set
     startTimeout: 30s         # time for every instance to pass its health check
@@ -75,4 +76,6 @@ gates: []
 
 standby:
   keepFor: 30m                # the old colour stays warm for instant rollback, then is retired
+  # keepWarmDuringDeploy: true  # the standby runs beside the next release until it has switched
+                                # (room for 3 sets of instances); false on tight hosts
 `;

@@ -25,8 +25,9 @@ export class ConfigError extends CutoverError {
   }
 }
 
+/** `cutover.yaml:12: health.interval: …`; a problem with no line (a missing file) has none. */
 export function formatProblem(p: ConfigProblem): string {
-  return `${p.file}:${p.line}: ${p.field ? `${p.field}: ` : ''}${p.message}`;
+  return `${p.file}${p.line > 0 ? `:${p.line}` : ''}: ${p.field ? `${p.field}: ` : ''}${p.message}`;
 }
 
 /** Resolve which config file a command uses: `-c FILE`, else ./cutover.yaml. */
@@ -81,6 +82,9 @@ export function parseConfig(text: string, opts: { file: string; baseDir: string;
     stateDir: path.resolve(opts.baseDir, cfg.stateDir),
     router: { ...cfg.router, tls: tlsFiles(cfg.router.tls) },
     admin: { ...cfg.admin, tls: tlsFiles(cfg.admin.tls) },
+    environments: cfg.environments.process?.releaseDir
+      ? { ...cfg.environments, process: { ...cfg.environments.process, releaseDir: path.resolve(opts.baseDir, cfg.environments.process.releaseDir) } }
+      : cfg.environments,
     file: opts.file,
     baseDir: opts.baseDir,
   };
@@ -113,14 +117,67 @@ function issueToProblem(issue: z.core.$ZodIssue, doc: Document, file: string, li
   if (issue.code === 'unrecognized_keys') {
     // Point at the unknown key itself, which is most likely a typo.
     const key = issue.keys[0];
+    const known = knownKeys(segs);
+    const hint = (k: string) => { const m = didYouMean(k, known); return m ? ` (did you mean "${m}"?)` : ''; };
+    message = issue.keys.length === 1 ? `unknown setting "${key}"${hint(key)}` : `unknown settings ${issue.keys.map((k) => `"${k}"${hint(k)}`).join(', ')}`;
     segs = [...segs, key];
-    message = issue.keys.length === 1 ? `unknown setting "${key}"` : `unknown settings ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
   } else if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) {
     message = `required setting is missing (${issue.message.replace('Invalid input: ', '')})`;
   } else {
     message = message.replace(/^Invalid input: /, '');
   }
   return { file, line: lineOfPath(doc, segs, lineOf), field: formatPath(segs), message };
+}
+
+/** Zod wrappers between a field and the object it holds: default, optional, prefault, pipe… */
+function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
+  let s = schema;
+  for (let i = 0; i < 10; i++) {
+    const def = s._zod.def as { type: string; innerType?: z.core.$ZodType; in?: z.core.$ZodType; element?: z.core.$ZodType };
+    if (def.innerType) s = def.innerType;
+    else if (def.type === 'pipe' && def.in) s = def.in;
+    else return s;
+  }
+  return s;
+}
+
+/** The setting names of the config object at `segs` (e.g. ['router'] → listen, preview, …); [] when unknown. */
+function knownKeys(segs: (string | number)[]): string[] {
+  let s = unwrap(configSchema);
+  for (const seg of segs) {
+    const def = s._zod.def as { type: string; shape?: Record<string, z.core.$ZodType>; element?: z.core.$ZodType; valueType?: z.core.$ZodType };
+    const next = typeof seg === 'number' ? def.element : def.shape?.[seg] ?? def.valueType;
+    if (!next) return [];
+    s = unwrap(next);
+  }
+  const shape = (s._zod.def as { shape?: Record<string, unknown> }).shape;
+  return shape ? Object.keys(shape) : [];
+}
+
+/** The known name a typo most likely meant: edit distance at most 2 (1 for short names), or a case slip. */
+export function didYouMean(typed: string, known: string[]): string | null {
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = k.toLowerCase() === typed.toLowerCase() ? 0 : editDistance(typed.toLowerCase(), k.toLowerCase());
+    if (d < bestD) { best = k; bestD = d; }
+  }
+  const limit = typed.length <= 4 ? 1 : 2;
+  return best !== null && bestD <= limit ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length];
 }
 
 /** The line of the deepest node along `segs` that exists (a missing key points at its parent). */

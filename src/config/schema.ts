@@ -4,15 +4,15 @@
  * Types come from here (z.infer); never write them twice.
  */
 import { z } from 'zod';
-import * as d from './defaults.ts';
-import { notificationsSchema } from '../telemetry/schema.ts';
-import { byteSize, duration } from './fields.ts';
 import { parseCidr } from '../lib/cidr.ts';
-import { gatesSchema, warmupSchema } from '../gates/schema.ts';
-import { analysisSchema } from '../analysis/schema.ts';
-import { databaseSchema } from '../migrations/config.ts';
+import { analysisSchema } from './analysis.ts';
+import { databaseSchema } from './database.ts';
+import * as d from './defaults.ts';
+import { byteSize, duration } from './fields.ts';
+import { gatesSchema, warmupSchema } from './gates.ts';
+import { notificationsSchema } from './notifications.ts';
 
-/** A duration like "500ms", "30s", "5m" → milliseconds (defined in fields.ts, shared with gates/ and analysis/). */
+/** A duration like "500ms", "30s", "5m" → milliseconds (defined in fields.ts, shared by every section). */
 export { duration };
 
 export interface Address { host: string; port: number }
@@ -98,6 +98,11 @@ const processSchema = z.strictObject({
   env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
   startTimeout: duration.default(d.DEFAULT_START_TIMEOUT_MS),
   stopTimeout: duration.default(d.DEFAULT_STOP_TIMEOUT_MS),
+  /**
+   * Where a release lives when `deploy` has no --path: "./releases/{version}", relative to the
+   * config file. `{version}`, not `${version}` (that one is an environment variable).
+   */
+  releaseDir: z.string().min(1).refine((v) => v.includes('{version}'), { message: 'expected a directory template containing {version}, like "./releases/{version}"' }).optional(),
 });
 
 const targetList = z.array(address).min(1, 'expected at least one host:port target');
@@ -126,6 +131,8 @@ const healthSchema = z.strictObject({
 
 const standbySchema = z.strictObject({
   keepFor: duration.default(d.DEFAULT_STANDBY_KEEP_FOR_MS),
+  /** Process provider: the standby keeps running beside the next release until it has switched (issue 16). */
+  keepWarmDuringDeploy: z.boolean().default(true),
 });
 
 export const configSchema = z.strictObject({
@@ -135,13 +142,13 @@ export const configSchema = z.strictObject({
   stateDir: z.string().min(1).default(d.DEFAULT_STATE_DIR),
   environments: environmentsSchema,
   health: healthSchema.default(() => healthSchema.parse({})),
-  /** Gate, warmup and analysis settings are defined by their own modules (gates/schema.ts, analysis/schema.ts). */
+  /** Each section with its defaults in a file of its own: gates.ts, analysis.ts, database.ts, notifications.ts. */
   gates: gatesSchema.default([]),
   warmup: warmupSchema.optional(),
   /** Absent: no post-switch analysis. Present (even `{}`): analysis with the defaults. */
   analysis: analysisSchema.optional(),
   standby: standbySchema.default(() => standbySchema.parse({})),
-  /** Shared database and its migrations (migrations/config.ts). */
+  /** Shared database and its migrations (database.ts). */
   database: databaseSchema.optional(),
   notifications: notificationsSchema,
 });

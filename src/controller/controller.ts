@@ -9,36 +9,31 @@
  * standby is warm (promise 3).
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { COLORS, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
+import { COLORS, canHold, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import { formatDuration } from '../lib/duration.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import { silentLogger } from '../telemetry/logger.ts';
-import type { ColorRoute, RouteTable } from '../router/route-table.ts';
+import { hostPort } from '../lib/address.ts';
+import type { Logger } from '../lib/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
+import type { RouteTable } from '../router/route-table.ts';
+import type { DataPlane, DrainReport } from '../router/data-plane.ts';
 import type { HealthView } from '../health/types.ts';
-import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store } from '../store/types.ts';
-import type { PhaseContext, PhaseVerdict, PipelineHooks } from './hooks.ts';
+import { JUDGING_PHASES, POST_SWITCH_PHASES, PRE_SWITCH_PHASES, type DeploymentPhase, type DeploymentRecord, type EnvironmentState, type EventInput, type EventRecord, type Store } from '../store/types.ts';
+import type { ControllerEvents, ControllerView } from '../plugin-api/controller-view.ts';
+import type { PhaseContext, PhaseVerdict, PipelineHooks } from '../plugin-api/hooks.ts';
+import type { EnvironmentStatus, Status } from '../plugin-api/status.ts';
 import { Mutex } from './mutex.ts';
-import { crashPoint, type CrashPoint } from './fault-points.ts';
+import { deriveRouteTable, sameRoutes } from './route-plan.ts';
+import { crashPoint } from './fault-points.ts';
+import { describeInstanceFailure, exitText, failureNote, type InstanceFailure } from './instance-failure.ts';
 
 export const SYSTEM_ACTOR = 'cutover';
 /** Retry of a failover that could not be written, while the live colour stays down: 1 second. */
 const FAILOVER_RETRY_MS = 1_000;
 /** Retry of a retirement that failed (e.g. a state write): 1 minute. */
 const RETIRE_RETRY_MS = 60_000;
-
-/** What the controller needs of the router: read the table, swap it. */
-export interface RouteSink {
-  table(): RouteTable;
-  swap(next: RouteTable): { revision: number; drain: Promise<DrainInfo> | null };
-  addresses(): { live: { host: string; port: number }; preview: { host: string; port: number } | null };
-  /** Resolves once every part of the data plane has applied `revision` (HAProxy, worker threads); absent = on swap. */
-  applied?(revision: number): Promise<void>;
-}
-export interface DrainInfo { color: Color; durationMs: number; completed: boolean; closedRequests: number; closedWebSockets: number }
 
 /** What the controller needs of health checking. */
 export interface HealthMonitor extends HealthView, EventEmitter {
@@ -53,16 +48,21 @@ export interface ControllerOptions {
   store: Store;
   provider: EnvironmentProvider;
   health: HealthMonitor;
-  router: RouteSink;
+  /** The only handle on traffic in the whole daemon (router/data-plane.ts). */
+  router: DataPlane;
   startTimeoutMs: number;
   standbyKeepForMs: number;
+  /**
+   * Keep the warm standby running while the next release starts beside it on its colour, and stop
+   * it only once the candidate has switched (default true; `standby.keepWarmDuringDeploy`). Needs a
+   * provider that can hold instances (process); false: the standby is stopped to make room.
+   */
+  keepStandbyWarm?: boolean;
   hooks?: PipelineHooks;
   logger?: Logger;
 }
 
 export interface DeployRequest { version: string; path: string | null; manual?: boolean; actor: string }
-
-type PhaseName = 'provision' | 'health' | 'migrate' | 'gates' | 'promote' | 'switch' | 'verify' | 'analysis' | 'stable';
 
 interface RunningDeployment {
   record: DeploymentRecord;
@@ -71,20 +71,17 @@ interface RunningDeployment {
   promoteWaiter: { resolve: (v: { actor: string; force: boolean }) => void } | null;
   /** The candidate colour's state before provisioning, restored when the deployment fails. */
   priorCandidateState: EnvironmentState;
+  /** The standby of the candidate colour is held (still running) beside the candidate. */
+  held: boolean;
   done: Promise<DeploymentRecord>;
 }
 
-export interface ControllerEvents {
-  event: [EventRecord];
-  deployment: [DeploymentRecord];
-}
-
-export class Controller extends EventEmitter<ControllerEvents> {
+export class Controller extends EventEmitter<ControllerEvents> implements ControllerView {
   private readonly opts: ControllerOptions;
   private readonly store: Store;
   private readonly provider: EnvironmentProvider;
   private readonly health: HealthMonitor;
-  private readonly router: RouteSink;
+  private readonly router: DataPlane;
   private readonly log: Logger;
   private readonly hooks: PipelineHooks;
   private readonly traffic = new Mutex();
@@ -114,15 +111,18 @@ export class Controller extends EventEmitter<ControllerEvents> {
   // ───────────────────────────── start-up and recovery ─────────────────────────────
 
   /**
-   * The route table the stored state describes, from the recorded instances. Called before the
-   * router listens, so that after a crash it serves the same live colour before anything else.
+   * Swap in the route table the stored state describes, from the recorded instances. Called
+   * before the router listens, so that after a crash it serves the same live colour before
+   * anything else (DESIGN promise 5).
    */
-  recoveredTable(): RouteTable {
+  restoreRoutes(): RouteTable {
     for (const color of COLORS) {
       // Optimistic: they served a moment ago. Active checks and passive ejection correct this within ms.
       for (const inst of this.store.instances(color)) this.health.watch(inst, { assumeHealthy: true });
     }
-    return this.buildTable((c) => this.store.instances(c), ++this.revision);
+    const table = this.buildTable((c) => this.store.instances(c), ++this.revision);
+    this.router.swap(table);
+    return table;
   }
 
   /**
@@ -130,6 +130,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
    * stop an interrupted candidate, mark an interrupted deployment, resume retirement.
    */
   async recover(): Promise<void> {
+    const heldBack = this.recoverHeldStandby();
     const envs = this.store.environments();
     const interrupted = this.store.activeDeployment();
     for (const color of COLORS) {
@@ -178,7 +179,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     if (interrupted) {
       const switched = this.store.environments()[interrupted.color].role === 'live';
       this.finishDeployment(interrupted, 'interrupted', SYSTEM_ACTOR,
-        `the daemon stopped during ${interrupted.phase}; ${switched ? `${interrupted.version} stayed live on ${interrupted.color}` : 'traffic was not moved and the candidate was stopped'}`,
+        `the daemon stopped during ${interrupted.phase}; ${switched ? `${interrupted.version} stayed live on ${interrupted.color}` : `traffic was not moved and the candidate was stopped${heldBack ? `; ${heldBack} is the warm standby again` : ''}`}`,
         { code: 'CUTOVER_ERR_ABORTED', message: `interrupted during ${interrupted.phase}` });
     }
     await this.updateRoutes('recovery');
@@ -187,11 +188,44 @@ export class Controller extends EventEmitter<ControllerEvents> {
     this.health.on('change', (id: string, healthy: boolean, reason?: string) => this.onHealthChange(id, healthy, reason));
   }
 
+  /**
+   * A standby held beside a candidate when the daemon stopped. Before the switch it is the standby
+   * again (its instances are adopted below; the candidate's processes, claimed by no record, are
+   * stopped by the adoption); after the switch its processes are stopped the same way. Returns
+   * "colour (version)" when it was given back.
+   */
+  private recoverHeldStandby(): string | null {
+    const held = this.store.heldStandby();
+    if (!held) return null;
+    const color = held.env.color;
+    const env = this.store.environments()[color];
+    if (env.role !== 'candidate') {
+      this.commit({ held: null });
+      return null;
+    }
+    this.forgetInstances(color, this.store.instances(color));
+    const name = `${color} (${held.env.version})`;
+    this.commit({
+      environments: [held.env], instances: [{ color, instances: held.instances }], held: null,
+      events: [{ type: 'recovery', deployment: held.deployment, actor: SYSTEM_ACTOR, color, version: held.env.version, reason: `the daemon stopped before ${env.version} on ${color} was switched to: ${name} is the warm standby again; the candidate's processes are stopped` }],
+    });
+    for (const inst of held.instances) this.health.watch(inst, { assumeHealthy: true });
+    return name;
+  }
+
   private wireProviderEvents(): void {
     this.provider.on('instance-exit', (inst, info) => {
-      this.health.markDown(inst.id, `process exited (${info.signal ?? `code ${info.code}`})`);
-      this.failCandidateOnExit(inst, info);
-      this.recordQuietly({ type: 'instance.exit', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version, reason: `instance ${inst.id} (pid ${inst.pid}) exited with ${info.signal ?? `code ${info.code}`}; no traffic goes to it while it is down`, data: { instance: inst.id, ...info } });
+      const how = exitText(info) ?? 'an unknown status (not our child: its exit code is not known)';
+      this.health.markDown(inst.id, `process exited (${exitText(info) ?? 'gone'})`);
+      // Why it died is in its log: quote it (a file read of a few KiB, then the decisions).
+      void describeInstanceFailure(this.provider, inst.id, info).then((failure) => {
+        this.failCandidateOnExit(inst, info, failure);
+        this.recordQuietly({
+          type: 'instance.exit', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version,
+          reason: `instance ${inst.id} (pid ${inst.pid}) exited with ${how}${failureNote(failure)}; no traffic goes to it while it is down`,
+          data: { instance: inst.id, ...info, log: failure.log, logPath: failure.logPath },
+        });
+      });
     });
     this.provider.on('instance-restart', (inst, info) => {
       this.recordQuietly({ type: 'instance.restart', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version, reason: `instance ${inst.id} restarted (attempt ${info.attempt}, after ${formatDuration(info.delayMs)}), pid ${inst.pid} port ${inst.port}`, data: { instance: inst.id, pid: inst.pid, port: inst.port, ...info } });
@@ -205,17 +239,33 @@ export class Controller extends EventEmitter<ControllerEvents> {
       }
       this.updateRoutes('instances changed').catch((err: unknown) => this.log.error({ err }, 'route update failed'));
     });
+    this.provider.on('held-changed', (color, instances) => {
+      // A held standby instance restarted: record its new pid for adoption after a crash.
+      for (const inst of instances) this.health.watch(inst);
+      const held = this.store.heldStandby();
+      if (!held || held.env.color !== color) return;
+      try {
+        this.commit({ held: { ...held, instances } });
+      } catch (err) {
+        this.log.error({ err, color }, 'held instances changed but could not be recorded');
+      }
+    });
   }
 
   /**
    * A candidate instance that exits before the switch is a broken release: fail the deployment now
    * (traffic untouched, candidate stopped) instead of waiting for the health timeout or a gate.
    */
-  private failCandidateOnExit(inst: Instance, info: { code: number | null; signal: string | null }): void {
+  private failCandidateOnExit(inst: Instance, info: { code: number | null; signal: string | null }, failure: InstanceFailure): void {
     const run = this.running;
     if (!run || run.record.color !== inst.color || run.record.version !== inst.version) return;
-    if (!['provision', 'health', 'migrate', 'gates', 'promote'].includes(run.record.phase) || run.abort.signal.aborted) return;
-    run.abort.abort(new CutoverError('CUTOVER_ERR_PROVISION', `candidate instance ${inst.id} of ${inst.version} exited (${info.signal ?? `code ${info.code}`}) during ${run.record.phase}`, { details: { instance: inst.id, phase: run.record.phase } }));
+    // A held standby instance (same colour, maybe the same version) is not the candidate.
+    if (!this.provider.instances(inst.color).some((i) => i.id === inst.id)) return;
+    if (!PRE_SWITCH_PHASES.includes(run.record.phase) || run.abort.signal.aborted) return;
+    const how = exitText(info) ?? 'an unknown status';
+    run.abort.abort(new CutoverError('CUTOVER_ERR_PROVISION', `candidate instance ${inst.id} of ${inst.version} exited with ${how} during ${run.record.phase}${failureNote(failure)}`, {
+      details: { instance: inst.id, phase: run.record.phase, exit: info, log: failure.log, logPath: failure.logPath },
+    }));
   }
 
   /** Persist a colour's instances and health-watch them (re-watching any whose address changed). */
@@ -246,11 +296,11 @@ export class Controller extends EventEmitter<ControllerEvents> {
     this.statusSections.set(name, section);
   }
 
-  status() {
+  status(): Status {
     const envs = this.store.environments();
     const live = COLORS.find((c) => envs[c].role === 'live') ?? null;
     const standby = COLORS.find((c) => envs[c].role === 'standby' || envs[c].role === 'retired') ?? null;
-    const envView = (c: Color) => {
+    const envView = (c: Color): EnvironmentStatus => {
       const e = envs[c];
       const instances = this.store.instances(c).map((i) => ({ id: i.id, host: i.host, port: i.port, pid: i.pid, healthy: this.health.isHealthy(i.id), startedAt: i.startedAt }));
       return { color: c, role: e.role, version: e.version, path: e.path, since: e.since, retireAt: e.retireAt, instances, healthy: instances.filter((i) => i.healthy).length };
@@ -264,7 +314,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       ...sections,
       app: this.opts.app,
       live: live ? { color: live, version: envs[live].version, since: envs[live].since, healthy: environments[live].healthy } : null,
-      standby: standby ? { color: standby, version: envs[standby].version, state: envs[standby].role === 'standby' ? 'warm' : 'retired', retireAt: envs[standby].retireAt } : null,
+      standby: standby ? { color: standby, version: envs[standby].version, state: envs[standby].role === 'standby' ? 'warm' : 'retired', retireAt: envs[standby].retireAt } : this.heldStatus(),
       deployment: active,
       environments,
       router: {
@@ -272,6 +322,18 @@ export class Controller extends EventEmitter<ControllerEvents> {
         live: `http://${hostPort(addrs.live)}`,
         preview: addrs.preview ? `http://${hostPort(addrs.preview)}` : null,
       },
+    };
+  }
+
+  /** The standby held beside a candidate: warm, the rollback target if the deployment fails. */
+  private heldStatus() {
+    const held = this.store.heldStandby();
+    if (!held) return null;
+    const ids = held.instances.map((i) => i.id);
+    return {
+      color: held.env.color, version: held.env.version, state: 'warm' as const, retireAt: held.env.retireAt,
+      besideCandidate: this.running?.record.version ?? null,
+      instances: ids.length, healthy: ids.filter((id) => this.health.isHealthy(id)).length,
     };
   }
 
@@ -310,7 +372,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       const r = this.running.record;
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${r.id} of ${r.version} is in progress (phase ${r.phase}); wait for it, or run \`cutover abort\``, { details: { deployment: r.id, version: r.version, phase: r.phase } });
     }
-    const path = this.checkReleasePath(req.path);
+    const path = this.provider.checkRelease(req.path, version);
     const envs = this.store.environments();
     const liveColor = COLORS.find((c) => envs[c].role === 'live') ?? null;
     const color: Color = liveColor ? otherColor(liveColor) : 'blue';
@@ -322,7 +384,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
       createdAt: now, updatedAt: now, finishedAt: null, error: null, gates: null, forced: false, switchMs: null,
     };
     const abort = new AbortController();
-    const running: RunningDeployment = { record, abort, promoteWaiter: null, priorCandidateState: envs[color], done: Promise.resolve(record) };
+    const running: RunningDeployment = { record, abort, promoteWaiter: null, priorCandidateState: envs[color], held: false, done: Promise.resolve(record) };
     this.running = running;
     try {
       this.commit({
@@ -342,29 +404,16 @@ export class Controller extends EventEmitter<ControllerEvents> {
     return { deployment: record, done: running.done };
   }
 
-  private checkReleasePath(p: string | null): string | null {
-    if (this.provider.kind !== 'process') return p;
-    if (!p) throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', 'the process provider needs the release directory: pass --path DIR', { details: { field: 'path' } });
-    if (!existsSync(p) || !statSync(p).isDirectory()) {
-      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${p} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: p } });
-    }
-    return p;
-  }
-
   private async runPipeline(run: RunningDeployment): Promise<DeploymentRecord> {
     const d = run.record;
     const release: Release = { version: d.version, path: d.path };
     const ctx = this.phaseContext(run, release);
     let switched = false;
+    // The held standby of the candidate colour stops once the switch is done, alongside verify and analysis.
+    let heldStopped: Promise<void> = Promise.resolve();
     try {
       await this.phase(run, 'provision', async () => {
-        const prior = run.priorCandidateState;
-        if (prior.role === 'standby' || this.provider.instances(d.color).length > 0) {
-          this.record({ type: 'standby.replaced', deployment: d.id, actor: SYSTEM_ACTOR, color: d.color, version: prior.version, reason: `${d.color} (${prior.version ?? 'nothing'}) is stopped to make room for ${d.version}` });
-        }
-        await this.waitForDrain(d.color, d.id, `before ${d.version} replaces it`);
-        this.provider.setAutoRestart(d.color, false);
-        this.commit({ environments: [{ color: d.color, role: 'candidate', version: d.version, path: d.path, since: Date.now(), retireAt: null }] });
+        await this.holdOrReplaceStandby(run);
         this.scheduleRetirement(); // the colour is no longer a standby: its retirement timer goes
         const instances = await this.provider.start(d.color, release);
         crashPoint('provision', d.version); // test-only (fault-points.ts)
@@ -405,15 +454,70 @@ export class Controller extends EventEmitter<ControllerEvents> {
         this.updateDeployment(run, { switchMs: ms });
         return { outcome: 'passed', summary: `live → ${d.color} (${d.version}) in ${formatDuration(ms)}`, data: { switchMs: ms } };
       });
+      heldStopped = this.stopHeldStandby(run);
       await this.phase(run, 'verify', () => this.hooks.verify ? this.hooks.verify(ctx) : skipped('no post-switch checks configured'));
       await this.phase(run, 'analysis', () => this.hooks.analysis ? this.hooks.analysis(ctx) : skipped('no analysis configured'));
+      await heldStopped;
       this.updateDeployment(run, { phase: 'stable' });
       return this.finishDeployment(run.record, 'succeeded', d.actor, `${d.version} is live on ${d.color}`);
     } catch (err) {
+      await heldStopped;
       return await this.failDeployment(run, err, switched);
     } finally {
       if (this.running === run) this.running = null;
     }
+  }
+
+  /**
+   * Make the idle colour the candidate. A warm standby on it stays running beside the candidate
+   * (held, persisted for crash recovery) until the candidate has switched, so that a failed deploy
+   * leaves the rollback target as it was; without a holding provider, or with
+   * `standby.keepWarmDuringDeploy: false`, it is stopped to make room.
+   */
+  private async holdOrReplaceStandby(run: RunningDeployment): Promise<void> {
+    const d = run.record;
+    const prior = run.priorCandidateState;
+    const running = this.provider.instances(d.color).length > 0;
+    // Requests that reached the colour while it was live finish first: its lane drain ends when it
+    // is live again, and the held instances stop right after that switch.
+    await this.waitForDrain(d.color, d.id, `before ${d.version} is provisioned there`);
+    const candidate: EnvironmentState = { color: d.color, role: 'candidate', version: d.version, path: d.path, since: Date.now(), retireAt: null };
+    if (prior.role === 'standby' && running && this.opts.keepStandbyWarm !== false && canHold(this.provider)) {
+      const held = await this.provider.hold(d.color);
+      run.held = true;
+      this.provider.setAutoRestart(d.color, false); // the candidate's own instances: a crash fails the deploy
+      this.commit({
+        environments: [candidate], instances: [{ color: d.color, instances: [] }],
+        held: { deployment: d.id, env: prior, instances: held },
+        events: [{ type: 'standby.held', deployment: d.id, actor: SYSTEM_ACTOR, color: d.color, version: prior.version, reason: `${d.color} (${prior.version}) stays warm beside ${d.version} until ${d.version} has switched; if the deployment fails it is the rollback target as before`, data: { instances: held.map((i) => i.id) } }],
+      });
+      return;
+    }
+    if (prior.role === 'standby' || running) {
+      const why = prior.role === 'standby' && running && canHold(this.provider) ? ' (standby.keepWarmDuringDeploy: false)' : '';
+      this.record({ type: 'standby.replaced', deployment: d.id, actor: SYSTEM_ACTOR, color: d.color, version: prior.version, reason: `${d.color} (${prior.version ?? 'nothing'}) is stopped to make room for ${d.version}${why}` });
+    }
+    this.provider.setAutoRestart(d.color, false);
+    this.commit({ environments: [candidate] });
+  }
+
+  /** After the switch: the held standby of the new live colour has been replaced; stop it. */
+  private async stopHeldStandby(run: RunningDeployment): Promise<void> {
+    if (!run.held) return;
+    await Promise.resolve(); // the caller goes on with verify meanwhile
+    run.held = false;
+    const held = this.store.heldStandby();
+    const t0 = performance.now();
+    try {
+      if (canHold(this.provider)) await this.provider.stopHeld(run.record.color);
+    } catch (err) {
+      this.log.error({ err, color: run.record.color }, 'stopping the held standby failed');
+    }
+    for (const inst of held?.instances ?? []) this.health.unwatch(inst.id);
+    this.commitQuietly({
+      held: null,
+      events: held ? [{ type: 'standby.replaced', deployment: run.record.id, actor: SYSTEM_ACTOR, color: run.record.color, version: held.env.version, durationMs: performance.now() - t0, reason: `${run.record.color} (${held.env.version}) stopped: ${run.record.version} replaced it; the rollback target is now ${run.record.fromColor ?? 'nothing'} (${run.record.fromVersion ?? '-'})` }] : [],
+    });
   }
 
   /**
@@ -436,25 +540,26 @@ export class Controller extends EventEmitter<ControllerEvents> {
   /** Say why a release did not become healthy: the health error, exits, and the tail of each log. */
   private async explainUnhealthy(err: unknown, ids: string[]): Promise<unknown> {
     if (!isCutoverError(err, 'CUTOVER_ERR_HEALTH_TIMEOUT')) return err;
-    const p = this.provider as EnvironmentProvider & { lastExit?: (id: string) => { code: number | null; signal: string | null } | null; logTail?: (id: string, lines: number) => Promise<string[]> };
-    const instances: { id: string; exit: { code: number | null; signal: string | null } | null; log: string[] }[] = [];
+    const instances: InstanceFailure[] = [];
     for (const id of ids) {
       if (this.health.isHealthy(id)) continue;
-      const log = p.logTail ? await p.logTail(id, 5).catch(() => []) : [];
-      instances.push({ id, exit: p.lastExit?.(id) ?? null, log });
+      instances.push(await describeInstanceFailure(this.provider, id));
     }
     const first = instances[0];
-    const exitNote = first?.exit ? `; ${first.id} exited with ${first.exit.signal ?? `code ${first.exit.code}`}` : '';
-    const logNote = first && first.log.length > 0 ? `; last log line of ${first.id}: ${first.log[first.log.length - 1]}` : '';
-    return new CutoverError('CUTOVER_ERR_HEALTH_TIMEOUT', `${err.message}${exitNote}${logNote}`, { cause: err, details: { ...(err.details ?? {}), instances } });
+    const how = exitText(first?.exit ?? null);
+    const exitNote = first && how ? `; ${first.id} exited with ${how}` : '';
+    const logNote = first ? failureNote(first).replace(/^; last log line/, `; last log line of ${first.id}`) : '';
+    return new CutoverError('CUTOVER_ERR_HEALTH_TIMEOUT', `${err.message}${exitNote}${logNote}`, {
+      cause: err, details: { ...(err.details ?? {}), instances, instance: first?.id, log: first?.log ?? [], logPath: first?.logPath ?? null },
+    });
   }
 
   /** Run one phase: record start and end with duration; a failed verdict throws (unless held: manual gates). */
-  private async phase(run: RunningDeployment, name: PhaseName, body: () => Promise<PhaseVerdict>, opts: { holdOnFailure?: boolean } = {}): Promise<void> {
+  private async phase(run: RunningDeployment, name: DeploymentPhase, body: () => Promise<PhaseVerdict>, opts: { holdOnFailure?: boolean } = {}): Promise<void> {
     const d = run.record;
     if (run.abort.signal.aborted) throw run.abort.signal.reason;
     this.updateDeployment(run, { phase: name });
-    if (name !== 'provision' && name !== 'switch' && name !== 'stable') crashPoint(name as CrashPoint, d.version); // test-only
+    if (name !== 'provision' && name !== 'switch' && name !== 'stable') crashPoint(name, d.version); // test-only
     const t0 = performance.now();
     let v: PhaseVerdict;
     try {
@@ -492,6 +597,11 @@ export class Controller extends EventEmitter<ControllerEvents> {
     }
     // Before the switch: traffic was never moved. Stop the candidate and put the colour back.
     const prior = run.priorCandidateState;
+    if (run.held && await this.restoreHeldStandby(run)) {
+      const note = `traffic untouched, candidate stopped; ${d.color} (${prior.version}) is still the warm standby`;
+      return this.finishDeployment(run.record, aborted ? 'aborted' : 'failed', aborted ? (e.details?.actor as string | undefined) ?? SYSTEM_ACTOR : SYSTEM_ACTOR,
+        aborted ? `aborted during ${d.phase}; ${note}` : `${e.message}; ${note}`, { code: e.code, message: e.message });
+    }
     try {
       await this.provider.stop(d.color);
     } catch (stopErr) {
@@ -505,6 +615,28 @@ export class Controller extends EventEmitter<ControllerEvents> {
     await this.updateRoutes('candidate stopped');
     const reason = aborted ? `aborted during ${d.phase}; traffic untouched, candidate stopped` : `${e.message}; traffic untouched, candidate stopped`;
     return this.finishDeployment(run.record, aborted ? 'aborted' : 'failed', aborted ? (e.details?.actor as string | undefined) ?? SYSTEM_ACTOR : SYSTEM_ACTOR, reason, { code: e.code, message: e.message });
+  }
+
+  /** A failed or aborted deployment gives the held standby back: exactly the state before it began. */
+  private async restoreHeldStandby(run: RunningDeployment): Promise<boolean> {
+    const d = run.record;
+    run.held = false;
+    if (!canHold(this.provider)) return false;
+    try {
+      // Stops the candidate; its instances-changed events re-record the colour's instances.
+      const instances = await this.provider.restoreHeld(d.color);
+      this.commit({ environments: [run.priorCandidateState], instances: [{ color: d.color, instances }], held: null });
+    } catch (err) {
+      this.log.error({ err, color: d.color }, 'the held standby could not be given back; stopping it');
+      await this.provider.stopHeld(d.color).catch(() => undefined);
+      this.commit({ held: null });
+      return false;
+    }
+    this.provider.setAutoRestart(d.color, true);
+    await this.updateRoutes('candidate stopped, standby restored');
+    this.scheduleRetirement();
+    this.record({ type: 'standby.restored', deployment: d.id, actor: SYSTEM_ACTOR, color: d.color, version: run.priorCandidateState.version, reason: `${d.color} (${run.priorCandidateState.version}) is still the warm standby: \`cutover rollback\` stays instant` });
+    return true;
   }
 
   private finishDeployment(record: DeploymentRecord, status: DeploymentRecord['status'], actor: string, reason: string, error: DeploymentRecord['error'] = null): DeploymentRecord {
@@ -586,7 +718,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   abort(opts: { actor: string; reason?: string }): DeploymentRecord {
     const run = this.running;
     if (!run) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'no deployment is in progress');
-    if (['switch', 'verify', 'analysis', 'stable'].includes(run.record.phase)) {
+    if (POST_SWITCH_PHASES.includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has already switched traffic (phase ${run.record.phase}); use \`cutover rollback\``);
     }
     this.record({ type: 'abort', deployment: run.record.id, actor: opts.actor, color: run.record.color, version: run.record.version, reason: opts.reason ?? `${opts.actor} aborted the deployment during ${run.record.phase}` });
@@ -619,9 +751,9 @@ export class Controller extends EventEmitter<ControllerEvents> {
       // Write-ahead: if this throws (disk full, read-only), the router was never touched.
       this.commit({ environments: changes });
       crashPoint('switch', target.version); // test-only: committed, not yet swapped
-      const { revision, drain } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
-      // A switch counts when the data plane says it applied it (HAProxy's runtime API, every worker thread).
-      if (this.router.applied) await this.router.applied(revision);
+      const { drain, applied } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      // In force once every router serves it: in-process at once; a fleet waits for acknowledgements.
+      await applied;
       const ms = performance.now() - t0;
       this.record({
         type: o.type ?? 'switch', deployment: o.deployment, phase: 'switch', actor: o.actor, color, version: target.version, durationMs: ms,
@@ -636,7 +768,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     });
   }
 
-  private watchDrain(drain: Promise<DrainInfo>, color: Color, deployment: string | null): void {
+  private watchDrain(drain: Promise<DrainReport>, color: Color, deployment: string | null): void {
     const settled = drain.finally(() => { if (this.draining.get(color) === settled) this.draining.delete(color); });
     this.draining.set(color, settled.catch(() => undefined));
     drain.then((r) => {
@@ -663,14 +795,29 @@ export class Controller extends EventEmitter<ControllerEvents> {
    */
   async rollback(opts: { actor: string; reason?: string }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null } }> {
     const run = this.running;
-    if (run && !['switch', 'verify', 'analysis', 'stable'].includes(run.record.phase)) {
+    if (run && !POST_SWITCH_PHASES.includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has not switched traffic yet (phase ${run.record.phase}); use \`cutover abort\``);
     }
-    const result = await this.rollbackNow({ actor: opts.actor, reason: opts.reason ?? `rollback requested by ${opts.actor}`, deployment: run?.record.id ?? null });
+    const releaseOff = run ? null : this.newestLiveRelease();
+    const reason = opts.reason ?? `rollback requested by ${opts.actor}`;
+    const result = await this.rollbackNow({ actor: opts.actor, reason, deployment: run?.record.id ?? null });
+    if (releaseOff) {
+      // Its pipeline succeeded, but it no longer serves: history must say so (issue 16).
+      this.commitQuietly({ deployment: { ...releaseOff, rolledBack: { at: Date.now(), actor: opts.actor, reason }, updatedAt: Date.now() } });
+    }
     if (run) {
       run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', `rolled back by ${opts.actor}`, { details: { actor: opts.actor } }));
     }
     return result;
+  }
+
+  /** The finished deployment whose release is live now, if it is the newest release that went live (not a roll-forward). */
+  private newestLiveRelease(): DeploymentRecord | null {
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    const newest = this.store.deployments({ limit: 100 }).find((d) => d.switchMs !== null);
+    if (!live || !newest || newest.color !== live || newest.version !== envs[live].version || newest.status !== 'succeeded' || newest.rolledBack) return null;
+    return newest;
   }
 
   private async rollbackNow(o: { actor: string; reason: string; deployment: string | null }) {
@@ -690,7 +837,8 @@ export class Controller extends EventEmitter<ControllerEvents> {
       this.commit({ environments: [{ ...env, role: 'standby', since: Date.now(), retireAt: null }] });
       const instances = await this.provider.start(target, { version: env.version, path: env.path });
       this.adoptInstances(target, instances, { assumeHealthy: false });
-      await this.health.waitHealthy(instances.map((i) => i.id), this.opts.startTimeoutMs);
+      const ids = instances.map((i) => i.id);
+      await this.health.waitHealthy(ids, this.opts.startTimeoutMs).catch(async (err: unknown) => { throw await this.explainUnhealthy(err, ids); });
     }
     await this.switchTo(target, { actor: o.actor, reason: o.reason, deployment: o.deployment, requireGates: false, forced: false, type: 'rollback' });
     const ms = performance.now() - t0;
@@ -745,7 +893,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
     const retired = await this.traffic.run(async () => {
       const env = this.store.environments()[color];
       if (env.role !== 'standby') return null;
-      if (this.running && this.running.record.color !== color && ['verify', 'analysis'].includes(this.running.record.phase)) {
+      if (this.running && this.running.record.color !== color && JUDGING_PHASES.includes(this.running.record.phase)) {
         // Never retire the rollback target while the new release is still being judged.
         this.commit({ environments: [{ ...env, retireAt: Date.now() + 60_000 }] });
         this.scheduleRetirement();
@@ -772,14 +920,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   }
 
   private buildTable(instancesOf: (c: Color) => Instance[], revision: number): RouteTable {
-    const envs = this.store.environments();
-    const route = (c: Color | undefined): ColorRoute | null => c === undefined ? null : {
-      color: c, version: envs[c].version ?? '',
-      targets: instancesOf(c).map((i) => ({ id: i.id, host: i.host, port: i.port })),
-    };
-    const live = COLORS.find((c) => envs[c].role === 'live');
-    const preview = COLORS.find((c) => envs[c].role === 'candidate') ?? COLORS.find((c) => envs[c].role === 'standby');
-    return { revision, live: route(live), preview: route(preview) };
+    return deriveRouteTable(this.store.environments(), instancesOf, revision);
   }
 
   /** Re-derive the table from state (instances moved, candidate added or removed); swap when it differs. */
@@ -791,7 +932,7 @@ export class Controller extends EventEmitter<ControllerEvents> {
   private applyRoutes(why: string): void {
     const next = this.buildTable((c) => this.provider.instances(c), this.revision + 1);
     const cur = this.router.table();
-    if (JSON.stringify({ ...next, revision: 0 }) === JSON.stringify({ ...cur, revision: 0 })) return;
+    if (sameRoutes(next, cur)) return;
     this.revision = next.revision;
     const { drain } = this.router.swap(next);
     if (drain && cur.live) this.watchDrain(drain, cur.live.color, null);
@@ -814,6 +955,15 @@ export class Controller extends EventEmitter<ControllerEvents> {
       this.record(e);
     } catch (err) {
       this.log.error({ err, event: e.type, reason: e.reason }, 'event not recorded: the state database refused the write');
+    }
+  }
+
+  /** A commit off the pipeline's path (it must not reject a promise nobody awaits yet): a failure is logged. */
+  private commitQuietly(change: Parameters<Store['commit']>[0]): void {
+    try {
+      this.commit(change);
+    } catch (err) {
+      this.log.error({ err }, 'state not recorded: the state database refused the write');
     }
   }
 
@@ -850,8 +1000,4 @@ function toCutoverError(err: unknown, phase: string): CutoverError {
 function newDeploymentId(now: number): string {
   const t = new Date(now).toISOString().replace(/[-:T]/g, '').slice(0, 14);
   return `d-${t}-${randomBytes(3).toString('hex')}`;
-}
-
-export function hostPort(a: { host: string; port: number }): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }

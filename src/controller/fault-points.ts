@@ -11,7 +11,9 @@
  * write-ahead commit, before the route swap), `drain` (after the swap, while the old colour drains),
  * `retirement` (the standby's processes stopped, before that is recorded).
  */
-export type CrashPoint = 'provision' | 'health' | 'migrate' | 'gates' | 'promote' | 'switch' | 'drain' | 'verify' | 'analysis' | 'retirement';
+import type { DeploymentPhase } from '../store/types.ts';
+
+export type CrashPoint = Exclude<DeploymentPhase, 'stable'> | 'drain' | 'retirement';
 
 export const CRASH_ENV = 'CUTOVER_TEST_CRASH_AT';
 

@@ -9,13 +9,15 @@ import { ProcessProvider } from '../environments/process-provider.ts';
 import { StaticProvider } from '../environments/static-provider.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
-import type { RequestRecord } from '../router/router.ts';
+import type { DataPlane, RequestRecord, RouterView } from '../router/data-plane.ts';
 import { createDataPlane, type DataPlaneEngine } from '../engines/data-plane.ts';
-import { Controller, type HealthMonitor, hostPort } from '../controller/controller.ts';
-import type { PipelineHooks } from '../controller/hooks.ts';
-import { AdminServer, type ApiExtras } from '../api/server.ts';
+import { Controller, type HealthMonitor } from '../controller/controller.ts';
+import { connectableHost, hostPort } from '../lib/address.ts';
+import type { PipelineHooks } from '../plugin-api/hooks.ts';
+import { AdminServer } from '../api/server.ts';
+import type { ApiExtras, Plugin, PluginFactory } from '../plugin-api/plugin.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
-import { createLogger, type Logger } from '../telemetry/logger.ts';
+import { createLogger, type Logger } from '../lib/logger.ts';
 
 export interface DaemonOptions {
   logger?: Logger;
@@ -26,17 +28,6 @@ export interface DaemonOptions {
   onRequest?: (r: RequestRecord) => void;
   env?: NodeJS.ProcessEnv;
 }
-
-export interface DaemonPlugins {
-  hooks?: PipelineHooks;
-  extras?: ApiExtras;
-  onRequest?: (r: RequestRecord) => void;
-  close?: () => Promise<void>;
-}
-
-/** Later modules (gates, analysis, migrations, telemetry) register here to be composed into the daemon. */
-/** May be async, so that a plugin loads its heavy dependencies (SQL parsers, database drivers) only when configured. */
-export type PluginFactory = (d: { config: LoadedConfig; controller: Controller; router: DataPlaneEngine; logger: Logger }) => DaemonPlugins | Promise<DaemonPlugins>;
 
 export class Daemon {
   readonly config: LoadedConfig;
@@ -50,11 +41,11 @@ export class Daemon {
   readonly tokenSource: 'env' | 'file' | 'generated';
   /** Start-up warnings (listeners bound beyond loopback); `cutover up` prints them too. */
   readonly warnings: string[];
-  private readonly plugins: DaemonPlugins[];
+  private readonly plugins: Plugin[];
   private stopped = false;
   private onHangup: (() => void) | null = null;
 
-  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: DaemonPlugins[] }) {
+  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: Plugin[] }) {
     this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
     this.router = parts.router; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
     this.tokenSource = parts.tokenSource; this.plugins = parts.plugins; this.warnings = parts.warnings;
@@ -76,18 +67,20 @@ export class Daemon {
     const controller = new Controller({
       app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
-      standbyKeepForMs: config.standby.keepFor,
+      standbyKeepForMs: config.standby.keepFor, keepStandbyWarm: config.standby.keepWarmDuringDeploy,
     });
     // Promise 5: serve the recorded live colour first, before adoption or anything else.
-    router.swap(controller.recoveredTable());
+    controller.restoreRoutes();
+    // What happens to the data plane itself (HAProxy restarted, attached) is recorded like any event.
     router.onEvent = (e) => {
       try { controller.record({ type: e.type, actor: 'cutover', reason: e.reason, data: e.data ?? null }); } catch (err) { logger.error({ err: (err as Error).message, event: e.type }, 'could not record a data-plane event'); }
     };
     await router.start();
     await controller.recover();
 
-    const plugins: DaemonPlugins[] = [];
-    for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router, logger }));
+    const plugins: Plugin[] = [];
+    const routerView = readOnly(router);
+    for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router: routerView, logger }));
     for (const p of plugins) {
       if (p.hooks) Object.assign(hooks, p.hooks);
       if (p.onRequest) onRequestFns.push(p.onRequest);
@@ -159,7 +152,10 @@ export class Daemon {
     await this.controller.close();
     for (const p of this.plugins) await p.close?.();
     if (opts.stopInstances) {
-      await Promise.all((['blue', 'green'] as const).map((c) => this.provider.stop(c)));
+      await Promise.all((['blue', 'green'] as const).map(async (c) => {
+        await this.provider.stop(c);
+        await this.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
+      }));
     } else {
       await this.provider.detach();
     }
@@ -170,6 +166,17 @@ export class Daemon {
   }
 }
 
+/** What plugins get of the router: the read side only, also at run time (no cast reaches swap). */
+function readOnly(router: DataPlane): RouterView {
+  return Object.freeze({
+    stats: Object.freeze({ query: router.stats.query.bind(router.stats), series: router.stats.series.bind(router.stats) }),
+    addresses: () => router.addresses(),
+    table: () => router.table(),
+    inFlight: (listener, color) => router.inFlight(listener, color),
+    rejections: () => router.rejections(),
+  } satisfies RouterView);
+}
+
 function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider {
   const env = config.environments;
   if (env.provider === 'static' && env.static) {
@@ -177,14 +184,7 @@ function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider
   }
   const p = env.process;
   if (!p) throw new Error('unreachable: the config schema requires environments.process');
-  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, logger });
-}
-
-/** A wildcard bind address is not connectable; clients use loopback instead. */
-export function connectableHost(host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
-  if (host === '::') return '::1';
-  return host;
+  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
 }
 
 function isLoopback(host: string): boolean {

@@ -3,7 +3,7 @@
  * (gates, analysis, database, notifications, metrics, dashboard) into pipeline hooks,
  * request observers and API extras. Order matters only for request observers.
  */
-import type { PluginFactory } from './daemon.ts';
+import type { PluginFactory } from '../plugin-api/plugin.ts';
 import { gatesPlugin } from '../gates/plugin.ts';
 import { analysisPlugin } from '../analysis/plugin.ts';
 import { telemetryPlugin } from '../telemetry/plugin.ts';

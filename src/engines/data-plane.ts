@@ -11,31 +11,23 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { LoadedConfig } from '../config/schema.ts';
 import type { HealthView } from '../health/types.ts';
-import type { DrainReport } from '../router/lanes.ts';
-import type { RequestStats, ListenerName } from '../router/request-stats.ts';
-import type { RouteTable } from '../router/route-table.ts';
-import { CLIENT_KEEP_ALIVE_TIMEOUT_MS, Router, type RequestRecord, type RouterOptions } from '../router/router.ts';
-import type { Color } from '../environments/types.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { DataPlane, RequestRecord } from '../router/data-plane.ts';
+import { CLIENT_KEEP_ALIVE_TIMEOUT_MS, Router, type RouterOptions } from '../router/router.ts';
+import type { Logger } from '../lib/logger.ts';
 import type { EventEmitter } from 'node:events';
 import { HAProxyEngine, type EngineEvent } from './haproxy/engine.ts';
 import type { HAProxySettings } from './haproxy/config.ts';
 import { WorkerPool } from '../router/workers.ts';
 
-/** What the daemon, the controller and the plugins use of a data plane, whichever engine it is. */
-export interface DataPlaneEngine {
-  readonly stats: RequestStats;
-  table(): RouteTable;
-  swap(next: RouteTable): { revision: number; drain: Promise<DrainReport> | null };
-  addresses(): { live: { host: string; port: number }; preview: { host: string; port: number } | null };
-  inFlight(listener: ListenerName, color?: Color): number;
-  rejections(): Record<string, number>;
-  reloadTls(): boolean;
+/**
+ * A data plane the daemon runs (router/data-plane.ts `DataPlane`, plus its life cycle): the
+ * builtin Router, the worker pool, or the HAProxy engine.
+ */
+export interface DataPlaneEngine extends DataPlane {
   start(): Promise<void>;
   /** `keepRunning`: leave an external data plane (HAProxy) serving for the next daemon. */
   close(opts?: { keepRunning?: boolean }): Promise<void>;
-  /** Resolves when every part of the data plane has applied `revision` (absent: applied on swap). */
-  applied?(revision: number): Promise<void>;
+  reloadTls(): boolean;
   /** Where the engine reports what happened to it (HAProxy restarted…); the daemon records it. */
   onEvent?: (e: EngineEvent) => void;
 }

@@ -1,14 +1,14 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isCutoverError } from '../lib/errors.ts';
 import { ProcessProvider, type ProcessProviderOptions } from './process-provider.ts';
 import type { Instance } from './types.ts';
-import { FIXTURE_COMMAND, FIXTURE_DAEMON, getJson, isPidAlive, killMarked, markedLeaders, tempRoot, waitFor } from './fixtures/helpers.ts';
+import { FIXTURE_COMMAND, FIXTURE_DAEMON, FIXTURE_SERVER, getJson, isPidAlive, killMarked, markedLeaders, tempRoot, waitFor } from '../../test/fixtures/environments/helpers.ts';
 
 const tmp = tempRoot('cutover-env-');
 const foreign: number[] = [];
@@ -26,6 +26,69 @@ function provider(opts: Partial<ProcessProviderOptions> & { stateDir?: string } 
 const answers = (i: Instance) => waitFor(`${i.id} to answer`, () => getJson(i.port));
 
 describe('process provider', () => {
+  test('checkRelease needs an existing release directory, and says which field is wrong', () => {
+    const p = provider();
+    const release = tmp.dir('release-check');
+    assert.equal(p.checkRelease(release, 'v1'), release);
+    assert.throws(() => p.checkRelease(null, 'v1'), (e: unknown) => isCutoverError(e, 'CUTOVER_ERR_RELEASE_PATH') && e.details?.field === 'path');
+    assert.throws(() => p.checkRelease(path.join(release, 'missing'), 'v1'), (e: unknown) => isCutoverError(e, 'CUTOVER_ERR_RELEASE_PATH') && /does not exist/.test(e.message));
+    assert.throws(() => p.checkRelease(FIXTURE_SERVER, 'v1'), (e: unknown) => isCutoverError(e, 'CUTOVER_ERR_RELEASE_PATH'), 'a file is not a directory');
+  });
+
+  test('checkRelease without a path fills environments.process.releaseDir with the version, and names it when missing', () => {
+    const root = tmp.dir('releases');
+    const v7 = path.join(root, 'v7');
+    mkdirSync(v7);
+    const p = provider({ releaseDir: path.join(root, '{version}') });
+    assert.equal(p.checkRelease(null, 'v7'), v7);
+    assert.throws(() => p.checkRelease(null, 'v8'), (e: unknown) => isCutoverError(e, 'CUTOVER_ERR_RELEASE_PATH') && /\/v8 \(environments\.process\.releaseDir for v8\) does not exist/.test(e.message));
+    assert.equal(p.checkRelease(v7, 'v8'), v7, 'an explicit path wins over the template');
+  });
+
+  test('hold keeps a colour running beside a new start on other slots; restoreHeld gives it back; stopHeld stops it', async () => {
+    const p = provider();
+    const changes: string[][] = [];
+    p.on('instances-changed', (_c, list) => changes.push(list.map((i) => i.id)));
+    const old = await p.start('green', { version: 'v1', path: tmp.dir('hold-v1') });
+    await Promise.all(old.map(answers));
+    const held = await p.hold('green');
+    assert.deepEqual(held.map((i) => i.pid), old.map((i) => i.pid));
+    assert.deepEqual(p.instances('green'), [], 'held instances are not the colour\'s instances');
+    const next = await p.start('green', { version: 'v2', path: tmp.dir('hold-v2') });
+    assert.deepEqual(next.map((i) => i.id), ['green-2', 'green-3'], 'the slots the held ones do not use');
+    await Promise.all(next.map(answers));
+    assert.ok(old.every((i) => isPidAlive(i.pid as number)), 'the held instances still run beside the new ones');
+    assert.ok(existsSync(p.logPath('green-2')) && existsSync(p.logPath('green-0')), 'each has its own log file');
+
+    const back = await p.restoreHeld('green');
+    assert.deepEqual(back.map((i) => [i.id, i.pid]), old.map((i) => [i.id, i.pid]), 'the very same processes');
+    assert.ok(next.every((i) => !isPidAlive(i.pid as number)), 'the new release is stopped');
+    assert.deepEqual(changes.at(-1), ['green-0', 'green-1']);
+
+    await p.hold('green');
+    const third = await p.start('green', { version: 'v3', path: tmp.dir('hold-v3') });
+    await p.stopHeld('green');
+    assert.ok(old.every((i) => !isPidAlive(i.pid as number)), 'stopHeld stops the held instances');
+    assert.deepEqual(p.held('green'), []);
+    assert.deepEqual(p.instances('green').map((i) => i.pid), third.map((i) => i.pid), 'the new release runs on');
+    await p.stop('green');
+  });
+
+  test('a held instance that crashes is restarted (it is a warm standby) and reported as held-changed', async () => {
+    const p = provider({ instances: 1, restartBackoff: { initialMs: 50, maxMs: 100 } });
+    const [a] = await p.start('blue', { version: 'v1', path: tmp.dir('held-crash') });
+    await answers(a);
+    await p.hold('blue');
+    const changed = once(p, 'held-changed');
+    process.kill(a.pid as number, 'SIGKILL');
+    const [color, list] = (await changed) as [string, Instance[]];
+    assert.equal(color, 'blue');
+    assert.notEqual(list[0].pid, a.pid);
+    assert.deepEqual(p.instances('blue'), [], 'still held, not the colour\'s instances');
+    await p.stopHeld('blue');
+    assert.equal(isPidAlive(list[0].pid as number), false);
+  });
+
   test('starts each instance with PORT, CUTOVER_* and configured env, in the release directory, logging to a file', async () => {
     const p = provider({ env: { FIXTURE_EXTRA: 'hello', CUTOVER_COLOR: 'not-this' } });
     const release = tmp.dir('release-v1');

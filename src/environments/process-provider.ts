@@ -2,7 +2,8 @@
  * The `process` environment provider: runs each colour's instances as local processes.
  * Owns: spawning (one detached process group per instance, output appended to a log file),
  * stopping (SIGTERM to the group, SIGKILL after the grace period), restarting crashed
- * instances with backoff, and adopting survivors after a daemon restart.
+ * instances with backoff, adopting survivors after a daemon restart, and holding a colour's
+ * instances aside (still running and supervised) while the next release starts beside them.
  * Must never: touch traffic (the controller routes), signal a process it has not identified
  * as its own, or leave running an instance it no longer tracks (no orphans, no duplicates).
  *
@@ -12,12 +13,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, statSync, writeSync } from 'node:fs';
 import { appendFile, mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CutoverError } from '../lib/errors.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
 import { pickFreePort, probePort } from './ports.ts';
 import { groupExists, isAlive, listPids, readEnviron, readStat, sendSignal } from './proc.ts';
 import type { Color, EnvironmentProvider, Instance, ProviderEvents, Release } from './types.ts';
@@ -47,6 +48,8 @@ export interface ProcessProviderOptions {
   command: string;
   /** Number of instances per colour. */
   instances: number;
+  /** Absolute release directory template with `{version}`, used when a deploy names no directory. */
+  releaseDir?: string;
   /** Extra environment for instances (the PORT and CUTOVER_* variables win over it). */
   env?: Record<string, string>;
   stopGraceMs?: number;
@@ -76,6 +79,8 @@ interface Supervised {
   running: boolean;
   /** Being stopped (or dropped): never restarted, its exit is not a crash. */
   retired: boolean;
+  /** Set aside by hold(): a warm standby while a new release starts on its colour; always restarted. */
+  held: boolean;
   /** Consecutive crash count driving the backoff. */
   attempt: number;
   restartTimer: NodeJS.Timeout | null;
@@ -101,6 +106,8 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
   private readonly adoptedPollMs: number;
   private readonly log: Logger;
   private readonly members = new Map<Color, Supervised[]>();
+  /** Instances set aside by hold(): not the colour's instances(), still running and restarted. */
+  private readonly heldMembers = new Map<Color, Supervised[]>();
   private readonly autoRestart = new Map<Color, boolean>();
   /** Per-colour chain: start/stop/adopt of one colour never interleave. */
   private readonly queues = new Map<Color, Promise<unknown>>();
@@ -146,6 +153,47 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
     return this.serial(color, () => this.doAdopt(color, recorded));
   }
 
+  /**
+   * Set the colour's instances aside: they keep running (and are restarted after a crash) but are
+   * no longer its instances(), so that `start` runs a new release beside them on other slots.
+   */
+  hold(color: Color): Promise<Instance[]> {
+    return this.serial(color, async () => {
+      this.assertAttached();
+      // One held set per colour: an older one (never expected) is stopped, not leaked.
+      if (this.heldMembers.has(color)) await this.doStopHeld(color);
+      const members = this.members.get(color) ?? [];
+      this.members.delete(color);
+      for (const sup of members) sup.held = true;
+      if (members.length > 0) this.heldMembers.set(color, members);
+      this.log.info({ color, held: members.map((s) => s.instance.id) }, 'instances held beside the next release');
+      return members.map((s) => ({ ...s.instance }));
+    });
+  }
+
+  held(color: Color): Instance[] {
+    return (this.heldMembers.get(color) ?? []).map((s) => ({ ...s.instance }));
+  }
+
+  stopHeld(color: Color): Promise<void> {
+    return this.serial(color, () => this.doStopHeld(color));
+  }
+
+  /** Stop the colour's current instances (a failed candidate) and make the held ones its instances again. */
+  restoreHeld(color: Color): Promise<Instance[]> {
+    return this.serial(color, async () => {
+      const held = this.heldMembers.get(color);
+      if (held === undefined) return this.instances(color);
+      await this.doStop(color);
+      this.heldMembers.delete(color);
+      for (const sup of held) sup.held = false;
+      this.members.set(color, held);
+      this.log.info({ color, restored: held.map((s) => s.instance.id) }, 'held instances are the colour\'s instances again');
+      this.emit('instances-changed', color, this.instances(color));
+      return this.instances(color);
+    });
+  }
+
   setAutoRestart(color: Color, on: boolean): void {
     this.autoRestart.set(color, on);
     for (const sup of this.members.get(color) ?? []) {
@@ -169,6 +217,24 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
   /** Whether the instance's process is currently running (false while it is down after a crash). */
   isRunning(id: string): boolean {
     return this.find(id)?.running ?? false;
+  }
+
+  /**
+   * A process needs its release directory, and it must exist before anything changes: the one
+   * asked for, else `releaseDir` with the version filled in. Never a default such as the working
+   * directory (issue 16: a forgotten --path deployed the config directory).
+   */
+  checkRelease(p: string | null, version: string): string | null {
+    const fromTemplate = !p && this.opts.releaseDir !== undefined;
+    const dir = p || (this.opts.releaseDir?.replaceAll('{version}', version) ?? null);
+    if (!dir) {
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', 'the process provider needs the release directory: pass --path DIR, or set environments.process.releaseDir (e.g. "./releases/{version}") in the config', { details: { field: 'path' } });
+    }
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+      const origin = fromTemplate ? ` (environments.process.releaseDir for ${version})` : '';
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${dir}${origin} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: dir } });
+    }
+    return dir;
   }
 
   /** The instance's last unplanned exit, or null if it has not crashed since it was started or adopted. */
@@ -211,14 +277,18 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
   private async doStart(color: Color, release: Release): Promise<Instance[]> {
     this.assertAttached();
     const dir = await checkReleaseDir(release);
-    // Never duplicates: whatever this colour runs now goes first.
+    // Never duplicates: whatever this colour runs now goes first (a held set stays: see hold()).
     if (this.members.has(color)) await this.doStop(color);
     await mkdir(path.join(this.stateDir, 'logs'), { recursive: true });
 
+    // Slots 0…n-1, or the lowest ones the held instances do not use (ids and log files stay distinct).
+    const heldSlots = new Set((this.heldMembers.get(color) ?? []).map((s) => s.instance.index));
+    const slots: number[] = [];
+    for (let index = 0; slots.length < this.opts.instances; index++) if (!heldSlots.has(index)) slots.push(index);
     const members: Supervised[] = [];
     this.members.set(color, members);
     try {
-      for (let index = 0; index < this.opts.instances; index++) {
+      for (const index of slots) {
         const port = await pickFreePort(this.host, this.reservedPorts());
         const sup = newSupervised({
           id: `${color}-${index}`, color, index, version: release.version,
@@ -249,6 +319,18 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
     this.members.delete(color);
     this.log.info({ color }, 'instances stopped');
     this.emit('instances-changed', color, []);
+  }
+
+  private async doStopHeld(color: Color): Promise<void> {
+    const held = this.heldMembers.get(color);
+    if (held === undefined) return;
+    for (const sup of held) {
+      sup.retired = true;
+      this.clearTimers(sup);
+    }
+    await Promise.all(held.map((sup) => this.terminate(sup)));
+    this.heldMembers.delete(color);
+    this.log.info({ color, stopped: held.map((s) => s.instance.id) }, 'held instances stopped');
   }
 
   /** SIGTERM to the process group, SIGKILL after the grace period. */
@@ -350,7 +432,7 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
     appendFile(this.logPath(inst.id), `[cutover ${new Date(now).toISOString()}] ${inst.id} pid ${inst.pid} exited code=${code} signal=${signal}\n`).catch(() => {});
     this.log.warn({ color: inst.color, version: inst.version, instance: inst.id, pid: inst.pid, code, signal }, 'instance exited');
     this.emit('instance-exit', { ...inst }, { code, signal });
-    if (this.autoRestart.get(inst.color) === true) this.scheduleRestart(sup);
+    if (this.restartsOn(sup)) this.scheduleRestart(sup);
   }
 
   private scheduleRestart(sup: Supervised): void {
@@ -368,7 +450,12 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
   }
 
   private canRestart(sup: Supervised): boolean {
-    return !this.detached && !sup.retired && !sup.running && this.autoRestart.get(sup.instance.color) === true;
+    return !this.detached && !sup.retired && !sup.running && this.restartsOn(sup);
+  }
+
+  /** A held instance is a warm standby: always restarted. Others follow their colour's setting. */
+  private restartsOn(sup: Supervised): boolean {
+    return sup.held || this.autoRestart.get(sup.instance.color) === true;
   }
 
   private async restart(sup: Supervised, delayMs: number): Promise<void> {
@@ -388,7 +475,8 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
     this.log.info({ color: inst.color, version: inst.version, instance: inst.id, pid: inst.pid, port: inst.port, attempt: sup.attempt }, 'instance restarted');
     this.emit('instance-restart', { ...inst }, { attempt: sup.attempt, delayMs });
     // The pid (and maybe the port) changed: state must record it for adoption and routing.
-    this.emit('instances-changed', inst.color, this.instances(inst.color));
+    if (sup.held) this.emit('held-changed', inst.color, this.held(inst.color));
+    else this.emit('instances-changed', inst.color, this.instances(inst.color));
   }
 
   // ── adoption ────────────────────────────────────────────────────────────────────────────
@@ -491,7 +579,7 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
   }
 
   private allSupervised(): Supervised[] {
-    return [...this.members.values()].flat();
+    return [...this.members.values(), ...this.heldMembers.values()].flat();
   }
 
   private find(id: string): Supervised | undefined {
@@ -513,7 +601,7 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
 
 function newSupervised(instance: Instance): Supervised {
   return {
-    instance: { ...instance }, child: null, startTime: null, running: false, retired: false,
+    instance: { ...instance }, child: null, startTime: null, running: false, retired: false, held: false,
     attempt: 0, restartTimer: null, pollTimer: null, lastExit: null,
   };
 }

@@ -7,6 +7,12 @@ import type { Instance } from './types.ts';
 const targets = () => new StaticProvider({ blue: ['10.0.0.11:8080', '10.0.0.12:8080'], green: [{ host: '::1', port: 9090 }] });
 
 describe('static provider', () => {
+  test('checkRelease records any path, or none, as given: nothing is started from it', () => {
+    const p = targets();
+    assert.equal(p.checkRelease(null), null);
+    assert.equal(p.checkRelease('/no/such/dir'), '/no/such/dir');
+  });
+
   test('start records the version and returns the configured targets as instances without pids', async () => {
     const p = targets();
     const changed: Array<[string, Instance[]]> = [];

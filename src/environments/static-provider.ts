@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { parseAddress, type Address } from '../config/schema.ts';
 import { CutoverError } from '../lib/errors.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { Color, EnvironmentProvider, Instance, ProviderEvents, Release } from './types.ts';
 
 /** A target as written in config (`"10.0.0.11:8080"`, `"[::1]:8080"`) or as the config loader parsed it. */
@@ -83,6 +83,11 @@ export class StaticProvider extends EventEmitter<ProviderEvents> implements Envi
 
   /** No-op: nothing is supervised. */
   async detach(): Promise<void> {}
+
+  /** Nothing is started from a path: it is recorded as given (or none). */
+  checkRelease(p: string | null, _version?: string): string | null {
+    return p;
+  }
 }
 
 function toAddress(color: Color, t: StaticTarget): Address {

@@ -7,7 +7,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { loadUndici } from '../lib/lazy-undici.ts';
-import type { CompareGateSpec } from './schema.ts';
+import type { CompareGateSpec } from '../config/gates.ts';
 import { ms, pct, quantile, substitute, type GateResult, type GateTarget } from './types.ts';
 
 export const COMPARE_REQUEST_TIMEOUT_MS = 10_000;

@@ -4,7 +4,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { loadUndici } from '../lib/lazy-undici.ts';
-import type { HttpGateSpec } from './schema.ts';
+import type { HttpGateSpec } from '../config/gates.ts';
 import { ms, requestParts, substitute, substituteDeep, type GateResult, type GateTarget } from './types.ts';
 
 /** Bytes of the answer kept for the checks and the record. */

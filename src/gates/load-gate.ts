@@ -1,5 +1,5 @@
 /** `load` gate: autocannon against the preview listener; thresholds on error rate, p95 and p99. */
-import type { LoadGateSpec } from './schema.ts';
+import type { LoadGateSpec } from '../config/gates.ts';
 import { startLoad } from './load-generator.ts';
 import { ms, pct, requestParts, substitute, type GateResult, type GateTarget } from './types.ts';
 

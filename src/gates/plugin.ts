@@ -4,9 +4,9 @@
  * listener right after the switch). Verdicts only: the controller stops the candidate or rolls
  * back when a verdict is `failed`.
  */
-import type { PluginFactory } from '../daemon/daemon.ts';
-import type { PhaseContext, PhaseVerdict } from '../controller/hooks.ts';
-import type { Controller } from '../controller/controller.ts';
+import type { PluginFactory } from '../plugin-api/plugin.ts';
+import type { PhaseContext, PhaseVerdict } from '../plugin-api/hooks.ts';
+import type { ControllerView } from '../plugin-api/controller-view.ts';
 import type { Color } from '../environments/types.ts';
 import { runGates, type GateEvent } from './runner.ts';
 import { parityReport, type ColorSettings } from './parity.ts';
@@ -54,7 +54,7 @@ export const gatesPlugin: PluginFactory = ({ config, controller }) => {
 };
 
 /** The parity report as an event: `outcome: warning` with the drift, never a failure. */
-function recordParity(ctx: PhaseContext, controller: Controller): void {
+function recordParity(ctx: PhaseContext, controller: ControllerView): void {
   const prev = ctx.previous!;
   const envs = controller.status().environments;
   const settings = (c: Color): ColorSettings => {

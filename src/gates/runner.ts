@@ -4,7 +4,7 @@
  * as not run). Returns the verdict for the phase; it never moves traffic or stops anything.
  */
 import { performance } from 'node:perf_hooks';
-import type { Gate, GateKind, WarmupSpec } from './schema.ts';
+import type { Gate, GateKind, WarmupSpec } from '../config/gates.ts';
 import { runHttpGate } from './http-gate.ts';
 import { runCommandGate } from './command-gate.ts';
 import { runLoadGate } from './load-gate.ts';

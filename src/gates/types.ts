@@ -3,7 +3,7 @@
  * measured values, the thresholds they were held to and one line saying why. A gate never
  * decides what happens next (the runner stops at the first failure; the controller acts).
  */
-import type { GateKind } from './schema.ts';
+import type { GateKind } from '../config/gates.ts';
 
 /** Where a gate runs: the preview listener before the switch, the live listener after it. */
 export interface GateTarget {

@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { loadUndici } from '../lib/lazy-undici.ts';
-import type { WarmupSpec } from './schema.ts';
+import type { WarmupSpec } from '../config/gates.ts';
 
 export const WARMUP_REQUEST_TIMEOUT_MS = 10_000;
 

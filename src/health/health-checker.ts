@@ -11,7 +11,7 @@
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import { CutoverError } from '../lib/errors.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { HealthView } from './types.ts';
 
 export const DEFAULT_HEALTHY_THRESHOLD = 1;

@@ -1,31 +1,52 @@
 /**
  * One error root for Cutover. Callers branch on `code`, never on message text.
- * The table below is the only place codes are defined; add, never rename.
+ * The table below is the only place codes are defined, with the HTTP status the admin API
+ * answers and the exit code the CLI ends with for each; add, never rename.
+ * (The same table is in README.md, "Error codes"; test/error-codes.test.ts holds them together.)
  */
 
+/** Exit codes of the CLI contract. */
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+export interface ErrorSpec {
+  /** What the code means, in a few words. */
+  summary: string;
+  /** HTTP status of an admin API answer carrying this code. */
+  http: number;
+  /** Exit code of a CLI command that ends with this code. */
+  exit: ExitCode;
+}
+
 export const ERROR_CODES = {
-  CUTOVER_ERR_CONFIG: 'configuration file is invalid',
-  CUTOVER_ERR_USAGE: 'command used wrongly',
-  CUTOVER_ERR_CONFLICT: 'another deployment is in progress',
-  CUTOVER_ERR_NOT_FOUND: 'no such resource',
-  CUTOVER_ERR_BAD_REQUEST: 'request is malformed',
-  CUTOVER_ERR_UNAUTHORIZED: 'missing or wrong admin token',
-  CUTOVER_ERR_RATE_LIMITED: 'too many failed authentication attempts',
-  CUTOVER_ERR_INVALID_STATE: 'operation not allowed in the current state',
-  CUTOVER_ERR_NO_HEALTHY_INSTANCE: 'environment has no healthy instance',
-  CUTOVER_ERR_RELEASE_PATH: 'release directory is missing or unreadable',
-  CUTOVER_ERR_PROVISION: 'could not start the release',
-  CUTOVER_ERR_HEALTH_TIMEOUT: 'release did not become healthy in time',
-  CUTOVER_ERR_GATE_FAILED: 'a pre-switch gate failed',
-  CUTOVER_ERR_ANALYSIS_FAILED: 'post-switch analysis failed',
-  CUTOVER_ERR_MIGRATION: 'database migration refused or failed',
-  CUTOVER_ERR_ABORTED: 'deployment was aborted',
-  CUTOVER_ERR_STATE_WRITE: 'state could not be written',
-  CUTOVER_ERR_UNREACHABLE: 'daemon is unreachable',
-  CUTOVER_ERR_INTERNAL: 'internal error',
-} as const;
+  CUTOVER_ERR_CONFIG: { summary: 'configuration file is invalid', http: 400, exit: EXIT.USAGE },
+  CUTOVER_ERR_USAGE: { summary: 'command used wrongly', http: 400, exit: EXIT.USAGE },
+  CUTOVER_ERR_CONFLICT: { summary: 'another deployment is in progress', http: 409, exit: EXIT.FAILED },
+  CUTOVER_ERR_NOT_FOUND: { summary: 'no such resource', http: 404, exit: EXIT.FAILED },
+  CUTOVER_ERR_BAD_REQUEST: { summary: 'request is malformed', http: 400, exit: EXIT.USAGE },
+  CUTOVER_ERR_UNAUTHORIZED: { summary: 'missing or wrong admin token', http: 401, exit: EXIT.UNREACHABLE },
+  CUTOVER_ERR_RATE_LIMITED: { summary: 'too many failed authentication attempts', http: 429, exit: EXIT.UNREACHABLE },
+  CUTOVER_ERR_INVALID_STATE: { summary: 'operation not allowed in the current state', http: 409, exit: EXIT.FAILED },
+  CUTOVER_ERR_NO_HEALTHY_INSTANCE: { summary: 'environment has no healthy instance', http: 409, exit: EXIT.FAILED },
+  CUTOVER_ERR_RELEASE_PATH: { summary: 'release directory is missing or unreadable', http: 400, exit: EXIT.USAGE },
+  // The release's own processes failed, not the daemon: a gateway's statuses, not 500.
+  CUTOVER_ERR_PROVISION: { summary: 'could not start the release', http: 502, exit: EXIT.FAILED },
+  CUTOVER_ERR_HEALTH_TIMEOUT: { summary: 'release did not become healthy in time', http: 504, exit: EXIT.FAILED },
+  CUTOVER_ERR_GATE_FAILED: { summary: 'a pre-switch gate failed', http: 409, exit: EXIT.FAILED },
+  CUTOVER_ERR_ANALYSIS_FAILED: { summary: 'post-switch analysis failed', http: 409, exit: EXIT.FAILED },
+  CUTOVER_ERR_MIGRATION: { summary: 'database migration refused or failed', http: 409, exit: EXIT.FAILED },
+  CUTOVER_ERR_ABORTED: { summary: 'deployment was aborted', http: 409, exit: EXIT.FAILED },
+  CUTOVER_ERR_STATE_WRITE: { summary: 'state could not be written', http: 503, exit: EXIT.FAILED },
+  // Raised by the client (the CLI could not reach the daemon); the daemon never sends it.
+  CUTOVER_ERR_UNREACHABLE: { summary: 'daemon is unreachable', http: 503, exit: EXIT.UNREACHABLE },
+  CUTOVER_ERR_INTERNAL: { summary: 'internal error', http: 500, exit: EXIT.FAILED },
+} as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
+}
 
 export class CutoverError extends Error {
   readonly code: ErrorCode;

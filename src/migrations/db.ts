@@ -7,7 +7,7 @@
 import pg from 'pg';
 import mysql from 'mysql2/promise';
 import { CutoverError } from '../lib/errors.ts';
-import type { DbEngine } from './config.ts';
+import type { DbEngine } from '../config/database.ts';
 
 /** Connecting to the database server may take this long before it is an error: 10 seconds. */
 export const DB_CONNECT_TIMEOUT_MS = 10_000;

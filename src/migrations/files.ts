@@ -14,7 +14,7 @@ import { splitMysql } from './mysql-tokens.ts';
 import { analysePostgres } from './postgres.ts';
 import { SchemaState } from './schema.ts';
 import { positionOf, SqlParseFailure } from './source.ts';
-import type { DbEngine } from './config.ts';
+import type { DbEngine } from '../config/database.ts';
 
 export interface MigrationFile {
   /** File name, e.g. `002_add_email.expand.sql`; the key in the tracking table. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LABELLED } from './fixtures/labelled.ts';
+import { LABELLED } from '../../test/fixtures/labelled-migrations.ts';
 import { lintSql } from './lint.ts';
 import { SchemaState } from './schema.ts';
 

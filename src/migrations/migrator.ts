@@ -13,13 +13,13 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { LoadedConfig } from '../config/schema.ts';
-import type { PhaseContext, PhaseVerdict } from '../controller/hooks.ts';
+import type { PhaseContext, PhaseVerdict } from '../plugin-api/hooks.ts';
 import type { Color } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import type { EventInput, EnvironmentState } from '../store/types.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
 import { assertRunnable, runCompatibility, type CompatResult, type CompatVersion } from './compat.ts';
-import { engineOf, type DatabaseConfig, type DbEngine } from './config.ts';
+import { engineOf, type DatabaseConfig, type DbEngine } from '../config/database.ts';
 import { connect, dbErrorText, redactUrl } from './db.ts';
 import { readMigrations, statementsOf, type MigrationFile } from './files.ts';
 import { lintSql, type Finding } from './lint.ts';

@@ -4,8 +4,7 @@
  * admin API gains `GET /api/v1/migrations` and `POST /api/v1/migrations/contract` (bearer token,
  * audited like every mutating call). Without a `database:` section it adds nothing.
  */
-import type { PluginFactory } from '../daemon/daemon.ts';
-import type { RequestContext } from '../api/server.ts';
+import type { PluginFactory, RequestContext } from '../plugin-api/plugin.ts';
 import { COLORS } from '../environments/types.ts';
 import type { EnvView } from './migrator.ts';
 

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { test } from 'node:test';
-import { LABELLED } from './fixtures/labelled.ts';
+import { LABELLED } from '../../test/fixtures/labelled-migrations.ts';
 
 const PSQL_TIMEOUT_MS = 20_000;
 

@@ -6,8 +6,9 @@
  * PostgreSQL: schema by `pg_dump --schema-only` piped into `psql` (pre-data, then rows, then
  * post-data so sampled rows are checked by the real constraints), sequences set to the real
  * values, rows whose foreign-key parents were not sampled removed before the constraints return.
- * MySQL/MariaDB: `SHOW CREATE TABLE`/`VIEW` replayed with foreign-key checks off, rows by
- * `INSERT … SELECT … LIMIT`.
+ * MySQL/MariaDB: `SHOW CREATE TABLE` replayed with foreign-key checks off, rows by
+ * `INSERT … SELECT … LIMIT`, then stored functions and procedures, views, and last the triggers
+ * (so that copying the sample fires none), each with the `sql_mode` it was created under.
  *
  * Must never write to the real database, and must leave no shadow behind: `drop()` is always
  * called by the caller, and leftovers of a crashed run are swept by name before the next one.
@@ -15,7 +16,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { CutoverError } from '../lib/errors.ts';
-import type { DbEngine } from './config.ts';
+import type { DbEngine } from '../config/database.ts';
 import { connect, databaseOf, dbErrorText, quoteIdent, redactUrl, withDatabase, type DbConnection } from './db.ts';
 
 /** Marks shadow database names: `<db>_cshadow_<hex>`; leftovers with it are swept. */
@@ -238,6 +239,8 @@ async function copyMysql(o: ShadowOptions, shadow: Shadow, realDb: string, name:
         shadow.notes.push(`rows of ${t.name} not copied: ${dbErrorText(err)}`);
       }
     }
+    // Routines before views and triggers: both may call them.
+    await copyMysqlRoutines(real, copy, realDb, shadow);
     // Views may use each other: retry until no more can be created.
     let views = objects.filter((x) => x.type === 'VIEW');
     while (views.length > 0) {
@@ -245,7 +248,7 @@ async function copyMysql(o: ShadowOptions, shadow: Shadow, realDb: string, name:
       let lastErr = '';
       for (const v of views) {
         const [row] = await real.query<Record<string, string>>(`SHOW CREATE VIEW ${q(realDb)}.${q(v.name)}`);
-        const text = row['Create View'].replace(/\sDEFINER=\S+/i, '').replaceAll(`${q(realDb)}.`, '');
+        const text = forShadow(row['Create View'], realDb);
         try { await copy.query(text); } catch (err) { failed.push(v); lastErr = dbErrorText(err); }
       }
       if (failed.length === views.length) {
@@ -254,7 +257,66 @@ async function copyMysql(o: ShadowOptions, shadow: Shadow, realDb: string, name:
       }
       views = failed;
     }
+    // Triggers last: the sampled rows are in, and no trigger fired while they were copied.
+    await copyMysqlTriggers(real, copy, realDb, shadow);
   } finally {
     await Promise.all([real.close(), copy.close()]);
   }
+}
+
+/** A `SHOW CREATE …` statement made to run in the shadow: no DEFINER (the shadow's creator owns it), no real-database qualifier. */
+function forShadow(statement: string, realDb: string): string {
+  return statement.replace(/\sDEFINER\s*=\s*(`[^`]*`|'[^']*'|[^\s@]+)@(`[^`]*`|'[^']*'|\S+)/i, '').replaceAll(`${quoteIdent('mysql', realDb)}.`, '');
+}
+
+/** Run `statement` under the sql_mode its object was created with (it decides how the body parses). */
+async function underMode(copy: DbConnection, sqlMode: string | undefined, statement: string): Promise<void> {
+  const [{ mode }] = await copy.query<{ mode: string }>('SELECT @@SESSION.sql_mode AS mode');
+  if (sqlMode !== undefined) await copy.query('SET SESSION sql_mode = ?', [sqlMode]);
+  try {
+    await copy.query(statement);
+  } finally {
+    if (sqlMode !== undefined) await copy.query('SET SESSION sql_mode = ?', [mode]);
+  }
+}
+
+async function copyMysqlRoutines(real: DbConnection, copy: DbConnection, realDb: string, shadow: Shadow): Promise<void> {
+  const q = (n: string) => quoteIdent('mysql', n);
+  const routines = await real.query<{ name: string; type: 'FUNCTION' | 'PROCEDURE' }>(
+    "SELECT ROUTINE_NAME AS name, ROUTINE_TYPE AS type FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE IN ('FUNCTION', 'PROCEDURE') ORDER BY ROUTINE_TYPE, ROUTINE_NAME", [realDb]);
+  const failed: string[] = [];
+  let lastErr = '';
+  for (const r of routines) {
+    try {
+      const [row] = await real.query<Record<string, string | null>>(`SHOW CREATE ${r.type} ${q(realDb)}.${q(r.name)}`);
+      const text = row[r.type === 'FUNCTION' ? 'Create Function' : 'Create Procedure'];
+      // NULL when the user may not read the body (neither its definer nor granted SHOW ROUTINE / SELECT on mysql.proc).
+      if (!text) throw new Error('its body is not readable by this user');
+      await underMode(copy, row.sql_mode ?? undefined, forShadow(text, realDb));
+    } catch (err) {
+      failed.push(`${r.type.toLowerCase()} ${r.name}`);
+      lastErr = dbErrorText(err);
+    }
+  }
+  if (failed.length > 0) shadow.notes.push(`routines not copied: ${failed.join(', ')} (${lastErr})`);
+}
+
+async function copyMysqlTriggers(real: DbConnection, copy: DbConnection, realDb: string, shadow: Shadow): Promise<void> {
+  const q = (n: string) => quoteIdent('mysql', n);
+  // ACTION_ORDER: several triggers on one table and event fire in the order they were created.
+  const triggers = await real.query<{ name: string }>('SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER', [realDb]);
+  const failed: string[] = [];
+  let lastErr = '';
+  for (const t of triggers) {
+    try {
+      const [row] = await real.query<Record<string, string | null>>(`SHOW CREATE TRIGGER ${q(realDb)}.${q(t.name)}`);
+      const text = row['SQL Original Statement'];
+      if (!text) throw new Error('its body is not readable by this user');
+      await underMode(copy, row.sql_mode ?? undefined, forShadow(text, realDb));
+    } catch (err) {
+      failed.push(t.name);
+      lastErr = dbErrorText(err);
+    }
+  }
+  if (failed.length > 0) shadow.notes.push(`triggers not copied: ${failed.join(', ')} (${lastErr})`);
 }

@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { CutoverError } from '../lib/errors.ts';
 import type { Phase } from './lint.ts';
-import type { DbEngine } from './config.ts';
+import type { DbEngine } from '../config/database.ts';
 import { dbErrorText, ph, quoteIdent, type DbConnection } from './db.ts';
 import { runsInTransaction, statementsOf, type MigrationFile, type Statement } from './files.ts';
 

@@ -10,6 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { HealthView } from '../health/types.ts';
+import type { RequestRecord } from './data-plane.ts';
 import type { AddressSet } from '../lib/cidr.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import type { Flight, Lane } from './lanes.ts';
@@ -55,16 +56,6 @@ class CountedBody extends Transform {
     if (this.#n > this.#limit) cb(Object.assign(new Error(`request body larger than ${this.#limit} bytes`), { code: BODY_TOO_LARGE }));
     else cb(null, chunk);
   }
-}
-
-export interface RequestRecord {
-  listener: ListenerName;
-  color: import('../environments/types.ts').Color;
-  version: string;
-  method: string;
-  status: number;
-  durationMs: number;
-  error?: ProxyErrorKind;
 }
 
 /**

@@ -7,6 +7,7 @@
  * being drained (the live colour's connections are never touched by a drain).
  */
 import type { Color } from '../environments/types.ts';
+import type { DrainReport } from './data-plane.ts';
 import type { ListenerName } from './request-stats.ts';
 
 /** One request or WebSocket in flight; an intrusive list node (no allocation to link it). */
@@ -17,16 +18,6 @@ export interface Flight {
   next: Flight | null;
   /** End it now (drain deadline or shutdown). Must call `lane.remove(this)` synchronously. */
   abort(reason: string): void;
-}
-
-export interface DrainReport {
-  color: Color;
-  revision: number;
-  durationMs: number;
-  /** false = hit drainTimeout and what remained was closed. */
-  completed: boolean;
-  closedRequests: number;
-  closedWebSockets: number;
 }
 
 interface DrainState {

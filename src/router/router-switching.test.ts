@@ -9,10 +9,10 @@ import { after, before, test } from 'node:test';
 import { Pool } from 'undici';
 import WebSocket from 'ws';
 import type { Color } from '../environments/types.ts';
-import { silentLogger } from '../telemetry/logger.ts';
-import type { DrainReport } from './lanes.ts';
+import { silentLogger } from '../lib/logger.ts';
+import type { DrainReport } from './data-plane.ts';
 import { Router } from './router.ts';
-import { routes, sleep, startUpstream, TestHealth, type TestUpstream } from './test-support.ts';
+import { routes, sleep, startUpstream, TestHealth, type TestUpstream } from '../../test/support/router.ts';
 
 const CONNECTIONS = 50;
 const SWITCHES = 20;

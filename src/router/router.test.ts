@@ -5,9 +5,10 @@ import { connect as netConnect, createServer as createNetServer, type AddressInf
 import { after, before, describe, test } from 'node:test';
 import { Client } from 'undici';
 import WebSocket from 'ws';
-import { silentLogger } from '../telemetry/logger.ts';
-import { Router, type RequestRecord } from './router.ts';
-import { blackhole, refusingPort, routes, sleep, startUpstream, TestHealth, type TestUpstream } from './test-support.ts';
+import { silentLogger } from '../lib/logger.ts';
+import type { RequestRecord } from './data-plane.ts';
+import { Router } from './router.ts';
+import { blackhole, refusingPort, routes, sleep, startUpstream, TestHealth, type TestUpstream } from '../../test/support/router.ts';
 
 async function get(base: string, path: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
   const r = await fetch(base + path, { method: init.method ?? 'GET', headers: init.headers });

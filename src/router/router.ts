@@ -29,9 +29,10 @@ import {
 import { AddressSet } from '../lib/cidr.ts';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
-import { HttpExchange, type ProxyContext, type RequestRecord } from './http-exchange.ts';
-import { Lane, type DrainReport } from './lanes.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
+import type { DataPlane, DrainReport, ListenerAddresses, RequestRecord, SwapResult } from './data-plane.ts';
+import { HttpExchange, type ProxyContext } from './http-exchange.ts';
+import { Lane } from './lanes.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
 import { EMPTY_ROUTE_TABLE, freezeTable, type RouteTable } from './route-table.ts';
@@ -41,7 +42,7 @@ import { type BoundRoute, type Upstream, UpstreamSet } from './upstreams.ts';
 import { WebSocketTunnel, writeRawFailure } from './websocket-tunnel.ts';
 
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS };
-export type { DrainReport, ListenerName, RequestLimits, RequestRecord, TlsFiles };
+export type { ListenerName, RequestLimits, TlsFiles };
 export { RequestStats };
 
 /**
@@ -51,7 +52,12 @@ export { RequestStats };
  */
 export const CLIENT_KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
+/** The name an in-process router acknowledges route revisions with. */
+export const DEFAULT_ROUTER_ID = 'local';
+
 export interface RouterOptions {
+  /** Name in acknowledgements; default `local`. */
+  id?: string;
   listen: { host: string; port: number };
   preview: { host: string; port: number } | null;
   drainTimeoutMs: number;
@@ -97,7 +103,9 @@ function laneIndex(listener: ListenerName, color: Color): number {
   return (listener === 'live' ? 0 : 2) + (color === 'blue' ? 0 : 1);
 }
 
-export class Router {
+export class Router implements DataPlane {
+  /** This router's name in acknowledgements (`SwapResult.applied`). */
+  readonly id: string;
   readonly stats = new RequestStats();
   readonly #opts: RouterOptions;
   readonly #logger: Logger;
@@ -116,6 +124,7 @@ export class Router {
 
   constructor(opts: RouterOptions) {
     this.#opts = opts;
+    this.id = opts.id ?? DEFAULT_ROUTER_ID;
     this.#logger = (opts.logger ?? silentLogger).child({ component: 'router' });
     this.#timeouts = {
       connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -190,7 +199,7 @@ export class Router {
     this.#logger.info({ addresses: this.addresses() }, 'router listening');
   }
 
-  addresses(): { live: { host: string; port: number }; preview: { host: string; port: number } | null } {
+  addresses(): ListenerAddresses {
     const of = (name: ListenerName, fallback: { host: string; port: number } | null) => {
       const l = this.#listeners.find((x) => x.name === name);
       const a = l?.server.address() as AddressInfo | null | undefined;
@@ -205,9 +214,10 @@ export class Router {
 
   /**
    * One synchronous swap: requests that arrive from now on use `next`; requests in flight keep
-   * the snapshot they arrived under. Returns the drain of the colour that left the live listener.
+   * the snapshot they arrived under. Returns the drain of the colour that left the live listener;
+   * `applied` is settled at once (this one router serves the table when swap returns).
    */
-  swap(next: RouteTable): { revision: number; drain: Promise<DrainReport> | null } {
+  swap(next: RouteTable): SwapResult {
     const table = Object.isFrozen(next) ? next : freezeTable(next);
     const prev = this.#table;
     const bound = this.#upstreams.bind(table);
@@ -232,7 +242,7 @@ export class Router {
       { revision: table.revision, live: table.live && { color: table.live.color, version: table.live.version }, preview: table.preview && { color: table.preview.color, version: table.preview.version } },
       'route table swapped',
     );
-    return { revision: table.revision, drain };
+    return { revision: table.revision, drain, applied: Promise.resolve({ revision: table.revision, acknowledged: [this.id], missing: [] }) };
   }
 
   /**

@@ -9,7 +9,7 @@
  */
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from '../lib/logger.ts';
 import type { ColorRoute, RouteTable, RouteTarget } from './route-table.ts';
 import { UpstreamPool } from './upstream-pool.ts';
 

@@ -8,9 +8,10 @@
  * post a message per request.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { createLogger } from '../telemetry/logger.ts';
+import { createLogger } from '../lib/logger.ts';
 import type { HealthView } from '../health/types.ts';
-import { Router, type RequestRecord, type RouterOptions } from './router.ts';
+import { Router, type RouterOptions } from './router.ts';
+import type { RequestRecord } from './data-plane.ts';
 import type { RouteTable } from './route-table.ts';
 import { encodeRecord, type FromWorker, type ToWorker, type WorkerInit } from './worker-protocol.ts';
 

@@ -6,9 +6,10 @@
  * Owns: the message shapes and the record encoding. Must never: carry functions or sockets.
  */
 import type { Color } from '../environments/types.ts';
-import type { DrainReport } from './lanes.ts';
+import type { ApplyReport, DrainReport } from './data-plane.ts';
 import type { ProxyErrorKind, ListenerName } from './request-stats.ts';
-import type { RequestRecord, RouterOptions } from './router.ts';
+import type { RouterOptions } from './router.ts';
+import type { RequestRecord } from './data-plane.ts';
 
 /** What a worker needs to build its Router; functions (health, hooks, logger) are rebuilt there. */
 export interface WorkerInit {

@@ -7,9 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
-import { routes, sleep, startUpstream, type TestUpstream } from './test-support.ts';
+import { routes, sleep, startUpstream, type TestUpstream } from '../../test/support/router.ts';
 import { WorkerPool } from './workers.ts';
-import type { RequestRecord } from './router.ts';
+import type { RequestRecord } from './data-plane.ts';
 
 class Health extends EventEmitter {
   readonly down = new Set<string>();

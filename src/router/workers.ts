@@ -18,15 +18,18 @@ import { Worker } from 'node:worker_threads';
 import type { EventEmitter } from 'node:events';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
-import { silentLogger, type Logger } from '../telemetry/logger.ts';
-import type { DrainReport } from './lanes.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
+import type { DataPlane, DrainReport, SwapResult } from './data-plane.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
 import { EMPTY_ROUTE_TABLE, freezeTable, type RouteTable } from './route-table.ts';
-import type { RequestRecord, RouterOptions } from './router.ts';
+import type { RouterOptions } from './router.ts';
+import type { RequestRecord } from './data-plane.ts';
 import { decodeRecords, RECORD_SLOTS, type FromWorker, type ToWorker, type WorkerInit } from './worker-protocol.ts';
 
-/** A worker that does not acknowledge a revision within this time is reported (the switch waits on). */
+/** A worker that does not acknowledge a revision within this time is logged. */
 export const WORKER_ACK_WARN_MS = 2_000;
+/** …and after this long the swap's `applied` settles naming it in `missing` (a stuck or dead worker). */
+export const WORKER_ACK_TIMEOUT_MS = 5_000;
 
 type Addresses = { live: { host: string; port: number }; preview: { host: string; port: number } | null };
 
@@ -51,7 +54,7 @@ export interface WorkerPoolOptions extends RouterOptions {
   health: HealthView & Partial<Pick<EventEmitter, 'on' | 'off'>>;
 }
 
-export class WorkerPool {
+export class WorkerPool implements DataPlane {
   readonly stats = new RequestStats();
   readonly #o: WorkerPoolOptions;
   readonly #logger: Logger;
@@ -114,11 +117,11 @@ export class WorkerPool {
     this.#logger.info({ workers, addresses: this.#addresses }, 'router listening on worker threads');
   }
 
-  swap(next: RouteTable): { revision: number; drain: Promise<DrainReport> | null } {
+  swap(next: RouteTable): SwapResult {
     const table = Object.isFrozen(next) ? next : freezeTable(next);
     const prev = this.#table;
     this.#table = table;
-    if (this.#slots.length === 0) return { revision: table.revision, drain: null };
+    if (this.#slots.length === 0) return { revision: table.revision, drain: null, applied: Promise.resolve({ revision: table.revision, acknowledged: [], missing: [] }) };
     const from = prev.live?.color ?? null;
     const to = table.live?.color ?? null;
     let drain: Promise<DrainReport> | null = null;
@@ -131,8 +134,19 @@ export class WorkerPool {
       if (late.length > 0) this.#logger.warn({ revision: table.revision, workers: late }, 'router workers have not acknowledged the revision yet');
     }, WORKER_ACK_WARN_MS);
     warn.unref();
-    void this.applied(table.revision).then(() => clearTimeout(warn));
-    return { revision: table.revision, drain };
+    let giveUp: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => { giveUp = setTimeout(resolve, WORKER_ACK_TIMEOUT_MS); giveUp.unref(); });
+    const applied = Promise.race([this.applied(table.revision), timedOut]).then(() => {
+      clearTimeout(warn);
+      clearTimeout(giveUp);
+      const ids = this.#slots.map((s, i) => ({ id: this.#workerId(i), ok: s.revision >= table.revision }));
+      return { revision: table.revision, acknowledged: ids.filter((x) => x.ok).map((x) => x.id), missing: ids.filter((x) => !x.ok).map((x) => x.id) };
+    });
+    return { revision: table.revision, drain, applied };
+  }
+
+  #workerId(i: number): string {
+    return `${this.#o.id ?? 'router'}/worker-${i}`;
   }
 
   /** Resolves once every worker has acknowledged `revision` (or a later one). */

@@ -8,10 +8,12 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { COLORS, type Color, type Instance } from '../environments/types.ts';
 import { CutoverError } from '../lib/errors.ts';
-import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, Store } from './types.ts';
+import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord, HeldStandby, Store } from './types.ts';
 
 export const STATE_DB_FILE = 'state.db';
 const SCHEMA_VERSION = 1;
+/** meta key of the standby held beside a candidate (JSON); absent when none. No schema change. */
+const HELD_STANDBY_KEY = 'held_standby';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,6 +99,11 @@ export class SqliteStore implements Store {
     return row.seq ?? 0;
   }
 
+  heldStandby(): HeldStandby | null {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(HELD_STANDBY_KEY) as { value: string } | undefined;
+    return row ? (JSON.parse(row.value) as HeldStandby) : null;
+  }
+
   commit(change: Parameters<Store['commit']>[0]): EventRecord[] {
     const stored: EventRecord[] = [];
     try {
@@ -110,6 +117,10 @@ export class SqliteStore implements Store {
           this.db.prepare('DELETE FROM instances WHERE color = ?').run(color);
           const ins = this.db.prepare('INSERT INTO instances (id, color, idx, version, host, port, pid, path, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
           for (const i of instances) ins.run(i.id, i.color, i.index, i.version, i.host, i.port, i.pid, i.path, i.startedAt);
+        }
+        if (change.held === null) this.db.prepare('DELETE FROM meta WHERE key = ?').run(HELD_STANDBY_KEY);
+        else if (change.held !== undefined) {
+          this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(HELD_STANDBY_KEY, JSON.stringify(change.held));
         }
         if (change.deployment) {
           const d = change.deployment;

@@ -20,6 +20,27 @@ export interface EnvironmentState {
   retireAt: number | null;
 }
 
+/**
+ * The warm standby set aside while a release starts on its colour (process provider): the colour's
+ * state and instances before the deployment, so that a failed deploy, an abort or a daemon crash
+ * before the switch gives it back as the rollback target.
+ */
+export interface HeldStandby {
+  deployment: string;
+  env: EnvironmentState;
+  instances: Instance[];
+}
+
+/** The pipeline's phases, in the order a deployment goes through them; `stable` is where it ends. */
+export const DEPLOYMENT_PHASES = ['provision', 'health', 'migrate', 'gates', 'promote', 'switch', 'verify', 'analysis', 'stable'] as const;
+export type DeploymentPhase = (typeof DEPLOYMENT_PHASES)[number];
+/** Before the switch: traffic untouched; `abort` stops the candidate, `rollback` is refused. */
+export const PRE_SWITCH_PHASES: readonly DeploymentPhase[] = ['provision', 'health', 'migrate', 'gates', 'promote'];
+/** From the switch on: the new release took traffic; `rollback` switches back, `abort` is refused. */
+export const POST_SWITCH_PHASES: readonly DeploymentPhase[] = ['switch', 'verify', 'analysis', 'stable'];
+/** After the switch, while the new release is judged: its rollback target must stay warm. */
+export const JUDGING_PHASES: readonly DeploymentPhase[] = ['verify', 'analysis'];
+
 export type DeploymentStatus =
   | 'running' | 'awaiting-promotion' | 'succeeded' | 'failed' | 'aborted' | 'rolled-back' | 'interrupted';
 
@@ -33,7 +54,7 @@ export interface DeploymentRecord {
   fromColor: Color | null;
   fromVersion: string | null;
   status: DeploymentStatus;
-  phase: string;
+  phase: DeploymentPhase;
   manual: boolean;
   actor: string;
   createdAt: number;
@@ -45,6 +66,11 @@ export interface DeploymentRecord {
   forced: boolean;
   /** Time from the switch decision to the route swap being in force, ms. */
   switchMs: number | null;
+  /**
+   * Set when the release was taken off live traffic by a rollback after its deployment finished
+   * (`status` stays the pipeline's outcome, e.g. succeeded). Absent on older records.
+   */
+  rolledBack?: { at: number; actor: string; reason: string } | null;
 }
 
 export interface EventInput {
@@ -73,6 +99,8 @@ export interface Store {
   events(opts?: { deployment?: string; afterSeq?: number; limit?: number }): EventRecord[];
   /** Sequence number of the newest event, 0 when there is none. */
   lastEventSeq(): number;
+  /** The standby held beside a running deployment's candidate, or null. */
+  heldStandby(): HeldStandby | null;
   /**
    * One atomic write: environment roles, deployment changes and events together.
    * Returns the events as stored (with seq and time).
@@ -82,6 +110,8 @@ export interface Store {
     deployment?: DeploymentRecord;
     events?: EventInput[];
     instances?: { color: Color; instances: Instance[] }[];
+    /** Set (an object) or clear (null) the held standby; absent: unchanged. */
+    held?: HeldStandby | null;
   }): EventRecord[];
   close(): void;
 }

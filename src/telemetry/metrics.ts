@@ -10,8 +10,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { COLORS, type Color } from '../environments/types.ts';
 import type { EventRecord } from '../store/types.ts';
+import type { Status } from '../plugin-api/status.ts';
 import type { ListenerName } from '../router/request-stats.ts';
-import type { RequestRecord } from '../router/router.ts';
+import type { RequestRecord } from '../router/data-plane.ts';
 
 /** Methods kept as they are; every other method is counted as OTHER (label values stay bounded). */
 export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'OTHER'] as const;
@@ -30,17 +31,9 @@ const SWITCH_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
 /** Drains, phases, gates and whole deployments: 10 ms .. 30 min. */
 const LONG_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
 
-/** The slice of the controller's status the state gauges read (see Controller.status()). */
-export interface StatusView {
-  live: { color: Color; version: string | null } | null;
-  deployment: { status: string } | null;
-  environments: Record<Color, { color: Color; role: string; version: string | null; since: number; instances: { healthy: boolean }[] }>;
-  router: { revision: number };
-}
-
 export interface MetricsSources {
   /** The controller's current status (read at scrape time and at each event). */
-  status: () => StatusView;
+  status: () => Status;
   /** Requests plus WebSockets in flight (the router's lanes). */
   inFlight: (listener: ListenerName, color: Color) => number;
   /** Include Node.js process metrics (process_*, nodejs_*); default true. */
@@ -254,7 +247,7 @@ export class CutoverMetrics {
   }
 
   /** Add the time since the last look to the idle environment's counter, then look again. */
-  private accountIdle(status: StatusView = this.src.status()): void {
+  private accountIdle(status: Status = this.src.status()): void {
     const now = this.now();
     if (this.idle) this.idleSeconds.labels(this.idle.role).inc(Math.max(0, now - this.idle.since) / 1000);
     const liveColor = status.live?.color ?? null;

@@ -7,15 +7,14 @@
  * slow the data plane (one counter increment and one histogram observation per request) or
  * the pipeline (event handlers only count and enqueue).
  */
-import type { PluginFactory } from '../daemon/daemon.ts';
-import type { RequestContext } from '../api/server.ts';
+import type { PluginFactory, RequestContext } from '../plugin-api/plugin.ts';
 import { CutoverError } from '../lib/errors.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { COLORS, type Color } from '../environments/types.ts';
 import type { ListenerName } from '../router/request-stats.ts';
 import type { EventRecord } from '../store/types.ts';
 import { serveDashboard } from '../ui/dashboard.ts';
-import { CutoverMetrics, type StatusView } from './metrics.ts';
+import { CutoverMetrics } from './metrics.ts';
 import { Notifier } from './webhooks.ts';
 import { DEFAULT_POST_SWITCH_WINDOW_MS, MEASURED_EVENT, PostSwitchMeter } from './post-switch.ts';
 import { computeReport } from './report.ts';
@@ -38,11 +37,11 @@ export function telemetryPlugin(opts: TelemetryOptions = {}): PluginFactory {
   return ({ config, controller, router, logger }) => {
     const log = logger.child({ component: 'telemetry' });
     const metrics = new CutoverMetrics({
-      status: () => controller.status() as StatusView,
+      status: () => controller.status(),
       inFlight: (l, c) => router.inFlight(l, c),
       processMetrics: opts.processMetrics,
     });
-    const notifier = new Notifier({ app: config.app, targets: config.notifications, logger: log, onOutcome: (t, o) => metrics.onNotification(t, o) });
+    const notifier = new Notifier({ app: config.app, targets: config.notifications, logger: log, stateDir: config.stateDir, onOutcome: (t, o) => metrics.onNotification(t, o) });
     const meter = new PostSwitchMeter({
       windowMs: opts.postSwitchWindowMs ?? DEFAULT_POST_SWITCH_WINDOW_MS,
       measure: (color, from, to) => router.stats.series('live', color, from, to, Math.max(1, to - from))[0] ?? emptyPoint(from),

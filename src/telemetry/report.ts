@@ -8,8 +8,9 @@
  * - cutover success rate: of the deployments that switched live traffic, the share that was not
  *   rolled back afterwards (automatically, or by hand while it was live).
  * - time to switch: the switch event's duration (decision → route table in force).
- * - time to rollback: from a release's switch to the rollback that took it off live traffic (how
- *   long users were exposed to a bad release); its mean is the MTTR of releases.
+ * - time live before rollback (`meanTimeToRollbackMs`): from a release's switch to the rollback
+ *   that took it off live traffic (how long users were exposed to a bad release); the MTTR of releases.
+ * - rollback duration (`rollbackMs`): the rollback itself, decision → previous release live.
  * - post-switch error rate against baseline: the `release.measured` figures (post-switch.ts),
  *   request-weighted over the releases.
  *
@@ -47,6 +48,8 @@ export interface ReleaseReport {
   timeToSwitchMs: Distribution | null;
   rollbacks: { count: number; automatic: number; manual: number };
   meanTimeToRollbackMs: number | null;
+  /** How long the rollbacks themselves took (the rollback event's duration). */
+  rollbackMs: Distribution | null;
   postSwitch: { releases: number; requests: number; errorRate: number | null; baselineRequests: number; baselineErrorRate: number | null; worseThanBaseline: number } | null;
   releases: ReleaseRow[];
 }
@@ -65,6 +68,7 @@ export function computeReport(deployments: readonly DeploymentRecord[], events: 
   // Walk the log: which release holds live traffic since when, and what took it off.
   let live: { deployment: string; since: number } | null = null;
   let rollbacks = 0, automatic = 0, manual = 0;
+  const rollbackDurations: number[] = [];
   for (const e of [...events].sort((a, b) => a.seq - b.seq)) {
     if (e.type === 'switch') {
       live = e.deployment ? { deployment: e.deployment, since: e.time } : null;
@@ -75,6 +79,7 @@ export function computeReport(deployments: readonly DeploymentRecord[], events: 
       const row = target ? rows.get(target) : undefined;
       if (row && !row.rolledBack) {
         rollbacks++;
+        if (e.durationMs !== null) rollbackDurations.push(e.durationMs);
         const trigger = e.actor === 'cutover' ? 'automatic' : 'manual';
         if (trigger === 'automatic') automatic++; else manual++;
         row.rolledBack = true;
@@ -119,6 +124,7 @@ export function computeReport(deployments: readonly DeploymentRecord[], events: 
     timeToSwitchMs: distribution(list.map((r) => r.switchMs).filter((x): x is number => x !== null)),
     rollbacks: { count: rollbacks, automatic, manual },
     meanTimeToRollbackMs: ttr.length > 0 ? sum(ttr) / ttr.length : null,
+    rollbackMs: distribution(rollbackDurations),
     postSwitch: measured.length === 0 ? null : {
       releases: measured.length,
       requests,

@@ -4,7 +4,8 @@
  *
  * One queue per target, delivered strictly in order (a failing head waits, later events queue
  * behind it), so a receiver never sees `deployment.finished` before `switch`. `notify` only
- * enqueues: the pipeline is never blocked or slowed by a receiver.
+ * enqueues: the pipeline is never blocked or slowed by a receiver. With a state directory the
+ * queues are kept in an outbox (outbox.ts): what is undelivered at a stop is sent after the start.
  *
  * Owns: payload, signature, retry policy. Must never: log a secret or a target URL's path or
  * query (Slack-style URLs carry their credential there), throw into the caller, or hold more
@@ -14,9 +15,10 @@ import { createHmac } from 'node:crypto';
 import type { Agent } from 'undici';
 import { loadUndici } from '../lib/lazy-undici.ts';
 import type { EventRecord } from '../store/types.ts';
-import type { Logger } from './logger.ts';
-import { silentLogger } from './logger.ts';
-import { MAX_WEBHOOK_RETRY_DELAY_MS, type NotificationTarget } from './schema.ts';
+import type { Logger } from '../lib/logger.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { MAX_WEBHOOK_RETRY_DELAY_MS, type NotificationTarget } from '../config/notifications.ts';
+import { Outbox, targetKey } from './outbox.ts';
 
 export const SIGNATURE_HEADER = 'x-cutover-signature';
 export const TIMESTAMP_HEADER = 'x-cutover-timestamp';
@@ -54,6 +56,8 @@ export interface NotifierOptions {
   logger?: Logger;
   /** Each attempt's outcome, for metrics. */
   onOutcome?: (target: string, outcome: DeliveryOutcome) => void;
+  /** Keep undelivered events in `<stateDir>/webhooks.db` across restarts; null/absent: memory only. */
+  stateDir?: string | null;
 }
 
 /** `sha256=<hex>` of HMAC-SHA256(secret, `${timestamp}.${rawBody}`). */
@@ -96,6 +100,8 @@ export function payloadOf(app: string, e: EventRecord): WebhookPayload {
 }
 
 interface Job { payload: WebhookPayload; body: string }
+/** A job in one target's queue, with its outbox row (null when memory only). */
+interface Entry { job: Job; id: number | null }
 
 /** One target's ordered queue and its single delivery loop. */
 class TargetQueue {
@@ -105,12 +111,16 @@ class TargetQueue {
   private readonly log: Logger;
   private readonly dispatcher: () => Promise<Agent>;
   private readonly onOutcome: (outcome: DeliveryOutcome) => void;
-  private readonly jobs: Job[] = [];
+  private readonly outbox: Outbox;
+  private readonly key: string;
+  private readonly jobs: Entry[] = [];
   private running: Promise<void> | null = null;
   private readonly stop = new AbortController();
 
-  constructor(target: NotificationTarget, log: Logger, dispatcher: () => Promise<Agent>, onOutcome: (o: DeliveryOutcome) => void) {
+  constructor(target: NotificationTarget, log: Logger, dispatcher: () => Promise<Agent>, onOutcome: (o: DeliveryOutcome) => void, outbox: Outbox) {
     this.target = target;
+    this.outbox = outbox;
+    this.key = targetKey(target.url);
     this.label = targetLabel(target);
     this.matches = eventMatcher(target.events);
     this.log = log.child({ webhook: this.label });
@@ -118,38 +128,70 @@ class TargetQueue {
     this.onOutcome = onOutcome;
   }
 
+  /** The entries a previous daemon left in the outbox: delivered first, in their order. */
+  resume(entries: readonly { id: number | null; body: string }[]): void {
+    for (const e of entries) {
+      try {
+        this.jobs.push({ job: { payload: JSON.parse(e.body) as WebhookPayload, body: e.body }, id: e.id });
+      } catch {
+        this.outbox.remove(e.id); // unreadable: never block the queue on it
+      }
+    }
+    if (this.jobs.length > 0) {
+      this.log.info({ events: this.jobs.length }, 'delivering webhook events left undelivered by the previous daemon');
+      this.trim();
+      this.start();
+    }
+  }
+
   push(job: Job): void {
-    this.jobs.push(job);
-    if (this.jobs.length > MAX_QUEUED_PER_TARGET) {
+    this.jobs.push({ job, id: this.outbox.add(this.key, job.payload.seq, job.body) });
+    this.trim();
+    this.start();
+  }
+
+  private trim(): void {
+    while (this.jobs.length > MAX_QUEUED_PER_TARGET) {
       // Keep the head (it may be mid-delivery); drop the oldest waiting one behind it.
       const [dropped] = this.jobs.splice(1, 1);
+      this.outbox.remove(dropped.id);
       this.onOutcome('dropped');
-      this.log.warn({ event: dropped.payload.type, seq: dropped.payload.seq }, 'webhook queue full; dropped the oldest waiting event');
+      this.log.warn({ event: dropped.job.payload.type, seq: dropped.job.payload.seq }, 'webhook queue full; dropped the oldest waiting event');
     }
+  }
+
+  private start(): void {
     this.running ??= this.drain().finally(() => { this.running = null; });
   }
 
   private async drain(): Promise<void> {
     while (this.jobs.length > 0 && !this.stop.signal.aborted) {
-      await this.deliver(this.jobs[0]);
+      const head = this.jobs[0];
+      // Interrupted by a stop: the event stays in the outbox for the next start.
+      if (!(await this.deliver(head.job))) return;
+      this.outbox.remove(head.id);
       this.jobs.shift();
     }
   }
 
-  /** Attempt until delivered, refused for good (4xx other than 408/429), or out of retries. */
-  private async deliver(job: Job): Promise<void> {
+  /**
+   * Attempt until delivered, refused for good (4xx other than 408/429), or out of retries: true.
+   * False when a stop interrupted it (the event is neither delivered nor given up on).
+   */
+  private async deliver(job: Job): Promise<boolean> {
     const { target } = this;
     for (let attempt = 0; ; attempt++) {
       const r = await this.attempt(job);
       if (r.ok) {
         this.onOutcome('delivered');
         if (attempt > 0) this.log.info({ event: job.payload.type, seq: job.payload.seq, attempts: attempt + 1 }, 'webhook delivered after retrying');
-        return;
+        return true;
       }
+      if (this.stop.signal.aborted && this.outbox.durable) return false;
       if (!r.retryable || attempt >= target.retries || this.stop.signal.aborted) {
         this.onOutcome('failed');
         this.log.warn({ event: job.payload.type, seq: job.payload.seq, attempts: attempt + 1, status: r.status, error: r.error }, 'webhook not delivered; giving up on this event');
-        return;
+        return true;
       }
       this.onOutcome('retried');
       const backoff = Math.min(target.retryDelay * 2 ** attempt, MAX_WEBHOOK_RETRY_DELAY_MS);
@@ -201,7 +243,9 @@ class TargetQueue {
       clearTimeout(timer);
     }
     this.stop.abort();
-    if (this.jobs.length > 0) this.log.warn({ undelivered: this.jobs.length }, 'daemon stopping; undelivered webhook events are dropped');
+    if (this.jobs.length === 0) return;
+    if (this.outbox.durable) this.log.info({ undelivered: this.jobs.length }, 'daemon stopping; undelivered webhook events are kept for the next start');
+    else this.log.warn({ undelivered: this.jobs.length }, 'daemon stopping; undelivered webhook events are dropped');
   }
 }
 
@@ -210,15 +254,19 @@ export class Notifier {
   private readonly queues: TargetQueue[];
   /** Created with the first delivery: a daemon that sends no webhook never loads undici. */
   private dispatcher: Agent | null = null;
+  private readonly outbox: Outbox;
   private closed = false;
 
   constructor(opts: NotifierOptions) {
     this.app = opts.app;
     const log = opts.logger ?? silentLogger;
+    this.outbox = new Outbox(opts.targets.length > 0 ? opts.stateDir ?? null : null, log);
+    const left = this.outbox.restore(opts.targets.map((t) => targetKey(t.url)));
     this.queues = opts.targets.map((t) => {
       const label = targetLabel(t);
-      return new TargetQueue(t, log, () => this.agent(), (o) => opts.onOutcome?.(label, o));
+      return new TargetQueue(t, log, () => this.agent(), (o) => opts.onOutcome?.(label, o), this.outbox);
     });
+    this.queues.forEach((q, i) => q.resume(left.get(targetKey(opts.targets[i].url)) ?? []));
   }
 
   private async agent(): Promise<Agent> {
@@ -249,6 +297,7 @@ export class Notifier {
   async close(graceMs = CLOSE_GRACE_MS): Promise<void> {
     this.closed = true;
     await Promise.all(this.queues.map((q) => q.close(graceMs)));
+    this.outbox.close();
     await this.dispatcher?.destroy();
   }
 }

@@ -13,8 +13,8 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { routes, sleep, startUpstream, type TestUpstream } from '../../router/test-support.ts';
-import type { RequestRecord } from '../../router/http-exchange.ts';
+import { routes, sleep, startUpstream, type TestUpstream } from '../../../test/support/router.ts';
+import type { RequestRecord } from '../../router/data-plane.ts';
 import { HAProxyEngine, type EngineEvent } from './engine.ts';
 import type { HAProxySettings } from './config.ts';
 

@@ -25,11 +25,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { EventEmitter } from 'node:events';
 import type { Color } from '../../environments/types.ts';
 import type { HealthView } from '../../health/types.ts';
-import type { DrainReport } from '../../router/lanes.ts';
+import type { ApplyReport, DataPlane, DrainReport, SwapResult } from '../../router/data-plane.ts';
 import { RequestStats, type ListenerName } from '../../router/request-stats.ts';
 import { EMPTY_ROUTE_TABLE, freezeTable, type ColorRoute, type RouteTable, type RouteTarget } from '../../router/route-table.ts';
-import type { RequestRecord } from '../../router/http-exchange.ts';
-import { silentLogger, type Logger } from '../../telemetry/logger.ts';
+import type { RequestRecord } from '../../router/data-plane.ts';
+import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { readFileSync } from 'node:fs';
 import { BACKENDS, DYNAMIC_SERVER_OPTIONS, backendOf, noHealthyErrorFile, renderConfig, renderMap, serverArgs, type BackendName, type HAProxyFiles, type HAProxySettings } from './config.ts';
 import { RequestLogReader, type LoggedRequest } from './request-log.ts';
@@ -44,6 +44,9 @@ const DELETE_RETRY_MS = 250;
 /** Restart backoff after HAProxy died: 100 ms doubling to 5 s. */
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5_000;
+
+/** This data plane's name in acknowledgements (`SwapResult.applied`). */
+export const HAPROXY_ROUTER_ID = 'haproxy';
 
 export interface EngineEvent { type: string; reason: string; data?: Record<string, unknown> }
 
@@ -83,7 +86,7 @@ interface PendingDrain {
   cancelled: boolean;
 }
 
-export class HAProxyEngine {
+export class HAProxyEngine implements DataPlane {
   readonly stats = new RequestStats();
   readonly files: HAProxyFiles;
   readonly supervisor: HAProxySupervisor;
@@ -164,7 +167,7 @@ export class HAProxyEngine {
    * runtime API (queued, in order). Returns at once; `applied(revision)` resolves when HAProxy
    * has it, and `drain` when the colour that left the live listener has drained.
    */
-  swap(next: RouteTable): { revision: number; drain: Promise<DrainReport> | null } {
+  swap(next: RouteTable): SwapResult {
     const table = Object.isFrozen(next) ? next : freezeTable(next);
     const prev = this.#table;
     this.#table = table;
@@ -172,7 +175,7 @@ export class HAProxyEngine {
     const to = table.live?.color ?? null;
     if (to !== null) for (const d of this.#drains) if (d.color === to) d.cancelled = true;
     // Before start() the table is only remembered: start writes the files and applies it.
-    if (!this.#started) return { revision: table.revision, drain: null };
+    if (!this.#started) return { revision: table.revision, drain: null, applied: this.#applyReport(table.revision) };
     this.#writeFiles(table);
     const apply = this.#enqueue(() => this.#apply(table));
     // Settle waiters of this revision even when the runtime API failed (HAProxy restarting: the
@@ -187,7 +190,14 @@ export class HAProxyEngine {
       });
     }
     this.#logger.info({ revision: table.revision, live: table.live && { color: table.live.color, version: table.live.version }, preview: table.preview && { color: table.preview.color, version: table.preview.version } }, 'route table swapped');
-    return { revision: table.revision, drain };
+    return { revision: table.revision, drain, applied: this.#applyReport(table.revision) };
+  }
+
+  /** `applied` of a swap: HAProxy acknowledged when its runtime API took every command of the revision. */
+  #applyReport(revision: number): Promise<ApplyReport> {
+    return this.applied(revision).then(() => (this.#applied >= revision
+      ? { revision, acknowledged: [HAPROXY_ROUTER_ID], missing: [] }
+      : { revision, acknowledged: [], missing: [HAPROXY_ROUTER_ID] }));
   }
 
   /** Requests (and WebSockets) in flight on a listener, as HAProxy counted them at its last poll. */

@@ -27,12 +27,7 @@ export interface LoggedRequest {
 
 /** Wait before reopening a closed stream (HAProxy reloading or restarting). */
 const REOPEN_DELAY_MS = 100;
-/**
- * After each read the stream rests this long, so that the next read takes many lines at once:
- * HAProxy writes one line per request, and a read per line costs more than the line itself. The
- * kernel's socket buffer (and behind it HAProxy's ring) holds what arrives meanwhile.
- */
-export const READ_BATCH_MS = 20;
+
 
 const BACKEND_LANES: Record<string, { listener: ListenerName; color: Color }> = {
   live_blue: { listener: 'live', color: 'blue' },
@@ -94,11 +89,9 @@ export class RequestLogReader {
       c.on('connect', () => {
         c.write(`show events ${REQUEST_RING} -w -n\n`, () => resolve());
       });
-      c.on('data', (d: string) => {
-        this.#onData(d);
-        c.pause();
-        setTimeout(() => { if (!c.destroyed) c.resume(); }, READ_BATCH_MS).unref();
-      });
+      // Read as it comes. (Pausing the stream between reads to batch lines lost lines with
+      // HAProxy 2.6's `show events -w`: measured 1,360 of 3,014 requests logged.)
+      c.on('data', (d: string) => this.#onData(d));
       c.on('error', () => resolve());
       c.on('close', () => {
         if (this.#conn === c) this.#conn = null;

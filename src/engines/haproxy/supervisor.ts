@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CutoverError } from '../../lib/errors.ts';
-import type { Logger } from '../../telemetry/logger.ts';
+import type { Logger } from '../../lib/logger.ts';
 import type { HAProxyFiles } from './config.ts';
 import { RuntimeApi } from './runtime.ts';
 

@@ -7,6 +7,7 @@ const API = '/api/v1';
 const TOKEN_KEY = 'cutover.token';
 const STATS_POLL_MS = 5_000;
 const REPORT_POLL_MS = 60_000;
+// The pipeline's phases in order: DEPLOYMENT_PHASES of src/store/types.ts (this page loads no module of the daemon).
 const PHASES = ['provision', 'health', 'migrate', 'gates', 'promote', 'switch', 'verify', 'analysis', 'stable'];
 const MARK = { passed: '✓', failed: '✗', skipped: '–', running: '…', pending: '·' };
 const MAX_EVENTS_SHOWN = 50;
@@ -285,7 +286,7 @@ function renderReport(r) {
     fig('Cutover success rate', fmtPct(r.cutoverSuccessRate), `${r.cutovers.kept} of ${r.cutovers.switched} switches kept`, 'fig-cutover'),
     fig('Deployment success rate', fmtPct(r.deploymentSuccessRate), `${r.deployments.succeeded} of ${r.deployments.total - r.deployments.inProgress} finished`, 'fig-deploy'),
     fig('Time to switch (p50)', fmtMs(r.timeToSwitchMs?.p50), r.timeToSwitchMs ? `p95 ${fmtMs(r.timeToSwitchMs.p95)}` : 'no switches', 'fig-switch'),
-    fig('Mean time to rollback', fmtMs(r.meanTimeToRollbackMs), `${r.rollbacks.count} rollback(s): ${r.rollbacks.automatic} automatic`, 'fig-mttr'),
+    fig('Live before rollback (mean)', fmtMs(r.meanTimeToRollbackMs), `${r.rollbacks.count} rollback(s), ${r.rollbacks.automatic} automatic${r.rollbackMs ? `; each took p50 ${fmtMs(r.rollbackMs.p50)}` : ''}`, 'fig-mttr'),
     fig('Errors after switch', fmtPct(ps?.errorRate), ps ? `baseline ${fmtPct(ps.baselineErrorRate)}; ${ps.worseThanBaseline} worse` : 'not measured yet', 'fig-errors'),
   );
   const rows = r.releases.slice(0, 20).map((x) => el('tr', {},

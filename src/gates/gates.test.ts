@@ -10,15 +10,15 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseConfig, ConfigError } from '../src/config/load.ts';
-import { gatesSchema, type Gate, type HttpGateSpec } from '../src/gates/schema.ts';
-import { jsonSubsetMismatch, runHttpGate } from '../src/gates/http-gate.ts';
-import { runCommandGate } from '../src/gates/command-gate.ts';
-import { runCompareGate } from '../src/gates/compare-gate.ts';
-import { runLoadGate } from '../src/gates/load-gate.ts';
-import { runGates, type GateEvent } from '../src/gates/runner.ts';
-import { parityReport } from '../src/gates/parity.ts';
-import type { GateTarget } from '../src/gates/types.ts';
+import { parseConfig, ConfigError } from '../config/load.ts';
+import { gatesSchema, type Gate, type HttpGateSpec } from '../config/gates.ts';
+import { jsonSubsetMismatch, runHttpGate } from './http-gate.ts';
+import { runCommandGate } from './command-gate.ts';
+import { runCompareGate } from './compare-gate.ts';
+import { runLoadGate } from './load-gate.ts';
+import { runGates, type GateEvent } from './runner.ts';
+import { parityReport } from './parity.ts';
+import type { GateTarget } from './types.ts';
 
 /** A service: `errorEvery` > 0 makes every n-th request of / answer 500; `delayMs` slows everything. */
 function service(o: { version: string; errorEvery?: number; delayMs?: number }) {

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { erfc, mannWhitneyU, median } from '../src/analysis/mann-whitney.ts';
+import { erfc, mannWhitneyU, median } from './mann-whitney.ts';
 
 /** Relative closeness: the erfc approximation is good to ~1e-7 relative. */
 function close(actual: number, expected: number, rel = 1e-6): void {

@@ -4,7 +4,7 @@
  * Strings in http gates may contain `{version}` and `{color}`, substituted at run time.
  */
 import { z } from 'zod';
-import { duration, share, urlPath } from '../config/fields.ts';
+import { duration, share, urlPath } from './fields.ts';
 
 export const DEFAULT_HTTP_GATE_TIMEOUT_MS = 10_000; // 10 seconds for one request
 export const DEFAULT_COMMAND_GATE_TIMEOUT_MS = 5 * 60_000; // 5 minutes for a test suite

@@ -1,9 +1,9 @@
 /** The `database:` section of cutover.yaml: defaults, the engine from the URL, errors with file:line. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfig } from '../src/config/load.ts';
-import { isCutoverError } from '../src/lib/errors.ts';
-import { engineOf } from '../src/migrations/config.ts';
+import { parseConfig } from './load.ts';
+import { isCutoverError } from '../lib/errors.ts';
+import { engineOf } from './database.ts';
 
 const base = 'environments:\n  process:\n    command: node server.js\n';
 

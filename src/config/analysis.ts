@@ -6,7 +6,7 @@
  *   mann-whitney fails when p < significance  and  candidate median > baseline median × minEffect + slack
  */
 import { z } from 'zod';
-import { duration, share, urlPath } from '../config/fields.ts';
+import { duration, share, urlPath } from './fields.ts';
 
 export const DEFAULT_ANALYSIS_WINDOW_MS = 2 * 60_000; // bake for 2 minutes
 export const DEFAULT_ANALYSIS_INTERVAL_MS = 10_000; // one verdict every 10 seconds

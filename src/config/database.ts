@@ -4,7 +4,7 @@
  * compatibility run behaves. Imported by config/schema.ts; types come from here (z.infer).
  */
 import { z } from 'zod';
-import { duration } from '../config/fields.ts';
+import { duration } from './fields.ts';
 
 export const DEFAULT_MIGRATIONS_DIR = './migrations';
 export const DEFAULT_TRACKING_TABLE = 'cutover_migrations';

@@ -10,7 +10,7 @@
  * ```
  */
 import { z } from 'zod';
-import { duration } from '../config/fields.ts';
+import { duration } from './fields.ts';
 
 /** Event types sent when a target names none: what a person on call wants to hear about. */
 export const DEFAULT_NOTIFY_EVENTS = [

@@ -20,5 +20,19 @@ export function createLogger(opts: { level?: string; destination?: NodeJS.Writab
   );
 }
 
+/**
+ * The daemon's console logger: JSON lines, except on a terminal (stderr a TTY), where each event is
+ * one readable line (pino-pretty, loaded only then) so that the start banner and the log read as
+ * one text. CUTOVER_LOG_FORMAT=json|pretty overrides the choice.
+ */
+export async function createConsoleLogger(env: NodeJS.ProcessEnv = process.env, stderr: { isTTY?: boolean } = process.stderr): Promise<Logger> {
+  const format = env.CUTOVER_LOG_FORMAT ?? (stderr.isTTY ? 'pretty' : 'json');
+  if (format !== 'pretty') return createLogger({ level: env.CUTOVER_LOG_LEVEL });
+  const { default: pretty } = await import('pino-pretty');
+  // sync: a line is on the terminal before the next stdout write (the banner comes after the start-up lines).
+  const stream = pretty({ destination: 2, sync: true, colorize: stderr.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,app' });
+  return createLogger({ level: env.CUTOVER_LOG_LEVEL, destination: stream });
+}
+
 /** A logger that drops everything; for tests and library use. */
 export const silentLogger: Logger = pino({ level: 'silent' });

@@ -5,10 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { analysisSchema, type AnalysisConfig } from '../src/analysis/schema.ts';
-import { judgeInterval } from '../src/analysis/judge.ts';
-import { runAnalysis, type AnalysisInput } from '../src/analysis/analyzer.ts';
-import type { StatsSummary } from '../src/router/request-stats.ts';
+import { analysisSchema, type AnalysisConfig } from '../config/analysis.ts';
+import { judgeInterval } from './judge.ts';
+import { runAnalysis, type AnalysisInput } from './analyzer.ts';
+import type { StatsSummary } from '../router/request-stats.ts';
 
 const cfg = (o: object = {}): AnalysisConfig => analysisSchema.parse({ window: '5s', interval: '1s', minRequests: 50, ...o });
 

@@ -1,16 +1,16 @@
 /**
- * Test fixtures for the router: real upstream HTTP/WebSocket servers on loopback, a health view
- * the test controls, and route-table builders. Used by `src/router/*.test.ts` only; never
- * imported by product code.
+ * Test helpers for the router: real upstream HTTP/WebSocket servers on loopback, a health view
+ * the test controls, and route-table builders. Used by `src/router/*.test.ts` and the router
+ * tests in test/; kept out of src/ so that it is never shipped nor imported by product code.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { WebSocketServer } from 'ws';
-import type { Color } from '../environments/types.ts';
-import type { HealthView } from '../health/types.ts';
-import { freezeTable, type RouteTable, type RouteTarget } from './route-table.ts';
+import type { Color } from '../../src/environments/types.ts';
+import type { HealthView } from '../../src/health/types.ts';
+import { freezeTable, type RouteTable, type RouteTarget } from '../../src/router/route-table.ts';
 
 export interface TestUpstream {
   id: string;

@@ -1,0 +1,63 @@
+/**
+ * The status document: what `GET /api/v1/status` answers, what `cutover status` prints and what
+ * the metrics' state gauges read. One type for all three; the controller builds it.
+ * Extend it (new optional keys), never rename: `status --json` is part of the external contract.
+ */
+import type { Color } from '../environments/types.ts';
+import type { DeploymentRecord, EnvRole } from '../store/types.ts';
+
+export interface InstanceStatus {
+  id: string;
+  host: string;
+  port: number;
+  /** OS process id (process provider), null for static targets. */
+  pid: number | null;
+  healthy: boolean;
+  startedAt: number;
+}
+
+export interface EnvironmentStatus {
+  color: Color;
+  role: EnvRole;
+  version: string | null;
+  path: string | null;
+  /** When the colour took this role (ms since epoch). */
+  since: number;
+  /** Standby only: when it is due for retirement. */
+  retireAt: number | null;
+  instances: InstanceStatus[];
+  /** How many of `instances` pass their health check. */
+  healthy: number;
+}
+
+/** A section a plugin adds to the status (Controller.extendStatus): `migrations` today. */
+export interface MigrationsStatus { pending: string[]; error?: string }
+
+export interface Status {
+  app: string;
+  live: { color: Color; version: string | null; since: number; healthy: number } | null;
+  standby: {
+    color: Color; version: string | null; state: 'warm' | 'retired'; retireAt: number | null;
+    /**
+     * While a deployment runs on the standby's colour: the candidate's version. The standby keeps
+     * running beside it (held) until the switch, and is still the rollback target if it fails.
+     */
+    besideCandidate?: string | null;
+    /** Held standby only: its instance count and how many are healthy (its colour's row shows the candidate). */
+    instances?: number;
+    healthy?: number;
+  } | null;
+  /** The deployment in progress, null when none. */
+  deployment: DeploymentRecord | null;
+  environments: Record<Color, EnvironmentStatus>;
+  router: {
+    /** The controller's current route revision. */
+    revision: number;
+    live: string;
+    preview: string | null;
+  };
+  /** Present when cutover.yaml has a `database:` section. */
+  migrations?: MigrationsStatus;
+  /** Other plugin sections (Controller.extendStatus). */
+  [section: string]: unknown;
+}

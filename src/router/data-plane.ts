@@ -1,0 +1,86 @@
+/**
+ * The data plane's contract with the rest of Cutover: what anyone may READ of a router
+ * (`RouterView`), and the one extra call the controller gets (`DataPlane.swap`).
+ *
+ * "Only the controller moves traffic" is a type rule here: plugins, the API and telemetry are
+ * handed a `RouterView`, which has no `swap`; the controller alone is built with a `DataPlane`.
+ *
+ * The contract is written so that more than the in-process `Router` can stand behind it: a
+ * router child process, a set of worker threads on one port, HAProxy driven over its runtime
+ * API, or a fleet of routers fed through etcd. That is why `swap` answers with promises: the
+ * drain of the colour that left the live listener, and the moment every router has the new
+ * table (`applied`). In-process both are known at once. Owns only types; never behaviour.
+ */
+import type { Color } from '../environments/types.ts';
+import type { HostPort } from '../lib/address.ts';
+import type { RouteTable } from './route-table.ts';
+import type { ListenerName, ProxyErrorKind, StatsPoint, StatsSummary } from './request-stats.ts';
+
+/** One finished proxied request, as request observers (metrics, analysis) receive it. */
+export interface RequestRecord {
+  listener: ListenerName;
+  color: Color;
+  version: string;
+  method: string;
+  status: number;
+  durationMs: number;
+  error?: ProxyErrorKind;
+}
+
+/** How the drain of the colour that left the live listener ended. */
+export interface DrainReport {
+  color: Color;
+  revision: number;
+  durationMs: number;
+  /** false = hit drainTimeout and what remained was closed. */
+  completed: boolean;
+  closedRequests: number;
+  closedWebSockets: number;
+}
+
+/** Which routers serve a revision: all of them once `missing` is empty. */
+export interface ApplyReport {
+  revision: number;
+  /** Router ids that serve `revision` (in-process: the one router). */
+  acknowledged: readonly string[];
+  /** Router ids that did not acknowledge in time (a fleet with a router away); empty in-process. */
+  missing: readonly string[];
+}
+
+export interface SwapResult {
+  revision: number;
+  /** The drain of the colour that left the live listener; null when the live colour did not change. */
+  drain: Promise<DrainReport> | null;
+  /** Settles when every router serves `revision`. In-process it is already settled. */
+  applied: Promise<ApplyReport>;
+}
+
+/** Per-colour request statistics, read side only (the router alone records). */
+export interface StatsReader {
+  query(listener: ListenerName, color: Color, fromMs: number, toMs: number): StatsSummary;
+  series(listener: ListenerName, color: Color, fromMs: number, toMs: number, stepMs: number): StatsPoint[];
+}
+
+export interface ListenerAddresses { live: HostPort; preview: HostPort | null }
+
+/** What plugins, the API and telemetry may read of the data plane. No method here changes traffic. */
+export interface RouterView {
+  readonly stats: StatsReader;
+  /** Bound listener addresses (the configured ones before start). */
+  addresses(): ListenerAddresses;
+  /** The route table in force. */
+  table(): RouteTable;
+  /** Requests plus WebSockets in flight on a listener (optionally only those bound to `color`). */
+  inFlight(listener: ListenerName, color?: Color): number;
+  /** Requests refused before reaching any colour, by HTTP status. */
+  rejections(): Record<string, number>;
+}
+
+/** The controller's handle on the data plane: read everything, and swap the route table. */
+export interface DataPlane extends RouterView {
+  /**
+   * Requests arriving from now on use `next`; requests in flight finish under the table they
+   * arrived with (DESIGN promise 1). One call per switch (promise 3).
+   */
+  swap(next: RouteTable): SwapResult;
+}
