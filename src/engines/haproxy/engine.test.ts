@@ -250,3 +250,48 @@ test('HAProxy killed: the engine starts it again serving the live colour and rep
   await r.engine.applied(back.revision);
   assert.equal((await get(r.live)).body.split(' ')[0], 'blue');
 });
+
+test('a new engine attaches to the HAProxy a previous one left running (daemon upgrade): traffic never stopped', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t);
+  r.engine.swap(routes(blue(r), green(r)));
+  await r.engine.start();
+  const sw = r.engine.swap(routes(green(r), blue(r)));
+  await r.engine.applied(sw.revision);
+  const pid = r.engine.supervisor.masterPid!;
+  await r.engine.close({ keepRunning: true });
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green', 'HAProxy keeps serving while no daemon runs');
+  const next = new HAProxyEngine({
+    stateDir: r.dir, binary: HAPROXY, settings: settings(Number(new URL(r.live).port), Number(new URL(r.preview).port)), drainTimeoutMs: 5_000, health: r.health,
+  });
+  const events: EngineEvent[] = [];
+  next.onEvent = (e) => events.push(e);
+  t.after(() => next.close());
+  next.swap(routes(green(r), blue(r)));
+  await next.start();
+  assert.equal(next.supervisor.masterPid, pid, 'the same HAProxy master, not a second one');
+  assert.equal(events[0]?.type, 'haproxy.attached');
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green');
+  const back = next.swap(routes(blue(r), green(r)));
+  await next.applied(back.revision);
+  assert.equal((await get(r.live)).body.split(' ')[0], 'blue', 'the attached HAProxy is driven as before');
+});
+
+test('manage: false drives an HAProxy run by something else through its socket, and never stops it', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t);
+  // "Something else" runs HAProxy on the config Cutover writes: here a first, managing engine started it.
+  r.engine.swap(routes(blue(r), null));
+  await r.engine.start();
+  const pid = r.engine.supervisor.masterPid!;
+  await r.engine.close({ keepRunning: true });
+  t.after(() => { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } });
+  const attached = new HAProxyEngine({
+    stateDir: r.dir, binary: HAPROXY, manage: false, settings: settings(Number(new URL(r.live).port), Number(new URL(r.preview).port)), drainTimeoutMs: 5_000, health: r.health,
+  });
+  attached.swap(routes(blue(r), green(r)));
+  await attached.start();
+  const sw = attached.swap(routes(green(r), blue(r)));
+  assert.deepEqual((await sw.applied).missing, []);
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green');
+  await attached.close();
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green', 'closing an unmanaged engine leaves HAProxy serving');
+});
