@@ -28,9 +28,10 @@ export const REQUEST_RING = 'cutover_requests';
 export const REQUEST_RING_BYTES = 4 * 1024 * 1024; // 4 MiB
 /**
  * One request per line: backend, server, status, termination state, total active time (whole
- * milliseconds: HAProxy 2.6 keeps no finer request timer), method.
+ * milliseconds: HAProxy 2.6 keeps no finer request timer), method, and the time to the response
+ * head (%Tr: a WebSocket's latency is its handshake, as the builtin router counts it, not its life).
  */
-export const REQUEST_LOG_FORMAT = '%b %s %ST %ts %Ta %HM';
+export const REQUEST_LOG_FORMAT = '%b %s %ST %ts %Ta %HM %Tr';
 
 export interface HAProxyFiles {
   /** Directory of every file below (stateDir/haproxy). */

@@ -37,7 +37,7 @@ const BACKEND_LANES: Record<string, { listener: ListenerName; color: Color }> = 
 };
 
 /**
- * One line of REQUEST_LOG_FORMAT (`%b %s %ST %ts %Ta %HM`) → a record, or null for lines of other
+ * One line of REQUEST_LOG_FORMAT (`%b %s %ST %ts %Ta %HM %Tr`) → a record, or null for lines of other
  * backends (no route: nothing was chosen, as with the builtin router's own 503s).
  */
 export function parseRequestLine(line: string): LoggedRequest | null {
@@ -48,7 +48,8 @@ export function parseRequestLine(line: string): LoggedRequest | null {
   const server = f[1];
   let status = Number(f[2]);
   const ts = f[3];
-  const durationMs = Math.max(0, Number(f[4]));
+  // A WebSocket (101) is logged when it closes: its latency is the handshake's (%Tr).
+  const durationMs = Math.max(0, Number(status === 101 && f.length > 6 ? f[6] : f[4]));
   let error: ProxyErrorKind | undefined;
   const who = ts.charCodeAt(0);
   const when = ts.charCodeAt(1);
