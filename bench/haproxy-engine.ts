@@ -23,10 +23,13 @@ export interface EngineDaemon {
   haproxyPid: () => number;
 }
 
-/** `cutover up` with `router.engine: haproxy`, static provider on the origin; v1 on blue, v2 on green (live). */
-export async function startEngineDaemon(dir: string, origin: OriginPorts): Promise<EngineDaemon> {
+/**
+ * `cutover up` with `router.engine: haproxy`, static provider on the origin; v1 on blue, v2 on
+ * green (live). `logSample`: `router.haproxy.logSample` (default 1, every request).
+ */
+export async function startEngineDaemon(dir: string, origin: OriginPorts, o: { logSample?: number } = {}): Promise<EngineDaemon> {
   mkdirSync(dir, { recursive: true });
-  const daemon = await Daemon.start(dir, origin, { router: ['  engine: haproxy'] });
+  const daemon = await Daemon.start(dir, origin, { router: ['  engine: haproxy', ...(o.logSample ? [`  haproxy: { logSample: ${o.logSample} }`] : [])] });
   await daemon.deploy('v1');
   await daemon.deploy('v2');
   const pidFile = path.join(daemon.stateDir, 'haproxy', 'haproxy.pid');
