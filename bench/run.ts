@@ -783,7 +783,7 @@ ${r.throughput.length > 0 ? `## 1. Throughput and latency\n\n${renderThroughput(
 ## Noise
 
 This machine has ${m.cpus} cores, shared by the load generator, the proxy under test, the origin and,
-during this run, other people's builds and tests. Absolute req/s and especially p99 move with
+during this run, other people's builds and tests${Math.max(...m.loadBefore, ...m.loadAfter) > m.cpus * 2 ? ` — heavily: the load average was ${m.loadBefore[0].toFixed(1)} before and ${m.loadAfter[0].toFixed(1)} after the run on ${m.cpus} cores, so every process waited for a CPU most of the time; absolute figures here are far below what the same code does on a quiet machine, and even ratios move more than usual (CPU per request is inflated too, by cache and scheduler churn)` : ''}. Absolute req/s and especially p99 move with
 whatever else runs. ${roundSpread(r)} That is why every figure is a ratio to peers measured
 seconds apart in the same run, why the rounds alternate order, and why CPU per request (less sensitive to
 sharing) is reported next to req/s. wrk itself takes most of one core, so no proxy here reaches
