@@ -295,3 +295,53 @@ test('manage: false drives an HAProxy run by something else through its socket, 
   await attached.close();
   assert.equal((await get(r.live)).body.split(' ')[0], 'green', 'closing an unmanaged engine leaves HAProxy serving');
 });
+
+test('router.tls: HAProxy terminates HTTPS on the live listener; reloadTls serves the new certificate to new handshakes', { timeout: 30_000 }, async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  const tls = await import('node:tls');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-haproxy-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const makeCert = (cn: string) => {
+    const cert = path.join(dir, `${cn}.crt`);
+    const key = path.join(dir, `${cn}.key`);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+      '-days', '1', '-subj', `/CN=${cn}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
+    return { cert, key };
+  };
+  const first = makeCert('first');
+  const files = { cert: path.join(dir, 'live.crt'), key: path.join(dir, 'live.key') };
+  const { copyFileSync } = await import('node:fs');
+  copyFileSync(first.cert, files.cert);
+  copyFileSync(first.key, files.key);
+  const up = await startUpstream('blue', 0);
+  t.after(() => up.close());
+  const [lp, pp] = [await freePort(), await freePort()];
+  const engine = new HAProxyEngine({ stateDir: dir, binary: HAPROXY, settings: settings(lp, pp), drainTimeoutMs: 2_000, health: new Health(), tls: files });
+  t.after(() => engine.close());
+  engine.swap(routes({ color: 'blue', version: 'v1', targets: [up.target] }, null));
+  await engine.start();
+  const handshake = (ca: string) => new Promise<{ cn: string; body: string }>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: lp, ca: [readFileSync(ca, 'utf8')], servername: 'localhost' }, () => {
+      const cn = String((s.getPeerCertificate().subject as { CN?: string }).CN);
+      s.write('GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n');
+      let raw = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => { raw += d; });
+      s.on('end', () => resolve({ cn, body: raw.split('\r\n\r\n')[1] ?? '' }));
+    });
+    s.on('error', reject);
+  });
+  const a = await handshake(first.cert);
+  assert.equal(a.cn, 'first');
+  assert.equal(a.body, 'blue blue-0');
+  const second = makeCert('second');
+  copyFileSync(second.cert, files.cert);
+  copyFileSync(second.key, files.key);
+  assert.equal(engine.reloadTls(), true);
+  const deadline = Date.now() + 10_000;
+  let b = await handshake(first.cert).catch(() => null);
+  while (b !== null && b.cn === 'first' && Date.now() < deadline) { await sleep(100); b = await handshake(first.cert).catch(() => null); }
+  const c = await handshake(second.cert);
+  assert.equal(c.cn, 'second', 'new handshakes get the new certificate');
+  assert.equal(c.body, 'blue blue-0');
+});
