@@ -125,3 +125,24 @@ test('workers: a drain waits for every worker; health changes reach every worker
   assert.deepEqual([...ids], ['green green-0'], 'no worker sends traffic to the instance marked down');
   assert.ok(p.inFlight('live') >= 0);
 });
+
+test('workers: a worker that dies is replaced; switches meanwhile are acknowledged by the living ones, then by all', { timeout: 30_000 }, async (t) => {
+  const { p, blue, green } = await pool(t);
+  p.swap(routes(blue, green));
+  await p.start();
+  const live = `http://127.0.0.1:${p.addresses().live.port}`;
+  const dead = p.threads[1];
+  await dead.terminate();
+  const t0 = performance.now();
+  const sw = p.swap(routes(green, blue));
+  const report = await sw.applied;
+  assert.ok(performance.now() - t0 < 2_000, 'a dead worker does not hold the switch up');
+  assert.deepEqual(report.missing, []);
+  for (let i = 0; i < 6; i++) assert.equal((await get(`${live}/`, false)).body.split(' ')[0], 'green');
+  const deadline = Date.now() + 10_000;
+  while (p.threads[1] === dead && Date.now() < deadline) await sleep(50);
+  assert.notEqual(p.threads[1], dead, 'a new worker took its place');
+  const back = p.swap(routes(blue, green));
+  assert.equal((await back.applied).acknowledged.length, 2, 'both workers acknowledge again');
+  for (let i = 0; i < 8; i++) assert.equal((await get(`${live}/`, false)).body.split(' ')[0], 'blue', 'the new worker has the table in force');
+});

@@ -34,18 +34,23 @@ export const WORKER_ACK_TIMEOUT_MS = 5_000;
 type Addresses = { live: { host: string; port: number }; preview: { host: string; port: number } | null };
 
 interface Slot {
+  index: number;
   worker: Worker;
   revision: number;
   inFlight: number[];
   rejections: Record<string, number>;
   /** Requests this worker finished (for tests and the bench: the kernel spreads connections). */
   served: number;
+  /** False once the thread exited (it is being replaced). */
+  alive: boolean;
+  addresses: Addresses;
   closed: Promise<void>;
 }
 
 interface PendingDrain {
   revision: number;
-  reports: DrainReport[];
+  /** By worker index: one report each. */
+  reports: Map<number, DrainReport>;
   resolve: (r: DrainReport) => void;
 }
 
@@ -88,33 +93,76 @@ export class WorkerPool implements DataPlane {
   /** Starts the workers one after the other: the first binds (port 0 → a real port), the rest join it. */
   async start(): Promise<void> {
     if (this.#slots.length > 0) return;
-    const { health, logger, onRequest, workers, ...rest } = this.#o;
-    void logger;
-    for (let i = 0; i < workers; i++) {
-      const options = { ...rest, listen: this.#addresses.live, preview: this.#addresses.preview, reusePort: true };
-      const init: WorkerInit = {
-        index: i, options, table: this.#table, down: this.#downIds(), logLevel: this.#logger.level, wantRecords: true,
-      };
-      const worker = new Worker(new URL('./worker-entry.ts', import.meta.url), { workerData: init });
-      const slot: Slot = { worker, revision: this.#table.revision, inFlight: [0, 0, 0, 0], rejections: {}, served: 0, closed: new Promise((r) => worker.once('exit', () => r())) };
-      const listening = new Promise<Addresses>((resolve, reject) => {
-        worker.on('message', (m: FromWorker) => {
-          if (m.type === 'listening') resolve(m.addresses);
-          else if (m.type === 'failed') reject(new Error(`router worker ${i} could not listen: ${m.error}`));
-          else this.#onMessage(slot, m);
-        });
-        worker.once('error', (err) => reject(err));
-        worker.once('exit', (code) => {
-          reject(new Error(`router worker ${i} exited with code ${code}`));
-          if (!this.#closed) this.#logger.error({ worker: i, code }, 'router worker exited');
-        });
-      });
+    for (let i = 0; i < this.#o.workers; i++) {
+      const slot = await this.#spawn(i);
       this.#slots.push(slot);
-      const a = await listening;
-      if (i === 0) this.#addresses = a;
+      if (i === 0) this.#addresses = slot.addresses;
     }
-    health.on?.('change', this.#onHealth);
-    this.#logger.info({ workers, addresses: this.#addresses }, 'router listening on worker threads');
+    this.#o.health.on?.('change', this.#onHealth);
+    this.#logger.info({ workers: this.#o.workers, addresses: this.#addresses }, 'router listening on worker threads');
+  }
+
+  /** The worker threads (tests end one to see the pool replace it). */
+  get threads(): readonly Worker[] {
+    return this.#slots.map((s) => s.worker);
+  }
+
+  /** Starts worker `i` with the current table and health, bound to the pool's ports; resolves once it listens. */
+  #spawn(i: number): Promise<Slot> {
+    const { health, logger, onRequest, workers, ...rest } = this.#o;
+    void health; void logger; void onRequest; void workers;
+    const options = { ...rest, listen: this.#addresses.live, preview: this.#addresses.preview, reusePort: true };
+    const init: WorkerInit = { index: i, options, table: this.#table, down: this.#downIds(), logLevel: this.#logger.level, wantRecords: true };
+    const worker = new Worker(new URL('./worker-entry.ts', import.meta.url), { workerData: init });
+    const slot: Slot = {
+      index: i, worker, revision: this.#table.revision, inFlight: [0, 0, 0, 0], rejections: {}, served: 0, alive: true, addresses: this.#addresses,
+      closed: new Promise((r) => worker.once('exit', () => r())),
+    };
+    return new Promise<Slot>((resolve, reject) => {
+      let listening = false;
+      worker.on('message', (m: FromWorker) => {
+        if (m.type === 'listening') {
+          listening = true;
+          slot.addresses = m.addresses;
+          resolve(slot);
+        } else if (m.type === 'failed') reject(new Error(`router worker ${i} could not listen: ${m.error}`));
+        else this.#onMessage(slot, m);
+      });
+      worker.once('error', (err) => { if (!listening) reject(err); else this.#logger.error({ worker: i, err: err.message }, 'router worker failed'); });
+      worker.once('exit', (code) => {
+        if (!listening) { reject(new Error(`router worker ${i} exited with code ${code}`)); return; }
+        if (!this.#closed) this.#replace(i, slot, code);
+      });
+    });
+  }
+
+  /**
+   * A worker died (its connections with it): the others keep serving; it no longer counts for
+   * acknowledgements or drains, and a new worker takes its place with the current table.
+   */
+  #replace(i: number, dead: Slot, code: number): void {
+    dead.alive = false;
+    this.#logger.error({ worker: i, code }, 'router worker exited; starting a new one');
+    const color = this.#table.live?.color === 'blue' ? 'green' : 'blue';
+    for (const d of [...this.#drains.values()]) {
+      if (!d.reports.has(i)) this.#drainReport(d, i, { color, revision: d.revision, durationMs: 0, completed: false, closedRequests: 0, closedWebSockets: 0 });
+    }
+    this.#settleWaiters();
+    const retry = (delay: number) => {
+      if (this.#closed) return;
+      this.#spawn(i).then((slot) => {
+        if (this.#closed) { void slot.worker.terminate(); return; }
+        this.#slots[i] = slot;
+        // What changed while it started: the table in force, every instance's health.
+        if (slot.revision < this.#table.revision) slot.worker.postMessage({ type: 'swap', table: this.#table } satisfies ToWorker);
+        for (const r of [this.#table.live, this.#table.preview]) for (const t of r?.targets ?? []) slot.worker.postMessage({ type: 'health', id: t.id, healthy: this.#o.health.isHealthy(t.id) } satisfies ToWorker);
+        this.#logger.info({ worker: i }, 'router worker replaced');
+      }, (err: Error) => {
+        this.#logger.error({ worker: i, err: err.message }, 'router worker could not start; retrying');
+        setTimeout(() => retry(Math.min(5_000, delay * 2)), delay).unref();
+      });
+    };
+    retry(250);
   }
 
   swap(next: RouteTable): SwapResult {
@@ -126,7 +174,7 @@ export class WorkerPool implements DataPlane {
     const to = table.live?.color ?? null;
     let drain: Promise<DrainReport> | null = null;
     if (from !== null && from !== to) {
-      drain = new Promise((resolve) => this.#drains.set(table.revision, { revision: table.revision, reports: [], resolve }));
+      drain = new Promise((resolve) => this.#drains.set(table.revision, { revision: table.revision, reports: new Map(), resolve }));
     }
     this.#broadcast({ type: 'swap', table });
     const warn = setTimeout(() => {
@@ -139,7 +187,8 @@ export class WorkerPool implements DataPlane {
     const applied = Promise.race([this.applied(table.revision), timedOut]).then(() => {
       clearTimeout(warn);
       clearTimeout(giveUp);
-      const ids = this.#slots.map((s, i) => ({ id: this.#workerId(i), ok: s.revision >= table.revision }));
+      // A worker that died serves nothing (its replacement starts with the table in force).
+      const ids = this.#slots.filter((s) => s.alive).map((s) => ({ id: this.#workerId(s.index), ok: s.revision >= table.revision }));
       return { revision: table.revision, acknowledged: ids.filter((x) => x.ok).map((x) => x.id), missing: ids.filter((x) => !x.ok).map((x) => x.id) };
     });
     return { revision: table.revision, drain, applied };
@@ -194,7 +243,7 @@ export class WorkerPool implements DataPlane {
     this.#broadcast({ type: 'close' });
     await Promise.all(this.#slots.map((s) => Promise.race([s.closed, new Promise<void>((r) => setTimeout(r, 10_000).unref())])));
     await Promise.all(this.#slots.map((s) => s.worker.terminate()));
-    for (const d of this.#drains.values()) d.resolve(merge(d.reports, d.revision, this.#table));
+    for (const d of this.#drains.values()) d.resolve(merge([...d.reports.values()], d.revision, this.#table));
     this.#drains.clear();
     this.#logger.info('router workers closed');
   }
@@ -202,7 +251,23 @@ export class WorkerPool implements DataPlane {
   // ── internals ──
 
   #broadcast(m: ToWorker): void {
-    for (const s of this.#slots) s.worker.postMessage(m);
+    for (const s of this.#slots) if (s.alive) s.worker.postMessage(m);
+  }
+
+  #settleWaiters(): void {
+    const min = this.#minRevision();
+    const ready = this.#waiters.filter((w) => w.revision <= min);
+    this.#waiters = this.#waiters.filter((w) => w.revision > min);
+    for (const w of ready) w.resolve();
+  }
+
+  /** One worker's drain report; the pool's drain settles when every worker's has (a dead worker's counts as cut). */
+  #drainReport(d: PendingDrain, index: number, r: DrainReport): void {
+    d.reports.set(index, r);
+    if (d.reports.size >= this.#slots.length) {
+      this.#drains.delete(d.revision);
+      d.resolve(merge([...d.reports.values()], d.revision, this.#table));
+    }
   }
 
   #downIds(): string[] {
@@ -213,7 +278,7 @@ export class WorkerPool implements DataPlane {
 
   #minRevision(): number {
     let min = Infinity;
-    for (const s of this.#slots) min = Math.min(min, s.revision);
+    for (const s of this.#slots) if (s.alive) min = Math.min(min, s.revision);
     return min === Infinity ? this.#table.revision : min;
   }
 
@@ -234,20 +299,12 @@ export class WorkerPool implements DataPlane {
       }
       case 'swapped': {
         slot.revision = Math.max(slot.revision, m.revision);
-        const min = this.#minRevision();
-        const ready = this.#waiters.filter((w) => w.revision <= min);
-        this.#waiters = this.#waiters.filter((w) => w.revision > min);
-        for (const w of ready) w.resolve();
+        this.#settleWaiters();
         break;
       }
       case 'drain': {
         const d = this.#drains.get(m.revision);
-        if (d === undefined) break;
-        d.reports.push(m.report);
-        if (d.reports.length === this.#slots.length) {
-          this.#drains.delete(m.revision);
-          d.resolve(merge(d.reports, m.revision, this.#table));
-        }
+        if (d !== undefined) this.#drainReport(d, slot.index, m.report);
         break;
       }
       case 'failure':
