@@ -345,3 +345,15 @@ test('router.tls: HAProxy terminates HTTPS on the live listener; reloadTls serve
   assert.equal(c.cn, 'second', 'new handshakes get the new certificate');
   assert.equal(c.body, 'blue blue-0');
 });
+
+test('a missing HAProxy binary or an unanswered socket is a config error naming the setting', { timeout: 15_000 }, async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-haproxy-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const health = new Health();
+  const missing = new HAProxyEngine({ stateDir: dir, binary: '/nonexistent/haproxy', settings: settings(await freePort(), await freePort()), drainTimeoutMs: 1_000, health });
+  await assert.rejects(missing.start(), (err: Error & { code?: string; details?: { field?: string } }) => err.code === 'CUTOVER_ERR_CONFIG' && err.details?.field === 'router.haproxy.binary');
+  await missing.close();
+  const unmanaged = new HAProxyEngine({ stateDir: dir, binary: HAPROXY, manage: false, settings: settings(await freePort(), await freePort()), drainTimeoutMs: 1_000, health });
+  await assert.rejects(unmanaged.start(), (err: Error & { code?: string; details?: { field?: string } }) => err.code === 'CUTOVER_ERR_CONFIG' && err.details?.field === 'router.haproxy.socket');
+  await unmanaged.close();
+});

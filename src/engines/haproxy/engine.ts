@@ -35,6 +35,7 @@ import { BACKENDS, DYNAMIC_SERVER_OPTIONS, backendOf, noHealthyErrorFile, render
 import { RequestLogReader, type LoggedRequest } from './request-log.ts';
 import { num, runtimeErrors, type StatRow } from './runtime.ts';
 import { HAProxySupervisor } from './supervisor.ts';
+import { CutoverError } from '../../lib/errors.ts';
 
 /** How often HAProxy's counters are read for in-flight figures (faster while a drain runs). */
 export const STATS_POLL_MS = 1_000;
@@ -151,7 +152,7 @@ export class HAProxyEngine implements DataPlane {
       const how = await this.supervisor.start();
       if (how === 'attached') this.onEvent({ type: 'haproxy.attached', reason: `attached to the running HAProxy (pid ${this.supervisor.masterPid}) and reloaded it with the current route table` });
     } else if (!(await this.supervisor.api.alive(2_000))) {
-      throw new Error(`router.haproxy.manage is false but no HAProxy answers on ${this.files.socket}`);
+      throw new CutoverError('CUTOVER_ERR_CONFIG', `router.haproxy.manage is false but no HAProxy answers on its admin socket ${this.files.socket} (router.haproxy.socket)`, { details: { field: 'router.haproxy.socket' } });
     }
     await this.#adoptRunning();
     await this.#reader.open();

@@ -55,6 +55,9 @@ export class HAProxySupervisor extends EventEmitter {
   /** Checks the config file with `haproxy -c`; throws with HAProxy's own words when it is refused. */
   async check(): Promise<void> {
     const r = await runCapture(this.#o.binary, ['-c', '-q', '-f', this.#o.files.config]);
+    if (r.code === 127) {
+      throw new CutoverError('CUTOVER_ERR_CONFIG', `router.engine is "haproxy" but ${this.#o.binary} cannot be run (${r.out.trim()}); install HAProxy 2.4 or newer or set router.haproxy.binary`, { details: { field: 'router.haproxy.binary' } });
+    }
     if (r.code !== 0) {
       throw new CutoverError('CUTOVER_ERR_CONFIG', `HAProxy refused the configuration Cutover wrote (${this.#o.files.config}): ${lastLines(r.out, 5)}`);
     }
