@@ -4,7 +4,7 @@
 // database URL comes from DATABASE_URL (the compatibility run points it at a shadow database).
 //   GET  /health          200 when the database answers
 //   GET  /                the products, read with this release's query
-//   POST /products?title= add a product, written with this release's query
+//   POST /products?title= add a product, written with this release's query (or a JSON body {"title": …})
 import http from 'node:http';
 import pg from 'pg';
 
@@ -28,7 +28,13 @@ export function serve({ release, read, write }) {
         return send(200, { release, products: rows });
       }
       if (url.pathname === '/products' && req.method === 'POST') {
-        const title = url.searchParams.get('title') ?? 'unnamed';
+        let title = url.searchParams.get('title');
+        if (title === null && (req.headers['content-type'] ?? '').includes('json')) {
+          let raw = '';
+          for await (const chunk of req) raw += chunk;
+          title = raw ? (JSON.parse(raw).title ?? null) : null;
+        }
+        title ??= 'unnamed';
         const { rows } = await pool.query(write, [title]);
         return send(201, { release, id: rows[0].id });
       }

@@ -33,9 +33,12 @@ const deployBody = z.strictObject({
   version: z.string().min(1, 'expected the release version'),
   path: z.string().min(1).nullable().optional(),
   manual: z.boolean().optional(),
+  /** Deploy a release that lacks an applied contract migration anyway (recorded). */
+  force: z.boolean().optional(),
 });
 const promoteBody = z.strictObject({ force: z.boolean().optional() });
 const reasonBody = z.strictObject({ reason: z.string().max(500).optional() });
+const rollbackBody = z.strictObject({ reason: z.string().max(500).optional(), force: z.boolean().optional() });
 
 export class AdminServer {
   private readonly server: http.Server | https.Server;
@@ -140,8 +143,8 @@ export class AdminServer {
     if (method === 'GET' && path === '/events') { this.stream(ctx); return true; }
     if (method === 'POST' && path === '/deployments') {
       const body = parseBody(deployBody, await ctx.body());
-      const { deployment } = c.deploy({ version: body.version, path: body.path ?? null, manual: body.manual, actor: ctx.actor });
-      this.audit(ctx, `deploy ${body.version}`, { deployment: deployment.id });
+      const { deployment } = c.deploy({ version: body.version, path: body.path ?? null, manual: body.manual, force: body.force, actor: ctx.actor });
+      this.audit(ctx, `deploy ${body.version}${body.force ? ' --force' : ''}`, { deployment: deployment.id });
       send(202, { deployment });
       return true;
     }
@@ -161,10 +164,17 @@ export class AdminServer {
       return true;
     }
     if (method === 'POST' && path === '/rollback') {
-      const body = parseBody(reasonBody, await ctx.body());
-      const result = await c.rollback({ actor: ctx.actor, reason: body.reason });
-      this.audit(ctx, 'rollback', { ms: result.ms, restarted: result.restarted });
+      const body = parseBody(rollbackBody, await ctx.body());
+      const result = await c.rollback({ actor: ctx.actor, reason: body.reason, force: body.force });
+      this.audit(ctx, body.force ? 'rollback --force' : 'rollback', { ms: result.ms, restarted: result.restarted });
       send(200, result);
+      return true;
+    }
+    if (method === 'POST' && path === '/retire') {
+      const body = parseBody(reasonBody, await ctx.body());
+      this.audit(ctx, 'retire', {});
+      const retired = await c.retireStandby({ actor: ctx.actor, reason: body.reason ?? `retired by ${ctx.actor}` });
+      send(200, { retired, status: c.status() });
       return true;
     }
     return false;

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CutoverError, ERROR_CODES, EXIT, isCutoverError } from '../lib/errors.ts';
-import { loadConfigFile, resolveConfigPath, ConfigError } from '../config/load.ts';
+import { loadClientConfigFile, loadConfigFile, resolveConfigPath, ConfigError, type ClientConfig } from '../config/load.ts';
 import type { LoadedConfig } from '../config/schema.ts';
 import type { AdminClient } from '../api/client.ts';
 import { readToken } from '../api/token.ts';
@@ -45,10 +45,11 @@ export function loadConfig(io: Io, file: string | undefined): LoadedConfig {
  */
 export async function connect(io: Io, configFile: string | undefined): Promise<AdminClient> {
   const explicitUrl = io.env.CUTOVER_ADMIN_URL?.trim();
-  let config: LoadedConfig | null = null;
+  let config: ClientConfig | null = null;
   const path = resolveConfigPath(configFile, io.cwd);
   if (configFile !== undefined || existsSync(path)) {
-    config = loadConfigFile(path, io.env);
+    // Only admin and stateDir: a client need not have the daemon's environment (DATABASE_URL…).
+    config = loadClientConfigFile(path, io.env);
   } else if (!explicitUrl) {
     throw new CutoverError('CUTOVER_ERR_USAGE', `no ${path} here: pass -c FILE, or set CUTOVER_ADMIN_URL (and CUTOVER_TOKEN)`);
   }

@@ -10,9 +10,9 @@ import { EXIT } from '../lib/errors.ts';
 import { finalLine } from './format.ts';
 import { LiveSteps } from './live-steps.ts';
 
-export async function runDeploy(io: Io, client: AdminClient, o: { version: string; path: string | null; manual: boolean; wait: boolean; json: boolean }): Promise<number> {
+export async function runDeploy(io: Io, client: AdminClient, o: { version: string; path: string | null; manual: boolean; force?: boolean; wait: boolean; json: boolean }): Promise<number> {
   try {
-    const { deployment } = await client.call<{ deployment: DeploymentRecord }>('POST', '/deployments', { version: o.version, path: o.path, manual: o.manual });
+    const { deployment } = await client.call<{ deployment: DeploymentRecord }>('POST', '/deployments', { version: o.version, path: o.path, manual: o.manual, ...(o.force ? { force: true } : {}) });
     if (!o.wait) {
       if (o.json) io.stdout.write(`${JSON.stringify({ deployment }, null, 2)}\n`);
       else io.stdout.write(`deployment ${deployment.id} started: ${deployment.version} → ${deployment.color} (follow with \`cutover status\`)\n`);

@@ -9,7 +9,10 @@ const ev = (type: string, reason: string, o: Partial<EventRecord> = {}): EventRe
 
 test('every migrations.* step of the migrate phase gets a line under it, with its outcome and duration', () => {
   const lines = [
-    ev('migrations.lint', 'linted 1 pending migration(s): 0 error(s), 1 warning(s)', { data: { findings: [{ severity: 'warning', suppressed: false }] } }),
+    ev('migrations.lint', 'linted 1 pending migration(s): 0 error(s), 1 warning(s)', { data: { findings: [
+      { file: 'migrations/002.expand.sql', line: 3, rule: 'missing-lock-timeout', severity: 'warning', message: 'takes a lock on a live table after this file cleared the lock timeout' },
+      { file: 'migrations/002.expand.sql', line: 5, rule: 'create-trigger', severity: 'error', message: 'creates trigger t on products', suppressed: { reason: 'it only fills the new column' } },
+    ] } }),
     ev('migrations.lint.overridden', 'database.lint is "warn": 1 lint error(s) overridden'),
     ev('migrations.compat.progress', 'shadow database shop_cshadow_1a2b3c4d: current schema'),
     ev('migrations.compat', 'compatibility run passed: old v1 and new v2 answer', { durationMs: 2_400, data: { outcome: 'passed' } }),
@@ -18,7 +21,10 @@ test('every migrations.* step of the migrate phase gets a line under it, with it
     ev('migrations.held', 'held 1 contract migration(s) until no release without them can take traffic: 004_drop_name.contract.sql'),
   ].map(stepLine);
   assert.deepEqual(lines, [
-    '      ! linted 1 pending migration(s): 0 error(s), 1 warning(s)',
+    // deploy prints the warnings and the suppressions with their reasons (issue 17)
+    '      ! linted 1 pending migration(s): 0 error(s), 1 warning(s), 1 suppressed\n' +
+      '          ! migrations/002.expand.sql:3: warning missing-lock-timeout takes a lock on a live table after this file cleared the lock timeout\n' +
+      '          suppressed migrations/002.expand.sql:5 create-trigger creates trigger t on products (allowed: it only fills the new column)',
     '      ! database.lint is "warn": 1 lint error(s) overridden',
     '      • shadow database shop_cshadow_1a2b3c4d: current schema',
     '      ✓ compatibility run passed: old v1 and new v2 answer (2.4s)',

@@ -7,7 +7,14 @@ const MARK: Record<string, string> = { passed: '✓', failed: '✗', skipped: '�
 /** One line per pipeline event as it happens; null for events the step list does not show. */
 export function stepLine(e: EventRecord): string | null {
   const dur = e.durationMs !== null ? formatDuration(e.durationMs) : '';
-  if (e.type.startsWith('migrations.')) return `      ${migrationMark(e)} ${e.reason}${dur ? ` (${dur})` : ''}`;
+  if (e.type.startsWith('migrations.')) {
+    const head = `      ${migrationMark(e)} ${e.reason}`;
+    if (e.type === 'migrations.lint') {
+      const [extra, ...rest] = lintFindingLines(e).split('\n');
+      return [`${head}${extra}${dur ? ` (${dur})` : ''}`, ...rest].join('\n');
+    }
+    return `${head}${dur ? ` (${dur})` : ''}`;
+  }
   switch (e.type) {
     case 'deployment.started':
       return `▶ ${e.reason}`;
@@ -47,9 +54,27 @@ export function stepLine(e: EventRecord): string | null {
       return `  • ${e.reason}`;
     case 'drain':
       return `  • ${e.reason} (${dur})`;
+    case 'schema.overridden':
+      return `  ! ${e.reason}`;
     default:
       return null;
   }
+}
+
+interface LintFindingView { file: string; line: number; rule: string; severity: string; message: string; suppressed?: { reason: string } }
+
+/** Under the lint step: every warning and every suppression with its reason (errors are in the phase line). */
+function lintFindingLines(e: EventRecord): string {
+  const findings = Array.isArray(e.data?.findings) ? (e.data.findings as LintFindingView[]) : [];
+  const shown = findings.filter((f) => f.suppressed || f.severity === 'warning');
+  const suppressed = findings.filter((f) => f.suppressed).length;
+  const lines = [suppressed > 0 ? `, ${suppressed} suppressed` : ''];
+  for (const f of shown) {
+    lines.push(f.suppressed
+      ? `          suppressed ${f.file}:${f.line} ${f.rule} ${f.message} (allowed: ${f.suppressed.reason})`
+      : `          ! ${f.file}:${f.line}: warning ${f.rule} ${f.message}`);
+  }
+  return lines.join('\n');
 }
 
 /**

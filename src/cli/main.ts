@@ -71,10 +71,11 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--path <dir>', 'release directory (process provider); default: environments.process.releaseDir with {version} filled in')
     .option('--manual', 'wait for `cutover promote` before switching')
     .option('--no-wait', 'return once the deployment has started')
+    .option('--force', 'deploy even though the release lacks a contract migration the database has applied (recorded)')
     .option('--json', 'print the result as JSON')
-    .action(async (version: string, opts: { path?: string; manual?: boolean; wait: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (version: string, opts: { path?: string; manual?: boolean; force?: boolean; wait: boolean; json?: boolean }, cmd: Command) => {
       // No --path: the daemon takes releaseDir from its config, or refuses (never the working directory).
-      exitCode = await runDeploy(io, await client(cmd), { version, path: opts.path === undefined ? null : path.resolve(io.cwd, opts.path), manual: opts.manual === true, wait: opts.wait, json: opts.json === true });
+      exitCode = await runDeploy(io, await client(cmd), { version, path: opts.path === undefined ? null : path.resolve(io.cwd, opts.path), manual: opts.manual === true, force: opts.force === true, wait: opts.wait, json: opts.json === true });
     });
 
   program.command('promote')
@@ -100,12 +101,26 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
 
   program.command('rollback')
     .description('switch traffic back to the standby (instant when it is warm)')
+    .option('--force', 'roll back even though the standby lacks a contract migration the database has applied (recorded)')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .action(async (opts: { json?: boolean; force?: boolean }, cmd: Command) => {
       await withClient(cmd, async (c) => {
-        const r = await c.call<{ ms: number; restarted: boolean; live: { color: string; version: string } }>('POST', '/rollback', {});
+        const r = await c.call<{ ms: number; restarted: boolean; live: { color: string; version: string } }>('POST', '/rollback', opts.force ? { force: true } : {});
         if (opts.json) json(r);
         else io.stdout.write(`rolled back: ${r.live.version} is live on ${r.live.color} (${r.ms.toFixed(1)}ms${r.restarted ? '; the standby was retired and had to be started first' : ''})\n`);
+      });
+    });
+
+  program.command('retire')
+    .description('retire the warm standby now (stop it; pending contract migrations it held back run)')
+    .option('--reason <text>', 'why (recorded)')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { json?: boolean; reason?: string }, cmd: Command) => {
+      await withClient(cmd, async (c) => {
+        const r = await c.call<{ retired: { color: string; version: string | null }; status: { migrations?: { pending: string[] } } }>('POST', '/retire', opts.reason ? { reason: opts.reason } : {});
+        if (opts.json) { json(r); return; }
+        const pending = r.status.migrations?.pending ?? [];
+        io.stdout.write(`retired ${r.retired.color} (${r.retired.version ?? 'nothing'}); a rollback now restarts it${r.status.migrations ? `; ${pending.length ? `contract migrations still pending: ${pending.join(', ')}` : 'no contract migration pending'}` : ''}\n`);
       });
     });
 

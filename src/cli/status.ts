@@ -24,6 +24,8 @@ export function printStatus(io: Io, s: Status): void {
   }
   io.stdout.write(table(rows));
   if (s.migrations && s.migrations.pending.length > 0) io.stdout.write(`\npending contract migrations: ${s.migrations.pending.join(', ')}\n`);
+  const rt = s.migrations?.rollbackTarget;
+  if (rt && !rt.canServe) io.stdout.write(`\n✗ the rollback target ${rt.version} (${rt.color}, ${rt.state}) can no longer serve the schema: ${rt.problems.join('; ')}\n`);
 }
 
 export function printHistory(io: Io, ds: DeploymentRecord[]): void {

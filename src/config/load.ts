@@ -43,7 +43,44 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   return parseConfig(readFileSync(file, 'utf8'), { file: shown, baseDir: path.dirname(path.resolve(file)), env });
 }
 
-export function parseConfig(text: string, opts: { file: string; baseDir: string; env?: NodeJS.ProcessEnv }): LoadedConfig {
+/** Top-level settings client commands (status, rollback, retire…) use: where the daemon is and its token. */
+const CLIENT_KEYS = ['app', 'admin', 'stateDir'] as const;
+
+/** What a client command needs of cutover.yaml. */
+export type ClientConfig = Pick<LoadedConfig, 'app' | 'admin' | 'stateDir' | 'file' | 'baseDir'>;
+
+/**
+ * Like loadConfigFile for client commands: the whole file is still validated (a typo is exit 2),
+ * but an environment variable only the daemon needs (`${DATABASE_URL}` in `database.url`) may be
+ * unset here; the fields that hold one are left unchecked. Those under `admin` and `stateDir` must
+ * be set: the client uses them.
+ */
+export function loadClientConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): ClientConfig {
+  const shown = path.relative(process.cwd(), file) || file;
+  if (!existsSync(file)) {
+    throw new ConfigError([{ file: shown, line: 0, field: '', message: 'config file not found (run `cutover init` to write one)' }]);
+  }
+  const opts = { file: shown, baseDir: path.dirname(path.resolve(file)), env };
+  const { raw, doc, lineOf, unset } = readDocument(readFileSync(file, 'utf8'), opts, CLIENT_KEYS);
+  const full = configSchema.safeParse(raw);
+  if (!full.success) {
+    const within = (p: PropertyKey[]) => unset.some((u) => u.every((seg, i) => String(p[i]) === String(seg)));
+    const real = full.error.issues.filter((issue) => !within(issue.path));
+    if (real.length > 0) throw new ConfigError(real.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
+  }
+  const picked = Object.fromEntries(CLIENT_KEYS.filter((k) => k in raw).map((k) => [k, raw[k]]));
+  const result = configSchema.pick({ app: true, admin: true, stateDir: true }).safeParse(picked);
+  if (!result.success) throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
+  const cfg = result.data;
+  const tls = cfg.admin.tls && { cert: path.resolve(opts.baseDir, cfg.admin.tls.cert), key: path.resolve(opts.baseDir, cfg.admin.tls.key) };
+  return deepFreeze({ app: cfg.app, admin: { ...cfg.admin, tls }, stateDir: path.resolve(opts.baseDir, cfg.stateDir), file: opts.file, baseDir: opts.baseDir });
+}
+
+/**
+ * Parse YAML, substitute `${VAR}`, return the plain object. With `needed`, an unset variable
+ * outside those top-level keys is not an error: its field's path is returned in `unset`.
+ */
+function readDocument(text: string, opts: { file: string; env?: NodeJS.ProcessEnv }, needed?: readonly string[]): { raw: Record<string, unknown>; doc: Document; lineOf: (o: number | undefined) => number; unset: (string | number)[][] } {
   const env = opts.env ?? process.env;
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
@@ -53,23 +90,17 @@ export function parseConfig(text: string, opts: { file: string; baseDir: string;
     throw new ConfigError(doc.errors.map((e) => ({ file: opts.file, line: lineOf(e.pos[0]), field: '', message: `YAML: ${e.message.split('\n')[0]}` })));
   }
   const problems: ConfigProblem[] = [];
-  substituteEnv(doc.contents, env, [], (field, offset, message) => problems.push({ file: opts.file, line: lineOf(offset), field, message }));
+  const unset: (string | number)[][] = [];
+  substituteEnv(doc.contents, env, [], (field, offset, message, at) => {
+    if (needed && !needed.includes(String(at[0]))) unset.push(at);
+    else problems.push({ file: opts.file, line: lineOf(offset), field, message });
+  });
   if (problems.length > 0) throw new ConfigError(problems);
+  return { raw: toPlain(doc, opts.file, lineOf), doc, lineOf, unset };
+}
 
-  let raw: unknown;
-  try {
-    // Caps alias expansion (yaml's maxAliasCount): an alias bomb is an error, not an OOM.
-    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
-  } catch (err) {
-    // An alias to an anchor defined later or not at all, or too many aliases (the `yaml` library
-    // throws these from toJS, not as document errors): point at the first alias.
-    let at: number | undefined;
-    visit(doc, { Alias(_key, node) { at = node.range?.[0]; return visit.BREAK; } });
-    throw new ConfigError([{ file: opts.file, line: lineOf(at), field: '', message: `YAML: ${(err as Error).message}` }]);
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new ConfigError([{ file: opts.file, line: 1, field: '', message: 'expected a mapping of settings (app:, router:, environments: …)' }]);
-  }
+export function parseConfig(text: string, opts: { file: string; baseDir: string; env?: NodeJS.ProcessEnv }): LoadedConfig {
+  const { raw, doc, lineOf } = readDocument(text, opts);
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
@@ -91,8 +122,26 @@ export function parseConfig(text: string, opts: { file: string; baseDir: string;
   return deepFreeze(loaded);
 }
 
+function toPlain(doc: Document, file: string, lineOf: (o: number | undefined) => number): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    // Caps alias expansion (yaml's maxAliasCount): an alias bomb is an error, not an OOM.
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
+  } catch (err) {
+    // An alias to an anchor defined later or not at all, or too many aliases (the `yaml` library
+    // throws these from toJS, not as document errors): point at the first alias.
+    let at: number | undefined;
+    visit(doc, { Alias(_key, node) { at = node.range?.[0]; return visit.BREAK; } });
+    throw new ConfigError([{ file, line: lineOf(at), field: '', message: `YAML: ${(err as Error).message}` }]);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError([{ file, line: 1, field: '', message: 'expected a mapping of settings (app:, router:, environments: …)' }]);
+  }
+  return raw as Record<string, unknown>;
+}
+
 /** `${NAME}` and `${NAME:-default}` in scalar strings, replaced in place from the environment. */
-function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, at: (string | number)[], report: (field: string, offset: number | undefined, msg: string) => void): void {
+function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, at: (string | number)[], report: (field: string, offset: number | undefined, msg: string, at: (string | number)[]) => void): void {
   if (isMap(node)) {
     for (const pair of node.items) {
       const key = isScalar(pair.key) ? String(pair.key.value) : '?';
@@ -105,7 +154,7 @@ function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, at: (string | numb
       const v = env[name];
       if (v !== undefined && v !== '') return v;
       if (fallback !== undefined) return fallback;
-      report(formatPath(at), node.range?.[0], `environment variable ${name} is not set`);
+      report(formatPath(at), node.range?.[0], `environment variable ${name} is not set`, at);
       return '';
     });
   }

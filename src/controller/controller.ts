@@ -62,7 +62,14 @@ export interface ControllerOptions {
   logger?: Logger;
 }
 
-export interface DeployRequest { version: string; path: string | null; manual?: boolean; actor: string }
+export interface DeployRequest {
+  version: string;
+  path: string | null;
+  manual?: boolean;
+  /** Deploy even though the release cannot serve the database schema (recorded). */
+  force?: boolean;
+  actor: string;
+}
 
 interface RunningDeployment {
   record: DeploymentRecord;
@@ -296,6 +303,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     this.statusSections.set(name, section);
   }
 
+  /** Each colour's role, release and directory, as stored (cheap; safe to call from a status section). */
+  environments(): Record<Color, EnvironmentState> {
+    return this.store.environments();
+  }
+
   status(): Status {
     const envs = this.store.environments();
     const live = COLORS.find((c) => envs[c].role === 'live') ?? null;
@@ -373,6 +385,10 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${r.id} of ${r.version} is in progress (phase ${r.phase}); wait for it, or run \`cutover abort\``, { details: { deployment: r.id, version: r.version, phase: r.phase } });
     }
     const path = this.provider.checkRelease(req.path, version);
+    const schemaProblems = this.hooks.schemaProblems?.({ version, path }) ?? [];
+    if (schemaProblems.length > 0 && req.force !== true) {
+      throw new CutoverError('CUTOVER_ERR_SCHEMA_MISMATCH', `deploy ${version} refused: ${schemaProblems.join('; ')}. Deploy a release that carries them; \`cutover deploy --force\` deploys anyway (recorded)`, { details: { version, problems: schemaProblems } });
+    }
     const envs = this.store.environments();
     const liveColor = COLORS.find((c) => envs[c].role === 'live') ?? null;
     const color: Color = liveColor ? otherColor(liveColor) : 'blue';
@@ -382,6 +398,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       fromColor: liveColor, fromVersion: liveColor ? envs[liveColor].version : null,
       status: 'running', phase: 'provision', manual: req.manual === true, actor: req.actor,
       createdAt: now, updatedAt: now, finishedAt: null, error: null, gates: null, forced: false, switchMs: null,
+      ...(schemaProblems.length > 0 ? { schemaForced: true } : {}),
     };
     const abort = new AbortController();
     const running: RunningDeployment = { record, abort, promoteWaiter: null, priorCandidateState: envs[color], held: false, done: Promise.resolve(record) };
@@ -389,7 +406,10 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     try {
       this.commit({
         deployment: record,
-        events: [{ type: 'deployment.started', deployment: record.id, actor: req.actor, color, version, reason: `deploy ${version} to ${color}${liveColor ? ` (live: ${envs[liveColor].version} on ${liveColor})` : ' (first release)'}${record.manual ? ', manual promotion' : ''}`, data: { path } }],
+        events: [
+          { type: 'deployment.started', deployment: record.id, actor: req.actor, color, version, reason: `deploy ${version} to ${color}${liveColor ? ` (live: ${envs[liveColor].version} on ${liveColor})` : ' (first release)'}${record.manual ? ', manual promotion' : ''}`, data: { path } },
+          ...(schemaProblems.length > 0 ? [{ type: 'schema.overridden', deployment: record.id, actor: req.actor, color, version, reason: `${req.actor} deployed ${version} with --force although ${schemaProblems.join('; ')}`, data: { problems: schemaProblems, action: 'deploy' } }] : []),
+        ],
       });
     } catch (err) {
       // Not recorded (read-only or full disk): it never started, and must not block the next one.
@@ -793,10 +813,20 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
    * Roll back: the standby becomes live again in one swap. If the standby was retired, it is
    * started first (not instant; the response says so).
    */
-  async rollback(opts: { actor: string; reason?: string }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null } }> {
+  async rollback(opts: { actor: string; reason?: string; force?: boolean }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null } }> {
     const run = this.running;
     if (run && !POST_SWITCH_PHASES.includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has not switched traffic yet (phase ${run.record.phase}); use \`cutover abort\``);
+    }
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    const target = live ? envs[otherColor(live)] : null;
+    const problems = target && target.version !== null ? this.hooks.schemaProblems?.({ version: target.version, path: target.path }) ?? [] : [];
+    if (problems.length > 0) {
+      if (opts.force !== true) {
+        throw new CutoverError('CUTOVER_ERR_SCHEMA_MISMATCH', `rollback to ${target?.version} refused: ${problems.join('; ')}. Deploy a release that carries them instead; \`cutover rollback --force\` rolls back anyway (recorded)`, { details: { version: target?.version, color: target?.color, problems } });
+      }
+      this.record({ type: 'schema.overridden', deployment: run?.record.id ?? null, actor: opts.actor, color: target?.color, version: target?.version, reason: `${opts.actor} rolled back to ${target?.version} with --force although ${problems.join('; ')}`, data: { problems, action: 'rollback' } });
     }
     const releaseOff = run ? null : this.newestLiveRelease();
     const reason = opts.reason ?? `rollback requested by ${opts.actor}`;
@@ -887,8 +917,28 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     this.retireTimer.unref();
   }
 
+  /**
+   * `cutover retire`: retire the warm standby now instead of after `standby.keepFor` (pending
+   * contract migrations it holds back become eligible). Refused while the new release is judged.
+   */
+  async retireStandby(o: { actor: string; reason: string }): Promise<{ color: Color; version: string | null }> {
+    const envs = this.store.environments();
+    const color = COLORS.find((c) => envs[c].role === 'standby');
+    if (!color) {
+      const retired = COLORS.find((c) => envs[c].role === 'retired');
+      throw new CutoverError('CUTOVER_ERR_INVALID_STATE', retired ? `there is no warm standby to retire (${retired} ${envs[retired].version ?? ''} is retired already)` : 'there is no standby to retire');
+    }
+    const run = this.running;
+    if (run && run.record.color !== color && JUDGING_PHASES.includes(run.record.phase)) {
+      throw new CutoverError('CUTOVER_ERR_CONFLICT', `deployment ${run.record.id} of ${run.record.version} is in ${run.record.phase}: its rollback target ${color} (${envs[color].version}) stays until it is judged`, { details: { deployment: run.record.id, phase: run.record.phase } });
+    }
+    const done = await this.retire(color, o.actor, o.reason);
+    if (!done) throw new CutoverError('CUTOVER_ERR_CONFLICT', `${color} could not be retired now (a deployment is being judged); try again after it`);
+    return done;
+  }
+
   /** Stop the standby; its release is remembered so a later rollback can start it again. */
-  async retire(color: Color, actor: string, reason: string): Promise<void> {
+  async retire(color: Color, actor: string, reason: string): Promise<{ color: Color; version: string | null } | null> {
     await this.waitForDrain(color, null, 'before it is retired');
     const retired = await this.traffic.run(async () => {
       const env = this.store.environments()[color];
@@ -911,6 +961,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     });
     // Outside the traffic lock: a long contract migration must never delay a rollback.
     if (retired && this.hooks.retired) await this.hooks.retired(retired);
+    return retired;
   }
 
   // ───────────────────────────── routes ─────────────────────────────

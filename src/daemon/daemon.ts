@@ -174,6 +174,8 @@ function readOnly(router: DataPlane): RouterView {
     table: () => router.table(),
     inFlight: (listener, color) => router.inFlight(listener, color),
     rejections: () => router.rejections(),
+    // The traffic sample's capture: copies chosen live requests into their record; moves no traffic.
+    ...(router.setCapture ? { setCapture: router.setCapture.bind(router) } : {}),
   } satisfies RouterView);
 }
 

@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   CUTOVER_ERR_GATE_FAILED: { summary: 'a pre-switch gate failed', http: 409, exit: EXIT.FAILED },
   CUTOVER_ERR_ANALYSIS_FAILED: { summary: 'post-switch analysis failed', http: 409, exit: EXIT.FAILED },
   CUTOVER_ERR_MIGRATION: { summary: 'database migration refused or failed', http: 409, exit: EXIT.FAILED },
+  CUTOVER_ERR_SCHEMA_MISMATCH: { summary: 'the release cannot serve the database schema as it is (it lacks an applied contract migration)', http: 409, exit: EXIT.FAILED },
   CUTOVER_ERR_ABORTED: { summary: 'deployment was aborted', http: 409, exit: EXIT.FAILED },
   CUTOVER_ERR_STATE_WRITE: { summary: 'state could not be written', http: 503, exit: EXIT.FAILED },
   // Raised by the client (the CLI could not reach the daemon); the daemon never sends it.

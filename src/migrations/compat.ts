@@ -26,6 +26,8 @@ import { connect } from './db.ts';
 import { statementsOf, type MigrationFile } from './files.ts';
 import { createShadow, type Shadow } from './shadow.ts';
 import { runStatement, setLockTimeout, shorten } from './tracking.ts';
+import { replayConfigured, replaySample, type ReplayResult } from './replay.ts';
+import type { SampledRequest } from './traffic-sample.ts';
 
 /** Poll step while waiting for a compatibility instance to answer its health check: 100 ms. */
 const HEALTH_POLL_MS = 100;
@@ -39,7 +41,7 @@ export interface CompatVersion {
   path: string;
 }
 
-export interface CompatCheck { check: string; outcome: 'passed' | 'failed'; reason: string }
+export interface CompatCheck { check: string; outcome: 'passed' | 'failed' | 'unjudged'; reason: string }
 
 export interface CompatFailure {
   /** `shadow` when the migrations themselves failed on the shadow database. */
@@ -56,7 +58,7 @@ export interface CompatResult {
   outcome: 'passed' | 'failed';
   summary: string;
   shadow: { name: string; rows: Record<string, number>; notes: string[] };
-  versions: { label: 'old' | 'new'; version: string; checks: CompatCheck[] }[];
+  versions: { label: 'old' | 'new'; version: string; checks: CompatCheck[]; afterContract?: boolean }[];
   failure: CompatFailure | null;
   durationMs: number;
 }
@@ -64,8 +66,17 @@ export interface CompatResult {
 export interface CompatOptions {
   engine: DbEngine;
   db: DatabaseConfig;
-  /** The pending migrations, in order. */
+  /** The pending expand migrations, in order. */
   pending: MigrationFile[];
+  /**
+   * Pending contract migrations: after both versions pass, they are applied to the shadow too and
+   * the new release is checked again (it must work before and after its own contract).
+   */
+  contract?: MigrationFile[];
+  /** Recorded live traffic, replayed against each version on the shadow (writes included). */
+  sample?: readonly SampledRequest[];
+  /** The contract statements to name when the new release fails after its contract. */
+  contractSuspects?: string[];
   /**
    * The statements to name when a version fails ("file:line statement"): the caller passes those
    * the linter flagged (even when overridden), else every pending statement.
@@ -102,17 +113,25 @@ export async function runCompatibility(o: CompatOptions): Promise<CompatResult> 
       result.summary = `the pending migrations fail on a copy of the database: ${applied.failure.reason}`;
       return result;
     }
-    progress(`applied ${o.pending.length} pending migration(s) to the shadow database: ${o.pending.map((f) => f.name).join(', ')}`);
+    progress(o.pending.length > 0 ? `applied ${o.pending.length} pending migration(s) to the shadow database: ${o.pending.map((f) => f.name).join(', ')}` : 'no expand migration pending: the versions run on a copy of the current schema');
     await runVersions(o, shadow, result);
-    result.summary = result.failure
-      ? failureSummary(result.failure)
-      : `${result.versions.map((v) => `${v.label} ${v.version}`).join(' and ')} pass ${result.versions[0]?.checks.length ?? 0} check(s) each on the migrated copy (${result.versions[0]?.checks.map((c) => c.check).join(', ')})`;
+    result.summary = result.failure ? failureSummary(result.failure) : passSummary(result, o);
     return result;
   } finally {
     result.durationMs = performance.now() - t0;
     // Always: also on failure and abort.
     await shadow.drop().catch((err: unknown) => (o.logger ?? silentLogger).error({ err, shadow: shadow.name }, 'dropping the shadow database failed'));
   }
+}
+
+function passSummary(result: CompatResult, o: CompatOptions): string {
+  const first = result.versions[0];
+  const named = first?.checks.filter((c) => !c.check.startsWith('replay ')) ?? [];
+  const replayed = first?.checks.filter((c) => c.check.startsWith('replay ')) ?? [];
+  const unjudged = replayed.filter((c) => c.outcome === 'unjudged').length;
+  const sample = (o.sample?.length ?? 0) > 0 ? `; replayed ${o.sample?.length} recorded request(s)${unjudged ? ` (${unjudged} not judged: redacted credentials)` : ''}` : '; no recorded traffic to replay yet';
+  const contract = (o.contract?.length ?? 0) > 0 ? `; the new release also passes after its contract migration(s) ${o.contract?.map((f) => f.name).join(', ')} on the copy` : '';
+  return `${result.versions.filter((v) => !v.afterContract).map((v) => `${v.label} ${v.version}`).join(' and ')} pass ${named.length} check(s) each on the migrated copy (${named.map((c) => c.check).join(', ')})${sample}${contract}`;
 }
 
 function failureSummary(f: CompatFailure): string {
@@ -162,9 +181,29 @@ async function runVersions(o: CompatOptions, shadow: Shadow, result: CompatResul
         continue;
       }
       for (const r of await runChecks(o, v, `http://${inst.host}:${inst.port}`)) {
-        entry.checks.push({ check: r.gate, outcome: r.outcome === 'failed' ? 'failed' : 'passed', reason: r.reason });
+        entry.checks.push(r);
         if (r.outcome === 'failed' && !result.failure) {
-          result.failure = { label: v.label, version: v.version, check: r.gate, reason: r.reason, statements: o.suspects, log: await provider.logTail(inst.id, LOG_LINES) };
+          result.failure = { label: v.label, version: v.version, check: r.check, reason: r.reason, statements: o.suspects, log: await provider.logTail(inst.id, LOG_LINES) };
+        }
+      }
+    }
+    const fresh = healthy.find((h) => h.v.label === 'new');
+    if (!result.failure && fresh && !fresh.failure && (o.contract?.length ?? 0) > 0) {
+      // The new release must also survive its own contract: apply it to the copy and check again.
+      const contract = o.contract ?? [];
+      const applied = await applyToShadow({ ...o, pending: contract }, shadow);
+      if (applied.failure) {
+        result.failure = applied.failure;
+      } else {
+        o.progress?.(`applied ${contract.length} contract migration(s) to the shadow database: ${contract.map((f) => f.name).join(', ')}; checking ${fresh.v.version} again`);
+        const entry = { label: 'new' as const, version: fresh.v.version, checks: [] as CompatCheck[], afterContract: true };
+        result.versions.push(entry);
+        const suspects = o.contractSuspects ?? [];
+        for (const r of await runChecks(o, fresh.v, `http://${fresh.inst.host}:${fresh.inst.port}`)) {
+          entry.checks.push({ ...r, check: `after contract: ${r.check}` });
+          if (r.outcome === 'failed' && !result.failure) {
+            result.failure = { label: 'new', version: fresh.v.version, check: `after contract: ${r.check}`, reason: r.reason, statements: suspects, log: await provider.logTail(fresh.inst.id, LOG_LINES) };
+          }
         }
       }
     }
@@ -207,8 +246,11 @@ async function waitHealthy(provider: ProcessProvider, inst: Instance, o: CompatO
   }
 }
 
-/** The http gates, then `GET /` (when no http gate is configured), the health path and `compatibility.paths`: each must pass. */
-async function runChecks(o: CompatOptions, v: CompatVersion, url: string): Promise<GateResult[]> {
+/**
+ * The http gates, then `GET /` (when no http gate is configured), the health path and
+ * `compatibility.paths`, then `compatibility.requests`, then the recorded traffic: each must pass.
+ */
+async function runChecks(o: CompatOptions, v: CompatVersion, url: string): Promise<CompatCheck[]> {
   // `{color}` in a gate is the colour the throw-away instance was started as (CUTOVER_COLOR).
   const target: GateTarget = { url, listener: 'preview', liveUrl: null, hasLive: false, version: v.version, color: compatColor(v), cwd: v.path, signal: o.signal };
   const results: GateResult[] = [];
@@ -216,7 +258,12 @@ async function runChecks(o: CompatOptions, v: CompatVersion, url: string): Promi
   for (const g of httpGates) results.push(await runHttpGate(g.name, g.http, target, Math.min(g.timeout, o.db.compatibility.requestTimeout)));
   const paths = [...(httpGates.length === 0 ? ['/'] : []), o.healthPath, ...o.db.compatibility.paths];
   for (const p of [...new Set(paths)]) results.push(await getAnswers2xx(url, p, o));
-  return results;
+  const checks: CompatCheck[] = results.map((r) => ({ check: r.gate, outcome: r.outcome === 'failed' ? 'failed' : 'passed', reason: r.reason }));
+  const ro = { timeoutMs: o.db.compatibility.requestTimeout, headers: o.db.compatibility.sample.headers, signal: o.signal };
+  const asCheck = (prefix: string) => (r: ReplayResult): CompatCheck => ({ check: `${prefix}${r.check}`, outcome: r.outcome, reason: r.reason });
+  checks.push(...(await replayConfigured(url, o.db.compatibility.requests, { ...ro, headers: undefined })).map(asCheck('')));
+  checks.push(...(await replaySample(url, o.sample ?? [], ro)).map(asCheck('replay ')));
+  return checks;
 }
 
 async function getAnswers2xx(url: string, p: string, o: CompatOptions): Promise<GateResult> {

@@ -159,11 +159,11 @@ test('tables created in the same file are new: nothing on them breaks the old ve
   assert.deepEqual((await lintSql(sql, { file: 'a.sql' })).findings, []);
 });
 
-test('a type change whose current type is unknown is a warning, not an error, when it may be a widening', async () => {
+test('a type change whose current type is unknown fails closed (an error that says why), even when it may be a widening', async () => {
   const [f] = (await lintSql(`${LT}ALTER TABLE users ALTER COLUMN email TYPE varchar(200);`, { file: 'a.sql' })).findings;
   assert.equal(f.rule, 'change-column-type');
-  assert.equal(f.severity, 'warning');
-  assert.match(f.message, /current type is not in the linted files/);
+  assert.equal(f.severity, 'error');
+  assert.match(f.message, /current type is neither in the linted files nor shown by the database, so this fails closed; if it only widens/);
   const [g] = (await lintSql(`${LT}ALTER TABLE users ALTER COLUMN email TYPE integer;`, { file: 'a.sql' })).findings;
   assert.equal(g.severity, 'error');
 });
@@ -196,4 +196,13 @@ test('the MySQL splitter honours quotes, comments and DELIMITER', () => {
   assert.equal(statements.length, 3);
   assert.equal(comments.length, 3);
   assert.match(sql.slice(statements[1].start, statements[1].end), /^CREATE TRIGGER .* END$/);
+});
+
+test('missing-lock-timeout: not reported when the runner sets a lock timeout (database.lockTimeout), unless the file clears it', async () => {
+  const plain = await lintSql('ALTER TABLE users ADD COLUMN locale text;', { file: 'a.sql' });
+  assert.deepEqual(plain.findings.map((f) => f.rule), ['missing-lock-timeout']);
+  const set = await lintSql('ALTER TABLE users ADD COLUMN locale text;', { file: 'a.sql', lockTimeoutSet: true });
+  assert.deepEqual(set.findings, []);
+  const cleared = await lintSql('SET lock_timeout = 0;\nALTER TABLE users ADD COLUMN locale text;', { file: 'a.sql', lockTimeoutSet: true });
+  assert.match(cleared.findings[0]?.message ?? '', /after this file cleared the lock timeout/);
 });

@@ -53,6 +53,11 @@ export interface LintSqlOptions {
   phase?: Phase;
   /** Schema seen in earlier files of the same run; lintFiles threads one through. */
   schema?: SchemaState;
+  /**
+   * The runner sets a lock timeout on every migration session (the pipeline's `database.lockTimeout`):
+   * the file starts with one set, so `missing-lock-timeout` only fires after the file clears it.
+   */
+  lockTimeoutSet?: boolean;
 }
 
 /** Lints one file's SQL. Throws CutoverError CUTOVER_ERR_MIGRATION (details: file, line, column) when it does not parse. */
@@ -75,7 +80,7 @@ export async function lintSql(sql: string, opts: LintSqlOptions): Promise<FileRe
     });
   }
 
-  addLockTimeoutHit(analysis.statements);
+  addLockTimeoutHit(analysis.statements, opts.lockTimeoutSet === true);
   const findings = buildFindings(sql, file, engine, phase, analysis);
   return { file, phase, engine, findings };
 }
@@ -147,12 +152,12 @@ function headerValue<T extends string>(sql: string, name: string, allowed: reado
 }
 
 /** Warns on the first locking statement that runs before any lock timeout is set. */
-function addLockTimeoutHit(statements: AnalysedStatement[]): void {
-  let timeoutSet = false;
+function addLockTimeoutHit(statements: AnalysedStatement[], setByRunner: boolean): void {
+  let timeoutSet = setByRunner;
   for (const s of statements) {
     if (s.lockTimeout !== undefined) timeoutSet = s.lockTimeout === 'set';
     if (s.locking && !timeoutSet) {
-      s.hits.push({ rule: 'missing-lock-timeout', message: 'takes a lock on a live table before any lock timeout is set in this file' });
+      s.hits.push({ rule: 'missing-lock-timeout', message: setByRunner ? 'takes a lock on a live table after this file cleared the lock timeout' : 'takes a lock on a live table before any lock timeout is set in this file' });
       return;
     }
   }
@@ -229,12 +234,10 @@ function buildFindings(sql: string, file: string, engine: Engine, phase: Phase, 
     const { line, column } = positionOf(sql, s.start);
     for (const h of s.hits) {
       const r = ruleFor(h.rule, engine);
-      let severity = r.severity[phase];
+      const severity = r.severity[phase];
       let message = h.message;
-      if (h.uncertain !== undefined) {
-        if (severity === 'error') severity = 'warning';
-        message = `${message} (${h.uncertain})`;
-      }
+      // Fail closed: what the linter cannot see keeps the rule's severity (issue 17); the note says why.
+      if (h.uncertain !== undefined) message = `${message} (${h.uncertain})`;
       const finding: Finding = { file, line, column, rule: h.rule, severity, message, why: r.why, fix: r.fix, statement: oneLine(s.text) };
       const allow = allows.find((a) => a.statement === s && a.rules.includes(h.rule));
       if (allow !== undefined) {

@@ -24,7 +24,9 @@ import { connect, dbErrorText, redactUrl } from './db.ts';
 import { readMigrations, statementsOf, type MigrationFile } from './files.ts';
 import { lintSql, type Finding } from './lint.ts';
 import { SchemaState } from './schema.ts';
+import { schemaFromDatabase } from './live-schema.ts';
 import { shorten, Tracking, type TrackedMigration } from './tracking.ts';
+import type { SampledRequest } from './traffic-sample.ts';
 
 export const MIGRATIONS_ACTOR = 'cutover';
 
@@ -36,6 +38,10 @@ export interface MigratorOptions {
   environments: () => EnvView[];
   /** Record an event outside a deployment (contract runs, API calls). */
   record: (e: EventInput) => void;
+  /** The recorded live traffic the compatibility run replays (none: only the named checks run). */
+  sample?: () => readonly SampledRequest[];
+  /** After migrations changed the real database: expand files of a deployment, or contract files. */
+  onMigrated?: (m: { deployment: string | null; phase: 'expand' | 'contract'; files: string[] }) => void;
   logger?: Logger;
 }
 
@@ -66,6 +72,8 @@ export class Migrator {
   private readonly opts: MigratorOptions;
   private readonly log: Logger;
   private pendingNames: string[] = [];
+  /** Applied contract files (from the tracking table; refreshed after every migration step). */
+  private appliedContractNames: string[] = [];
   private lastError: string | null = null;
 
   constructor(opts: MigratorOptions) {
@@ -87,14 +95,27 @@ export class Migrator {
     return path.resolve(releasePath, this.db.migrations);
   }
 
+  /**
+   * Why a release cannot serve the database as it is (empty: it can): contract migrations the
+   * database has applied that the release's migrations folder does not carry (it predates them,
+   * so it still uses what they removed). From the cached tracking rows: cheap, synchronous.
+   */
+  schemaProblems(release: { version: string | null; path: string | null }): string[] {
+    if (this.appliedContractNames.length === 0) return [];
+    const missing = release.path === null ? this.appliedContractNames : this.appliedContractNames.filter((n) => !existsSync(path.join(this.dirOf(release.path as string), n)));
+    if (missing.length === 0) return [];
+    return [`${release.version ?? 'that release'} lacks the applied contract migration(s) ${missing.join(', ')}: the database no longer has the schema it was written for`];
+  }
+
   /** Re-read the pending list from the tracking table (a missing table means nothing is pending). */
   async refresh(): Promise<void> {
     try {
       const rows = await this.withTracking((t) => t.list(), { create: false });
       this.pendingNames = rows.filter((r) => r.status === 'pending').map((r) => r.name);
+      this.appliedContractNames = rows.filter((r) => r.status === 'applied' && r.phase === 'contract').map((r) => r.name);
       this.lastError = null;
     } catch (err) {
-      if (isMissingTable(err)) { this.pendingNames = []; this.lastError = null; return; }
+      if (isMissingTable(err)) { this.pendingNames = []; this.appliedContractNames = []; this.lastError = null; return; }
       this.lastError = isCutoverError(err) ? err.message : dbErrorText(err);
       this.log.warn({ err }, 'reading the migrations tracking table failed');
     }
@@ -126,10 +147,20 @@ export class Migrator {
         data: { changed: changed.map((c) => ({ file: c.name, recorded: tracked.get(c.name)?.checksum, now: c.checksum })) },
       };
     }
+    // The database may be ahead of this release: a contract it lacks has removed what it uses.
+    const names = new Set(files.map((f) => f.name));
+    const ahead = [...tracked.values()].filter((t) => t.status === 'applied' && t.phase === 'contract' && !names.has(t.name)).map((t) => t.name);
+    if (ahead.length > 0) {
+      const why = `${ctx.release.version} lacks the contract migration(s) ${ahead.join(', ')} the database has applied: it was written for a schema that no longer exists`;
+      if (ctx.deployment.schemaForced !== true) {
+        return { outcome: 'failed', summary: `${why}; deploy a release that carries them (\`--force\` deploys anyway, recorded)`, data: { lacksContract: ahead } };
+      }
+      ctx.record({ type: 'migrations.schema.overridden', phase: 'migrate', color: ctx.color, version: ctx.release.version, reason: `${why}; deployed anyway (--force)`, data: { lacksContract: ahead } });
+    }
     const pending = files.filter((f) => tracked.get(f.name)?.status !== 'applied');
     const expand = pending.filter((f) => f.phase === 'expand');
     const contract = pending.filter((f) => f.phase === 'contract');
-    if (pending.length === 0) return { outcome: 'passed', summary: `all ${files.length} migration(s) of ${ctx.release.version} are applied` };
+    if (pending.length === 0) return { outcome: 'passed', summary: `all ${files.length} migration(s) of ${ctx.release.version} are applied${ahead.length ? `; the database is ahead of it by ${ahead.join(', ')} (forced)` : ''}` };
 
     // 1. Lint (every file in order, so earlier CREATE TABLEs inform later checks; only pending ones count).
     const lint = await this.lint(files, new Set(pending.map((f) => f.name)));
@@ -159,7 +190,7 @@ export class Migrator {
 
     // 2. The compatibility run, on a shadow copy, before the shared database changes.
     let compat: CompatResult | null = null;
-    if (expand.length > 0) {
+    if (expand.length > 0 || contract.length > 0) {
       const plan = this.compatPlan(ctx);
       if (typeof plan === 'string') {
         notes.push(`compatibility run skipped: ${plan}`);
@@ -167,8 +198,9 @@ export class Migrator {
       } else {
         const flagged = lint.findings.filter((f) => f.severity !== 'info' && expand.some((e) => f.file.endsWith(e.name))).map((f) => `${path.basename(f.file)}:${f.line} ${shorten(f.statement)}`);
         const suspects = flagged.length > 0 ? [...new Set(flagged)] : await this.allStatements(expand);
+        const contractSuspects = await this.allStatements(contract);
         compat = await runCompatibility({
-          engine: this.engine, db: this.db, pending: expand, suspects, versions: plan,
+          engine: this.engine, db: this.db, pending: expand, contract, contractSuspects, sample: this.opts.sample?.() ?? [], suspects, versions: plan,
           process: this.processSettings(),
           stateDir: this.config.stateDir, healthPath: this.config.health.path, gates: this.config.gates,
           tablesWithoutRows: [this.db.table], signal: ctx.signal, logger: this.log,
@@ -212,6 +244,7 @@ export class Migrator {
         data: { pending: contract.map((f) => f.name) },
       });
     }
+    if (applied.length > 0) this.opts.onMigrated?.({ deployment: ctx.deployment.id, phase: 'expand', files: applied });
     const parts = [
       applied.length ? `applied ${applied.length} expand migration(s): ${applied.join(', ')}` : 'no expand migration to apply',
       ...(compat ? [`compatibility run passed (${compat.versions.map((v) => `${v.label} ${v.version}`).join(', ')})`] : []),
@@ -243,19 +276,30 @@ export class Migrator {
     return { command: p.command, env: p.env, stopTimeoutMs: p.stopTimeout };
   }
 
+  /** The statements that change the schema (`SET`, `SELECT`, transaction control and the like are never suspects). */
   private async allStatements(files: MigrationFile[]): Promise<string[]> {
     const out: string[] = [];
-    for (const f of files) for (const s of await statementsOf(f, this.engine)) out.push(`${f.name}:${s.line} ${shorten(s.text)}`);
+    for (const f of files) {
+      for (const s of await statementsOf(f, this.engine)) if (!NOT_SUSPECT.test(s.text)) out.push(`${f.name}:${s.line} ${shorten(s.text)}`);
+    }
     return out;
   }
 
   private async lint(files: MigrationFile[], pending: Set<string>): Promise<{ findings: Finding[] } | { failed: PhaseVerdict }> {
-    const schema = new SchemaState();
+    // What the database has now; the files then replay over it (so their own CREATE TABLEs win).
+    let schema: SchemaState;
+    try {
+      const conn = await connect(this.engine, this.db.url);
+      try { schema = await schemaFromDatabase(conn); } finally { await conn.close(); }
+    } catch (err) {
+      this.log.warn({ err }, 'reading the current column types failed; linting from the files alone');
+      schema = new SchemaState();
+    }
     const findings: Finding[] = [];
     for (const f of files) {
       const shown = path.join(this.db.migrations, f.name).replace(/^\.\//, '');
       try {
-        const report = await lintSql(f.sql, { file: shown, engine: this.engine, schema });
+        const report = await lintSql(f.sql, { file: shown, engine: this.engine, schema, lockTimeoutSet: this.db.lockTimeout > 0 });
         if (pending.has(f.name)) findings.push(...report.findings);
       } catch (err) {
         if (!isCutoverError(err)) throw err;
@@ -311,14 +355,14 @@ export class Migrator {
           if (blockedBy.length > 0) {
             outcome.held = rows.slice(i).map((r) => ({ name: r.name, release: r.release, checksum: r.checksum, recordedAt: r.recordedAt, blockedBy: this.blockers(r.name) }));
             if (outcome.applied.length === 0) {
-              const msg = `contract migration ${row.name} is held: ${blockedBy.join('; ')}. It runs when that release is retired (standby.keepFor, or retire it), then \`cutover migrate contract\``;
+              const msg = `contract migration ${row.name} is held: ${blockedBy.join('; ')}. It runs when that release is retired (after standby.keepFor, or now with \`cutover retire\`; then it runs by itself)`;
               this.opts.record({ type: 'migrations.contract.refused', actor, reason: `${msg} (${why})`, data: { file: row.name, blockedBy } });
               throw new CutoverError('CUTOVER_ERR_INVALID_STATE', msg, { details: { file: row.name, blockedBy } });
             }
             break;
           }
           const file = await this.contractFile(row.name);
-          const lint = await lintSql(file.sql, { file: path.join(this.db.migrations, file.name), engine: this.engine, phase: 'contract' });
+          const lint = await lintSql(file.sql, { file: path.join(this.db.migrations, file.name), engine: this.engine, phase: 'contract', lockTimeoutSet: this.db.lockTimeout > 0 });
           const errors = lint.findings.filter((f) => f.severity === 'error' && !f.suppressed);
           if (errors.length > 0 && this.db.lint === 'error') {
             throw new CutoverError('CUTOVER_ERR_MIGRATION', `contract migration ${row.name} does not pass the linter: ${errors.map(findingLine).join('; ')}`, { details: { file: row.name } });
@@ -332,7 +376,10 @@ export class Migrator {
           });
         }
         return outcome;
-      }), { create: true });
+      }), { create: true }).then((outcome) => {
+        if (outcome.applied.length > 0) this.opts.onMigrated?.({ deployment: null, phase: 'contract', files: outcome.applied.map((a) => a.name) });
+        return outcome;
+      });
     } finally {
       await this.refresh();
     }
@@ -378,6 +425,9 @@ export class Migrator {
     return `${this.engine} ${redactUrl(this.db.url)}, migrations in <release>/${this.db.migrations}`;
   }
 }
+
+/** Statements that cannot be what broke a version: session settings, reads, transaction control. */
+const NOT_SUSPECT = /^\s*(?:SET|RESET|SELECT|SHOW|BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE|ANALYZE|VACUUM|EXPLAIN|DO\s+\$\$\s*BEGIN\s+PERFORM)\b/i;
 
 /** PostgreSQL 42P01 undefined_table, MySQL 1146 ER_NO_SUCH_TABLE. */
 function isMissingTable(err: unknown): boolean {

@@ -119,7 +119,7 @@ export type AlterOp =
   | { op: 'add-index'; unique: boolean; primary: boolean }
   | { op: 'add-foreign-key' }
   | { op: 'add-check' }
-  | { op: 'drop-default'; column: string }
+  | { op: 'drop-default'; column: string; toNull?: boolean }
   | { op: 'other' };
 
 export type MyStatement =
@@ -130,6 +130,8 @@ export type MyStatement =
   | { kind: 'drop-table'; tables: string[] }
   | { kind: 'rename-table'; pairs: [string, string][] }
   | { kind: 'lock-wait-timeout'; zero: boolean }
+  | { kind: 'create-trigger'; name: string; table: string }
+  | { kind: 'replace-view'; view: string }
   | { kind: 'other' };
 
 const is = (t: Token | undefined, ...words: string[]): boolean => t !== undefined && t.kind === 'word' && words.includes(t.value);
@@ -225,6 +227,7 @@ function readAlterClause(clause: Token[], sql: string): AlterOp {
   if (is(a, 'ALTER')) {
     const at = is(b, 'COLUMN') ? 2 : 1;
     if (is(clause[at + 1], 'DROP') && is(clause[at + 2], 'DEFAULT')) return { op: 'drop-default', column: nameOf(clause[at], sql) };
+    if (is(clause[at + 1], 'SET') && is(clause[at + 2], 'DEFAULT') && is(clause[at + 3], 'NULL') && clause.length === at + 4) return { op: 'drop-default', column: nameOf(clause[at], sql), toNull: true };
   }
   return { op: 'other' };
 }
@@ -232,6 +235,8 @@ function readAlterClause(clause: Token[], sql: string): AlterOp {
 /** Reads a statement the SQL parser could not: the DDL the rules need, `other` for the rest. */
 export function readStatementTokens(tokens: Token[], sql: string): MyStatement {
   const [a, b] = tokens;
+  const special = readTriggerOrView(tokens, sql);
+  if (special !== null) return special;
   if (is(a, 'ALTER') && is(b, 'TABLE', 'ONLINE', 'IGNORE')) {
     const at = tokens.findIndex((t) => is(t, 'TABLE'));
     const ops = splitTopLevel(tokens.slice(at + 2)).map((c) => readAlterClause(c, sql));
@@ -283,4 +288,24 @@ export function readStatementTokens(tokens: Token[], sql: string): MyStatement {
 
 export function tableKey(name: string): string {
   return ident(name.split('.').pop() ?? name);
+}
+
+/**
+ * `CREATE [DEFINER=…] TRIGGER name {BEFORE|AFTER} {INSERT|UPDATE|DELETE} ON table …`, and
+ * `CREATE OR REPLACE [options] VIEW name` / `ALTER [options] VIEW name` (a view replaced). Null otherwise.
+ */
+export function readTriggerOrView(tokens: Token[], sql: string): MyStatement | null {
+  const words = tokens.map((t) => (t.kind === 'word' ? t.value : ''));
+  if (!is(tokens[0], 'CREATE', 'ALTER')) return null;
+  const trig = words.indexOf('TRIGGER');
+  if (is(tokens[0], 'CREATE') && trig > 0 && trig < 8 && !words.slice(1, trig).includes('TABLE')) {
+    const on = words.indexOf('ON', trig);
+    if (on > trig && tokens[on + 1] !== undefined) return { kind: 'create-trigger', name: nameOf(tokens[trig + 1], sql), table: nameOf(tokens[on + 1], sql) };
+  }
+  const view = words.indexOf('VIEW');
+  if (view > 0 && view < 12 && !words.slice(1, view).includes('TABLE')) {
+    const replaces = is(tokens[0], 'ALTER') || (is(tokens[1], 'OR') && is(tokens[2], 'REPLACE'));
+    if (replaces && tokens[view + 1] !== undefined) return { kind: 'replace-view', view: nameOf(tokens[view + 1], sql) };
+  }
+  return null;
 }

@@ -7,7 +7,7 @@
  */
 import { createRequire } from 'node:module';
 import { formatType, type ColumnType, type SchemaState } from './schema.ts';
-import { readStatementTokens, splitMysql, tableKey, type AlterOp, type MyColumn, type MyStatement, type RawStatement } from './mysql-tokens.ts';
+import { readStatementTokens, readTriggerOrView, splitMysql, tableKey, type AlterOp, type MyColumn, type MyStatement, type RawStatement } from './mysql-tokens.ts';
 import { SqlParseFailure, type AnalysedStatement, type Analysis, type Hit } from './source.ts';
 
 interface SqlParser {
@@ -35,6 +35,9 @@ export type ReadBy = 'MySQL' | 'MariaDB' | 'tokens';
 
 export function readMysqlStatement(raw: RawStatement, sql: string): { statement: MyStatement; readBy: ReadBy } {
   const text = sql.slice(raw.start, raw.end);
+  // Triggers and replaced views: read from the tokens (the parsers' ASTs for them vary by grammar).
+  const special = readTriggerOrView(raw.tokens, sql);
+  if (special !== null) return { statement: special, readBy: 'tokens' };
   let firstError: { message: string; offset: number } | undefined;
   for (const { name, parser } of parsers()) {
     let ast: unknown;
@@ -108,8 +111,10 @@ class MysqlFileState {
       case 'create-index':
         if (this.#created.has(tableKey(s.table))) break;
         result.locking = true;
-        if (s.unique) hit({ rule: 'add-unique-constraint', message: `creates a unique index on ${s.table}${s.online ? '' : ' without ALGORITHM=INPLACE, LOCK=NONE'}` });
-        else if (!s.online) hit({ rule: 'index-not-concurrent', message: `creates an index on ${s.table} without ALGORITHM=INPLACE, LOCK=NONE` });
+        if (s.unique) {
+          hit({ rule: 'add-unique-constraint', message: `creates a unique index on ${s.table}${s.online ? '' : ' without ALGORITHM=INPLACE, LOCK=NONE'}` });
+          hit({ rule: 'constraint-rejects-old-writes', message: `creates a unique index on ${s.table}: a duplicate the old version writes is rejected (and the build fails if duplicates exist)` });
+        } else if (!s.online) hit({ rule: 'index-not-concurrent', message: `creates an index on ${s.table} without ALGORITHM=INPLACE, LOCK=NONE` });
         break;
       case 'drop-index':
         result.locking = !this.#created.has(tableKey(s.table));
@@ -135,6 +140,15 @@ class MysqlFileState {
         break;
       case 'lock-wait-timeout':
         result.lockTimeout = s.zero ? 'cleared' : 'set';
+        break;
+      case 'create-trigger':
+        if (this.#created.has(tableKey(s.table))) break;
+        result.locking = true;
+        hit({ rule: 'create-trigger', message: `creates trigger ${s.name} on ${s.table}, which runs on every write of the old version too` });
+        break;
+      case 'replace-view':
+        if (this.#created.has(tableKey(s.view))) break;
+        hit({ rule: 'replace-view', message: `replaces view ${s.view}, which the old version may read: MySQL lets the replacement change every column` });
         break;
       case 'other':
         break;
@@ -178,17 +192,21 @@ class MysqlFileState {
         return;
       case 'add-index':
         if (isNew) return;
-        if (op.unique) hit({ rule: 'add-unique-constraint', message: `adds a ${op.primary ? 'PRIMARY KEY' : 'UNIQUE'} index on ${table}${online ? '' : ' without ALGORITHM=INPLACE, LOCK=NONE'}` });
-        else if (!online) hit({ rule: 'index-not-concurrent', message: `adds an index on ${table} without ALGORITHM=INPLACE, LOCK=NONE` });
+        if (op.unique) {
+          hit({ rule: 'add-unique-constraint', message: `adds a ${op.primary ? 'PRIMARY KEY' : 'UNIQUE'} index on ${table}${online ? '' : ' without ALGORITHM=INPLACE, LOCK=NONE'}` });
+          hit({ rule: 'constraint-rejects-old-writes', message: `adds a ${op.primary ? 'PRIMARY KEY' : 'UNIQUE'} index on ${table}: a duplicate the old version writes is rejected` });
+        } else if (!online) hit({ rule: 'index-not-concurrent', message: `adds an index on ${table} without ALGORITHM=INPLACE, LOCK=NONE` });
         return;
       case 'add-foreign-key':
         if (!isNew) hit({ rule: 'add-constraint-validates', message: `adds a FOREIGN KEY on ${table}; MySQL has no NOT VALID, so every row is checked` });
         return;
       case 'add-check':
-        if (!isNew) hit({ rule: 'add-constraint-validates', message: `adds a CHECK on ${table}; MySQL has no NOT VALID, so every row is checked` });
+        if (isNew) return;
+        hit({ rule: 'add-constraint-validates', message: `adds a CHECK on ${table}; MySQL has no NOT VALID, so every row is checked` });
+        hit({ rule: 'constraint-rejects-old-writes', message: `adds a CHECK on ${table}: every write of the old version must satisfy it` });
         return;
       case 'drop-default':
-        if (!isNew) hit({ rule: 'drop-default', message: `drops the default of ${table}.${op.column}` });
+        if (!isNew) hit({ rule: 'drop-default', message: op.toNull ? `sets the default of ${table}.${op.column} to NULL, which drops it` : `drops the default of ${table}.${op.column}` });
         return;
       case 'other':
         return;
@@ -204,7 +222,7 @@ class MysqlFileState {
       hit({
         rule,
         message: `redefines ${where} as ${formatType(to)}${after.notNull ? ' NOT NULL' : ''}`,
-        uncertain: 'the current definition is not in the linted files, so a type, enum or nullability change cannot be ruled out',
+        uncertain: 'the current definition is neither in the linted files nor shown by the database, so a type, enum or nullability change cannot be ruled out: this fails closed; if it only widens the column, suppress with that reason',
       });
       return;
     }

@@ -15,6 +15,7 @@ import type {
   RangeVar,
   RenameStmt,
   TypeName,
+  ViewStmt,
 } from 'libpg-query';
 import { formatType, type ColumnType, type SchemaState } from './schema.ts';
 import { ident, SqlParseFailure, type AnalysedStatement, type Analysis, type Hit, type SqlComment } from './source.ts';
@@ -155,6 +156,20 @@ class FileState {
         result.locking = true;
         hit({ rule: 'index-not-concurrent', message: 'REINDEX without CONCURRENTLY' });
       }
+    } else if ('CreateTrigStmt' in stmt) {
+      const t = stmt.CreateTrigStmt;
+      if (t.relation !== undefined && !this.#isNew(t.relation)) {
+        result.locking = true;
+        hit({ rule: 'create-trigger', message: `creates trigger ${t.trigname ?? ''} on ${rel(t.relation)}, which runs on every write of the old version too` });
+      }
+    } else if ('RuleStmt' in stmt) {
+      const r = stmt.RuleStmt;
+      if (r.relation !== undefined && !this.#isNew(r.relation)) {
+        result.locking = true;
+        hit({ rule: 'create-rule', message: `creates rule ${r.rulename ?? ''} on ${rel(r.relation)}${r.instead === true ? ' (INSTEAD)' : ''}, which rewrites the old version's queries` });
+      }
+    } else if ('ViewStmt' in stmt) {
+      this.#view(stmt.ViewStmt, hit);
     } else if ('AlterEnumStmt' in stmt) {
       const e = stmt.AlterEnumStmt;
       if (e.oldVal !== undefined) {
@@ -220,6 +235,7 @@ class FileState {
         return;
       case 'AT_ColumnDefault':
         if (cmd.def === undefined && !isNew) hit({ rule: 'drop-default', message: `drops the default of ${rel(table)}.${column}` });
+        else if (cmd.def !== undefined && 'A_Const' in cmd.def && cmd.def.A_Const.isnull === true && !isNew) hit({ rule: 'drop-default', message: `sets the default of ${rel(table)}.${column} to NULL, which drops it` });
         return;
       case 'AT_AddConstraint':
         if (cmd.def !== undefined && 'Constraint' in cmd.def && !isNew) this.#addConstraint(table, cmd.def.Constraint, hit);
@@ -275,13 +291,19 @@ class FileState {
         const kind = k.contype === 'CONSTR_FOREIGN' ? 'FOREIGN KEY' : 'CHECK';
         if (k.skip_validation !== true) hit({ rule: 'add-constraint-validates', message: `adds ${kind} constraint ${name}on ${t} without NOT VALID` });
         if (k.contype === 'CONSTR_CHECK' && k.raw_expr !== undefined) {
+          let named = false;
           for (const col of notNullTestedColumns(k.raw_expr)) {
             const key = `${ident(table.relname ?? '')}.${col}`;
             if (this.#addedColumns.has(key)) {
+              named = true;
               hit({ rule: 'constraint-rejects-old-writes', message: `CHECK constraint ${name}requires ${t}.${col}, which the old version does not write` });
             }
             if (k.skip_validation === true) this.#pendingNotNullChecks.set(ident(k.conname ?? ''), key);
             else this.#validNotNullChecks.add(key);
+          }
+          const existing = [...referencedColumns(k.raw_expr)].filter((c) => !this.#addedColumns.has(`${ident(table.relname ?? '')}.${c}`));
+          if (!named && existing.length > 0) {
+            hit({ rule: 'constraint-rejects-old-writes', message: `adds CHECK constraint ${name}on ${t}${k.skip_validation === true ? ' (NOT VALID skips existing rows, not new writes)' : ''}: every write of the old version to ${existing.join(', ')} must satisfy it` });
           }
         }
         return;
@@ -299,7 +321,7 @@ class FileState {
     }
     const msg = `changes the type of ${where} to ${formatType(to)}${using ? ' with USING' : ''}`;
     if (!using && to.array !== true && WIDENABLE_TYPES.has(to.name)) {
-      hit({ rule: 'change-column-type', message: msg, uncertain: 'the current type is not in the linted files; if this only widens it (varchar(n)→varchar(m>n) or text, more numeric precision), it is safe' });
+      hit({ rule: 'change-column-type', message: msg, uncertain: 'the current type is neither in the linted files nor shown by the database, so this fails closed; if it only widens the column (varchar(n)→varchar(m>n) or text, more numeric precision), suppress with that reason' });
     } else {
       hit({ rule: 'change-column-type', message: msg });
     }
@@ -376,12 +398,41 @@ class FileState {
   #createIndex(i: IndexStmt, hit: (h: Hit) => void, result: StatementResult): void {
     if (i.relation === undefined || this.#isNew(i.relation)) return;
     const what = `${i.unique === true ? 'unique ' : ''}index ${i.idxname ?? ''} on ${rel(i.relation)}`.replace('  ', ' ');
+    if (i.unique === true) {
+      const cols = (i.indexParams ?? []).flatMap((p) => ('IndexElem' in p && p.IndexElem.name !== undefined ? [p.IndexElem.name] : []));
+      const existing = cols.filter((c) => !this.#addedColumns.has(`${ident(i.relation?.relname ?? '')}.${ident(c)}`));
+      if (existing.length > 0 || cols.length === 0) {
+        hit({ rule: 'constraint-rejects-old-writes', message: `creates ${what}: a duplicate the old version writes to ${existing.join(', ') || 'the indexed expression'} is rejected (and the build fails if duplicates exist)` });
+      }
+    }
     if (i.concurrent === true) {
       this.#concurrentlyInTransaction('CREATE INDEX CONCURRENTLY', hit);
       return;
     }
     result.locking = true;
     hit({ rule: 'index-not-concurrent', message: `creates ${what} without CONCURRENTLY` });
+  }
+
+  /** CREATE [OR REPLACE] VIEW: replacing a view the old version reads may change its columns. */
+  #view(v: ViewStmt, hit: (h: Hit) => void): void {
+    if (v.view === undefined) return;
+    const name = v.view.relname ?? '';
+    const aliases = strings(v.aliases);
+    const cols = aliases.length > 0 ? aliases : outputColumns(v.query);
+    const before = this.#ctx.schema.view(name);
+    this.#ctx.schema.setView(name, cols);
+    if (v.replace !== true || this.#createdTables.has(ident(name))) {
+      this.#createdTables.add(ident(name));
+      return;
+    }
+    const where = rel(v.view);
+    if (before === undefined || before === null) {
+      hit({ rule: 'replace-view', message: `replaces view ${where}, whose current columns are not in the linted files, so a change to them cannot be ruled out` });
+    } else if (cols === null) {
+      hit({ rule: 'replace-view', message: `replaces view ${where} (${before.join(', ')}) with columns the linter cannot list (SELECT *)` });
+    } else if (!before.every((c, k) => cols[k] === c)) {
+      hit({ rule: 'replace-view', message: `replaces view ${where}: its columns change from (${before.join(', ')}) to (${cols.join(', ')})` });
+    }
   }
 
   #concurrentlyInTransaction(what: string, hit: (h: Hit) => void): void {
@@ -473,6 +524,41 @@ function volatileCall(expr: Node): string | undefined {
     if (fname !== undefined && VOLATILE_FUNCTIONS.has(ident(fname))) found = fname;
   });
   return found;
+}
+
+/** Every column an expression refers to (last name part). */
+function referencedColumns(expr: Node): Set<string> {
+  const cols = new Set<string>();
+  walk(expr, (o) => {
+    const ref = o['ColumnRef'] as { fields?: Node[] } | undefined;
+    const col = ref !== undefined ? strings(ref.fields).pop() : undefined;
+    if (col !== undefined) cols.add(ident(col));
+  });
+  return cols;
+}
+
+/** A view query's output column names in order, or null when one cannot be named (`*`, a set operation). */
+function outputColumns(query: Node | undefined): string[] | null {
+  if (query === undefined || !('SelectStmt' in query)) return null;
+  const sel = query.SelectStmt;
+  if (sel.op !== undefined && sel.op !== 'SETOP_NONE') return outputColumns(sel.larg !== undefined ? { SelectStmt: sel.larg } : undefined);
+  const out: string[] = [];
+  for (const t of sel.targetList ?? []) {
+    if (!('ResTarget' in t)) return null;
+    const r = t.ResTarget;
+    if (r.name !== undefined) { out.push(ident(r.name)); continue; }
+    const v = r.val;
+    if (v !== undefined && 'ColumnRef' in v) {
+      const fields = v.ColumnRef.fields ?? [];
+      const last = fields[fields.length - 1];
+      if (last === undefined || 'A_Star' in last) return null;
+      out.push(ident(strings([last])[0] ?? ''));
+      continue;
+    }
+    if (v !== undefined && 'FuncCall' in v) { out.push(ident(strings(v.FuncCall.funcname).pop() ?? '?column?')); continue; }
+    out.push('?column?');
+  }
+  return out;
 }
 
 /** Columns the expression tests with IS NOT NULL. */

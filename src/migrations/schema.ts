@@ -23,6 +23,17 @@ export interface ColumnInfo {
 
 export class SchemaState {
   readonly #tables = new Map<string, Map<string, ColumnInfo>>();
+  /** View → its output column names in order (null: not derivable, e.g. `SELECT *`). */
+  readonly #views = new Map<string, string[] | null>();
+
+  /** Undefined when the view is not known (not created in the linted files). */
+  view(name: string): string[] | null | undefined {
+    return this.#views.get(ident(name));
+  }
+
+  setView(name: string, columns: string[] | null): void {
+    this.#views.set(ident(name), columns);
+  }
 
   hasTable(table: string): boolean {
     return this.#tables.has(ident(table));

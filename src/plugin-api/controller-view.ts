@@ -5,7 +5,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Color } from '../environments/types.ts';
-import type { DeploymentRecord, EventInput, EventRecord } from '../store/types.ts';
+import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord } from '../store/types.ts';
 import type { Status } from './status.ts';
 
 export interface ControllerEvents {
@@ -15,6 +15,8 @@ export interface ControllerEvents {
 
 export interface ControllerView extends Pick<EventEmitter<ControllerEvents>, 'on' | 'off'> {
   status(): Status;
+  /** Each colour's role, release and directory as stored: cheap, and safe to call from a status section. */
+  environments(): Record<Color, EnvironmentState>;
   history(opts?: { limit?: number; since?: number }): DeploymentRecord[];
   events(opts?: { afterSeq?: number; deployment?: string; limit?: number }): EventRecord[];
   /** Record an event (time, actor, reason); returns when it is durable. */

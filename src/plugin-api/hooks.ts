@@ -43,6 +43,12 @@ export interface PipelineHooks {
   verify?(ctx: PhaseContext): Promise<PhaseVerdict>;
   /** Post-switch bake: judge the new live colour against the old one's baseline. Failure rolls back. */
   analysis?(ctx: PhaseContext): Promise<PhaseVerdict>;
+  /**
+   * Before a deploy, and before a rollback someone asked for: why this release cannot serve the
+   * database as it is (e.g. it lacks an applied contract migration); empty when it can. Must be
+   * synchronous and cheap (cached state); a refusal is overridden only by `force` (recorded).
+   */
+  schemaProblems?(release: { version: string | null; path: string | null }): string[];
   /** After the old colour is retired (contract migrations become eligible). */
   retired?(info: { color: Color; version: string | null }): Promise<void>;
 }

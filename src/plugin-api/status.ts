@@ -30,8 +30,26 @@ export interface EnvironmentStatus {
   healthy: number;
 }
 
+/** Whether the rollback target can still serve the database (migrations plugin). */
+export interface RollbackTargetStatus {
+  color: Color;
+  version: string | null;
+  state: 'warm' | 'retired';
+  /** False when the database has a contract migration it lacks, or the last standby watch failed. */
+  canServe: boolean;
+  problems: string[];
+  /** The last replay of recorded read-only traffic against the warm standby after a migration. */
+  lastCheck: { after: string; checkedAt: number; outcome: 'passed' | 'failed' | 'skipped'; checked: number; failures: string[]; reason: string } | null;
+}
+
 /** A section a plugin adds to the status (Controller.extendStatus): `migrations` today. */
-export interface MigrationsStatus { pending: string[]; error?: string }
+export interface MigrationsStatus {
+  pending: string[];
+  error?: string;
+  rollbackTarget?: RollbackTargetStatus | null;
+  /** Requests in the traffic sample the compatibility run replays. */
+  sampledRequests?: number;
+}
 
 export interface Status {
   app: string;

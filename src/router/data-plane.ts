@@ -25,7 +25,29 @@ export interface RequestRecord {
   status: number;
   durationMs: number;
   error?: ProxyErrorKind;
+  /** Only for live requests the capture chose (`RouterView.setCapture`). */
+  request?: CapturedRequest;
 }
+
+/**
+ * A narrow, bounded copy of chosen live requests for the request hook (the traffic sample of the
+ * compatibility run). `wants` is asked once per live request and must be cheap; at most
+ * `maxBodyBytes` of a body are kept (a longer one is marked truncated, never buffered whole).
+ */
+export interface RequestCapture {
+  wants(method: string, path: string): boolean;
+  readonly maxBodyBytes: number;
+}
+
+/** What a capture copied of one request: raw header pairs as received, the body (or its prefix). */
+export interface CapturedRequest {
+  path: string;
+  rawHeaders: string[];
+  body: Buffer | null;
+  /** The body was longer than the capture's limit: `body` holds only its start. */
+  truncated: boolean;
+}
+
 
 /** How the drain of the colour that left the live listener ended. */
 export interface DrainReport {
@@ -74,6 +96,12 @@ export interface RouterView {
   inFlight(listener: ListenerName, color?: Color): number;
   /** Requests refused before reaching any colour, by HTTP status. */
   rejections(): Record<string, number>;
+  /**
+   * Copy chosen live requests (head, bounded body prefix) into their request record, or stop
+   * (null): the traffic sample of the compatibility run. Changes no traffic. Optional: a data
+   * plane that cannot copy requests leaves it out, and nothing is sampled.
+   */
+  setCapture?(capture: RequestCapture | null): void;
 }
 
 /** The controller's handle on the data plane: read everything, and swap the route table. */

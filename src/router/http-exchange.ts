@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { HealthView } from '../health/types.ts';
-import type { RequestRecord } from './data-plane.ts';
+import type { RequestCapture, RequestRecord } from './data-plane.ts';
 import type { AddressSet } from '../lib/cidr.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import type { Flight, Lane } from './lanes.ts';
@@ -32,8 +32,11 @@ export interface ProxyContext {
   readonly proto: Readonly<Record<ListenerName, 'http' | 'https'>>;
   /** Request body limit in bytes; 0 = none. Content-Length is checked before; chunked bodies are counted. */
   readonly maxBodyBytes: number;
+  /** Which live requests to copy (head and a bounded body prefix) into their record; null: none. */
+  capture: RequestCapture | null;
   reportFailure(u: Upstream, reason: string): void;
 }
+
 
 /** The error of a counted body that went past the limit (it fails the upstream attempt); answered 413. */
 const BODY_TOO_LARGE = 'CUTOVER_BODY_TOO_LARGE';
@@ -107,6 +110,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
   #state = PENDING;
   #status = 0;
   #error: ProxyErrorKind | undefined = undefined;
+  /** Set when the capture chose this request: the body prefix copied so far. */
+  #copy: { chunks: Buffer[]; bytes: number; truncated: boolean } | null = null;
 
   constructor(ctx: ProxyContext, listener: ListenerName, route: BoundRoute, req: IncomingMessage, res: ServerResponse, startedAt: number) {
     this.#ctx = ctx;
@@ -123,6 +128,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#path = target.path;
     const remote = req.socket.remoteAddress;
     this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto[listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
+    const capture = ctx.capture;
+    if (capture !== null && listener === 'live' && capture.wants(req.method ?? 'GET', target.path)) this.#copy = { chunks: [], bytes: 0, truncated: false };
   }
 
   /** Links into the lane and sends the request to `first` (already picked, healthy). */
@@ -131,6 +138,22 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#res[kExchange] = this;
     this.#res.on('close', onResponseClose);
     this.#dispatch(first);
+    // After the upstream consumer is attached: a second 'data' listener sees the same chunks (bounded copy).
+    if (this.#copy !== null && this.#hasBody) this.#req.on('data', (chunk: Buffer) => this.#copyChunk(chunk));
+  }
+
+  #copyChunk(chunk: Buffer): void {
+    const c = this.#copy;
+    if (c === null || c.truncated) return;
+    const limit = this.#ctx.capture?.maxBodyBytes ?? 0;
+    if (c.bytes + chunk.length > limit) {
+      c.truncated = true;
+      if (limit > c.bytes) c.chunks.push(Buffer.from(chunk.subarray(0, limit - c.bytes)));
+      c.bytes = limit;
+      return;
+    }
+    c.chunks.push(Buffer.from(chunk));
+    c.bytes += chunk.length;
   }
 
   /** Sends the request to `u` (`fresh`: on a new connection, not an idle one). */
@@ -286,6 +309,11 @@ export class HttpExchange implements Flight, UpstreamHandler {
     if (hook !== undefined) {
       const r: RequestRecord = { listener: this.#listener, color: route.color, version: route.version, method: this.#req.method ?? '', status: this.#status, durationMs };
       if (this.#error !== undefined) r.error = this.#error;
+      const c = this.#copy;
+      if (c !== null) {
+        r.request = { path: this.#path, rawHeaders: this.#req.rawHeaders.slice(), body: this.#hasBody ? Buffer.concat(c.chunks, c.bytes) : null, truncated: c.truncated || (this.#hasBody && !this.#req.complete) };
+        this.#copy = null;
+      }
       try {
         hook(r);
       } catch { /* a metrics hook must not break the data plane */ }

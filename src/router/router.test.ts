@@ -73,6 +73,39 @@ describe('router', () => {
     }
   });
 
+  test('a capture copies the head and at most maxBodyBytes of the live requests it chooses into their record; the upstream still gets the whole body', async () => {
+    const { router, live, preview, records } = await makeRouter();
+    try {
+      router.swap(routes({ color: 'blue', targets: blue.map((u) => u.target) }, { color: 'green', targets: green.map((u) => u.target) }));
+      router.setCapture({ maxBodyBytes: 16, wants: (method, p) => method === 'POST' && p.startsWith('/sha') });
+      const big = randomBytes(1000);
+      const post = async (base: string, body: Buffer) => {
+        const r = await fetch(`${base}/sha?x=1`, { method: 'POST', body, headers: { 'x-test': 'yes' } });
+        return r.text();
+      };
+      assert.match(await post(live, big), new RegExp(` 1000 ${createHash('sha256').update(big).digest('hex')}$`), 'the upstream got every byte');
+      const small = Buffer.from('{"title":"kiwi"}');
+      await post(live, small);
+      await get(live, '/');
+      await post(preview, small);
+      const captured = records.filter((r) => r.request !== undefined);
+      assert.equal(captured.length, 2, 'only the chosen live requests');
+      assert.equal(captured[0].request?.path, '/sha?x=1');
+      assert.equal(captured[0].request?.truncated, true);
+      assert.equal(captured[0].request?.body?.length, 16);
+      assert.deepEqual(captured[0].request?.body, big.subarray(0, 16));
+      assert.equal(captured[1].request?.truncated, false);
+      assert.deepEqual(captured[1].request?.body, small);
+      const h = captured[1].request?.rawHeaders ?? [];
+      assert.equal(h[h.findIndex((x) => x.toLowerCase() === 'x-test') + 1], 'yes');
+      router.setCapture(null);
+      await post(live, small);
+      assert.equal(records.filter((r) => r.request !== undefined).length, 2, 'capture off: nothing copied');
+    } finally {
+      await router.close();
+    }
+  });
+
   test('a request in flight at the switch completes on blue while new requests go to green; the drain completes', async () => {
     const { router, live } = await makeRouter();
     try {

@@ -30,7 +30,7 @@ import { AddressSet } from '../lib/cidr.ts';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
-import type { DataPlane, DrainReport, ListenerAddresses, RequestRecord, SwapResult } from './data-plane.ts';
+import type { DataPlane, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, SwapResult } from './data-plane.ts';
 import { HttpExchange, type ProxyContext } from './http-exchange.ts';
 import { Lane } from './lanes.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
@@ -145,6 +145,7 @@ export class Router implements DataPlane {
       trustedProxies: new AddressSet(opts.trustedProxies ?? []),
       proto: { live: opts.tls ? 'https' : 'http', preview: 'http' },
       maxBodyBytes: limits.maxBodyBytes,
+      capture: null,
       reportFailure(u: Upstream, reason: string): void {
         // Log the first failure of a run, not every request that meets a dead instance.
         if (u.failures++ === 0) logger.warn({ instance: u.id, reason }, 'upstream connection failed; reported to health');
@@ -256,6 +257,14 @@ export class Router implements DataPlane {
     for (const l of this.#listeners) if (l.name === 'live') (l.server as TlsServer).setSecureContext(tls);
     this.#logger.info({ cert: this.#opts.tls.cert }, 'router TLS certificate reloaded');
     return true;
+  }
+
+  /**
+   * Copy chosen live requests (head, bounded body prefix) into their `onRequest` record, or stop
+   * (null). For the traffic sample of the compatibility run; requests not chosen cost one call.
+   */
+  setCapture(capture: RequestCapture | null): void {
+    this.#ctx.capture = capture;
   }
 
   /** Requests refused before reaching any colour (malformed, too large, too slow), by status. */

@@ -64,6 +64,8 @@ export interface DeploymentRecord {
   /** Outcome of the pre-switch gates: null until they ran. */
   gates: 'passed' | 'failed' | 'skipped' | null;
   forced: boolean;
+  /** Deployed with `--force` past a schema refusal (the release lacks an applied contract migration). */
+  schemaForced?: boolean;
   /** Time from the switch decision to the route swap being in force, ms. */
   switchMs: number | null;
   /**

@@ -124,17 +124,24 @@ function renderEnvironments() {
     let meta = `${roleText} since ${ago(env.since)}`;
     if (env.role === 'standby' && env.retireAt) meta += ` · retires in ${fmtMs(Math.max(0, env.retireAt - Date.now()))}`;
     if (env.role === 'empty') meta = 'never used';
+    // The rollback target (migrations plugin): a schema it can no longer serve is said on its box.
+    const rt = s.migrations?.rollbackTarget;
+    const schemaWarning = rt && rt.color === color && !rt.canServe
+      ? el('div', { class: 'schema-warning', role: 'alert', 'data-testid': `schema-warning-${color}`, text: `✗ can no longer serve the schema: ${rt.problems.join('; ')}` })
+      : null;
     box.replaceChildren(
       el('h3', { text: color }),
       el('span', { class: `role ${env.role}`, 'data-testid': `role-${color}`, text: live ? 'Live' : env.role }),
       el('div', { class: 'version', 'data-testid': `version-${color}`, text: env.version ?? '—' }),
       el('div', { class: 'meta', text: meta }),
       dots,
+      ...(schemaWarning ? [schemaWarning] : []),
     );
   }
   const canRollback = s.standby !== null && (!s.deployment || ['switch', 'verify', 'analysis', 'stable'].includes(s.deployment.phase));
   $('#btn-rollback').disabled = !canRollback;
-  $('#btn-rollback').title = canRollback ? `Switch live traffic back to ${s.standby.version} on ${s.standby.color}` : 'Nothing to roll back to';
+  const rtBroken = s.migrations?.rollbackTarget && !s.migrations.rollbackTarget.canServe;
+  $('#btn-rollback').title = canRollback ? `Switch live traffic back to ${s.standby.version} on ${s.standby.color}${rtBroken ? ' (it can no longer serve the schema: refused unless forced from the CLI)' : ''}` : 'Nothing to roll back to';
   const d = s.deployment;
   $('#btn-promote').disabled = !(d && d.status === 'awaiting-promotion');
   $('#btn-abort').disabled = !(d && !['switch', 'verify', 'analysis', 'stable'].includes(d.phase));
