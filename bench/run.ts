@@ -872,13 +872,21 @@ async function main(): Promise<number> {
     m.loadAfter = os.loadavg();
     const partial = { plan, mode, machine: m, throughput: tp, switching: sw, rollback, engine };
     let detection: DetectionResult[] | null = null;
+    let detectionError: string | null = null;
     if (mode === 'all') {
       console.log('\n4. Detection to rollback (post-switch analysis)');
-      detection = await detectionBench(plan.quick ? 2 : 5);
+      // Its own process with its own daemons: a failure there (e.g. a port taken meanwhile on a
+      // shared machine) is reported in the file instead of discarding every other section.
+      detection = await detectionBench(plan.quick ? 2 : 5).catch((err: Error) => {
+        detectionError = (err.message.split('\n').find((l) => /Error:/.test(l)) ?? err.message.split('\n')[0]).trim();
+        console.error(`  detection bench failed: ${detectionError}`);
+        return null;
+      });
     }
     const results: Results = { ...partial, targets: evaluateTargets(partial) };
     let md = renderMarkdown(results);
-    if (detection) md = md.replace('\n## 5. HAProxy engine', `\n## 4. Detection to rollback\n\n${renderDetection(detection)}\n## 5. HAProxy engine`);
+    const detectionMd = detection ? renderDetection(detection) : detectionError ? `Not measured in this run: \`bench/analysis-detection.ts\` failed (${detectionError}).\n` : null;
+    if (detectionMd) md = md.replace('\n## 5. HAProxy engine', `\n## 4. Detection to rollback\n\n${detectionMd}\n## 5. HAProxy engine`);
     console.log(`\n${md}`);
     if (out !== null) {
       writeFileSync(out, md);
