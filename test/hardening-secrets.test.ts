@@ -75,3 +75,67 @@ test('a secret in environments.process.env and the admin token appear in no log 
     cleanup();
   }
 });
+
+/** The environment of a running process, from /proc. */
+function environOf(pid: number): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const kv of readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')) {
+    const i = kv.indexOf('=');
+    if (i > 0) out.set(kv.slice(0, i), kv.slice(i + 1));
+  }
+  return out;
+}
+
+test('instances and command gates get an allow-list of the daemon environment: never CUTOVER_TOKEN or a webhook secret (issue #15)', async () => {
+  const { dir, cleanup } = tempDir();
+  const stateDir = path.join(dir, '.cutover');
+  const gateEnvFile = path.join(dir, 'gate-env.txt');
+  const ports = await freePorts();
+  const HOOK_SECRET = 'whsec-5b6c7d8e9f0a1b2cHOOK';
+  const extra = [
+    'gates:',
+    `  - { name: env-dump, command: "env > ${gateEnvFile}" }`,
+    'notifications:',
+    '  - { url: "http://127.0.0.1:9/hook", secret: "${SHOP_HOOK_SECRET}", retries: 0 }',
+  ].join('\n');
+  writeConfig(dir, configYaml(ports, { instances: 1, extra }).replace('    command: node server.js', '    command: node server.js\n    inheritEnv: [SHOP_LISTED, SHOP_PREFIX_*, SHOP_HOOK_SECRET]\n    env: { SHOP_EXPLICIT: "from-config" }'));
+  const daemon = await startDaemonProcess(dir, {
+    CUTOVER_TOKEN: TOKEN, SHOP_HOOK_SECRET: HOOK_SECRET, SHOP_LISTED: 'listed', SHOP_PREFIX_A: 'a', SHOP_UNLISTED: 'unlisted',
+    CUTOVER_WEBHOOK_SECRET: 'cutover-own-variable-value', LC_ALL: 'C.UTF-8', TZ: 'UTC',
+  });
+  try {
+    // (The CLI reads the same config, so it needs the variable the config names too.)
+    const r = await cli(['deploy', 'v1', '--path', SHOP_V1], { cwd: dir, env: { CUTOVER_TOKEN: TOKEN, SHOP_HOOK_SECRET: HOOK_SECRET } });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const pids = instancesOf(stateDir);
+    assert.equal(pids.length, 1);
+    const env = environOf(pids[0]);
+    for (const gotten of [env, new Map(readFileSync(gateEnvFile, 'utf8').split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string]))]) {
+      assert.ok(![...gotten.values()].some((v) => v.includes(TOKEN)), 'no variable holds the admin token');
+      assert.ok(![...gotten.values()].some((v) => v.includes(HOOK_SECRET)), 'no variable holds the webhook secret, even though it is listed in inheritEnv');
+      assert.equal(gotten.get('CUTOVER_TOKEN'), undefined);
+      assert.equal(gotten.get('CUTOVER_WEBHOOK_SECRET'), undefined, "Cutover's own variables never pass");
+      assert.equal(gotten.get('SHOP_UNLISTED'), undefined, 'not on the allow-list');
+      assert.equal(gotten.get('SHOP_LISTED'), 'listed');
+      assert.equal(gotten.get('SHOP_PREFIX_A'), 'a');
+      assert.equal(gotten.get('LC_ALL'), 'C.UTF-8');
+      assert.equal(gotten.get('TZ'), 'UTC');
+      assert.ok(gotten.get('PATH'), 'PATH passes');
+    }
+    assert.equal(env.get('SHOP_EXPLICIT'), 'from-config');
+    assert.equal(env.get('CUTOVER_VERSION'), 'v1', 'what Cutover sets for the instance');
+  } finally {
+    await daemon.stop('SIGTERM');
+    killAll(instancesOf(stateDir));
+    cleanup();
+  }
+});
+
+test('inheritEnv naming a Cutover variable is a config error at its line', async () => {
+  const { parseConfig } = await import('../src/config/load.ts');
+  const yaml = 'environments:\n  process:\n    command: node server.js\n    inheritEnv: [HOME, CUTOVER_TOKEN]\n';
+  assert.throws(() => parseConfig(yaml, { file: 'cutover.yaml', baseDir: '/tmp' }), (err: Error) => {
+    assert.match(err.message, /^cutover\.yaml:4: environments\.process\.inheritEnv\[1\]: Cutover's own variables/);
+    return true;
+  });
+});

@@ -15,6 +15,7 @@ import type { Logger } from '../lib/logger.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { ApiExtras, RequestContext } from '../plugin-api/plugin.ts';
 import { tokenMatches } from './token.ts';
+import { quote } from '../lib/quote.ts';
 import { loadTlsFiles, type TlsFiles } from '../lib/tls-files.ts';
 
 export const API_PREFIX = '/api/v1';
@@ -27,6 +28,8 @@ const AUTH_WINDOW_MS = 60_000;
 const AUTH_TRACKED_ADDRESSES = 10_000;
 const ADMIN_HEADERS_TIMEOUT_MS = 10_000; // 10 seconds to send a request head
 const ADMIN_REQUEST_TIMEOUT_MS = 30_000; // 30 seconds to send a whole request
+/** Connections the admin listener holds at most (CLI calls, dashboards, event streams): 256, inside the router's descriptor reserve. */
+export const ADMIN_MAX_CONNECTIONS = 256;
 
 
 const deployBody = z.strictObject({
@@ -46,11 +49,14 @@ export class AdminServer {
   private readonly controller: Controller;
   private readonly token: string;
   private readonly log: Logger;
-  private readonly extras: ApiExtras;
+  private extras: ApiExtras;
+  /** False while the daemon starts (the listener is bound first, so a taken port fails before any traffic is served). */
+  private isReady: boolean;
   private readonly authFailures = new Map<string, { count: number; since: number }>();
   private readonly streams = new Set<http.ServerResponse>();
 
-  constructor(opts: { controller: Controller; token: string; logger?: Logger; extras?: ApiExtras; tls?: TlsFiles | null }) {
+  constructor(opts: { controller: Controller; token: string; logger?: Logger; extras?: ApiExtras; tls?: TlsFiles | null; starting?: boolean }) {
+    this.isReady = opts.starting !== true;
     this.controller = opts.controller;
     this.token = opts.token;
     this.log = opts.logger ?? silentLogger;
@@ -65,6 +71,7 @@ export class AdminServer {
       ? https.createServer({ ...options, ...loadTlsFiles(this.tls, 'admin.tls') }, onRequest)
       : http.createServer(options, onRequest);
     this.server.keepAliveTimeout = 5_000;
+    this.server.maxConnections = ADMIN_MAX_CONNECTIONS;
   }
 
   /** Re-reads admin.tls for new handshakes; open connections keep theirs. A bad pair throws and changes nothing. */
@@ -73,6 +80,12 @@ export class AdminServer {
     (this.server as https.Server).setSecureContext(loadTlsFiles(this.tls, 'admin.tls'));
     this.log.info({ cert: this.tls.cert }, 'admin TLS certificate reloaded');
     return true;
+  }
+
+  /** The daemon is fully up: serve every route, with the plugins' extras (metrics, dashboard, routes). */
+  ready(extras?: ApiExtras): void {
+    if (extras) this.extras = extras;
+    this.isReady = true;
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
@@ -101,6 +114,10 @@ export class AdminServer {
     const source = req.socket.remoteAddress ?? 'unknown';
     res.setHeader('cache-control', 'no-store');
     res.setHeader('x-content-type-options', 'nosniff');
+    if (!this.isReady) {
+      res.setHeader('retry-after', '1');
+      throw new CutoverError('CUTOVER_ERR_STARTING', 'the daemon is starting (adopting instances); try again in a moment');
+    }
 
     if (method === 'GET' && url.pathname === '/metrics' && this.extras.metrics) {
       if (!this.extras.metricsPublic && !this.authorised(req, res, source)) return;
@@ -132,12 +149,12 @@ export class AdminServer {
     if (method === 'GET' && path === '/status') { send(200, c.status()); return true; }
     if (method === 'GET' && path === '/history') {
       const limit = intParam(ctx.query, 'limit', 20, 1, 1000);
-      const sinceMs = ctx.query.get('since') ? Number(ctx.query.get('since')) : undefined;
+      const sinceMs = timeParam(ctx.query, 'since');
       send(200, { deployments: c.history({ limit, since: sinceMs }) });
       return true;
     }
     if (method === 'GET' && path.startsWith('/deployments/')) {
-      send(200, c.deployment(decodeURIComponent(path.slice('/deployments/'.length))));
+      send(200, c.deployment(decodeSegment(path.slice('/deployments/'.length), 'id')));
       return true;
     }
     if (method === 'GET' && path === '/events') { this.stream(ctx); return true; }
@@ -220,18 +237,26 @@ export class AdminServer {
     res.on('close', done);
   }
 
+  /**
+   * The right token always passes, throttled or not: only failures are counted and only failures
+   * are refused with 429 (issue #15: 21 token-less POSTs a minute — which any web page can send
+   * with `no-cors` — locked the operator's own rollback out for a minute, from the same address).
+   * The throttle limits the noise and cost of wrong guesses; what makes guessing hopeless is the
+   * token itself (256 random bits when generated; a short CUTOVER_TOKEN is warned about at start).
+   */
   private authorised(req: http.IncomingMessage, res: http.ServerResponse, source: string): boolean {
-    const now = Date.now();
-    const f = this.authFailures.get(source);
-    if (f && now - f.since < AUTH_WINDOW_MS && f.count >= AUTH_FAILURES_PER_WINDOW) {
-      const waitS = Math.max(1, Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000));
-      res.setHeader('retry-after', String(waitS));
-      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', `too many failed authentication attempts from this address; try again in ${waitS}s (check CUTOVER_TOKEN or the token file)`, { details: { retryAfterSeconds: waitS } }));
-      return false;
-    }
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (m && tokenMatches(this.token, m[1])) return true;
+    const now = Date.now();
+    const f = this.authFailures.get(source);
+    if (f && now - f.since < AUTH_WINDOW_MS && f.count >= AUTH_FAILURES_PER_WINDOW) {
+      f.count++;
+      const waitS = Math.max(1, Math.ceil((AUTH_WINDOW_MS - (now - f.since)) / 1000));
+      res.setHeader('retry-after', String(waitS));
+      this.fail(res, new CutoverError('CUTOVER_ERR_RATE_LIMITED', `too many failed authentication attempts from this address; try again in ${waitS}s (check CUTOVER_TOKEN or the token file; a request with the right token is never refused)`, { details: { retryAfterSeconds: waitS } }));
+      return false;
+    }
     if (!f || now - f.since >= AUTH_WINDOW_MS) {
       // Bounded: many failing addresses must not grow this map without end.
       if (this.authFailures.size >= AUTH_TRACKED_ADDRESSES) {
@@ -293,6 +318,29 @@ function intParam(q: URLSearchParams, name: string, def: number, min: number, ma
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${name}: expected an integer from ${min} to ${max}`, { details: { field: name } });
   return n;
+}
+
+/**
+ * `?since=`: milliseconds since the epoch, or an ISO 8601 time (`2026-12-01T10:00:00Z`). Anything
+ * else is a 400 naming the field — before, `since=abc` became NaN and silently matched nothing.
+ */
+function timeParam(q: URLSearchParams, name: string): number | undefined {
+  const v = q.get(name);
+  if (v === null || v === '') return undefined;
+  const n = /^\d{1,15}$/.test(v) ? Number(v) : /^\d{4}-\d{2}-\d{2}/.test(v) ? Date.parse(v) : Number.NaN;
+  if (!Number.isFinite(n)) {
+    throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${name}: expected milliseconds since the epoch or an ISO 8601 time like 2026-12-01T10:00:00Z, got ${quote(v)}`, { details: { field: name } });
+  }
+  return n;
+}
+
+/** A percent-encoded path segment; a malformed escape (`%ZZ`) is the caller's error (400), not ours (500). */
+function decodeSegment(raw: string, field: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `${field}: malformed percent-encoding in the path`, { details: { field } });
+  }
 }
 
 function sanitiseActor(h: string | string[] | undefined): string {

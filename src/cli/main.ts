@@ -20,6 +20,7 @@ import { runLintMigrationsCommand } from './lint-migrations.ts';
 import { registerDrill } from './drill.ts';
 import { registerMigrate } from './migrate.ts';
 import { registerReport } from './report.ts';
+import { registerState } from './state.ts';
 import type { DeploymentRecord } from '../store/types.ts';
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() }): Promise<number> {
@@ -61,8 +62,9 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   program.command('up')
     .description('run the daemon (router, controller, admin API) in the foreground')
     .option('--keep-instances', 'on shutdown leave the instances running for the next daemon to adopt')
-    .action(async (opts: { keepInstances?: boolean }, cmd: Command) => {
-      exitCode = await runUp(io, configOf(cmd), { keepInstances: opts.keepInstances === true });
+    .option('--stop-unknown-instances', 'start although instances of this state directory run that the state does not account for, and stop them')
+    .action(async (opts: { keepInstances?: boolean; stopUnknownInstances?: boolean }, cmd: Command) => {
+      exitCode = await runUp(io, configOf(cmd), { keepInstances: opts.keepInstances === true, stopUnknownInstances: opts.stopUnknownInstances === true });
     });
 
   program.command('deploy')
@@ -164,6 +166,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   registerReport(program, kit);
   registerDrill(program, kit);
   registerMigrate(program, kit);
+  registerState(program, kit);
 
   try {
     await program.parseAsync(argv);

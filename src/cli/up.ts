@@ -1,17 +1,30 @@
 /**
  * `cutover up`: run the daemon in the foreground until SIGINT/SIGTERM. The daemon (router,
- * SQLite, plugins) is loaded here, when `up` runs: client commands never load it.
+ * SQLite, plugins) is loaded here, when `up` runs: client commands never load it. A start that
+ * fails exits non-zero with the reason (Daemon.start undoes what it began and leaves instances
+ * running for the next start); exit codes in lib/errors.ts (EXIT).
  */
 import { tokenFile } from '../api/token.ts';
 import { createConsoleLogger } from '../lib/logger.ts';
-import { loadConfig, type Io } from './context.ts';
+import { exitCodeFor, loadConfig, type Io } from './context.ts';
 import { EXIT } from '../lib/errors.ts';
 
-export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean }): Promise<number> {
+/** After a failed start, the process ends within this long even if something still holds the event loop: 2 seconds. */
+const FAILED_START_EXIT_MS = 2_000;
+
+export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean; stopUnknownInstances?: boolean }): Promise<number> {
   const config = loadConfig(io, configFile);
   const [{ Daemon }, { defaultPlugins }] = await Promise.all([import('../daemon/daemon.ts'), import('../daemon/plugins.ts')]);
   const logger = await createConsoleLogger(io.env);
-  const daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env });
+  let daemon: Awaited<ReturnType<typeof Daemon.start>>;
+  try {
+    daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env, stopUnknownInstances: opts.stopUnknownInstances === true });
+  } catch (err) {
+    logger.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'start-up failed; nothing is left running but the instances, for the next start to adopt');
+    // A supervisor must see the exit: whatever a plugin left behind cannot keep a half-started process up.
+    setTimeout(() => process.exit(exitCodeFor(err)), FAILED_START_EXIT_MS).unref();
+    throw err;
+  }
   const s = daemon.controller.status();
   io.stdout.write([
     `cutover ${config.app} is up`,

@@ -24,6 +24,7 @@ environments:
     # releaseDir: ./releases/{version}   # the release directory when deploy has no --path
     instances: 2
     env: {}                   # extra environment; PORT, CUTOVER_COLOR, CUTOVER_VERSION, CUTOVER_INSTANCE are set
+    # inheritEnv: [DATABASE_URL]  # passed on from the daemon's environment besides PATH, HOME, LANG, LC_*, TZ…
     startTimeout: 30s         # time for every instance to pass its health check
     # stopTimeout: 10s        # SIGTERM grace before SIGKILL
 # or, for environments run by something else (VMs, containers, target groups):
@@ -69,6 +70,12 @@ gates: []
 #   url: \${DATABASE_URL}
 #   migrations: ./migrations   # in the release directory: 001_x.expand.sql, 002_y.contract.sql
 #   engine: postgres           # or mysql
+#   compatibility:             # old and new release on a shadow copy before expand runs
+#     sample:                  # recorded live traffic (redacted), replayed there: writes too
+#       exclude: [/payments]   # path prefixes never recorded
+#       redactFields: [ssn]    # besides token, password, secret, key…
+#     requests:                # sent on the shadow database only, never the real one
+#       - { method: POST, path: /orders, body: { sku: probe }, status: 201 }
 
 # Webhooks for events (HMAC-SHA256 signed, retried with backoff).
 # notifications:

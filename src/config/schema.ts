@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { parseCidr } from '../lib/cidr.ts';
+import { ENV_PATTERN, isCutoverVariable } from '../lib/child-env.ts';
 import { analysisSchema } from './analysis.ts';
 import { databaseSchema } from './database.ts';
 import * as d from './defaults.ts';
@@ -80,6 +81,15 @@ const routerSchema = z.strictObject({
   requestTimeout: duration.default(d.DEFAULT_REQUEST_TIMEOUT_MS),
   trustedProxies: z.array(cidr).default([]),
   tls: tlsSchema.optional(),
+  /**
+   * Client connections the live listener holds at most; over it new ones are refused at accept
+   * while open ones keep working. `auto`: what the descriptor limit allows after
+   * `descriptorReserve`, two descriptors a connection (client and upstream), 90 % to live and
+   * 10 % to preview (daemon/fd-limit.ts).
+   */
+  maxConnections: z.union([z.literal('auto'), z.int().min(1).max(1_000_000)]).default('auto'),
+  /** Descriptors kept for upstreams, health checks, the admin API, logs and state; default 1024 (at most a quarter of the limit). */
+  descriptorReserve: z.int().min(0).max(1_000_000).optional(),
 }).superRefine((v, ctx) => {
   if (v.requestTimeout > 0 && v.headersTimeout > v.requestTimeout) ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: 'must not be longer than router.requestTimeout' });
   if (v.engine === 'haproxy' && v.workers !== 1) ctx.addIssue({ code: 'custom', path: ['workers'], message: 'is for the builtin engine; with engine "haproxy" use router.haproxy.threads' });
@@ -96,6 +106,14 @@ const processSchema = z.strictObject({
   command: z.string().min(1, 'expected the command that starts one instance, like "node server.js"'),
   instances: z.int().min(1).max(64).default(d.DEFAULT_INSTANCES),
   env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+  /**
+   * Variables passed from the daemon's environment besides the base list (PATH, HOME, LANG, LC_*,
+   * TZ…; src/lib/child-env.ts): names or `PREFIX_*` patterns. Cutover's own (`CUTOVER_*`) never pass.
+   */
+  inheritEnv: z.array(z.string()
+    .regex(ENV_PATTERN, 'expected a variable name or a PREFIX_* pattern')
+    .refine((v) => !isCutoverVariable(v) && v !== '*' , { message: 'Cutover\'s own variables (CUTOVER_*, e.g. the admin token) are never passed to instances; "*" is not allowed either: name what the application needs' }))
+    .default([]),
   startTimeout: duration.default(d.DEFAULT_START_TIMEOUT_MS),
   stopTimeout: duration.default(d.DEFAULT_STOP_TIMEOUT_MS),
   /**

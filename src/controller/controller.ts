@@ -14,12 +14,13 @@ import { performance } from 'node:perf_hooks';
 import { COLORS, canHold, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import { formatDuration } from '../lib/duration.ts';
+import { quote } from '../lib/quote.ts';
 import { hostPort } from '../lib/address.ts';
 import type { Logger } from '../lib/logger.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { RouteTable } from '../router/route-table.ts';
 import type { DataPlane, DrainReport } from '../router/data-plane.ts';
-import type { HealthView } from '../health/types.ts';
+import type { HealthMonitor } from '../health/types.ts';
 import { JUDGING_PHASES, POST_SWITCH_PHASES, PRE_SWITCH_PHASES, type DeploymentPhase, type DeploymentRecord, type EnvironmentState, type EventInput, type EventRecord, type Store } from '../store/types.ts';
 import type { ControllerEvents, ControllerView } from '../plugin-api/controller-view.ts';
 import type { PhaseContext, PhaseVerdict, PipelineHooks } from '../plugin-api/hooks.ts';
@@ -34,14 +35,6 @@ export const SYSTEM_ACTOR = 'cutover';
 const FAILOVER_RETRY_MS = 1_000;
 /** Retry of a retirement that failed (e.g. a state write): 1 minute. */
 const RETIRE_RETRY_MS = 60_000;
-
-/** What the controller needs of health checking. */
-export interface HealthMonitor extends HealthView, EventEmitter {
-  watch(target: { id: string; host: string; port: number }, opts?: { assumeHealthy?: boolean }): void;
-  unwatch(id: string): void;
-  markDown(id: string, reason: string): void;
-  waitHealthy(ids: string[], timeoutMs: number, signal?: AbortSignal): Promise<void>;
-}
 
 export interface ControllerOptions {
   app: string;
@@ -171,7 +164,17 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       }
       if (adopted.length === 0 && env.version !== null) {
         this.record({ type: 'recovery', actor: SYSTEM_ACTOR, color, version: env.version, reason: `no ${env.role} instance of ${color} survived the daemon restart; starting ${env.version} again` });
-        const started = await this.provider.start(color, { version: env.version, path: env.path });
+        let started: Instance[];
+        try {
+          started = await this.provider.start(color, { version: env.version, path: env.path });
+        } catch (err) {
+          // E.g. its release directory is gone. The daemon still comes up (issue #15: before, this
+          // left it half-started with no admin API): the colour has no instance, which is recorded,
+          // and a live colour left empty fails over to a healthy standby below.
+          this.record({ type: 'recovery.failed', actor: SYSTEM_ACTOR, color, version: env.version, reason: `${env.role} ${color} (${env.version}) could not be started again: ${(err as Error).message}; it has no instance until the next deployment or rollback` });
+          this.commit({ instances: [{ color, instances: [] }] });
+          continue;
+        }
         this.adoptInstances(color, started);
       } else {
         this.adoptInstances(color, adopted);
@@ -190,6 +193,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
         { code: 'CUTOVER_ERR_ABORTED', message: `interrupted during ${interrupted.phase}` });
     }
     await this.updateRoutes('recovery');
+    await this.failOverIfLiveEmpty();
     this.scheduleRetirement();
     this.wireProviderEvents();
     this.health.on('change', (id: string, healthy: boolean, reason?: string) => this.onHealthChange(id, healthy, reason));
@@ -375,7 +379,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     if (this.closed) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'the daemon is shutting down');
     const version = req.version.trim();
     if (!/^[A-Za-z0-9][A-Za-z0-9._+\-/:]{0,127}$/.test(version)) {
-      throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `version ${JSON.stringify(req.version)} is not valid: use letters, digits and . _ + - / : (at most 128)`, { details: { field: 'version' } });
+      throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', `version ${quote(req.version)} is not valid: use letters, digits and . _ + - / : (at most 128)`, { details: { field: 'version' } });
     }
     if (this.exclusiveReason !== null) {
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `${this.exclusiveReason} is in progress; deploy again when it ends`);
@@ -875,6 +879,16 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     return { ms, restarted, live: { color: target, version: env.version } };
   }
 
+  /** After recovery: a live colour left without any instance (it could not be started again) hands over to a standby that has some (promise 2). */
+  private async failOverIfLiveEmpty(): Promise<void> {
+    const envs = this.store.environments();
+    const live = COLORS.find((c) => envs[c].role === 'live');
+    if (!live || this.provider.instances(live).length > 0) return;
+    const standby = otherColor(live);
+    if (envs[standby].role !== 'standby' || this.healthyCount(standby) === 0) return;
+    await this.switchTo(standby, { actor: SYSTEM_ACTOR, reason: `failover at start-up: live ${live} (${envs[live].version}) has no instance`, deployment: null, requireGates: false, forced: false, type: 'failover' });
+  }
+
   /** Promise 2: when every live instance is down and the standby is healthy, serve the standby. */
   private onHealthChange(id: string, healthy: boolean, reason?: string): void {
     if (healthy || this.closed) return;
@@ -883,6 +897,16 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     if (!live || !id.startsWith(`${live}-`)) return;
     if (this.healthyCount(live) > 0) return;
     const standby = otherColor(live);
+    const run = this.running;
+    const held = run?.held ? this.store.heldStandby() : null;
+    if (run && held && envs[standby].role === 'candidate' && held.instances.some((i) => this.health.isHealthy(i.id))) {
+      // Promise 2 while a deploy runs: the standby held beside the candidate is healthy. The deploy
+      // gives it back (abort: candidate stopped, standby restored), then the failover takes it.
+      this.recordQuietly({ type: 'live.down', deployment: run.record.id, actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}); the deployment of ${run.record.version} is aborted so that the standby ${standby} (${held.env.version}) can take the traffic` });
+      run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', `every live instance of ${live} is down: the standby is needed for a failover`));
+      void run.done.finally(() => { if (!this.closed) this.onHealthChange(id, false, reason); });
+      return;
+    }
     if (envs[standby].role !== 'standby' || this.healthyCount(standby) === 0) {
       this.recordQuietly({ type: 'live.down', actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}) and there is no healthy standby; requests get 503 until one recovers` });
       return;

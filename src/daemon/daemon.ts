@@ -1,7 +1,9 @@
 /**
  * `cutover up`: composes store, environments, health, router, controller and admin API into
- * one process. Start-up order is the point: the router serves the recorded live colour before
- * anything else happens (DESIGN promise 5), then instances are adopted, then the API opens.
+ * one process. Start-up order is the point: the state-directory lock and the state checks come
+ * first, then every listener is bound (the admin API answers "starting"), the router serves the
+ * recorded live colour before anything else happens (DESIGN promise 5), then instances are
+ * adopted, then the API serves. A failure anywhere before "up" undoes the start (issue #15).
  */
 import type { LoadedConfig } from '../config/schema.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
@@ -11,13 +13,18 @@ import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
 import type { DataPlane, RequestRecord, RouterView } from '../router/data-plane.ts';
 import { createDataPlane, type DataPlaneEngine } from '../engines/data-plane.ts';
-import { Controller, type HealthMonitor } from '../controller/controller.ts';
+import { Controller } from '../controller/controller.ts';
 import { connectableHost, hostPort } from '../lib/address.ts';
 import type { PipelineHooks } from '../plugin-api/hooks.ts';
 import { AdminServer } from '../api/server.ts';
 import type { ApiExtras, Plugin, PluginFactory } from '../plugin-api/plugin.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
+import { configSecrets } from '../config/secrets.ts';
+import { StateLock } from './state-lock.ts';
+import { guardState, writeCurrentMarker } from './state-guard.ts';
+import { Snapshotter } from '../store/snapshots.ts';
+import { connectionBudget, raiseNofile, type ConnectionBudget } from './fd-limit.ts';
 
 export interface DaemonOptions {
   logger?: Logger;
@@ -27,6 +34,8 @@ export interface DaemonOptions {
   /** Called for every proxied request (metrics, analysis). */
   onRequest?: (r: RequestRecord) => void;
   env?: NodeJS.ProcessEnv;
+  /** `cutover up --stop-unknown-instances`: start although processes of this state directory run that state.db does not account for (recovery stops them). */
+  stopUnknownInstances?: boolean;
 }
 
 export class Daemon {
@@ -34,6 +43,7 @@ export class Daemon {
   readonly store: SqliteStore;
   readonly provider: EnvironmentProvider;
   readonly health: HealthChecker;
+  /** The data plane this daemon runs (router.engine / router.workers); only the controller swaps it. */
   readonly router: DataPlaneEngine;
   readonly controller: Controller;
   readonly api: AdminServer;
@@ -44,41 +54,90 @@ export class Daemon {
   private readonly plugins: Plugin[];
   private stopped = false;
   private onHangup: (() => void) | null = null;
+  private lock: StateLock | null = null;
+  private snapshots: Snapshotter | null = null;
+  private marker: MarkerWriter | null = null;
 
-  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls'> & { plugins: Plugin[] }) {
+  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls' | 'lock' | 'snapshots' | 'marker'> & { plugins: Plugin[] }) {
     this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
     this.router = parts.router; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
     this.tokenSource = parts.tokenSource; this.plugins = parts.plugins; this.warnings = parts.warnings;
   }
 
+  /**
+   * All or nothing (issue #15): the state-directory lock, the state checks and every listener come
+   * first; any failure before the daemon is fully up undoes what was started — listeners closed,
+   * instances left running (detached) for the next start to adopt, lock released — and throws, so
+   * that `cutover up` exits non-zero with the reason (a supervisor restarts it) instead of running
+   * on half-started with no admin API.
+   */
   static async start(config: LoadedConfig, opts: DaemonOptions & { plugins?: PluginFactory[] } = {}): Promise<Daemon> {
     const logger = opts.logger ?? createLogger();
+    const lock = StateLock.acquire(config.stateDir);
+    const undo: (() => unknown)[] = [() => lock.release()];
+    try {
+      return await Daemon.startLocked(config, opts, logger, lock, undo);
+    } catch (err) {
+      for (const step of undo.reverse()) {
+        try {
+          await step();
+        } catch (e) {
+          logger.error({ err: e }, 'clean-up after a failed start failed');
+        }
+      }
+      throw err;
+    }
+  }
+
+  private static async startLocked(config: LoadedConfig, opts: DaemonOptions & { plugins?: PluginFactory[] }, logger: Logger, lock: StateLock, undo: (() => unknown)[]): Promise<Daemon> {
     const store = new SqliteStore(config.stateDir);
+    undo.push(() => store.close());
+    await guardState(store, config.stateDir, { processProvider: config.environments.provider === 'process', stopUnknownInstances: opts.stopUnknownInstances === true });
+    const snapshots = new Snapshotter(store, config.stateDir, { onError: (err) => logger.warn({ err }, 'state snapshot failed') });
+    const marker = new MarkerWriter(store, config.stateDir, logger);
+    store.onGeneration = (_generation, rolesChanged) => { marker.schedule(); snapshots.changed(rolesChanged); };
+    undo.push(async () => { store.onGeneration = null; marker.flush(); await snapshots.close(); });
+
     const { token, source: tokenSource } = ensureToken(config.stateDir, opts.env);
     const health = new HealthChecker({
       path: config.health.path, intervalMs: config.health.interval, timeoutMs: config.health.timeout,
       healthyThreshold: config.health.healthyThreshold, unhealthyThreshold: config.health.unhealthyThreshold, logger,
     });
-    const provider = makeProvider(config, logger);
+    undo.push(() => health.close());
+    const provider = makeProvider(config, logger, [token, ...configSecrets(config)]);
     const onRequestFns: ((r: RequestRecord) => void)[] = opts.onRequest ? [opts.onRequest] : [];
+    const fds = descriptorPlan(config, logger);
     // router.engine / router.workers (src/engines/data-plane.ts): builtin, builtin on N threads, or HAProxy.
-    const router = createDataPlane(config, { health, logger, onRequest: (r) => { for (const f of onRequestFns) f(r); } });
+    const router = createDataPlane(config, {
+      health, logger, maxConnections: { live: fds.budget.live, preview: fds.budget.preview },
+      onRequest: (r) => { for (const f of onRequestFns) f(r); },
+    });
     const hooks: PipelineHooks = { ...(opts.hooks ?? {}) };
     const controller = new Controller({
-      app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
+      app: config.app, store, provider, health, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
       standbyKeepForMs: config.standby.keepFor, keepStandbyWarm: config.standby.keepWarmDuringDeploy,
     });
+    // The admin listener before the router's: a taken admin port fails the start before any
+    // traffic is served. It answers 503 "starting" until the daemon is fully up.
+    const api = new AdminServer({ controller, token, logger, tls: config.admin.tls ?? null, starting: true });
+    await api.listen(config.admin.listen.host, config.admin.listen.port);
+    undo.push(() => api.close());
     // Promise 5: serve the recorded live colour first, before adoption or anything else.
     controller.restoreRoutes();
     // What happens to the data plane itself (HAProxy restarted, attached) is recorded like any event.
     router.onEvent = (e) => {
       try { controller.record({ type: e.type, actor: 'cutover', reason: e.reason, data: e.data ?? null }); } catch (err) { logger.error({ err: (err as Error).message, event: e.type }, 'could not record a data-plane event'); }
     };
+    undo.push(() => router.close());
     await router.start();
+    // From here instances may be adopted or started: a failed start leaves them running, recorded.
+    undo.push(() => provider.detach());
+    undo.push(() => controller.close());
     await controller.recover();
 
     const plugins: Plugin[] = [];
+    undo.push(async () => { for (const p of plugins) await p.close?.(); });
     const routerView = readOnly(router);
     for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router: routerView, logger }));
     for (const p of plugins) {
@@ -96,17 +155,24 @@ export class Daemon {
         return false;
       };
     }
-    const api = new AdminServer({ controller, token, logger, extras, tls: config.admin.tls ?? null });
-    await api.listen(config.admin.listen.host, config.admin.listen.port);
+    api.ready(extras);
 
-    const warnings = exposureWarnings(config);
-    for (const w of warnings) logger.warn({ warning: 'exposed-listener' }, w);
+    const exposed = exposureWarnings(config);
+    for (const w of exposed) logger.warn({ warning: 'exposed-listener' }, w);
+    const weak = tokenWarnings(token, tokenSource);
+    for (const w of weak) logger.warn({ warning: 'weak-token' }, w);
+    const warnings = [...exposed, ...weak, ...fds.warnings];
     const d = new Daemon({ config, store, provider, health, router, controller, api, logger, tokenSource, plugins, warnings });
+    d.lock = lock;
+    d.snapshots = snapshots;
+    d.marker = marker;
     if (config.router.tls || config.admin.tls) {
       // SIGHUP re-reads the certificates (renewals) without dropping a connection.
       d.onHangup = () => { d.reloadTls(); };
       process.on('SIGHUP', d.onHangup);
     }
+    // The state this daemon accepted and recovered: the first snapshot of its run.
+    void snapshots.take();
     logger.info({ live: d.liveUrl(), preview: d.previewUrl(), admin: d.adminUrl(), tokenFile: tokenSource === 'env' ? null : tokenFile(config.stateDir) }, 'cutover is up');
     return d;
   }
@@ -162,7 +228,13 @@ export class Daemon {
     // --keep-instances: an HAProxy engine keeps serving for the next daemon, which attaches to it.
     await this.router.close({ keepRunning: !opts.stopInstances });
     await this.health.close();
+    this.store.onGeneration = null;
+    this.marker?.flush();
+    // The state this run ends with; bounded, so a stuck copy cannot hold the shutdown.
+    if (this.snapshots) await Promise.race([this.snapshots.take(), new Promise((r) => setTimeout(r, SHUTDOWN_SNAPSHOT_MS).unref())]);
+    await this.snapshots?.close();
     this.store.close();
+    this.lock?.release();
   }
 }
 
@@ -179,14 +251,71 @@ function readOnly(router: DataPlane): RouterView {
   } satisfies RouterView);
 }
 
-function makeProvider(config: LoadedConfig, logger: Logger): EnvironmentProvider {
+/** The final snapshot at shutdown waits at most this long: 5 seconds. */
+const SHUTDOWN_SNAPSHOT_MS = 5_000;
+
+/** Writes the state marker after commits that changed roles or instances: coalesced, off the commit path. */
+class MarkerWriter {
+  readonly #store: SqliteStore;
+  readonly #stateDir: string;
+  readonly #logger: Logger;
+  #pending = false;
+  constructor(store: SqliteStore, stateDir: string, logger: Logger) {
+    this.#store = store;
+    this.#stateDir = stateDir;
+    this.#logger = logger;
+  }
+  schedule(): void {
+    if (this.#pending) return;
+    this.#pending = true;
+    setImmediate(() => this.flush());
+  }
+  flush(): void {
+    if (!this.#pending) return;
+    this.#pending = false;
+    try {
+      writeCurrentMarker(this.#store, this.#stateDir);
+    } catch (err) {
+      this.#logger.warn({ err }, 'state marker not written');
+    }
+  }
+}
+
+/**
+ * Raise the soft descriptor limit, then size each listener's connection limit from it (fd-limit.ts).
+ * Warnings: the limit could not be raised, or a configured router.maxConnections exceeds what it allows.
+ */
+function descriptorPlan(config: LoadedConfig, logger: Logger): { budget: ConnectionBudget; warnings: string[] } {
+  const raised = raiseNofile();
+  const warnings: string[] = [];
+  if (raised.problem) warnings.push(raised.problem);
+  const limit = raised.after?.soft ?? Number.POSITIVE_INFINITY;
+  const budget = connectionBudget(limit, { live: config.router.maxConnections, preview: 'auto', reserve: config.router.descriptorReserve, hasPreview: config.router.preview !== null });
+  const auto = connectionBudget(limit, { live: 'auto', preview: 'auto', reserve: config.router.descriptorReserve, hasPreview: config.router.preview !== null });
+  if (config.router.maxConnections !== 'auto' && config.router.maxConnections > auto.live) {
+    warnings.push(`router.maxConnections ${config.router.maxConnections} is more than the descriptor limit ${budget.limit} allows (${auto.live} with a reserve of ${budget.reserve}, two descriptors a connection): under load the daemon can run out of descriptors`);
+  }
+  for (const w of warnings) logger.warn({ warning: 'descriptors' }, w);
+  logger.info({ nofile: raised.after, raisedFrom: raised.raised ? raised.before?.soft : undefined, maxConnections: { live: budget.live, preview: budget.preview }, descriptorReserve: budget.reserve }, raised.raised ? `descriptor limit raised from ${raised.before?.soft} to ${raised.after?.soft}` : 'descriptor limit');
+  return { budget, warnings };
+}
+
+/** A CUTOVER_TOKEN short enough to guess: the failed-auth throttle never refuses the right token, so the token's length is the defence. */
+export const MIN_TOKEN_CHARS = 16;
+
+function tokenWarnings(token: string, source: 'env' | 'file' | 'generated'): string[] {
+  if (token.length >= MIN_TOKEN_CHARS) return [];
+  return [`the admin token (${source === 'env' ? 'CUTOVER_TOKEN' : 'token file'}) has only ${token.length} characters: use at least ${MIN_TOKEN_CHARS} random ones (e.g. \`openssl rand -base64 32\`)`];
+}
+
+function makeProvider(config: LoadedConfig, logger: Logger, secrets: string[]): EnvironmentProvider {
   const env = config.environments;
   if (env.provider === 'static' && env.static) {
     return new StaticProvider({ blue: env.static.blue, green: env.static.green, logger });
   }
   const p = env.process;
   if (!p) throw new Error('unreachable: the config schema requires environments.process');
-  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
+  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, inheritEnv: p.inheritEnv, secrets, stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
 }
 
 function isLoopback(host: string): boolean {

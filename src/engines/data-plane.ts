@@ -11,7 +11,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { LoadedConfig } from '../config/schema.ts';
 import type { HealthView } from '../health/types.ts';
-import type { DataPlane, RequestRecord } from '../router/data-plane.ts';
+import type { DataPlaneEngine as RunnableDataPlane, RequestRecord } from '../router/data-plane.ts';
 import { CLIENT_KEEP_ALIVE_TIMEOUT_MS, Router, type RouterOptions } from '../router/router.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { EventEmitter } from 'node:events';
@@ -20,14 +20,13 @@ import type { HAProxySettings } from './haproxy/config.ts';
 import { WorkerPool } from '../router/workers.ts';
 
 /**
- * A data plane the daemon runs (router/data-plane.ts `DataPlane`, plus its life cycle): the
- * builtin Router, the worker pool, or the HAProxy engine.
+ * A data plane the daemon runs (router/data-plane.ts `DataPlaneEngine`: `DataPlane` plus start,
+ * TLS reload and close): the builtin Router, the worker pool, or the HAProxy engine. Adds what an
+ * external data plane needs: leaving it running, and reporting what happened to it.
  */
-export interface DataPlaneEngine extends DataPlane {
-  start(): Promise<void>;
+export interface DataPlaneEngine extends RunnableDataPlane {
   /** `keepRunning`: leave an external data plane (HAProxy) serving for the next daemon. */
   close(opts?: { keepRunning?: boolean }): Promise<void>;
-  reloadTls(): boolean;
   /** Where the engine reports what happened to it (HAProxy restarted…); the daemon records it. */
   onEvent?: (e: EngineEvent) => void;
 }
@@ -38,6 +37,8 @@ export interface DataPlaneDeps {
   health: HealthView & Partial<Pick<EventEmitter, 'on' | 'off'>>;
   logger: Logger;
   onRequest: (r: RequestRecord) => void;
+  /** Client connections per listener the daemon's descriptors allow (daemon/fd-limit.ts); split among worker threads. */
+  maxConnections?: { live: number; preview: number };
 }
 
 /** The builtin router's options from the config. */
@@ -52,6 +53,7 @@ export function routerOptions(config: LoadedConfig, deps: DataPlaneDeps): Router
     },
     trustedProxies: r.trustedProxies, tls: r.tls ?? null,
     health: deps.health, logger: deps.logger, onRequest: deps.onRequest,
+    ...(deps.maxConnections ? { maxConnections: deps.maxConnections } : {}),
   };
 }
 
@@ -77,7 +79,12 @@ export function createDataPlane(config: LoadedConfig, deps: DataPlaneDeps): Data
     });
   }
   const workers = workerCount(r.workers);
-  if (workers > 1) return new WorkerPool({ ...routerOptions(config, deps), workers, health: deps.health });
+  if (workers > 1) {
+    // One process, one descriptor limit: the threads share the budget.
+    const m = deps.maxConnections;
+    const share = m ? { maxConnections: { live: Math.max(1, Math.floor(m.live / workers)), preview: Math.max(1, Math.floor(m.preview / workers)) } } : {};
+    return new WorkerPool({ ...routerOptions(config, deps), ...share, workers, health: deps.health });
+  }
   return new Router(routerOptions(config, deps));
 }
 

@@ -18,6 +18,8 @@ import { appendFile, mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CutoverError } from '../lib/errors.ts';
+import { inheritedEnv } from '../lib/child-env.ts';
+import { quote } from '../lib/quote.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { pickFreePort, probePort } from './ports.ts';
 import { groupExists, isAlive, listPids, readEnviron, readStat, sendSignal } from './proc.ts';
@@ -52,6 +54,10 @@ export interface ProcessProviderOptions {
   releaseDir?: string;
   /** Extra environment for instances (the PORT and CUTOVER_* variables win over it). */
   env?: Record<string, string>;
+  /** Variables passed from the daemon's environment besides BASE_INHERITED_ENV (src/lib/child-env.ts). */
+  inheritEnv?: readonly string[];
+  /** Values no inherited variable may hold (the admin token, webhook secrets); such a variable is dropped. */
+  secrets?: readonly string[];
   stopGraceMs?: number;
   /** Loopback address instances listen on (passed to them only through PORT; they must bind it). */
   host?: string;
@@ -230,9 +236,15 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
     if (!dir) {
       throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', 'the process provider needs the release directory: pass --path DIR, or set environments.process.releaseDir (e.g. "./releases/{version}") in the config', { details: { field: 'path' } });
     }
+    // Relative to what? The daemon's working directory is not the caller's (the CLI resolves
+    // --path before sending it): through the API a relative path would silently name another
+    // directory (issue #15).
+    if (!path.isAbsolute(dir)) {
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${quote(dir)} is relative: send an absolute path (the daemon does not know your working directory); nothing was changed`, { details: { field: 'path' } });
+    }
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
       const origin = fromTemplate ? ` (environments.process.releaseDir for ${version})` : '';
-      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${dir}${origin} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: dir } });
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${quote(dir, 256)}${origin} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: dir.length > 256 ? `${dir.slice(0, 256)}…` : dir } });
     }
     return dir;
   }
@@ -395,8 +407,9 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
   }
 
   private envFor(inst: Instance): Record<string, string> {
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+    // An allow-list, not the daemon's whole environment: CUTOVER_TOKEN and other secrets of the
+    // daemon never reach the application (issue #15).
+    const env = inheritedEnv(process.env, { inherit: this.opts.inheritEnv, secrets: this.opts.secrets });
     Object.assign(env, this.opts.env ?? {});
     Object.assign(env, {
       PORT: String(inst.port),

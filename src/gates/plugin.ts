@@ -9,6 +9,8 @@ import type { PhaseContext, PhaseVerdict } from '../plugin-api/hooks.ts';
 import type { ControllerView } from '../plugin-api/controller-view.ts';
 import type { Color } from '../environments/types.ts';
 import { runGates, type GateEvent } from './runner.ts';
+import { inheritedEnv } from '../lib/child-env.ts';
+import { configSecrets } from '../config/secrets.ts';
 import { parityReport, type ColorSettings } from './parity.ts';
 import type { GateTarget } from './types.ts';
 
@@ -26,8 +28,9 @@ export const gatesPlugin: PluginFactory = ({ config, controller }) => {
     cwd: ctx.release.path ?? config.baseDir,
     signal: ctx.signal,
   });
-  // A smoke suite gets the URLs it needs, not the daemon's admin token.
-  const { CUTOVER_TOKEN: _token, ...commandEnv } = process.env;
+  // A smoke suite gets the URLs it needs and the same allow-list of the daemon's environment as the
+  // instances (src/lib/child-env.ts) — never the admin token or another Cutover secret.
+  const commandEnv = inheritedEnv(process.env, { inherit: config.environments.process?.inheritEnv, secrets: configSecrets(config) });
 
   return {
     hooks: {

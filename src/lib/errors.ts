@@ -5,8 +5,13 @@
  * (The same table is in README.md, "Error codes"; test/error-codes.test.ts holds them together.)
  */
 
-/** Exit codes of the CLI contract. */
-export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const;
+/**
+ * Exit codes of the CLI contract. `cutover up` adds two for a supervisor (systemd
+ * `RestartPreventExitStatus=4 5`): 4 another daemon holds the state directory, 5 the state cannot
+ * be trusted (an operator must look: `cutover state check`). Any other failure to start is 1
+ * (2 for a config error); a restart may well succeed.
+ */
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3, ALREADY_RUNNING: 4, STATE_DAMAGED: 5 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 export interface ErrorSpec {
@@ -38,6 +43,9 @@ export const ERROR_CODES = {
   CUTOVER_ERR_SCHEMA_MISMATCH: { summary: 'the release cannot serve the database schema as it is (it lacks an applied contract migration)', http: 409, exit: EXIT.FAILED },
   CUTOVER_ERR_ABORTED: { summary: 'deployment was aborted', http: 409, exit: EXIT.FAILED },
   CUTOVER_ERR_STATE_WRITE: { summary: 'state could not be written', http: 503, exit: EXIT.FAILED },
+  CUTOVER_ERR_STATE_DAMAGED: { summary: 'the state database is damaged, older than recorded, or missing while earlier state exists', http: 503, exit: EXIT.STATE_DAMAGED },
+  CUTOVER_ERR_ALREADY_RUNNING: { summary: 'another daemon holds the state directory', http: 409, exit: EXIT.ALREADY_RUNNING },
+  CUTOVER_ERR_STARTING: { summary: 'the daemon is still starting', http: 503, exit: EXIT.FAILED },
   // Raised by the client (the CLI could not reach the daemon); the daemon never sends it.
   CUTOVER_ERR_UNREACHABLE: { summary: 'daemon is unreachable', http: 503, exit: EXIT.UNREACHABLE },
   CUTOVER_ERR_INTERNAL: { summary: 'internal error', http: 500, exit: EXIT.FAILED },

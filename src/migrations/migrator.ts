@@ -13,6 +13,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { LoadedConfig } from '../config/schema.ts';
+import { configSecrets } from '../config/secrets.ts';
 import type { PhaseContext, PhaseVerdict } from '../plugin-api/hooks.ts';
 import type { Color } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
@@ -101,8 +102,10 @@ export class Migrator {
    * so it still uses what they removed). From the cached tracking rows: cheap, synchronous.
    */
   schemaProblems(release: { version: string | null; path: string | null }): string[] {
-    if (this.appliedContractNames.length === 0) return [];
-    const missing = release.path === null ? this.appliedContractNames : this.appliedContractNames.filter((n) => !existsSync(path.join(this.dirOf(release.path as string), n)));
+    // Without a release directory (static provider) what the release carries is unknown: no claim.
+    if (this.appliedContractNames.length === 0 || release.path === null) return [];
+    const dir = this.dirOf(release.path);
+    const missing = this.appliedContractNames.filter((n) => !existsSync(path.join(dir, n)));
     if (missing.length === 0) return [];
     return [`${release.version ?? 'that release'} lacks the applied contract migration(s) ${missing.join(', ')}: the database no longer has the schema it was written for`];
   }
@@ -270,10 +273,10 @@ export class Migrator {
     return versions;
   }
 
-  private processSettings(): { command: string; env: Record<string, string>; stopTimeoutMs: number } {
+  private processSettings(): { command: string; env: Record<string, string>; inheritEnv: readonly string[]; secrets: readonly string[]; stopTimeoutMs: number } {
     const p = this.config.environments.process;
     if (!p) throw new CutoverError('CUTOVER_ERR_INTERNAL', 'the compatibility run needs environments.process');
-    return { command: p.command, env: p.env, stopTimeoutMs: p.stopTimeout };
+    return { command: p.command, env: p.env, inheritEnv: p.inheritEnv, secrets: configSecrets(this.config), stopTimeoutMs: p.stopTimeout };
   }
 
   /** The statements that change the schema (`SET`, `SELECT`, transaction control and the like are never suspects). */

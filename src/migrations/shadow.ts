@@ -14,6 +14,7 @@
  * called by the caller, and leftovers of a crashed run are swept by name before the next one.
  */
 import { spawn } from 'node:child_process';
+import { withoutCutoverSecrets } from '../lib/child-env.ts';
 import { randomBytes } from 'node:crypto';
 import { CutoverError } from '../lib/errors.ts';
 import type { DbEngine } from '../config/database.ts';
@@ -85,6 +86,23 @@ export async function createShadow(o: ShadowOptions): Promise<Shadow> {
   }
 }
 
+/**
+ * PostgreSQL: a second shadow, a file-level copy of `from` (`CREATE DATABASE … TEMPLATE`), cheap
+ * next to a dump. Nobody may be connected to `from` while it is copied. Named like every shadow,
+ * so a killed run's clone is swept with the rest.
+ */
+export async function cloneShadow(realUrl: string, from: Shadow): Promise<Shadow> {
+  const name = shadowNameFor(databaseOf(realUrl));
+  const admin = await connect('postgres', realUrl);
+  try {
+    await admin.query(`CREATE DATABASE ${quoteIdent('postgres', name)} TEMPLATE ${quoteIdent('postgres', from.name)}`);
+  } catch (err) {
+    await admin.close();
+    throw err;
+  }
+  return { name, url: withDatabase(realUrl, name), rows: from.rows, notes: [], drop: async () => { try { await dropDatabase(admin, name); } finally { await admin.close(); } } };
+}
+
 async function dropDatabase(admin: DbConnection, name: string): Promise<void> {
   if (admin.engine === 'postgres') {
     // WITH (FORCE), PostgreSQL 13+: ends sessions still connected (instances of the run that did not exit).
@@ -131,8 +149,8 @@ async function copyPostgres(o: ShadowOptions, shadow: Shadow, _admin: DbConnecti
 /** `pg_dump --section=… | psql`: one section of the schema, replayed into the shadow; stops at the first error. */
 function pgDumpInto(fromUrl: string, toUrl: string, section: 'pre-data' | 'post-data'): Promise<void> {
   return new Promise((resolve, reject) => {
-    const dump = spawn('pg_dump', ['--schema-only', `--section=${section}`, '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '--dbname', fromUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const load = spawn('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '--dbname', toUrl], { stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' } });
+    const dump = spawn('pg_dump', ['--schema-only', `--section=${section}`, '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '--dbname', fromUrl], { stdio: ['ignore', 'pipe', 'pipe'], env: withoutCutoverSecrets(process.env) });
+    const load = spawn('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '--dbname', toUrl], { stdio: ['pipe', 'ignore', 'pipe'], env: { ...withoutCutoverSecrets(process.env), PGOPTIONS: '-c client_min_messages=warning' } });
     let dumpErr = '';
     let loadErr = '';
     dump.stderr.on('data', (d: Buffer) => { dumpErr += d.toString(); });

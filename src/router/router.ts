@@ -30,7 +30,7 @@ import { AddressSet } from '../lib/cidr.ts';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
-import type { DataPlane, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, SwapResult } from './data-plane.ts';
+import type { DataPlaneEngine, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, SwapResult } from './data-plane.ts';
 import { HttpExchange, type ProxyContext } from './http-exchange.ts';
 import { Lane } from './lanes.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
@@ -82,7 +82,16 @@ export interface RouterOptions {
    * ports and the kernel spreads connections among them (Linux; Node ≥ 22.12).
    */
   reusePort?: boolean;
+  /**
+   * Client connections each listener holds at most (daemon/fd-limit.ts works them out from the
+   * descriptor limit). Over it a new connection is closed as soon as it is accepted, before any
+   * byte is read; connections already open are untouched. Absent: no limit.
+   */
+  maxConnections?: { live: number; preview: number };
 }
+
+/** A listener at its connection limit is logged at most every 10 seconds, not per refused connection. */
+const DROP_LOG_EVERY_MS = 10_000;
 
 interface Listener {
   name: ListenerName;
@@ -103,7 +112,7 @@ function laneIndex(listener: ListenerName, color: Color): number {
   return (listener === 'live' ? 0 : 2) + (color === 'blue' ? 0 : 1);
 }
 
-export class Router implements DataPlane {
+export class Router implements DataPlaneEngine {
   /** This router's name in acknowledgements (`SwapResult.applied`). */
   readonly id: string;
   readonly stats = new RequestStats();
@@ -121,6 +130,9 @@ export class Router implements DataPlane {
   readonly #limits: RequestLimits;
   /** Requests refused before reaching any colour, by status (400, 408, 413, 414, 431, 501). */
   readonly #rejected = new Map<number, number>();
+  /** Connections refused at the connection limit, per listener. */
+  readonly #dropped: Record<ListenerName, number> = { live: 0, preview: 0 };
+  readonly #dropLogged: Record<ListenerName, { at: number; count: number }> = { live: { at: 0, count: 0 }, preview: { at: 0, count: 0 } };
 
   constructor(opts: RouterOptions) {
     this.#opts = opts;
@@ -171,6 +183,12 @@ export class Router implements DataPlane {
       // How often Node looks for slow clients (its default, 30 s, would make a 10 s timeout up to 40 s).
       connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor((lim.headersTimeoutMs || 4_000) / 4))),
       keepAliveTimeout: CLIENT_KEEP_ALIVE_TIMEOUT_MS,
+      // Only WebSocket handshakes become tunnels. Any other Upgrade (`h2c`, `TLS/1.0`, made-up
+      // protocols) is served as the plain HTTP/1.1 request it also is, with Upgrade and Connection
+      // stripped as hop-by-hop (RFC 9110 §7.8: a server may ignore Upgrade) — as nginx does. Before,
+      // `Upgrade: h2c` was forwarded and the connection tunnelled raw, past every check of the
+      // router. (Node ≥ 24.9 / 22.21; on older ones #onUpgrade refuses non-WebSocket upgrades.)
+      shouldUpgradeCallback: isWebSocketUpgrade,
     };
     const tls = this.#opts.tls ? loadTlsFiles(this.#opts.tls, 'router.tls') : null;
     for (const [name, addr] of specs) {
@@ -188,6 +206,14 @@ export class Router implements DataPlane {
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(name, req, socket, head));
       server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => this.#onClientError(err, socket));
+      const max = this.#opts.maxConnections?.[name];
+      if (max !== undefined) {
+        // Node closes a connection over the limit right after accept(): no parser, no request, no
+        // upstream connection — so the descriptors of open connections, upstreams, health checks
+        // and the admin API stay available (issue #15).
+        server.maxConnections = max;
+        server.on('drop', () => this.#onDrop(name, max));
+      }
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ port: addr.port, host: addr.host, reusePort: this.#opts.reusePort === true }, () => {
@@ -259,6 +285,26 @@ export class Router implements DataPlane {
     return true;
   }
 
+  /** Connections refused at each listener's connection limit, and the limits. */
+  connections(): Record<ListenerName, { open: number; max: number | null; refused: number }> {
+    const of = (name: ListenerName) => {
+      const l = this.#listeners.find((x) => x.name === name);
+      const max = this.#opts.maxConnections?.[name] ?? null;
+      return { open: l ? connectionsOf(l.server) : 0, max, refused: this.#dropped[name] };
+    };
+    return { live: of('live'), preview: of('preview') };
+  }
+
+  #onDrop(name: ListenerName, max: number): void {
+    this.#dropped[name]++;
+    const log = this.#dropLogged[name];
+    const now = Date.now();
+    if (now - log.at < DROP_LOG_EVERY_MS) return;
+    this.#logger.warn({ listener: name, maxConnections: max, refused: this.#dropped[name] - log.count, refusedTotal: this.#dropped[name] }, 'connection limit reached: new connections are refused while the open ones keep working (router.maxConnections)');
+    log.at = now;
+    log.count = this.#dropped[name];
+  }
+
   /**
    * Copy chosen live requests (head, bounded body prefix) into their `onRequest` record, or stop
    * (null). For the traffic sample of the compatibility run; requests not chosen cost one call.
@@ -315,7 +361,7 @@ export class Router implements DataPlane {
     const startedAt = performance.now();
     const route = listener === 'live' ? this.#live : this.#preview;
     socket.on('error', () => socket.destroy()); // before the tunnel owns it
-    const bad = rejectUpgrade(req, this.#limits) ?? badTarget(req);
+    const bad = rejectUpgrade(req, this.#limits) ?? badTarget(req) ?? (isWebSocketUpgrade(req) ? null : { status: 400 as const, detail: 'only WebSocket upgrades are proxied' });
     if (bad !== null) {
       this.#count(bad.status);
       writeRawFailure(socket, bad.status, bad.detail);
@@ -386,6 +432,18 @@ export class Router implements DataPlane {
       } catch { /* a metrics hook must not break the data plane */ }
     }
   }
+}
+
+/** Open connections of a server, synchronously (Node keeps the count as `_connections`). */
+function connectionsOf(server: Server | TlsServer): number {
+  const n = (server as unknown as { _connections?: number })._connections;
+  return typeof n === 'number' ? n : 0;
+}
+
+/** A WebSocket handshake (RFC 6455 §4.1: `Upgrade: websocket`, case-insensitive). */
+function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  const u = req.headers.upgrade;
+  return u !== undefined && u.length === 9 && u.toLowerCase() === 'websocket';
 }
 
 /** A short plain-text answer made by the router itself. */

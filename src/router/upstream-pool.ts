@@ -123,6 +123,12 @@ export interface UpstreamPoolOptions {
   keepAliveMs: number;
   /** Largest response head accepted (then the attempt fails with `headersOverflow`). */
   maxHeaderBytes: number;
+  /**
+   * The upstream sent bytes beyond a complete answer (more than its Content-Length said, data
+   * after `Connection: close`, or on an idle connection). The answer itself is delivered; the
+   * connection is closed, never reused. For logging: must be cheap and must not throw.
+   */
+  onExtraBytes?: (detail: string) => void;
 }
 
 /** Methods whose bodiless requests get `content-length: 0`, as clients send them (RFC 9110 §8.6). */
@@ -285,7 +291,10 @@ class Connection {
 
   #onMessageBegin(): void {
     // A second message after the answer: bytes the router did not ask for.
-    if (this.#complete || this.attempt === null) this.#broken = true;
+    if (this.#complete || this.attempt === null) {
+      if (!this.#broken) this.#extraBytes('a second response nobody asked for');
+      this.#broken = true;
+    }
     this.#headers = null; // (trailers of the previous message arrive through kOnHeaders too)
   }
 
@@ -340,10 +349,21 @@ class Connection {
     const a = this.attempt;
     if (a === null) {
       // Data on an idle connection: the upstream is out of step with us.
+      this.#extraBytes(`${d.length} byte(s) on an idle connection`);
       this.destroy();
       return;
     }
     const ret = this.#parser.execute(d);
+    if (ret instanceof Error && this.#complete) {
+      // The answer was complete and then more came (a Content-Length shorter than the body, data
+      // after `Connection: close`): the client gets the complete answer, as nginx does ("upstream
+      // sent more data than specified"), the extra bytes are dropped with the connection, and it is
+      // reported — before, the whole answer was cut and the client got an empty reply.
+      this.#broken = true;
+      this.#extraBytes(`bytes after a complete response (${(ret as { code?: string }).code ?? 'parse error'})`);
+      this.#completeAttempt(a);
+      return;
+    }
     if (ret instanceof Error) {
       this.#broken = true;
       const overflow = (ret as { code?: string }).code === 'HPE_HEADER_OVERFLOW';
@@ -378,6 +398,12 @@ class Connection {
         ? upstreamError(UPSTREAM_ERRORS.bodyTimeout, 'response body timeout')
         : upstreamError(UPSTREAM_ERRORS.headersTimeout, 'response timeout');
     this.#failAttempt(a, err);
+  }
+
+  #extraBytes(detail: string): void {
+    try {
+      this.#pool.onExtraBytes?.(detail);
+    } catch { /* a log hook must not break the data plane */ }
   }
 
   #completeAttempt(a: Attempt): void {
@@ -448,8 +474,11 @@ export class UpstreamPool {
   #closing = false;
   #onEmpty: (() => void) | null = null;
 
+  readonly onExtraBytes: ((detail: string) => void) | undefined;
+
   constructor(o: UpstreamPoolOptions) {
     this.#o = o;
+    this.onExtraBytes = o.onExtraBytes;
   }
 
   /**

@@ -37,7 +37,11 @@ export class Upstream {
   /** Consecutive connection failures; logs only on the first of a run, not per request. */
   failures = 0;
 
-  constructor(target: RouteTarget, settings: PoolSettings) {
+  /** Answers followed by extra bytes (see UpstreamPoolOptions.onExtraBytes); logged on the first and then once a minute. */
+  extraBytes = 0;
+  #extraLoggedAt = 0;
+
+  constructor(target: RouteTarget, settings: PoolSettings, logger?: Logger) {
     this.key = upstreamKey(target);
     this.id = target.id;
     this.host = target.host;
@@ -50,9 +54,19 @@ export class Upstream {
       responseTimeoutMs: settings.responseTimeoutMs,
       keepAliveMs: UPSTREAM_KEEP_ALIVE_MS,
       maxHeaderBytes: settings.maxHeaderBytes,
+      onExtraBytes: (detail) => {
+        this.extraBytes++;
+        const now = Date.now();
+        if (logger === undefined || now - this.#extraLoggedAt < EXTRA_BYTES_LOG_EVERY_MS) return;
+        this.#extraLoggedAt = now;
+        logger.warn({ instance: this.id, detail, times: this.extraBytes }, 'upstream sent more than its answer (e.g. a body longer than its Content-Length); the answer was delivered, the extra bytes dropped and the connection closed');
+      },
     });
   }
 }
+
+/** A misbehaving upstream is logged at most once a minute, not per request. */
+const EXTRA_BYTES_LOG_EVERY_MS = 60_000;
 
 export function upstreamKey(t: RouteTarget): string {
   return `${t.id}@${t.host}:${t.port}`;
@@ -110,7 +124,7 @@ export class UpstreamSet {
         used.add(key);
         let u = this.#byKey.get(key);
         if (u === undefined) {
-          u = new Upstream(t, this.#settings);
+          u = new Upstream(t, this.#settings, this.#logger);
           this.#byKey.set(key, u);
         }
         u.retired = false; // named again before its pool closed: keep it

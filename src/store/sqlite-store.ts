@@ -2,8 +2,16 @@
  * SQLite store (Node's built-in node:sqlite) under stateDir. WAL journal with synchronous=FULL:
  * a committed transaction survives `kill -9` and power loss; an interrupted one leaves nothing.
  * Owns the schema and its migrations; never decides anything.
+ *
+ * Integrity (issue #15): the database has an id (`meta.db_id`) and a *generation* that every
+ * commit changing roles or instances increments in the same transaction. After such a commit the
+ * generation is reported to `onGeneration` (the state marker and snapshots, state-marker.ts and
+ * snapshots.ts), so a database that comes back older, emptied or replaced can be told from a
+ * fresh install (daemon/state-guard.ts). A file SQLite cannot read, or whose `quick_check` fails,
+ * is refused at open with `CUTOVER_ERR_STATE_DAMAGED` and is never written to.
  */
-import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
+import { DatabaseSync, backup, type SQLInputValue } from 'node:sqlite';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { COLORS, type Color, type Instance } from '../environments/types.ts';
@@ -38,20 +46,77 @@ interface EnvRow { color: string; role: string; version: string | null; path: st
 export class SqliteStore implements Store {
   readonly file: string;
   private readonly db: DatabaseSync;
+  /** Called after a commit that changed roles or instances, with the new generation. Must not throw. */
+  onGeneration: ((generation: number, rolesChanged: boolean) => void) | null = null;
 
   constructor(stateDir: string) {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     this.file = path.join(stateDir, STATE_DB_FILE);
+    let db: DatabaseSync;
     try {
-      this.db = new DatabaseSync(this.file);
-      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
-      this.db.exec(SCHEMA);
-      this.db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)').run('schema_version', String(SCHEMA_VERSION));
-      const now = Date.now();
-      const ins = this.db.prepare("INSERT OR IGNORE INTO environments (color, role, since) VALUES (?, 'empty', ?)");
-      for (const c of COLORS) ins.run(c, now);
+      db = new DatabaseSync(this.file);
     } catch (err) {
       throw new CutoverError('CUTOVER_ERR_STATE_WRITE', `cannot open the state database ${this.file}: ${(err as Error).message}`, { cause: err });
+    }
+    this.db = db;
+    // Read before anything is written: a damaged file must stay as it was found (evidence, and
+    // what `cutover state restore` moves aside).
+    const problems = checkDatabase(db, 'quick_check');
+    if (problems.length > 0) {
+      db.close();
+      throw new CutoverError('CUTOVER_ERR_STATE_DAMAGED', damagedMessage(this.file, problems), { details: { file: this.file, problems } });
+    }
+    try {
+      db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
+      db.exec(SCHEMA);
+      const meta = db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)');
+      meta.run('schema_version', String(SCHEMA_VERSION));
+      meta.run('db_id', randomBytes(8).toString('hex'));
+      // A database written by an earlier Cutover (no generation yet) with state in it starts at 1.
+      meta.run('generation', this.isEmptyState() ? '0' : '1');
+      const now = Date.now();
+      const ins = db.prepare("INSERT OR IGNORE INTO environments (color, role, since) VALUES (?, 'empty', ?)");
+      for (const c of COLORS) ins.run(c, now);
+    } catch (err) {
+      db.close();
+      throw new CutoverError('CUTOVER_ERR_STATE_WRITE', `cannot open the state database ${this.file}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** This database's identity: a copy (snapshot) keeps it, a recreated file gets a new one. */
+  dbId(): string {
+    return (this.db.prepare("SELECT value FROM meta WHERE key = 'db_id'").get() as { value: string }).value;
+  }
+
+  /** Incremented by every commit that changes roles or instances. */
+  generation(): number {
+    return Number((this.db.prepare("SELECT value FROM meta WHERE key = 'generation'").get() as { value: string }).value);
+  }
+
+  /** No deployment, no event, no instance, no colour in use: what a fresh install looks like. */
+  isEmptyState(): boolean {
+    const has = (sql: string) => this.db.prepare(sql).get() !== undefined;
+    if (!has("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'environments'")) return true;
+    return !has('SELECT 1 FROM deployments LIMIT 1') && !has('SELECT 1 FROM events LIMIT 1') && !has('SELECT 1 FROM instances LIMIT 1') &&
+      !has("SELECT 1 FROM environments WHERE role != 'empty' LIMIT 1");
+  }
+
+  /** `PRAGMA integrity_check` (thorough; `cutover state check`): the problems found, [] when sound. */
+  integrityCheck(): string[] {
+    return checkDatabase(this.db, 'integrity_check');
+  }
+
+  /**
+   * A consistent copy of the database: SQLite's online backup, from a read-only connection of its
+   * own (WAL: it reads one consistent snapshot while this connection keeps writing; the backup
+   * runs off the event loop), all pages in one step so that a concurrent write cannot restart it.
+   */
+  async snapshotTo(file: string): Promise<void> {
+    const src = new DatabaseSync(this.file, { readOnly: true });
+    try {
+      await backup(src, file, { rate: 1_000_000_000 });
+    } finally {
+      src.close();
     }
   }
 
@@ -113,6 +178,7 @@ export class SqliteStore implements Store {
           this.db.prepare('UPDATE environments SET role = ?, version = ?, path = ?, since = ?, retire_at = ? WHERE color = ?')
             .run(e.role, e.version, e.path, e.since, e.retireAt, e.color);
         }
+        if (bumps(change)) this.db.exec("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'");
         for (const { color, instances } of change.instances ?? []) {
           this.db.prepare('DELETE FROM instances WHERE color = ?').run(color);
           const ins = this.db.prepare('INSERT INTO instances (id, color, idx, version, host, port, pid, path, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
@@ -141,6 +207,11 @@ export class SqliteStore implements Store {
     } catch (err) {
       throw new CutoverError('CUTOVER_ERR_STATE_WRITE', `state could not be written to ${this.file}: ${(err as Error).message}`, { cause: err });
     }
+    if (bumps(change) && this.onGeneration) {
+      try {
+        this.onGeneration(this.generation(), (change.environments?.length ?? 0) > 0 || change.held !== undefined);
+      } catch { /* the marker and snapshots are best effort after a durable commit */ }
+    }
     return stored;
   }
 
@@ -156,6 +227,31 @@ export class SqliteStore implements Store {
   close(): void {
     if (this.db.isOpen) this.db.close();
   }
+}
+
+/** Whether a commit changes what runs where (roles, instances, the held standby): it increments the generation. */
+function bumps(change: Parameters<Store['commit']>[0]): boolean {
+  return (change.environments?.length ?? 0) + (change.instances?.length ?? 0) > 0 || change.held !== undefined;
+}
+
+/**
+ * `PRAGMA quick_check` / `integrity_check` on an open database: the problems, [] when it is sound.
+ * A file that is not a database at all (or a WAL that cannot be applied) throws on the first read:
+ * that is a problem too.
+ */
+export function checkDatabase(db: DatabaseSync, pragma: 'quick_check' | 'integrity_check'): string[] {
+  try {
+    const rows = db.prepare(`PRAGMA ${pragma}`).all() as Record<string, unknown>[];
+    const out = rows.map((r) => String(Object.values(r)[0])).filter((v) => v !== 'ok');
+    return out.slice(0, 20);
+  } catch (err) {
+    return [(err as Error).message];
+  }
+}
+
+function damagedMessage(file: string, problems: string[]): string {
+  return `the state database ${file} is damaged (${problems.slice(0, 3).join('; ')}); it was not changed. ` +
+    'See `cutover state check`, and `cutover state restore` to put back the newest good snapshot';
 }
 
 function toEvent(r: EventRow): EventRecord {
