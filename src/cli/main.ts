@@ -20,6 +20,7 @@ import { runLintMigrationsCommand } from './lint-migrations.ts';
 import { registerDrill } from './drill.ts';
 import { registerMigrate } from './migrate.ts';
 import { registerReport } from './report.ts';
+import { registerPreviewToken } from './preview-token.ts';
 import { registerState } from './state.ts';
 import type { DeploymentRecord } from '../store/types.ts';
 
@@ -166,6 +167,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   registerReport(program, kit);
   registerDrill(program, kit);
   registerMigrate(program, kit);
+  registerPreviewToken(program, kit);
   registerState(program, kit);
 
   try {

@@ -16,6 +16,8 @@ export function printStatus(io: Io, s: Status): void {
   }
   if (s.deployment) out.push(`deployment: ${s.deployment.id} ${s.deployment.version} → ${s.deployment.color}, ${s.deployment.status}, phase ${s.deployment.phase}`);
   out.push(`router: live ${s.router.live}, preview ${s.router.preview ?? 'off'} (route revision ${s.router.revision})`);
+  if (s.router.split) out.push(`gradual switch: ${Math.round(s.router.split.share * 1000) / 10} % of live traffic on ${s.router.split.color}`);
+  if (s.router.mirror) out.push(`mirroring: ${Math.round(s.router.mirror.sample * 1000) / 10} % of live requests copied to the candidate (${s.router.mirror.id})`);
   io.stdout.write(`${out.join('\n')}\n\n`);
   const rows = [['COLOR', 'ROLE', 'VERSION', 'INSTANCES']];
   for (const e of Object.values(s.environments)) {

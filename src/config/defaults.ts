@@ -27,3 +27,9 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 5 * 60_000; // 5 minutes to send the w
 // Data-plane engines (issue #12).
 export const DEFAULT_HAPROXY_BINARY = 'haproxy'; // found on PATH (Debian: /usr/sbin/haproxy)
 export const DEFAULT_HAPROXY_MAX_CONNECTIONS = 4_096; // HAProxy `maxconn` (global)
+
+/** Name of the cookie the router sets to keep a visitor on its colour during a gradual switch. */
+export const DEFAULT_VISITOR_COOKIE = 'cutover_visitor';
+/** Request header and cookie that ask for the preview on the live listener (router.previewAccess). */
+export const DEFAULT_PREVIEW_HEADER = 'x-cutover-preview';
+export const DEFAULT_PREVIEW_COOKIE = 'cutover_preview';

@@ -12,6 +12,7 @@ import * as d from './defaults.ts';
 import { byteSize, duration } from './fields.ts';
 import { gatesSchema, warmupSchema } from './gates.ts';
 import { notificationsSchema } from './notifications.ts';
+import { switchSchema } from './switch.ts';
 
 /** A duration like "500ms", "30s", "5m" → milliseconds (defined in fields.ts, shared by every section). */
 export { duration };
@@ -61,6 +62,16 @@ const haproxySchema = z.strictObject({
 
 const workers = z.union([z.literal('auto'), z.int().min(1).max(256)]);
 
+/** Preview on the live listener by header or cookie: trusted addresses, or a value signed with `secret`. */
+const previewAccessSchema = z.strictObject({
+  header: z.string().regex(/^[\w-]+$/, 'expected a header name').transform((h) => h.toLowerCase()).default(d.DEFAULT_PREVIEW_HEADER),
+  cookie: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected a cookie name').default(d.DEFAULT_PREVIEW_COOKIE),
+  trusted: z.array(z.string().refine((v) => parseCidr(v) !== null, { message: 'expected an address or CIDR range like "10.0.0.0/8" or "::1"' })).default([]),
+  secret: z.string().min(16, 'expected at least 16 characters (use ${VAR} to keep it out of the file)').optional(),
+}).superRefine((v, ctx) => {
+  if (v.trusted.length === 0 && v.secret === undefined) ctx.addIssue({ code: 'custom', path: ['trusted'], message: 'expected trusted addresses, a secret, or both: otherwise anyone could see the preview' });
+});
+
 const routerSchema = z.strictObject({
   /** Data plane: Cutover's own router, or HAProxy driven through its runtime API. */
   engine: z.enum(['builtin', 'haproxy']).default('builtin'),
@@ -81,6 +92,7 @@ const routerSchema = z.strictObject({
   requestTimeout: duration.default(d.DEFAULT_REQUEST_TIMEOUT_MS),
   trustedProxies: z.array(cidr).default([]),
   tls: tlsSchema.optional(),
+  previewAccess: previewAccessSchema.optional(),
   /**
    * Client connections the live listener holds at most; over it new ones are refused at accept
    * while open ones keep working. `auto`: what the descriptor limit allows after
@@ -93,6 +105,7 @@ const routerSchema = z.strictObject({
 }).superRefine((v, ctx) => {
   if (v.requestTimeout > 0 && v.headersTimeout > v.requestTimeout) ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: 'must not be longer than router.requestTimeout' });
   if (v.engine === 'haproxy' && v.workers !== 1) ctx.addIssue({ code: 'custom', path: ['workers'], message: 'is for the builtin engine; with engine "haproxy" use router.haproxy.threads' });
+  if (v.engine === 'haproxy' && v.previewAccess) ctx.addIssue({ code: 'custom', path: ['previewAccess'], message: 'needs router.engine "builtin" (the HAProxy engine serves the preview on router.preview only)' });
 });
 
 const adminSchema = z.strictObject({
@@ -166,9 +179,16 @@ export const configSchema = z.strictObject({
   /** Absent: no post-switch analysis. Present (even `{}`): analysis with the defaults. */
   analysis: analysisSchema.optional(),
   standby: standbySchema.default(() => standbySchema.parse({})),
+  /** Absent: the instant switch. `steps`: a gradual switch by request share (switch.ts). */
+  switch: switchSchema.optional(),
   /** Shared database and its migrations (database.ts). */
   database: databaseSchema.optional(),
   notifications: notificationsSchema,
+}).superRefine((v, ctx) => {
+  // What the other data planes cannot do yet is refused here, not silently skipped (docs/engines.md).
+  const mirrorAt = v.gates.findIndex((g) => g.kind === 'mirror');
+  if (v.router.engine === 'haproxy' && (v.switch?.steps.length ?? 0) > 0) ctx.addIssue({ code: 'custom', path: ['switch', 'steps'], message: 'a gradual switch needs router.engine "builtin" (the HAProxy engine switches all traffic at once)' });
+  if (mirrorAt >= 0 && (v.router.engine === 'haproxy' || v.router.workers !== 1)) ctx.addIssue({ code: 'custom', path: ['gates', mirrorAt], message: 'a mirror gate needs router.engine "builtin" with router.workers 1' });
 });
 
 export type ConfigInput = z.input<typeof configSchema>;

@@ -117,6 +117,7 @@ export class Daemon {
       app: config.app, store, provider, health, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
       standbyKeepForMs: config.standby.keepFor, keepStandbyWarm: config.standby.keepWarmDuringDeploy,
+      gradual: config.switch && config.switch.steps.length > 0 ? { steps: config.switch.steps, stepDurationMs: config.switch.stepDuration, stickiness: config.switch.stickiness } : null,
     });
     // The admin listener before the router's: a taken admin port fails the start before any
     // traffic is served. It answers 503 "starting" until the daemon is fully up.
@@ -246,6 +247,7 @@ function readOnly(router: DataPlane): RouterView {
     table: () => router.table(),
     inFlight: (listener, color) => router.inFlight(listener, color),
     rejections: () => router.rejections(),
+    mirrorReport: (id) => router.mirrorReport(id),
     // The traffic sample's capture: copies chosen live requests into their record; moves no traffic.
     ...(router.setCapture ? { setCapture: router.setCapture.bind(router) } : {}),
   } satisfies RouterView);

@@ -52,6 +52,7 @@ export function routerOptions(config: LoadedConfig, deps: DataPlaneDeps): Router
       maxBodyBytes: r.maxBodySize, headersTimeoutMs: r.headersTimeout, requestTimeoutMs: r.requestTimeout,
     },
     trustedProxies: r.trustedProxies, tls: r.tls ?? null,
+    previewAccess: r.previewAccess ? { ...r.previewAccess, secret: r.previewAccess.secret ?? null } : null,
     health: deps.health, logger: deps.logger, onRequest: deps.onRequest,
     ...(deps.maxConnections ? { maxConnections: deps.maxConnections } : {}),
   };

@@ -8,7 +8,7 @@
  * or a non-idempotent method, or retry after a response byte was forwarded.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { HealthView } from '../health/types.ts';
 import type { RequestCapture, RequestRecord } from './data-plane.ts';
 import type { AddressSet } from '../lib/cidr.ts';
@@ -19,6 +19,7 @@ import type { ListenerName, ProxyErrorKind, RequestStats } from './request-stats
 import { classifyUpstreamError, failureBody } from './upstream-errors.ts';
 import { kStaleConnection, UPSTREAM_ERRORS, type UpstreamController, type UpstreamHandler } from './upstream-pool.ts';
 import type { BoundRoute, Upstream, UpstreamSet } from './upstreams.ts';
+import type { Mirror, MirrorCapture } from './mirror.ts';
 
 /** What an exchange needs from the router (one object shared by all exchanges). */
 export interface ProxyContext {
@@ -32,11 +33,22 @@ export interface ProxyContext {
   readonly proto: Readonly<Record<ListenerName, 'http' | 'https'>>;
   /** Request body limit in bytes; 0 = none. Content-Length is checked before; chunked bodies are counted. */
   readonly maxBodyBytes: number;
+  /** Shadow traffic: captures of sampled live requests are handed to it once answered. */
+  readonly mirror: Mirror;
   /** Which live requests to copy (head and a bounded body prefix) into their record; null: none. */
   capture: RequestCapture | null;
   reportFailure(u: Upstream, reason: string): void;
 }
 
+/** Per-request extras decided by the router before the exchange starts (rare; null for most requests). */
+export interface ExchangeExtras {
+  /** A Set-Cookie header the router adds to the answer (the visitor cookie of a gradual switch). */
+  setCookie?: string | null;
+  /** The request may be copied for comparison (mirroring is on and it is served by the live colour). */
+  mirror?: boolean;
+  /** The listener the client used, when it differs from the one the request is counted under (preview by header). */
+  via?: ListenerName;
+}
 
 /** The error of a counted body that went past the limit (it fails the upstream attempt); answered 413. */
 const BODY_TOO_LARGE = 'CUTOVER_BODY_TOO_LARGE';
@@ -50,12 +62,15 @@ const BODY_TOO_LARGE = 'CUTOVER_BODY_TOO_LARGE';
 class CountedBody extends Transform {
   #n = 0;
   readonly #limit: number;
-  constructor(limit: number) {
+  readonly #capture: MirrorCapture | null;
+  constructor(limit: number, capture: MirrorCapture | null = null) {
     super();
     this.#limit = limit;
+    this.#capture = capture;
   }
   _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.#n += chunk.length;
+    this.#capture?.requestChunk(chunk);
     if (this.#n > this.#limit) cb(Object.assign(new Error(`request body larger than ${this.#limit} bytes`), { code: BODY_TOO_LARGE }));
     else cb(null, chunk);
   }
@@ -110,10 +125,12 @@ export class HttpExchange implements Flight, UpstreamHandler {
   #state = PENDING;
   #status = 0;
   #error: ProxyErrorKind | undefined = undefined;
+  readonly #setCookie: string | null;
+  readonly #capture: MirrorCapture | null;
   /** Set when the capture chose this request: the body prefix copied so far. */
   #copy: { chunks: Buffer[]; bytes: number; truncated: boolean } | null = null;
 
-  constructor(ctx: ProxyContext, listener: ListenerName, route: BoundRoute, req: IncomingMessage, res: ServerResponse, startedAt: number) {
+  constructor(ctx: ProxyContext, listener: ListenerName, route: BoundRoute, req: IncomingMessage, res: ServerResponse, startedAt: number, extras: ExchangeExtras | null = null) {
     this.#ctx = ctx;
     this.#listener = listener;
     this.#route = route;
@@ -127,10 +144,14 @@ export class HttpExchange implements Flight, UpstreamHandler {
     const target = targetOf(req);
     this.#path = target.path;
     const remote = req.socket.remoteAddress;
-    this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto[listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
+    this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto[extras?.via ?? listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
+    this.#setCookie = extras?.setCookie ?? null;
+    this.#capture = extras?.mirror === true ? ctx.mirror.pick(req.method ?? 'GET', cl, this.#path, this.#headers, route, h.cookie !== undefined || h.authorization !== undefined) : null;
     const capture = ctx.capture;
     if (capture !== null && listener === 'live' && capture.wants(req.method ?? 'GET', target.path)) this.#copy = { chunks: [], bytes: 0, truncated: false };
   }
+
+
 
   /** Links into the lane and sends the request to `first` (already picked, healthy). */
   start(lane: Lane, first: Upstream): void {
@@ -169,11 +190,18 @@ export class HttpExchange implements Flight, UpstreamHandler {
         method: req.method ?? 'GET',
         headers: this.#headers,
         // Streamed: the client socket is paused while the upstream socket is full.
-        body: this.#hasBody ? (this.#counted ? req.pipe(new CountedBody(this.#ctx.maxBodyBytes)) : req) : null,
+        body: this.#hasBody ? this.#body() : null,
       },
       this,
       fresh ? FRESH_CONNECTION : undefined,
     );
+  }
+
+  /** The request body stream: counted when chunked under a limit, tapped when mirrored. */
+  #body(): Readable {
+    const capture = this.#capture;
+    if (this.#counted || capture !== null) return this.#req.pipe(new CountedBody(this.#counted ? this.#ctx.maxBodyBytes : Number.POSITIVE_INFINITY, capture));
+    return this.#req;
   }
 
   // ── UpstreamHandler ──
@@ -187,6 +215,12 @@ export class HttpExchange implements Flight, UpstreamHandler {
   onResponseStart(controller: UpstreamController, statusCode: number, headers: string[], statusMessage: string): void {
     if (this.#state !== PENDING) return;
     const out = downstreamResponseHeaders(headers);
+    if (this.#setCookie !== null) out.push('set-cookie', this.#setCookie);
+    const capture = this.#capture;
+    if (capture !== null) {
+      capture.status = statusCode;
+      capture.responseHeaders = headers;
+    }
     const u = this.#upstream;
     if (u !== null) u.failures = 0;
     try {
@@ -202,6 +236,7 @@ export class HttpExchange implements Flight, UpstreamHandler {
 
   onResponseData(controller: UpstreamController, chunk: Buffer): void {
     if (this.#state !== STREAMING) return;
+    this.#capture?.responseChunk(chunk);
     if (!this.#res.write(chunk)) {
       // Backpressure: stop reading the upstream socket until the client socket drains.
       controller.pause();
@@ -213,6 +248,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
     if (this.#state !== STREAMING) return;
     this.#res.end();
     this.#finish();
+    // After the live answer is complete: the copies never hold it up.
+    if (this.#capture !== null) this.#ctx.mirror.submit(this.#capture);
   }
 
   onResponseError(_controller: UpstreamController, err: Error): void {
@@ -307,7 +344,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#ctx.stats.record(this.#listener, route.color, this.#status, durationMs, this.#error);
     const hook = this.#ctx.onRequest;
     if (hook !== undefined) {
-      const r: RequestRecord = { listener: this.#listener, color: route.color, version: route.version, method: this.#req.method ?? '', status: this.#status, durationMs };
+      const h = this.#req.headers;
+      const r: RequestRecord = { listener: this.#listener, color: route.color, version: route.version, method: this.#req.method ?? '', status: this.#status, durationMs, credentials: h.cookie !== undefined || h.authorization !== undefined };
       if (this.#error !== undefined) r.error = this.#error;
       const c = this.#copy;
       if (c !== null) {

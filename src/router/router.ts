@@ -5,11 +5,14 @@
  * A request binds to the route snapshot it arrived under and finishes there (DESIGN promise 1);
  * `swap` is one synchronous reference swap (promise 3) and starts the drain of the colour that
  * left the live listener. The router never chooses colours: the controller does, and the router
- * answers 503 rather than send traffic to a colour with no healthy instance (promise 2).
+ * answers 503 rather than send traffic to a colour with no healthy instance (promise 2). Within a
+ * table it decides per request from data only: preview access by header or cookie
+ * (preview-access.ts), a gradual switch's split (split.ts), mirroring (mirror.ts).
  *
  * Owns: listeners, the current snapshot, lanes and drains, upstream pools, request stats.
  * Must never: log per request, buffer whole bodies, touch the live colour's connections in a
- * drain, or add headers of its own beyond X-Forwarded-*.
+ * drain, or add headers of its own beyond X-Forwarded-* (one exception: the visitor cookie of a
+ * gradual switch with cookie stickiness, on answers to visitors without one).
  */
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
@@ -31,8 +34,11 @@ import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { DataPlaneEngine, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, SwapResult } from './data-plane.ts';
-import { HttpExchange, type ProxyContext } from './http-exchange.ts';
+import { HttpExchange, type ExchangeExtras, type ProxyContext } from './http-exchange.ts';
 import { Lane } from './lanes.ts';
+import { Mirror, type MirrorReport } from './mirror.ts';
+import { PreviewAccess, type PreviewAccessOptions } from './preview-access.ts';
+import { chooseSplit } from './split.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
 import { EMPTY_ROUTE_TABLE, freezeTable, type RouteTable } from './route-table.ts';
@@ -42,7 +48,7 @@ import { type BoundRoute, type Upstream, UpstreamSet } from './upstreams.ts';
 import { WebSocketTunnel, writeRawFailure } from './websocket-tunnel.ts';
 
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS };
-export type { ListenerName, RequestLimits, TlsFiles };
+export type { ListenerName, MirrorReport, PreviewAccessOptions, RequestLimits, TlsFiles };
 export { RequestStats };
 
 /**
@@ -82,6 +88,12 @@ export interface RouterOptions {
    * ports and the kernel spreads connections among them (Linux; Node ≥ 22.12).
    */
   reusePort?: boolean;
+  /**
+   * Preview on the live listener: requests with this header or cookie from a trusted address, or
+   * with a signed value, go to the preview colour. Absent: the live listener serves only live.
+   */
+  previewAccess?: PreviewAccessOptions | null;
+
   /**
    * Client connections each listener holds at most (daemon/fd-limit.ts works them out from the
    * descriptor limit). Over it a new connection is closed as soon as it is accepted, before any
@@ -125,6 +137,13 @@ export class Router implements DataPlaneEngine {
   #table: RouteTable = EMPTY_ROUTE_TABLE;
   #live: BoundRoute | null = null;
   #preview: BoundRoute | null = null;
+  /** The gradual switch in force: its colour's bound route, share and stickiness; null: none. */
+  #split: { route: BoundRoute; share: number; stickiness: NonNullable<RouteTable['split']>['stickiness'] } | null = null;
+  /** Mirroring is on (the table has a mirror spec and a preview colour to copy to). */
+  #mirrorOn = false;
+  readonly #mirror: Mirror;
+  readonly #previewAccess: PreviewAccess | null;
+  readonly #secureLive: boolean;
   #listeners: Listener[] = [];
   #closed = false;
   readonly #limits: RequestLimits;
@@ -149,7 +168,11 @@ export class Router implements DataPlaneEngine {
     this.#upstreams = new UpstreamSet({ ...this.#timeouts, maxHeaderBytes: limits.maxHeaderBytes }, this.#logger);
     const logger = this.#logger;
     const health = opts.health;
+    this.#mirror = new Mirror(health);
+    this.#previewAccess = opts.previewAccess ? new PreviewAccess(opts.previewAccess) : null;
+    this.#secureLive = Boolean(opts.tls);
     this.#ctx = {
+      mirror: this.#mirror,
       health,
       stats: this.stats,
       upstreams: this.#upstreams,
@@ -251,13 +274,21 @@ export class Router implements DataPlaneEngine {
     this.#table = table;
     this.#live = bound.live;
     this.#preview = bound.preview;
+    const split = table.split ?? null;
+    this.#split = split !== null && bound.split !== null && split.share > 0 ? { route: bound.split, share: split.share, stickiness: split.stickiness } : null;
+    const mirror = table.mirror ?? null;
+    this.#mirror.configure(mirror, bound.preview);
+    this.#mirrorOn = mirror !== null && bound.preview !== null;
 
-    const from = prev.live?.color ?? null;
-    const to = table.live?.color ?? null;
-    // Instant rollback: the colour being drained is live again; its connections must stay.
-    if (to !== null) this.#lanes[laneIndex('live', to)].cancelDrain();
+    // Colours that took live-listener traffic before and after (the live colour, and a split's).
+    const before = liveColors(prev);
+    const after = liveColors(table);
+    // Instant rollback: a colour being drained takes live traffic again; its connections must stay.
+    for (const c of after) this.#lanes[laneIndex('live', c)].cancelDrain();
+    // At most one colour leaves the live listener per swap (there are two colours).
+    const from = before.find((c) => !after.includes(c)) ?? null;
     let drain: Promise<DrainReport> | null = null;
-    if (from !== null && from !== to) {
+    if (from !== null) {
       const lane = this.#lanes[laneIndex('live', from)];
       this.#logger.info({ color: from, revision: table.revision, inFlight: lane.count }, 'draining the colour that left the live listener');
       drain = lane.startDrain(table.revision, this.#opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS).then((r) => {
@@ -266,7 +297,10 @@ export class Router implements DataPlaneEngine {
       });
     }
     this.#logger.info(
-      { revision: table.revision, live: table.live && { color: table.live.color, version: table.live.version }, preview: table.preview && { color: table.preview.color, version: table.preview.version } },
+      {
+        revision: table.revision, live: table.live && { color: table.live.color, version: table.live.version }, preview: table.preview && { color: table.preview.color, version: table.preview.version },
+        ...(split ? { split: { color: split.route.color, share: split.share, stickiness: split.stickiness.kind } } : {}), ...(mirror ? { mirror: { id: mirror.id, sample: mirror.sample } } : {}),
+      },
       'route table swapped',
     );
     return { revision: table.revision, drain, applied: Promise.resolve({ revision: table.revision, acknowledged: [this.id], missing: [] }) };
@@ -283,6 +317,11 @@ export class Router implements DataPlaneEngine {
     for (const l of this.#listeners) if (l.name === 'live') (l.server as TlsServer).setSecureContext(tls);
     this.#logger.info({ cert: this.#opts.tls.cert }, 'router TLS certificate reloaded');
     return true;
+  }
+
+  /** Counts of a mirroring run (`table.mirror.id`); a plain object (it may cross a process boundary). */
+  mirrorReport(id: string): MirrorReport | null {
+    return this.#mirror.report(id);
   }
 
   /** Connections refused at each listener's connection limit, and the limits. */
@@ -333,6 +372,7 @@ export class Router implements DataPlaneEngine {
     for (const lane of this.#lanes) lane.forceEnd('router closing');
     for (const l of this.#listeners) l.server.closeAllConnections();
     await Promise.all(closing);
+    this.#mirror.close();
     await this.#upstreams.destroyAll();
     this.#listeners = [];
     this.#logger.info('router closed');
@@ -344,22 +384,48 @@ export class Router implements DataPlaneEngine {
     const startedAt = performance.now();
     if (this.#refuse(req, res)) return;
     // The binding moment: this request belongs to the snapshot current right now.
-    const route = listener === 'live' ? this.#live : this.#preview;
+    let route = listener === 'live' ? this.#live : this.#preview;
+    let extras: ExchangeExtras | null = null;
+    let counted = listener;
+    if (listener === 'live') {
+      const health = this.#opts.health;
+      if (this.#previewAccess !== null && this.#preview !== null && this.#previewAccess.allows(req)) {
+        // A tester on the live hostname: served and counted as preview traffic (never judged as live).
+        route = this.#preview;
+        counted = 'preview';
+        extras = { via: 'live' };
+      } else if (this.#split !== null) {
+        const sp = this.#split;
+        const c = chooseSplit(req, sp.share, sp.stickiness, this.#secureLive);
+        // Promise 2: a split colour with no healthy instance leaves its share on the live colour.
+        if (c.split && (route === null || sp.route.pick(health, null) !== null)) route = sp.route;
+        if (c.setCookie !== null) extras = { setCookie: c.setCookie };
+      }
+      if (this.#mirrorOn && route !== null && route === this.#live) extras = { ...extras, mirror: true };
+    }
     if (route === null) {
       answer(res, 503, listener === 'live' ? 'no release is live yet' : 'no release is in preview', req);
       return;
     }
     const first = route.pick(this.#opts.health, null);
     if (first === null) {
-      this.#noHealthy(listener, route, req, res, startedAt);
+      this.#noHealthy(counted, route, req, res, startedAt);
       return;
     }
-    new HttpExchange(this.#ctx, listener, route, req, res, startedAt).start(this.#lanes[laneIndex(listener, route.color)], first);
+    new HttpExchange(this.#ctx, counted, route, req, res, startedAt, extras).start(this.#lanes[laneIndex(counted, route.color)], first);
   }
 
   #onUpgrade(listener: ListenerName, req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const startedAt = performance.now();
-    const route = listener === 'live' ? this.#live : this.#preview;
+    let route = listener === 'live' ? this.#live : this.#preview;
+    if (listener === 'live') {
+      if (this.#previewAccess !== null && this.#preview !== null && this.#previewAccess.allows(req)) route = this.#preview;
+      else if (this.#split !== null) {
+        // The visitor cookie cannot be set on a 101 we relay: a visitor without one is split at random.
+        const sp = this.#split;
+        if (chooseSplit(req, sp.share, sp.stickiness, this.#secureLive).split && sp.route.pick(this.#opts.health, null) !== null) route = sp.route;
+      }
+    }
     socket.on('error', () => socket.destroy()); // before the tunnel owns it
     const bad = rejectUpgrade(req, this.#limits) ?? badTarget(req) ?? (isWebSocketUpgrade(req) ? null : { status: 400 as const, detail: 'only WebSocket upgrades are proxied' });
     if (bad !== null) {
@@ -432,6 +498,14 @@ export class Router implements DataPlaneEngine {
       } catch { /* a metrics hook must not break the data plane */ }
     }
   }
+}
+
+/** Colours a table sends live-listener traffic to: the live colour, and a split's colour. */
+function liveColors(t: RouteTable): Color[] {
+  const out: Color[] = [];
+  if (t.live !== null) out.push(t.live.color);
+  if (t.split && t.split.share > 0 && !out.includes(t.split.route.color)) out.push(t.split.route.color);
+  return out;
 }
 
 /** Open connections of a server, synchronously (Node keeps the count as `_connections`). */

@@ -211,6 +211,14 @@ export class WorkerPool implements DataPlane {
     return n;
   }
 
+  /**
+   * Mirroring counts live in each worker; they are not gathered (the config refuses a mirror gate
+   * with workers > 1).
+   */
+  mirrorReport(): null {
+    return null;
+  }
+
   /** Requests finished by each worker so far. */
   served(): number[] {
     return this.#slots.map((s) => s.served);

@@ -211,6 +211,11 @@ export class HAProxyEngine implements DataPlane {
     return {};
   }
 
+  /** HAProxy does not mirror requests for Cutover (the config refuses a mirror gate with this engine). */
+  mirrorReport(): null {
+    return null;
+  }
+
   /** New certificate for the live listener: rewrite the PEM, reload HAProxy (listeners handed over). */
   reloadTls(): boolean {
     if (!this.#o.tls || !this.#manage) return false;

@@ -36,3 +36,15 @@ test("a WebSocket's latency is its handshake, not its whole life", () => {
   assert.equal(ws.status, 101);
   assert.equal(ws.durationMs, 4);
 });
+
+test('the config refuses what the HAProxy engine and worker threads cannot do, naming the field', async () => {
+  const { parseConfig } = await import('../../config/load.ts');
+  const base = 'environments: { provider: static, static: { blue: [127.0.0.1:1], green: [127.0.0.1:2] } }\n';
+  const refused = (yaml: string, field: RegExp) => assert.throws(() => parseConfig(base + yaml, { file: 'cutover.yaml', baseDir: '/tmp' }), field);
+  refused('router: { engine: haproxy, workers: 2 }\n', /router\.workers/);
+  refused('router: { engine: haproxy }\nswitch: { steps: [10%, 100%] }\n', /switch\.steps/);
+  refused('router: { engine: haproxy, previewAccess: { trusted: [10.0.0.0/8] } }\n', /router\.previewAccess/);
+  refused('router: { workers: 2 }\ngates: [{ name: shadow, mirror: { sample: 10% } }]\n', /gates/);
+  assert.equal(parseConfig(`${base}router: { engine: haproxy, haproxy: { logSample: 10 } }\n`, { file: 'cutover.yaml', baseDir: '/tmp' }).router.haproxy.logSample, 10);
+  assert.equal(parseConfig(`${base}router: { workers: auto }\n`, { file: 'cutover.yaml', baseDir: '/tmp' }).router.workers, 'auto');
+});
