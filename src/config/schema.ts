@@ -186,9 +186,11 @@ export const configSchema = z.strictObject({
   notifications: notificationsSchema,
 }).superRefine((v, ctx) => {
   // What the other data planes cannot do yet is refused here, not silently skipped (docs/engines.md).
-  const mirrorAt = v.gates.findIndex((g) => g.kind === 'mirror');
-  if (v.router.engine === 'haproxy' && (v.switch?.steps.length ?? 0) > 0) ctx.addIssue({ code: 'custom', path: ['switch', 'steps'], message: 'a gradual switch needs router.engine "builtin" (the HAProxy engine switches all traffic at once)' });
-  if (mirrorAt >= 0 && (v.router.engine === 'haproxy' || v.router.workers !== 1)) ctx.addIssue({ code: 'custom', path: ['gates', mirrorAt], message: 'a mirror gate needs router.engine "builtin" with router.workers 1' });
+  // Zod runs this also when other fields failed: read defensively.
+  const router = v.router as Partial<typeof v.router> | undefined;
+  const mirrorAt = Array.isArray(v.gates) ? v.gates.findIndex((g) => g?.kind === 'mirror') : -1;
+  if (router?.engine === 'haproxy' && (v.switch?.steps?.length ?? 0) > 0) ctx.addIssue({ code: 'custom', path: ['switch', 'steps'], message: 'a gradual switch needs router.engine "builtin" (the HAProxy engine switches all traffic at once)' });
+  if (mirrorAt >= 0 && router !== undefined && (router.engine === 'haproxy' || (router.workers ?? 1) !== 1)) ctx.addIssue({ code: 'custom', path: ['gates', mirrorAt], message: 'a mirror gate needs router.engine "builtin" with router.workers 1' });
 });
 
 export type ConfigInput = z.input<typeof configSchema>;
