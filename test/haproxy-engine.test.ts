@@ -66,7 +66,7 @@ test('haproxy engine: deploy, switch, rollback, instance change and failover und
   try {
     const yaml = configYaml(ports, { instances: 2, drainTimeout: '5s', extra: '' }).replace('router:\n', 'router:\n  engine: haproxy\n');
     daemon = await Daemon.start(parseConfig(yaml, { file: 'cutover.yaml', baseDir: dir }), { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN } });
-    const engine = daemon.router as HAProxyEngine;
+    const engine = daemon.router.engine as HAProxyEngine;
     const live = daemon.liveUrl();
     assert.equal((await get(`${live}/`)).status, 503, 'nothing live yet');
     const d1 = await daemon.controller.deploy({ version: 'v1', path: SHOP_V1, actor: 'test' }).done;
@@ -150,7 +150,7 @@ test('haproxy engine: HAProxy killed → the daemon starts it again serving the 
     daemon = await Daemon.start(parseConfig(yaml, { file: 'cutover.yaml', baseDir: dir }), { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN } });
     await daemon.controller.deploy({ version: 'v1', path: SHOP_V1, actor: 'test' }).done;
     await daemon.controller.deploy({ version: 'v2', path: SHOP_V2, actor: 'test' }).done;
-    const engine = daemon.router as HAProxyEngine;
+    const engine = daemon.router.engine as HAProxyEngine;
     const pid = engine.supervisor.masterPid!;
     process.kill(-pid, 'SIGKILL');
     const ev = await waitFor(() => daemon!.controller.events({ limit: 10_000 }).find((e) => e.type === 'haproxy.restarted'), { what: 'restart recorded', timeoutMs: 15_000 });

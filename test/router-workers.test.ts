@@ -34,7 +34,7 @@ test('workers = 2: 20 switches under keep-alive load fail 0, each applied by bot
   try {
     const yaml = configYaml(ports, { instances: 1, drainTimeout: '5s' }).replace('router:\n', 'router:\n  workers: 2\n');
     daemon = await Daemon.start(parseConfig(yaml, { file: 'cutover.yaml', baseDir: dir }), { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN } });
-    const pool = daemon.router as WorkerPool;
+    const pool = daemon.router.engine as WorkerPool;
     assert.equal(pool.size, 2);
     await daemon.controller.deploy({ version: 'v1', path: SHOP_V1, actor: 'test' }).done;
     const d2 = await daemon.controller.deploy({ version: 'v2', path: SHOP_V2, actor: 'test' }).done;

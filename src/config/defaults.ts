@@ -27,6 +27,7 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 5 * 60_000; // 5 minutes to send the w
 // Data-plane engines (issue #12).
 export const DEFAULT_HAPROXY_BINARY = 'haproxy'; // found on PATH (Debian: /usr/sbin/haproxy)
 export const DEFAULT_HAPROXY_MAX_CONNECTIONS = 4_096; // HAProxy `maxconn` (global)
+export const DEFAULT_ACME_RENEW_BEFORE_MS = 30 * 24 * 3_600_000; // 30 days before expiry (Let's Encrypt certificates last 90)
 
 /** Name of the cookie the router sets to keep a visitor on its colour during a gradual switch. */
 export const DEFAULT_VISITOR_COOKIE = 'cutover_visitor';

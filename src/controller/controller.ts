@@ -122,6 +122,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     this.revision = opts.router.table().revision;
   }
 
+  /** The service this controller runs (`app`, or its name under `services:`). */
+  get app(): string {
+    return this.opts.app;
+  }
+
   // ───────────────────────────── start-up and recovery ─────────────────────────────
 
   /**

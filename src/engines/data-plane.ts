@@ -12,7 +12,10 @@ import path from 'node:path';
 import type { LoadedConfig } from '../config/schema.ts';
 import type { HealthView } from '../health/types.ts';
 import type { DataPlaneEngine as RunnableDataPlane, RequestRecord } from '../router/data-plane.ts';
-import { CLIENT_KEEP_ALIVE_TIMEOUT_MS, Router, type RouterOptions } from '../router/router.ts';
+import { CLIENT_KEEP_ALIVE_TIMEOUT_MS, Router, type RouterOptions, type ServiceRouter } from '../router/router.ts';
+import type { ListenerAddresses } from '../router/data-plane.ts';
+import type { HostPort } from '../lib/address.ts';
+import type { RouteTable } from '../router/route-table.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { EventEmitter } from 'node:events';
 import { HAProxyEngine, type EngineEvent } from './haproxy/engine.ts';
@@ -33,6 +36,48 @@ export interface DataPlaneEngine extends RunnableDataPlane {
 
 export type { EngineEvent };
 
+/**
+ * What the daemon holds of its data plane: the builtin `Router` (every service, TLS listener,
+ * ACME) or, for `router.engine: haproxy` / `router.workers` > 1, one of the engines here behind
+ * the same calls (one service: the config refuses `services:` with them).
+ */
+export interface RouterHost {
+  service(name: string): ServiceRouter;
+  start(): Promise<void>;
+  close(opts?: { keepRunning?: boolean }): Promise<void>;
+  addresses(): ListenerAddresses;
+  /** The route table in force (the first service's, with many). */
+  table(): RouteTable;
+  tlsAddress(): HostPort | null;
+  reloadTls(): boolean;
+  /** The engine behind it (HAProxy, worker threads); absent for the builtin router. */
+  readonly engine?: HAProxyEngine | WorkerPool;
+}
+
+/** router.tls's certificate pair, when it has one (router.tls.listen/acme are the builtin router's). */
+function tlsPair(t: { cert?: string; key?: string } | null | undefined): { cert: string; key: string } | null {
+  return t?.cert !== undefined && t.key !== undefined ? { cert: t.cert, key: t.key } : null;
+}
+
+/** True when the config asks for a data plane other than the in-process builtin router. */
+export function wantsEngine(config: Pick<LoadedConfig, 'router'>): boolean {
+  return config.router.engine !== 'builtin' || workerCount(config.router.workers) > 1;
+}
+
+/** An engine as the daemon's RouterHost: its one service is the engine itself. */
+export function engineHost(engine: HAProxyEngine | WorkerPool): RouterHost {
+  return {
+    engine,
+    service: (name: string) => { engine.name = name; return engine; },
+    start: () => engine.start(),
+    close: (opts) => engine.close(opts),
+    addresses: () => engine.addresses(),
+    table: () => engine.table(),
+    tlsAddress: () => null,
+    reloadTls: () => engine.reloadTls(),
+  };
+}
+
 export interface DataPlaneDeps {
   health: HealthView & Partial<Pick<EventEmitter, 'on' | 'off'>>;
   logger: Logger;
@@ -51,7 +96,7 @@ export function routerOptions(config: LoadedConfig, deps: DataPlaneDeps): Router
       maxHeaderBytes: r.maxHeaderSize, maxHeaderCount: r.maxHeaderCount, maxUrlBytes: r.maxUrlLength,
       maxBodyBytes: r.maxBodySize, headersTimeoutMs: r.headersTimeout, requestTimeoutMs: r.requestTimeout,
     },
-    trustedProxies: r.trustedProxies, tls: r.tls ?? null,
+    trustedProxies: r.trustedProxies, tls: tlsPair(r.tls),
     previewAccess: r.previewAccess ? { ...r.previewAccess, secret: r.previewAccess.secret ?? null } : null,
     health: deps.health, logger: deps.logger, onRequest: deps.onRequest,
     ...(deps.maxConnections ? { maxConnections: deps.maxConnections } : {}),
@@ -63,7 +108,7 @@ export function workerCount(w: number | 'auto'): number {
   return w === 'auto' ? Math.max(1, availableParallelism()) : w;
 }
 
-export function createDataPlane(config: LoadedConfig, deps: DataPlaneDeps): DataPlaneEngine {
+export function createDataPlane(config: LoadedConfig, deps: DataPlaneDeps): HAProxyEngine | WorkerPool | Router {
   const r = config.router;
   if (r.engine === 'haproxy') {
     return new HAProxyEngine({
@@ -72,7 +117,7 @@ export function createDataPlane(config: LoadedConfig, deps: DataPlaneDeps): Data
       manage: r.haproxy.manage,
       socket: r.haproxy.socket,
       drainTimeoutMs: r.drainTimeout,
-      tls: r.tls ?? null,
+      tls: tlsPair(r.tls),
       health: deps.health,
       logger: deps.logger,
       onRequest: deps.onRequest,

@@ -8,6 +8,7 @@
  * or a non-idempotent method, or retry after a response byte was forwarded.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants as http2Constants } from 'node:http2';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { HealthView } from '../health/types.ts';
 import type { RequestCapture, RequestRecord } from './data-plane.ts';
@@ -40,6 +41,7 @@ export interface ProxyContext {
   reportFailure(u: Upstream, reason: string): void;
 }
 
+const NGHTTP2_INTERNAL_ERROR = http2Constants.NGHTTP2_INTERNAL_ERROR;
 /** Per-request extras decided by the router before the exchange starts (rare; null for most requests). */
 export interface ExchangeExtras {
   /** A Set-Cookie header the router adds to the answer (the visitor cookie of a gradual switch). */
@@ -119,6 +121,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
   /** Chunked body under a limit: streamed through `CountedBody`. */
   readonly #counted: boolean;
   readonly #startedAt: number;
+  /** The client speaks HTTP/2 (TLS listener): no status text, no connection-level headers. */
+  readonly #h2: boolean;
   #upstream: Upstream | null = null;
   #retried = false;
   #staleRetried = false;
@@ -139,12 +143,20 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#startedAt = startedAt;
     const h = req.headers;
     const cl = h['content-length'];
-    this.#hasBody = (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined;
+    this.#h2 = req.httpVersionMajor === 2;
+    // HTTP/2 frames bodies itself: a request has one unless its HEADERS frame ended the stream
+    // (Content-Length is optional there, and Transfer-Encoding does not exist).
+    this.#hasBody = this.#h2
+      ? cl !== '0' && (req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders !== true
+      : (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined;
     this.#counted = ctx.maxBodyBytes > 0 && cl === undefined && this.#hasBody;
     const target = targetOf(req);
     this.#path = target.path;
     const remote = req.socket.remoteAddress;
-    this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto[extras?.via ?? listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
+    // The scheme the client used: its own socket says (a TLS listener next to a plain one).
+    const proto = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : ctx.proto[extras?.via ?? listener];
+    const raw = this.#h2 ? http2ToHttp1Headers(req.rawHeaders) : req.rawHeaders;
+    this.#headers = upstreamRequestHeaders(raw, h.connection, remote, proto, { trusted: ctx.trustedProxies.has(remote), host: target.host });
     this.#setCookie = extras?.setCookie ?? null;
     this.#capture = extras?.mirror === true ? ctx.mirror.pick(req.method ?? 'GET', cl, this.#path, this.#headers, route, h.cookie !== undefined || h.authorization !== undefined) : null;
     const capture = ctx.capture;
@@ -224,7 +236,9 @@ export class HttpExchange implements Flight, UpstreamHandler {
     const u = this.#upstream;
     if (u !== null) u.failures = 0;
     try {
-      this.#res.writeHead(statusCode, statusMessage || undefined, out);
+      // HTTP/2 has no reason phrase (RFC 9113 §8.3.2).
+      if (this.#h2) this.#res.writeHead(statusCode, out);
+      else this.#res.writeHead(statusCode, statusMessage || undefined, out);
     } catch {
       // Invalid header bytes from the application; nothing was written yet.
       controller.abort(new Error('invalid upstream response head'));
@@ -257,7 +271,7 @@ export class HttpExchange implements Flight, UpstreamHandler {
     if (this.#state === STREAMING) {
       // The head is out: the only honest signal left is cutting the connection.
       this.#error = (err as { code?: string }).code === UPSTREAM_ERRORS.bodyTimeout ? 'timeout' : 'reset';
-      this.#res.destroy();
+      this.#cut();
       this.#finish();
       return;
     }
@@ -309,7 +323,18 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#error = 'reset';
     this.#finish();
     this.controller?.abort(new Error('aborted by router'));
-    this.#res.destroy();
+    this.#cut();
+  }
+
+  /**
+   * The honest signal that a response will not complete: the connection cut (HTTP/1.1), or on
+   * HTTP/2 a reset of this stream alone (RST_STREAM INTERNAL_ERROR, RFC 9113 §8.1) so the
+   * connection's other streams carry on.
+   */
+  #cut(): void {
+    const stream = this.#h2 ? (this.#res as unknown as { stream?: { close(code: number): void; destroyed: boolean } }).stream : undefined;
+    if (stream !== undefined && !stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
+    else this.#res.destroy();
   }
 
   #fail(status: number, detail: string, kind: ProxyErrorKind | undefined): void {
@@ -321,7 +346,7 @@ export class HttpExchange implements Flight, UpstreamHandler {
     } else {
       const body = failureBody(status, detail);
       // A request body we did not (fully) read would be misparsed as the next request.
-      const close = this.#hasBody && !this.#req.complete;
+      const close = this.#hasBody && !this.#req.complete && !this.#h2;
       res.writeHead(status, close
         ? { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }
         : { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
@@ -359,6 +384,34 @@ export class HttpExchange implements Flight, UpstreamHandler {
     // Last: may complete a drain whose report should already count this request as done.
     this.lane?.remove(this);
   }
+}
+
+/**
+ * An HTTP/2 request's header lines as HTTP/1.1 needs them: pseudo-headers dropped, `:authority`
+ * as Host when the client sent no Host (RFC 9113 §8.3.1), and split Cookie fields joined with
+ * "; " (RFC 9113 §8.2.3: required before an HTTP/1.1 hop).
+ */
+export function http2ToHttp1Headers(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  let authority: string | null = null;
+  let host = false;
+  let cookie: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority') authority = raw[i + 1];
+      continue;
+    }
+    if (name === 'cookie') {
+      cookie = cookie === null ? raw[i + 1] : `${cookie}; ${raw[i + 1]}`;
+      continue;
+    }
+    if (name === 'host') host = true;
+    out.push(name, raw[i + 1]);
+  }
+  if (!host && authority !== null) out.unshift('host', authority);
+  if (cookie !== null) out.push('cookie', cookie);
+  return out;
 }
 
 /**

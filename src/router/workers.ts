@@ -61,6 +61,10 @@ export interface WorkerPoolOptions extends RouterOptions {
 
 export class WorkerPool implements DataPlane {
   readonly stats = new RequestStats();
+  /** The service this data plane serves (ServiceRouter.name; set by the daemon). */
+  name = 'app';
+  /** The pool reports nothing of its own as events (a replaced worker is logged). */
+  onEvent?: (e: { type: string; reason: string; data?: Record<string, unknown> }) => void;
   readonly #o: WorkerPoolOptions;
   readonly #logger: Logger;
   #slots: Slot[] = [];

@@ -89,6 +89,8 @@ interface PendingDrain {
 
 export class HAProxyEngine implements DataPlane {
   readonly stats = new RequestStats();
+  /** The service this data plane serves (ServiceRouter.name; set by the daemon). */
+  name = 'app';
   readonly files: HAProxyFiles;
   readonly supervisor: HAProxySupervisor;
   readonly #o: HAProxyEngineOptions;
