@@ -218,7 +218,8 @@ export const serviceSchema = z.strictObject({
 export const SERVICE_INHERITED_KEYS = ['environments', 'health', 'gates', 'warmup', 'analysis', 'standby', 'database', 'notifications', 'switch'] as const;
 const serviceName = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'expected a short name of letters, digits, ".", "_" or "-"');
 
-export const configSchema = z.strictObject({
+/** The config object without its cross-field checks (for `.pick()` and key lookups: zod refuses them on refined schemas). */
+export const configObjectSchema = z.strictObject({
   app: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'expected a short name of letters, digits, ".", "_" or "-"').default('app'),
   router: routerSchema.default(() => routerSchema.parse({})),
   admin: adminSchema.default(() => adminSchema.parse({})),
@@ -238,7 +239,9 @@ export const configSchema = z.strictObject({
   notifications: notificationsSchema,
   /** Many services on one router (absent: one service from the top-level keys). */
   services: z.record(serviceName, serviceSchema).optional(),
-}).superRefine((v, ctx) => {
+});
+
+export const configSchema = configObjectSchema.superRefine((v, ctx) => {
   // What the other data planes cannot do yet is refused here, not silently skipped (docs/engines.md).
   // Zod runs this also when other fields failed: read defensively.
   const router = v.router as Partial<typeof v.router> | undefined;
