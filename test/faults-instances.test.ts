@@ -34,7 +34,9 @@ test('a candidate that crashes while starting fails its deployment at once (not 
     const d = await cli(['deploy', 'v2', '--path', path.join(FIXTURES, 'crash-on-start')], { cwd: env.dir });
     const took = performance.now() - t0;
     assert.equal(d.code, 1, 'deployment failed');
-    assert.ok(took < 10_000, `failed after ${Math.round(took)} ms`);
+    // Not at the health timeout: that would take ≥ 20 s (the crash is at 200 ms). No tighter bound:
+    // a busy machine stretches the rest (issue 16); the message below names the exit as the cause.
+    assert.ok(took < 20_000, `failed after ${Math.round(took)} ms`);
     const last = await latest(env.dir);
     assert.equal(last.status, 'failed');
     assert.match(last.error?.message ?? '', /candidate instance green-\d of v2 exited with code 3 during (provision|health); last log line: "fatal: cannot start" \(log: .*green-\d\.log\)/);
@@ -48,9 +50,10 @@ test('a candidate that crashes while starting fails its deployment at once (not 
   }
 });
 
-test('a candidate that crashes during its gates: the gate is cut short, the deployment fails with the crash, traffic never moved', { timeout: 60_000 }, async () => {
-  // The gate outlasts the candidate (which dies 1.5 s after it starts).
-  const env = await setup(['gates:', '  - name: soak', '    command: sleep 8', '    timeout: 30s'].join('\n'));
+test('a candidate that crashes during its gates: the gate is cut short, the deployment fails with the crash, traffic never moved', { timeout: 90_000 }, async () => {
+  // The gate outlasts the candidate (which dies 1.5 s after it starts) by far: a cut-short gate
+  // ends within seconds, an uncut one after 30 s, whatever the machine's load (issue 16).
+  const env = await setup(['gates:', '  - name: soak', '    command: sleep 30', '    timeout: 60s'].join('\n'));
   const daemon = await startDaemonProcess(env.dir);
   const agent = new Agent({ connections: 4 });
   try {
@@ -71,7 +74,7 @@ test('a candidate that crashes during its gates: the gate is cut short, the depl
     stop = true;
     await load;
     assert.equal(d.code, 1, d.stdout);
-    assert.ok(took < 7_000, `the 8 s gate was cut short (${Math.round(took)} ms)`);
+    assert.ok(took < 25_000, `the 30 s gate was cut short (${Math.round(took)} ms)`);
     const last = await latest(env.dir);
     assert.equal(last.status, 'failed');
     assert.equal(last.phase, 'gates');

@@ -11,6 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { Daemon } from '../src/daemon/daemon.ts';
 import { defaultPlugins } from '../src/daemon/plugins.ts';
@@ -24,6 +25,8 @@ const SHOP = path.join(ROOT, 'examples', 'migrations-shop');
 const CHECK = path.join(FIXTURES, 'migrations-check');
 const TRIGGER = path.join(FIXTURES, 'migrations-trigger');
 const SEQUENCE = path.join(FIXTURES, 'migrations-sequence');
+/** Longer than the sample's 10 ms between copies. */
+const SAMPLE_GAP_MS = 30;
 const SECRETS = ['Bearer live-secret-token', 'sess-4711', 'qs-secret-99', 'hunter2'];
 
 const skip = await available('postgres');
@@ -47,6 +50,8 @@ function eventsOf(deployment: string, type: string): EventRecord[] {
 async function live(method: string, p: string, o: { headers?: Record<string, string>; body?: string } = {}): Promise<number> {
   const res = await request(`${daemon.liveUrl()}${p}`, { method: method as 'GET', headers: o.headers, body: o.body });
   await res.body.dump();
+  // The sample copies at most one request per 10 ms: space the test's requests out so each is kept.
+  await sleep(SAMPLE_GAP_MS);
   return res.statusCode;
 }
 
@@ -130,6 +135,11 @@ test('a BEFORE INSERT trigger the old release cannot satisfy is caught by the re
   assert.equal(failure.label, 'old');
   assert.equal(failure.check, 'replay POST /products');
   assert.match(failure.reason, /→ 500: .*products\.sku is required/);
+  // The file sets no lock timeout; the pipeline's sessions have database.lockTimeout, so the linter does not ask for one.
+  const findings = (eventsOf(bad.id, 'migrations.lint')[0].data as { findings: { rule: string }[] }).findings;
+  assert.deepEqual(findings.map((f) => f.rule), ['create-trigger']);
+  const standalone = await cli(['lint-migrations', path.join(TRIGGER, 'migrations', '002_require_sku.expand.sql')], { cwd: ROOT });
+  assert.match(standalone.stdout, /warning missing-lock-timeout/, 'the standalone linter cannot know the runner sets one');
   await assertRealDbUntouched(rows);
 });
 
@@ -159,9 +169,13 @@ test('a passing run replays the writes and compatibility.requests on the shadow 
 
   daemon = await startDaemon('  compatibility:\n    requests:\n      - method: POST\n        path: /products\n        body: { title: from-config }\n        status: 201\n');
   await waitFor(async () => (await getJson<{ release: string }>(`${daemon.liveUrl()}/`).catch(() => ({ release: '' }))).release === 'v1', { what: 'v1 adopted' });
+  // At most one 'from-config' row: the configured POST runs on both versions, and passes on both
+  // because each runs on its own copy of the migrated shadow (on one shared copy the second would fail).
+  await db.db.query("CREATE UNIQUE INDEX products_from_config_once ON products (name) WHERE name = 'from-config'");
   const rows = await productCount();
   const d2 = await daemon.controller.deploy({ version: 'v2', path: path.join(SHOP, 'v2'), actor: 'test' }).done;
   assert.equal(d2.status, 'succeeded', JSON.stringify(d2.error));
+  assert.ok(eventsOf(d2.id, 'migrations.compat.progress').some((e) => /the new release runs on its own copy .*_cshadow_/.test(e.reason)));
   const [compat] = eventsOf(d2.id, 'migrations.compat');
   // Five requests from before the restart (reloaded from disk) and the GET / polls since.
   assert.ok(Number(/replayed (\d+) recorded request\(s\)/.exec(compat.reason)?.[1]) >= 6, compat.reason);
@@ -177,4 +191,11 @@ test('a passing run replays the writes and compatibility.requests on the shadow 
   const named = await db.db.query<{ name: string }>("SELECT name FROM products WHERE name = 'from-config'");
   assert.deepEqual(named, []);
   assert.deepEqual(await columnsOf(db.db, 'products'), ['id', 'name', 'title'], 'the expand migration itself was applied');
+  // Once v2 is live, the rollback target v1 is watched: its recorded reads still work on the migrated schema.
+  await waitFor(() => daemon.controller.events({ limit: 10_000 }).some((e) => e.type === 'migrations.standby.checked'), { timeoutMs: 20_000, what: 'the standby watch' });
+  const checked = daemon.controller.events({ limit: 10_000 }).filter((e) => e.type === 'migrations.standby.checked');
+  assert.equal(checked[0].version, 'v1');
+  assert.match(checked[0].reason, /answers all \d+ recorded read-only request\(s\) after expand migration\(s\) 002_add_title\.expand\.sql of v2/);
+  const rt = (daemon.controller.status() as unknown as { migrations: { rollbackTarget: { version: string; canServe: boolean } } }).migrations.rollbackTarget;
+  assert.deepEqual([rt.version, rt.canServe], ['v1', true]);
 });

@@ -6,6 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseConfig } from '../src/config/load.ts';
 import { Daemon } from '../src/daemon/daemon.ts';
@@ -29,8 +30,7 @@ let stateDir: string;
 let ports: Ports;
 let daemon: DaemonProcess;
 let cleanup: () => void;
-// slow-start listens after SLOW_START_MS: long enough to stay a candidate while we look at it.
-const daemonEnv = { SLOW_START_MS: '60000' };
+const daemonEnv = {};
 
 const status = async (): Promise<Status> => {
   const r = await cli(['status', '--json'], { cwd: dir });
@@ -112,9 +112,12 @@ test('while a deploy runs, the standby runs beside the candidate and status says
   // Live v2 on green, standby v1 on blue.
   const s0 = await status();
   const standbyPids = pidsOf(s0, 'blue');
-  const started = await cli(['deploy', 'v5', '--path', path.join(FIXTURES, 'slow-start'), '--no-wait'], { cwd: dir });
+  // --manual: the candidate waits for `cutover promote` for as long as the test looks at it
+  // (a slow start would race the health timeout on a busy machine).
+  const started = await cli(['deploy', 'v5', '--path', SHOP_V2, '--manual', '--no-wait'], { cwd: dir });
   assert.equal(started.code, 0, started.stderr);
-  await waitFor(() => running().length === 6, { what: 'candidate processes beside live and standby' });
+  await waitFor(async () => (await status()).deployment?.status === 'awaiting-promotion', { timeoutMs: 30_000, what: 'the candidate waiting for promotion' });
+  assert.equal(running().length, 6, 'candidate processes beside live and standby');
   const mid = await status();
   assert.deepEqual(mid.standby && [mid.standby.color, mid.standby.version, mid.standby.state, mid.standby.besideCandidate], ['blue', 'v1', 'warm', 'v5']);
   assert.equal(mid.environments.blue.role, 'candidate');
@@ -130,13 +133,14 @@ test('kill -9 of the daemon before the switch: the restarted daemon keeps the st
   const s0 = await status();
   assert.deepEqual([s0.live?.version, s0.standby?.color, s0.standby?.version], ['v1', 'green', 'v2']);
   const standbyPids = pidsOf(s0, 'green');
-  const started = await cli(['deploy', 'v6', '--path', path.join(FIXTURES, 'slow-start'), '--no-wait'], { cwd: dir });
+  const started = await cli(['deploy', 'v6', '--path', SHOP_V1, '--manual', '--no-wait'], { cwd: dir });
   assert.equal(started.code, 0, started.stderr);
-  await waitFor(() => running().length === 6, { what: 'candidate processes' });
+  await waitFor(async () => (await status()).deployment?.status === 'awaiting-promotion', { timeoutMs: 30_000, what: 'the candidate waiting for promotion' });
+  assert.equal(running().length, 6, 'candidate processes');
   daemon.child.kill('SIGKILL');
   await new Promise((r) => daemon.child.once('exit', r));
   daemon = await startDaemonProcess(dir, daemonEnv);
-  await waitFor(() => running().length === 4, { what: 'the interrupted candidate to be stopped' });
+  await waitFor(() => running().length === 4, { timeoutMs: 30_000, what: 'the interrupted candidate to be stopped' });
   const h = JSON.parse((await cli(['history', '--json'], { cwd: dir })).stdout) as { deployments: DeploymentRecord[] };
   assert.equal(h.deployments[0].version, 'v6');
   assert.equal(h.deployments[0].status, 'interrupted');
@@ -178,6 +182,82 @@ test('standby.keepWarmDuringDeploy: false stops the standby to make room (tight 
     await client.close();
     await d.stop({ stopInstances: true });
     killAll(instancesOf(config.stateDir));
+    t.cleanup();
+  }
+});
+
+test('kill -9 of the daemon right after the switch: the restarted daemon stops the replaced standby, keeps the new one', { timeout: 90_000 }, async () => {
+  const t = tempDir();
+  const sd = path.join(t.dir, '.cutover');
+  const p = await freePorts();
+  writeConfig(t.dir, configYaml(p, { startTimeout: '5s', drainTimeout: '1s' }));
+  // Test-only fault point (src/controller/fault-points.ts): SIGKILL itself after v3's route swap.
+  let d = await startDaemonProcess(t.dir, { CUTOVER_TEST_CRASH_AT: 'drain:v3' });
+  try {
+    for (const [v, rel] of [['v1', SHOP_V1], ['v2', SHOP_V2]]) assert.equal((await cli(['deploy', v, '--path', rel], { cwd: t.dir })).code, 0);
+    const s0 = JSON.parse((await cli(['status', '--json'], { cwd: t.dir })).stdout) as Status;
+    const replaced = pidsOf(s0, 'blue'); // v1, the standby v3 replaces
+    const kept = pidsOf(s0, 'green'); // v2, live until v3's switch, then the standby
+    const crashed = await cli(['deploy', 'v3', '--path', SHOP_V1], { cwd: t.dir });
+    assert.notEqual(crashed.code, 0, 'the daemon died under the deploy');
+    await new Promise((r) => { if (d.child.exitCode !== null || d.child.signalCode !== null) r(null); else d.child.once('exit', r); });
+    assert.ok(replaced.every((pid) => instancesOf(sd).includes(pid)), 'the replaced standby was still running at the crash');
+    d = await startDaemonProcess(t.dir);
+    await waitFor(() => replaced.every((pid) => !instancesOf(sd).includes(pid)), { what: 'the replaced standby to be stopped' });
+    const s = JSON.parse((await cli(['status', '--json'], { cwd: t.dir })).stdout) as Status;
+    assert.deepEqual([s.live?.color, s.live?.version, s.standby?.color, s.standby?.version, s.standby?.state], ['blue', 'v3', 'green', 'v2', 'warm']);
+    assert.deepEqual(pidsOf(s, 'green'), kept, 'the new standby is the very processes that were live');
+    await waitFor(() => instancesOf(sd).length === 4, { what: 'live and standby only' });
+    const rb = JSON.parse((await cli(['rollback', '--json'], { cwd: t.dir })).stdout) as { restarted: boolean };
+    assert.equal(rb.restarted, false);
+  } finally {
+    await d.stop('SIGTERM');
+    killAll(instancesOf(sd));
+    t.cleanup();
+  }
+});
+
+test('every live instance down during a deploy: the deploy gives the held standby back and it takes the traffic (promise 2)', { timeout: 90_000 }, async () => {
+  const t = tempDir();
+  const sd = path.join(t.dir, '.cutover');
+  const p = await freePorts();
+  writeConfig(t.dir, configYaml(p, { startTimeout: '60s', drainTimeout: '1s' }));
+  // A live release whose health check fails once a file named `down` appears in its directory:
+  // down for good (a crash would be restarted and race the failover), and nothing is killed.
+  const toggle = path.join(t.dir, 'toggle');
+  mkdirSync(toggle);
+  writeFileSync(path.join(toggle, 'package.json'), '{ "type": "module" }');
+  writeFileSync(path.join(toggle, 'server.js'), [
+    "import http from 'node:http';",
+    "import { existsSync } from 'node:fs';",
+    'http.createServer((req, res) => {',
+    "  const down = req.url === '/health' && existsSync('down');",
+    "  res.writeHead(down ? 503 : 200, { 'content-type': 'application/json' });",
+    "  res.end(JSON.stringify({ version: process.env.CUTOVER_VERSION, color: process.env.CUTOVER_COLOR }));",
+    "}).listen(Number(process.env.PORT), '127.0.0.1');",
+    "process.on('SIGTERM', () => process.exit(0));",
+  ].join('\n'));
+  const d = await startDaemonProcess(t.dir, daemonEnv);
+  try {
+    assert.equal((await cli(['deploy', 'v1', '--path', SHOP_V1], { cwd: t.dir })).code, 0);
+    assert.equal((await cli(['deploy', 'v2', '--path', toggle], { cwd: t.dir })).code, 0);
+    const started = await cli(['deploy', 'v3', '--path', SHOP_V2, '--manual', '--no-wait'], { cwd: t.dir });
+    assert.equal(started.code, 0, started.stderr);
+    await waitFor(async () => (JSON.parse((await cli(['status', '--json'], { cwd: t.dir })).stdout) as Status).deployment?.status === 'awaiting-promotion', { timeoutMs: 30_000, what: 'the candidate waiting for promotion' });
+    assert.equal(instancesOf(sd).length, 6, 'the candidate beside live and the held standby');
+    writeFileSync(path.join(toggle, 'down'), '');
+    const s = await waitFor(async () => {
+      const st = JSON.parse((await cli(['status', '--json'], { cwd: t.dir })).stdout) as Status;
+      return st.live?.color === 'blue' && st.deployment === null ? st : null;
+    }, { timeoutMs: 30_000, what: 'the failover to the held standby' });
+    assert.deepEqual([s.live?.version, s.environments.blue.role], ['v1', 'live']);
+    assert.equal((await getJson<{ version: string }>(`http://127.0.0.1:${p.live}/`)).version, 'v1');
+    const h = JSON.parse((await cli(['history', '--json'], { cwd: t.dir })).stdout) as { deployments: DeploymentRecord[] };
+    assert.deepEqual([h.deployments[0].version, h.deployments[0].status], ['v3', 'aborted']);
+    assert.match(h.deployments[0].error?.message ?? '', /every live instance of green is down/);
+  } finally {
+    await d.stop('SIGTERM');
+    killAll(instancesOf(sd));
     t.cleanup();
   }
 });

@@ -68,6 +68,12 @@ gates: []
 #   url: \${DATABASE_URL}
 #   migrations: ./migrations   # in the release directory: 001_x.expand.sql, 002_y.contract.sql
 #   engine: postgres           # or mysql
+#   compatibility:             # old and new release on a shadow copy before expand runs
+#     sample:                  # recorded live traffic (redacted), replayed there: writes too
+#       exclude: [/payments]   # path prefixes never recorded
+#       redactFields: [ssn]    # besides token, password, secret, key…
+#     requests:                # sent on the shadow database only, never the real one
+#       - { method: POST, path: /orders, body: { sku: probe }, status: 201 }
 
 # Webhooks for events (HMAC-SHA256 signed, retried with backoff).
 # notifications:

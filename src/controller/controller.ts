@@ -20,7 +20,7 @@ import type { Logger } from '../lib/logger.ts';
 import { silentLogger } from '../lib/logger.ts';
 import type { RouteTable } from '../router/route-table.ts';
 import type { DataPlane, DrainReport } from '../router/data-plane.ts';
-import type { HealthView } from '../health/types.ts';
+import type { HealthMonitor } from '../health/types.ts';
 import { JUDGING_PHASES, POST_SWITCH_PHASES, PRE_SWITCH_PHASES, type DeploymentPhase, type DeploymentRecord, type EnvironmentState, type EventInput, type EventRecord, type Store } from '../store/types.ts';
 import type { ControllerEvents, ControllerView } from '../plugin-api/controller-view.ts';
 import type { PhaseContext, PhaseVerdict, PipelineHooks } from '../plugin-api/hooks.ts';
@@ -35,14 +35,6 @@ export const SYSTEM_ACTOR = 'cutover';
 const FAILOVER_RETRY_MS = 1_000;
 /** Retry of a retirement that failed (e.g. a state write): 1 minute. */
 const RETIRE_RETRY_MS = 60_000;
-
-/** What the controller needs of health checking. */
-export interface HealthMonitor extends HealthView, EventEmitter {
-  watch(target: { id: string; host: string; port: number }, opts?: { assumeHealthy?: boolean }): void;
-  unwatch(id: string): void;
-  markDown(id: string, reason: string): void;
-  waitHealthy(ids: string[], timeoutMs: number, signal?: AbortSignal): Promise<void>;
-}
 
 export interface ControllerOptions {
   app: string;
@@ -905,6 +897,16 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     if (!live || !id.startsWith(`${live}-`)) return;
     if (this.healthyCount(live) > 0) return;
     const standby = otherColor(live);
+    const run = this.running;
+    const held = run?.held ? this.store.heldStandby() : null;
+    if (run && held && envs[standby].role === 'candidate' && held.instances.some((i) => this.health.isHealthy(i.id))) {
+      // Promise 2 while a deploy runs: the standby held beside the candidate is healthy. The deploy
+      // gives it back (abort: candidate stopped, standby restored), then the failover takes it.
+      this.recordQuietly({ type: 'live.down', deployment: run.record.id, actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}); the deployment of ${run.record.version} is aborted so that the standby ${standby} (${held.env.version}) can take the traffic` });
+      run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', `every live instance of ${live} is down: the standby is needed for a failover`));
+      void run.done.finally(() => { if (!this.closed) this.onHealthChange(id, false, reason); });
+      return;
+    }
     if (envs[standby].role !== 'standby' || this.healthyCount(standby) === 0) {
       this.recordQuietly({ type: 'live.down', actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}) and there is no healthy standby; requests get 503 until one recovers` });
       return;

@@ -12,8 +12,8 @@ import { StaticProvider } from '../environments/static-provider.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
 import { Router } from '../router/router.ts';
-import type { DataPlane, RequestRecord, RouterView } from '../router/data-plane.ts';
-import { Controller, type HealthMonitor } from '../controller/controller.ts';
+import type { DataPlane, DataPlaneEngine, RequestRecord, RouterView } from '../router/data-plane.ts';
+import { Controller } from '../controller/controller.ts';
 import { connectableHost, hostPort } from '../lib/address.ts';
 import type { PipelineHooks } from '../plugin-api/hooks.ts';
 import { AdminServer } from '../api/server.ts';
@@ -43,7 +43,8 @@ export class Daemon {
   readonly store: SqliteStore;
   readonly provider: EnvironmentProvider;
   readonly health: HealthChecker;
-  readonly router: Router;
+  /** The data plane this daemon runs (the in-process Router); only the controller swaps it. */
+  readonly router: DataPlaneEngine;
   readonly controller: Controller;
   readonly api: AdminServer;
   readonly logger: Logger;
@@ -120,7 +121,7 @@ export class Daemon {
     });
     const hooks: PipelineHooks = { ...(opts.hooks ?? {}) };
     const controller = new Controller({
-      app: config.app, store, provider, health: health as unknown as HealthMonitor, router, logger, hooks,
+      app: config.app, store, provider, health, router, logger, hooks,
       startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
       standbyKeepForMs: config.standby.keepFor, keepStandbyWarm: config.standby.keepWarmDuringDeploy,
     });

@@ -12,7 +12,7 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import { CutoverError } from '../lib/errors.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
-import type { HealthView } from './types.ts';
+import type { HealthEvents, HealthMonitor } from './types.ts';
 
 export const DEFAULT_HEALTHY_THRESHOLD = 1;
 export const DEFAULT_UNHEALTHY_THRESHOLD = 2;
@@ -49,10 +49,6 @@ export interface HealthStatus {
   ejectedUntilOk: boolean;
 }
 
-export interface HealthEvents {
-  change: [id: string, healthy: boolean, reason: string];
-}
-
 interface Watched extends HealthStatus {
   target: HealthTarget;
   timer: NodeJS.Timeout | null;
@@ -65,7 +61,7 @@ interface Watched extends HealthStatus {
   epoch: number;
 }
 
-export class HealthChecker extends EventEmitter<HealthEvents> implements HealthView {
+export class HealthChecker extends EventEmitter<HealthEvents> implements HealthMonitor {
   private readonly opts: Required<Omit<HealthCheckerOptions, 'logger'>>;
   private readonly log: Logger;
   private readonly targets = new Map<string, Watched>();

@@ -3,8 +3,10 @@
  * release (the rollback target) and the new one both work on the schema the pending migrations
  * produce. A shadow database gets the current schema and a sample of rows, the pending
  * migrations are applied there, one instance of each release is started against it (its
- * database URL overridden through the environment), and the `http` gates plus `GET /` and the
- * health path are run against each instance directly.
+ * database URL overridden through the environment; on PostgreSQL the new release gets its own
+ * copy), and the `http` gates, `GET /`, the health path, `compatibility.requests` and the
+ * recorded live traffic (writes too) are run against each instance directly. Pending contract
+ * files are then applied to the new release's copy and it is checked again.
  *
  * Owns: the shadow's life and the throw-away instances' life — both always end with the run
  * (pass, failure or abort). Must never: touch the real database, or the daemon's own instances.
@@ -24,7 +26,7 @@ import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { DatabaseConfig, DbEngine } from '../config/database.ts';
 import { connect } from './db.ts';
 import { statementsOf, type MigrationFile } from './files.ts';
-import { createShadow, type Shadow } from './shadow.ts';
+import { cloneShadow, createShadow, type Shadow } from './shadow.ts';
 import { runStatement, setLockTimeout, shorten } from './tracking.ts';
 import { replayConfigured, replaySample, type ReplayResult } from './replay.ts';
 import type { SampledRequest } from './traffic-sample.ts';
@@ -101,6 +103,7 @@ export async function runCompatibility(o: CompatOptions): Promise<CompatResult> 
   const progress = o.progress ?? (() => undefined);
   o.signal.throwIfAborted();
   const shadow = await createShadow({ engine: o.engine, url: o.db.url, sampleRows: o.db.compatibility.sampleRows, skipRowsOf: o.tablesWithoutRows });
+  let second: Shadow | null = null;
   const result: CompatResult = { outcome: 'passed', summary: '', shadow: { name: shadow.name, rows: shadow.rows, notes: shadow.notes }, versions: [], failure: null, durationMs: 0 };
   try {
     const sampled = Object.values(shadow.rows).reduce((a, b) => a + b, 0);
@@ -114,13 +117,35 @@ export async function runCompatibility(o: CompatOptions): Promise<CompatResult> 
       return result;
     }
     progress(o.pending.length > 0 ? `applied ${o.pending.length} pending migration(s) to the shadow database: ${o.pending.map((f) => f.name).join(', ')}` : 'no expand migration pending: the versions run on a copy of the current schema');
-    await runVersions(o, shadow, result);
+    second = await ownCopyForNew(o, shadow, result, progress);
+    await runVersions(o, { old: shadow, new: second ?? shadow }, result);
     result.summary = result.failure ? failureSummary(result.failure) : passSummary(result, o);
     return result;
   } finally {
     result.durationMs = performance.now() - t0;
     // Always: also on failure and abort.
-    await shadow.drop().catch((err: unknown) => (o.logger ?? silentLogger).error({ err, shadow: shadow.name }, 'dropping the shadow database failed'));
+    for (const db of [second, shadow]) {
+      await db?.drop().catch((err: unknown) => (o.logger ?? silentLogger).error({ err, shadow: db.name }, 'dropping the shadow database failed'));
+    }
+  }
+}
+
+/**
+ * PostgreSQL, two versions: the new release gets its own copy of the migrated shadow, so the
+ * recorded writes replayed to the old release (a row with a unique email) do not collide with
+ * the same writes replayed to the new one. MySQL/MariaDB (no cheap copy) share one shadow.
+ */
+async function ownCopyForNew(o: CompatOptions, shadow: Shadow, result: CompatResult, progress: (reason: string) => void): Promise<Shadow | null> {
+  if (o.engine !== 'postgres' || o.versions.length < 2) return null;
+  try {
+    const copy = await cloneShadow(o.db.url, shadow);
+    progress(`the new release runs on its own copy ${copy.name} of the migrated shadow (replayed writes of the two versions do not meet)`);
+    return copy;
+  } catch (err) {
+    const note = `the new release shares the shadow with the old one (copying it failed: ${(err as Error).message})`;
+    result.shadow.notes.push(note);
+    progress(note);
+    return null;
   }
 }
 
@@ -163,35 +188,37 @@ async function applyToShadow(o: CompatOptions, shadow: Shadow): Promise<{ failur
   }
 }
 
-async function runVersions(o: CompatOptions, shadow: Shadow, result: CompatResult): Promise<void> {
+async function runVersions(o: CompatOptions, dbs: Record<'old' | 'new', Shadow>, result: CompatResult): Promise<void> {
   const runDir = path.join(o.stateDir, 'compat', `${Date.now()}-${process.pid}`);
-  const provider = new ProcessProvider({
-    stateDir: runDir, command: o.process.command, instances: 1,
-    env: { ...o.process.env, [o.db.urlEnv]: shadow.url }, inheritEnv: o.process.inheritEnv, secrets: o.process.secrets, stopGraceMs: o.process.stopTimeoutMs, logger: o.logger,
-  });
+  // One throw-away provider per version: each points its instances at its own shadow database.
+  const providers = new Map(o.versions.map((v) => [v.label, new ProcessProvider({
+    stateDir: path.join(runDir, v.label), command: o.process.command, instances: 1,
+    env: { ...o.process.env, [o.db.urlEnv]: dbs[v.label].url }, inheritEnv: o.process.inheritEnv, secrets: o.process.secrets, stopGraceMs: o.process.stopTimeoutMs, logger: o.logger,
+  })] as const));
+  const providerOf = (v: CompatVersion): ProcessProvider => providers.get(v.label) as ProcessProvider;
   try {
-    const started = await Promise.all(o.versions.map(async (v) => ({ v, instances: await provider.start(compatColor(v), { version: v.version, path: v.path }) })));
-    const healthy = await Promise.all(started.map(({ v, instances }) => waitHealthy(provider, instances[0], o).then((failure) => ({ v, inst: instances[0], failure }))));
+    const started = await Promise.all(o.versions.map(async (v) => ({ v, instances: await providerOf(v).start(compatColor(v), { version: v.version, path: v.path }) })));
+    const healthy = await Promise.all(started.map(({ v, instances }) => waitHealthy(providerOf(v), instances[0], o).then((failure) => ({ v, inst: instances[0], failure }))));
     for (const { v, inst, failure } of healthy) {
       const entry = { label: v.label, version: v.version, checks: [] as CompatCheck[] };
       result.versions.push(entry);
       if (failure) {
         entry.checks.push({ check: `health ${o.healthPath}`, outcome: 'failed', reason: failure });
-        result.failure ??= { label: v.label, version: v.version, check: `health ${o.healthPath}`, reason: failure, statements: o.suspects, log: await provider.logTail(inst.id, LOG_LINES) };
+        result.failure ??= { label: v.label, version: v.version, check: `health ${o.healthPath}`, reason: failure, statements: o.suspects, log: await providerOf(v).logTail(inst.id, LOG_LINES) };
         continue;
       }
       for (const r of await runChecks(o, v, `http://${inst.host}:${inst.port}`)) {
         entry.checks.push(r);
         if (r.outcome === 'failed' && !result.failure) {
-          result.failure = { label: v.label, version: v.version, check: r.check, reason: r.reason, statements: o.suspects, log: await provider.logTail(inst.id, LOG_LINES) };
+          result.failure = { label: v.label, version: v.version, check: r.check, reason: r.reason, statements: o.suspects, log: await providerOf(v).logTail(inst.id, LOG_LINES) };
         }
       }
     }
     const fresh = healthy.find((h) => h.v.label === 'new');
     if (!result.failure && fresh && !fresh.failure && (o.contract?.length ?? 0) > 0) {
-      // The new release must also survive its own contract: apply it to the copy and check again.
+      // The new release must also survive its own contract: apply it to its copy and check again.
       const contract = o.contract ?? [];
-      const applied = await applyToShadow({ ...o, pending: contract }, shadow);
+      const applied = await applyToShadow({ ...o, pending: contract }, dbs.new);
       if (applied.failure) {
         result.failure = applied.failure;
       } else {
@@ -202,7 +229,7 @@ async function runVersions(o: CompatOptions, shadow: Shadow, result: CompatResul
         for (const r of await runChecks(o, fresh.v, `http://${fresh.inst.host}:${fresh.inst.port}`)) {
           entry.checks.push({ ...r, check: `after contract: ${r.check}` });
           if (r.outcome === 'failed' && !result.failure) {
-            result.failure = { label: 'new', version: fresh.v.version, check: `after contract: ${r.check}`, reason: r.reason, statements: suspects, log: await provider.logTail(fresh.inst.id, LOG_LINES) };
+            result.failure = { label: 'new', version: fresh.v.version, check: `after contract: ${r.check}`, reason: r.reason, statements: suspects, log: await providerOf(fresh.v).logTail(fresh.inst.id, LOG_LINES) };
           }
         }
       }
@@ -211,8 +238,10 @@ async function runVersions(o: CompatOptions, shadow: Shadow, result: CompatResul
     // Old first in the report: the rollback target is the point of the run.
     result.versions.sort((a, b) => (a.label === b.label ? 0 : a.label === 'old' ? -1 : 1));
   } finally {
-    await Promise.all((['blue', 'green'] as const).map((c) => provider.stop(c).catch(() => undefined)));
-    await provider.detach().catch(() => undefined);
+    await Promise.all([...providers.values()].map(async (p) => {
+      await Promise.all((['blue', 'green'] as const).map((c) => p.stop(c).catch(() => undefined)));
+      await p.detach().catch(() => undefined);
+    }));
     await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
   }
 }

@@ -102,8 +102,10 @@ export class Migrator {
    * so it still uses what they removed). From the cached tracking rows: cheap, synchronous.
    */
   schemaProblems(release: { version: string | null; path: string | null }): string[] {
-    if (this.appliedContractNames.length === 0) return [];
-    const missing = release.path === null ? this.appliedContractNames : this.appliedContractNames.filter((n) => !existsSync(path.join(this.dirOf(release.path as string), n)));
+    // Without a release directory (static provider) what the release carries is unknown: no claim.
+    if (this.appliedContractNames.length === 0 || release.path === null) return [];
+    const dir = this.dirOf(release.path);
+    const missing = this.appliedContractNames.filter((n) => !existsSync(path.join(dir, n)));
     if (missing.length === 0) return [];
     return [`${release.version ?? 'that release'} lacks the applied contract migration(s) ${missing.join(', ')}: the database no longer has the schema it was written for`];
   }

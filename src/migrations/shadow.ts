@@ -86,6 +86,23 @@ export async function createShadow(o: ShadowOptions): Promise<Shadow> {
   }
 }
 
+/**
+ * PostgreSQL: a second shadow, a file-level copy of `from` (`CREATE DATABASE … TEMPLATE`), cheap
+ * next to a dump. Nobody may be connected to `from` while it is copied. Named like every shadow,
+ * so a killed run's clone is swept with the rest.
+ */
+export async function cloneShadow(realUrl: string, from: Shadow): Promise<Shadow> {
+  const name = shadowNameFor(databaseOf(realUrl));
+  const admin = await connect('postgres', realUrl);
+  try {
+    await admin.query(`CREATE DATABASE ${quoteIdent('postgres', name)} TEMPLATE ${quoteIdent('postgres', from.name)}`);
+  } catch (err) {
+    await admin.close();
+    throw err;
+  }
+  return { name, url: withDatabase(realUrl, name), rows: from.rows, notes: [], drop: async () => { try { await dropDatabase(admin, name); } finally { await admin.close(); } } };
+}
+
 async function dropDatabase(admin: DbConnection, name: string): Promise<void> {
   if (admin.engine === 'postgres') {
     // WITH (FORCE), PostgreSQL 13+: ends sessions still connected (instances of the run that did not exit).

@@ -26,7 +26,7 @@ test('redaction: credentials, every cookie value, secret query parameters and JS
   assert.equal(Buffer.from(form.body ?? '', 'base64').toString(), `a=1&password=${encodeURIComponent(REDACTED)}`);
 });
 
-test('bounded: per endpoint (ids folded) and in total, oldest endpoint first; the router is asked cheaply', () => {
+test('bounded: per endpoint (ids folded) and in total, oldest endpoint first', () => {
   assert.equal(endpointKey('GET', '/orders/123/items/550e8400-e29b-41d4-a716-446655440000?x=1'), 'GET /orders/:id/items/:id');
   const s = new TrafficSample(cfg({ maxRequests: 6, perEndpoint: 2, exclude: ['/admin'] }));
   for (let i = 0; i < 5; i++) s.add(s.redact('GET', `/orders/${i}`, [], null, live));
@@ -36,10 +36,18 @@ test('bounded: per endpoint (ids folded) and in total, oldest endpoint first; th
   assert.equal(s.size, 6);
   assert.ok(!s.all().some((r) => r.path.startsWith('/orders')), 'the least recently updated endpoint went first');
   assert.deepEqual(s.readOnly().map((r) => r.method), ['GET', 'GET', 'GET']);
+});
+
+test('the router is asked cheaply: methods, prefixes, and at most one copy per 10 ms', async () => {
+  const { setTimeout: sleep } = await import('node:timers/promises');
+  const s = new TrafficSample(cfg({ exclude: ['/admin'] }));
   const c = s.capture();
-  assert.equal(c.wants('DELETE', '/x'), true);
   assert.equal(c.wants('OPTIONS', '/x'), false, 'a method not configured');
+  assert.equal(c.wants('DELETE', '/x'), true);
+  assert.equal(c.wants('DELETE', '/y'), false, 'right after a copy: throttled');
+  await sleep(15);
   assert.equal(c.wants('GET', '/admin/users'), false, 'an excluded prefix');
+  await sleep(15);
   assert.equal(c.wants('GET', '/a'), true, 'an endpoint with room');
 });
 

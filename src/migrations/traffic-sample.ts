@@ -9,7 +9,8 @@
  * anything is kept, in memory or on disk.
  * Must never: keep a secret in clear (configured and built-in headers, cookie values, tokens in
  * query strings and JSON/form bodies), keep a body longer than the limit, or slow the router down
- * (one cheap `wants` per live request; copying is rate-limited per endpoint once it is full).
+ * (`wants` is a clock read for most requests; at most 100 copies a second, and one a second per
+ * endpoint once it is full).
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -21,6 +22,10 @@ export const REDACTED = '[redacted]';
 export const SAMPLE_FILE = 'traffic-sample.json';
 /** Once an endpoint holds `perEndpoint` requests, at most one new copy of it per second: 1 s. */
 const REFRESH_MS = 1_000;
+/** At most one copy per 10 ms (100 a second) whatever the traffic: the router's cost stays flat. */
+const CAPTURE_GAP_MS = 10;
+/** At most one endpoint lookup per millisecond while nothing is copied (busy, full endpoints). */
+const LOOKUP_GAP_MS = 1;
 /** Changes are written to the state directory at most this often: 2 s. */
 const SAVE_DELAY_MS = 2_000;
 const READ_ONLY: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -65,6 +70,7 @@ export class TrafficSample {
   readonly #byEndpoint = new Map<string, SampledRequest[]>();
   readonly #touched = new Map<string, number>();
   #total = 0;
+  #nextLookupAt = 0;
   #saveTimer: NodeJS.Timeout | null = null;
 
   constructor(cfg: SampleConfig, o: { stateDir?: string | null; logger?: Logger } = {}) {
@@ -82,11 +88,19 @@ export class TrafficSample {
     const methods = new Set<string>(cfg.methods);
     return {
       maxBodyBytes: cfg.maxBodySize,
+      // Asked for every live request: a clock read and a set lookup, then at most 1000 lookups a
+      // second and 100 copies a second, however busy the router is.
       wants: (method, p) => {
-        if (!methods.has(method) || !this.#pathWanted(p)) return false;
+        if (!methods.has(method)) return false;
+        const now = Date.now();
+        if (now < this.#nextLookupAt) return false;
+        this.#nextLookupAt = now + LOOKUP_GAP_MS;
+        if (!this.#pathWanted(p)) return false;
         const key = endpointKey(method, p);
         const list = this.#byEndpoint.get(key);
-        return list === undefined || list.length < cfg.perEndpoint || Date.now() - (this.#touched.get(key) ?? 0) >= REFRESH_MS;
+        const wanted = list === undefined || list.length < cfg.perEndpoint || now - (this.#touched.get(key) ?? 0) >= REFRESH_MS;
+        if (wanted) this.#nextLookupAt = now + CAPTURE_GAP_MS;
+        return wanted;
       },
     };
   }

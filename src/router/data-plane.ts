@@ -112,3 +112,16 @@ export interface DataPlane extends RouterView {
    */
   swap(next: RouteTable): SwapResult;
 }
+
+/**
+ * What the daemon runs: a data plane it can start, point at new certificates and stop. The
+ * in-process `Router` is one; a router child process, worker threads or HAProxy would be others.
+ */
+export interface DataPlaneEngine extends DataPlane {
+  /** Bind the listeners; resolves once they accept connections. */
+  start(): Promise<void>;
+  /** Re-read the live listener's certificate for new handshakes; false when TLS is off. Throws on a bad pair. */
+  reloadTls(): boolean;
+  /** Stop listening and close every connection. */
+  close(): Promise<void>;
+}

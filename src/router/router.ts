@@ -30,7 +30,7 @@ import { AddressSet } from '../lib/cidr.ts';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
-import type { DataPlane, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, SwapResult } from './data-plane.ts';
+import type { DataPlaneEngine, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, SwapResult } from './data-plane.ts';
 import { HttpExchange, type ProxyContext } from './http-exchange.ts';
 import { Lane } from './lanes.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
@@ -107,7 +107,7 @@ function laneIndex(listener: ListenerName, color: Color): number {
   return (listener === 'live' ? 0 : 2) + (color === 'blue' ? 0 : 1);
 }
 
-export class Router implements DataPlane {
+export class Router implements DataPlaneEngine {
   /** This router's name in acknowledgements (`SwapResult.applied`). */
   readonly id: string;
   readonly stats = new RequestStats();
