@@ -18,7 +18,7 @@ import { BIN, ROOT, SHOP_V1, SHOP_V2, TEST_TOKEN, cli, configYaml, freePorts, in
 async function withDaemon(extra: string, fn: (dir: string, d: Daemon) => Promise<void>, processKeys: Record<string, string> = {}): Promise<void> {
   const t = tempDir();
   const ports = await freePorts();
-  let text = configYaml(ports, { startTimeout: '5s', drainTimeout: '1s' });
+  let text = configYaml(ports, { startTimeout: '30s', drainTimeout: '1s' });
   for (const [k, v] of Object.entries(processKeys)) text = text.replace('    startTimeout:', `    ${k}: ${v}\n    startTimeout:`);
   writeConfig(t.dir, `${text}\n${extra}`);
   const config = parseConfig(readFileSync(path.join(t.dir, 'cutover.yaml'), 'utf8'), { file: 'cutover.yaml', baseDir: t.dir });
@@ -116,7 +116,7 @@ test('environments.process.releaseDir finds the release by version; history mark
     cpSync(SHOP_V2, path.join(dir, 'releases', 'v2'), { recursive: true });
     const missing = await cli(['deploy', 'v9'], { cwd: dir });
     assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /release directory .*releases\/v9 \(environments\.process\.releaseDir for v9\) does not exist/);
+    assert.match(missing.stderr, /release directory .*releases\/v9"? \(environments\.process\.releaseDir for v9\) does not exist/);
     for (const v of ['v1', 'v2']) {
       const r = await cli(['deploy', v], { cwd: dir });
       assert.equal(r.code, 0, r.stdout + r.stderr);

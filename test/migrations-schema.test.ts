@@ -127,3 +127,17 @@ test('--force overrides a refused rollback and a refused deploy, and both are re
   assert.match(migrate?.reason ?? '', /the database is ahead of it by 004_drop_name\.contract\.sql \(forced\)/);
   assert.ok(events.some((e) => e.type === 'migrations.schema.overridden'));
 });
+
+test('the migrate phase checks the tracking table itself: a contract applied outside Cutover still stops a release that lacks it', { skip: skip ?? false }, async () => {
+  // Someone ran a contract by hand: the daemon's cached view does not know it yet.
+  await db.db.query("INSERT INTO cutover_migrations (name, phase, checksum, status, release, recorded_at, applied_at, actor) VALUES ('009_manual.contract.sql', 'contract', repeat('0', 64), 'applied', 'by-hand', now(), now(), 'dba')");
+  try {
+    const d = await daemon.controller.deploy({ version: 'v4', path: release('v4'), actor: 'test' }).done;
+    assert.equal(d.status, 'failed');
+    assert.equal(d.error?.code, 'CUTOVER_ERR_MIGRATION');
+    assert.match(d.error?.message ?? '', /v4 lacks the contract migration\(s\) 009_manual\.contract\.sql the database has applied.*--force/);
+    assert.equal(await liveRelease(), 'v3', 'traffic untouched');
+  } finally {
+    await db.db.query("DELETE FROM cutover_migrations WHERE name = '009_manual.contract.sql'");
+  }
+});

@@ -45,8 +45,9 @@ before(async () => {
   dir = t.dir;
   cleanup = t.cleanup;
   stateDir = path.join(dir, '.cutover');
+  // startTimeout: the healthy releases get it on a busy machine; never-healthy waits it out once.
   ports = await freePorts();
-  writeConfig(dir, configYaml(ports, { startTimeout: '3s', drainTimeout: '1s' }));
+  writeConfig(dir, configYaml(ports, { startTimeout: '10s', drainTimeout: '1s' }));
   daemon = await startDaemonProcess(dir, daemonEnv);
   for (const [v, p] of [['v1', SHOP_V1], ['v2', SHOP_V2]]) {
     const r = await cli(['deploy', v, '--path', p], { cwd: dir });
@@ -165,7 +166,7 @@ test('a successful deploy stops the held standby only after its switch', { timeo
 test('standby.keepWarmDuringDeploy: false stops the standby to make room (tight hosts)', { timeout: 60_000 }, async () => {
   const t = tempDir();
   const p = await freePorts();
-  const config = parseConfig(configYaml(p, { startTimeout: '2s', extra: '  keepWarmDuringDeploy: false' }), { file: 'cutover.yaml', baseDir: t.dir });
+  const config = parseConfig(configYaml(p, { startTimeout: '10s', extra: '  keepWarmDuringDeploy: false' }), { file: 'cutover.yaml', baseDir: t.dir });
   assert.equal(config.standby.keepWarmDuringDeploy, false);
   const d = await Daemon.start(config, { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN } });
   const client = new AdminClient({ baseUrl: d.adminUrl(), token: TEST_TOKEN, actor: 'test' });
@@ -190,7 +191,7 @@ test('kill -9 of the daemon right after the switch: the restarted daemon stops t
   const t = tempDir();
   const sd = path.join(t.dir, '.cutover');
   const p = await freePorts();
-  writeConfig(t.dir, configYaml(p, { startTimeout: '5s', drainTimeout: '1s' }));
+  writeConfig(t.dir, configYaml(p, { startTimeout: '30s', drainTimeout: '1s' }));
   // Test-only fault point (src/controller/fault-points.ts): SIGKILL itself after v3's route swap.
   let d = await startDaemonProcess(t.dir, { CUTOVER_TEST_CRASH_AT: 'drain:v3' });
   try {
