@@ -12,7 +12,7 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminClient } from '../src/api/client.ts';
-import type { RouteTable } from '../src/router/route-table.ts';
+import type { MirrorSpec, RouteTable } from '../src/router/route-table.ts';
 import type { DeploymentRecord } from '../src/store/types.ts';
 import type { Colour, OriginPorts } from './peers.ts';
 import { BIN, binNodeFlags, forkChild, freePort, nowMs, run, schedMs, sleep, spawnChild, stopChild, waitForPort, withCompileCache } from './procs.ts';
@@ -81,12 +81,15 @@ export class RouterProcess {
   }
 
   /** Routes live traffic to the origin's `colour` server block; resolves with the in-process swap time. */
-  swap(colour: Colour, origin: OriginPorts): Promise<number> {
+  swap(colour: Colour, origin: OriginPorts, mirror: MirrorSpec | null = null): Promise<number> {
     this.#revision++;
+    const o: Colour = colour === 'blue' ? 'green' : 'blue';
     const table: RouteTable = {
       revision: this.#revision,
       live: { color: colour, version: colour === 'blue' ? 'v1' : 'v2', targets: [{ id: `${colour}-0`, host: '127.0.0.1', port: origin[colour] }] },
-      preview: null,
+      // With mirroring (bench/mirror.ts), the other colour is the candidate copies go to.
+      preview: mirror === null ? null : { color: o, version: o === 'blue' ? 'v1' : 'v2', targets: [{ id: `${o}-0`, host: '127.0.0.1', port: origin[o] }] },
+      mirror,
     };
     return new Promise((resolve) => {
       const onMessage = (m: RouterReply) => {

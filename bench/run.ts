@@ -6,6 +6,7 @@
  *   node bench/run.ts --quick          a few seconds per part, 5 switches; writes no file unless --out
  *   node bench/run.ts --out FILE       write the Markdown report to FILE instead
  *   node bench/run.ts --json FILE      also write every number as JSON (for tests and tracking)
+ *   node bench/run.ts --only http2     only HTTP/2 vs HTTP/1.1 on the TLS listener (bench/http2.ts)
  *
  * 1. Throughput/latency: wrk (2 threads, 50 keep-alive connections) against the origin directly,
  *    the bare router, the whole daemon, nginx and HAProxy; peak RSS and CPU per request.
@@ -656,8 +657,15 @@ async function main(): Promise<number> {
       out: { type: 'string' },
       json: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      only: { type: 'string' },
     },
   });
+  if (args.only === 'http2') {
+    const { benchHttp2, http2Table } = await import('./http2.ts');
+    process.stdout.write(`${http2Table(await benchHttp2(args.quick ? { seconds: 2, rounds: 1 } : { seconds: 6, rounds: 2 }))}\n`);
+    return 0;
+  }
+  if (args.only !== undefined) throw new Error(`--only: expected http2, got ${args.only}`);
   const plan = args.quick ? QUICK : FULL;
   const out = args.out ?? (args.quick ? null : DEFAULT_OUT);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-bench-'));

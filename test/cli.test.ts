@@ -98,13 +98,14 @@ test('every commented example in the init template is valid configuration', () =
   const at = INIT_TEMPLATE.indexOf('gates: []\n');
   const examples = INIT_TEMPLATE.slice(at).replace('gates: []\n', 'gates:\n')
     .split('\n')
-    .map((l) => (/^# ?(warmup|analysis|database|notifications):/.test(l) || /^# {2,}\S/.test(l) ? l.slice(2) : l))
+    .map((l) => (/^# ?(warmup|analysis|database|notifications|switch):/.test(l) || /^# {2,}\S/.test(l) ? l.slice(2) : l))
     .join('\n');
   const uncommented = INIT_TEMPLATE.slice(0, at) + examples;
   assert.notEqual(uncommented, INIT_TEMPLATE);
   const cfg = parseConfig(uncommented, { file: 'cutover.yaml', baseDir: '/tmp', env: { DATABASE_URL: 'postgres://u@127.0.0.1/db', CUTOVER_WEBHOOK_SECRET: '0123456789abcdef0123' } });
-  assert.equal(cfg.gates.length, 4);
+  assert.equal(cfg.gates.length, 6);
   assert.ok(cfg.analysis);
+  assert.deepEqual(cfg.switch?.steps, [0.05, 0.25]);
   assert.ok(cfg.database);
   assert.equal(cfg.notifications.length, 1);
   assert.ok(cfg.warmup);

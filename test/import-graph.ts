@@ -24,6 +24,7 @@ export const LAYERS: readonly string[] = [
   'config', //       the cutover.yaml schema, every section, loading
   'environments', // colours, instances, providers that start and stop them
   'health', //       active and passive health of instances
+  'tls', //          certificates served by SNI, ACME (issue 18); the router reads its store
   'router', //       the data plane and its contract (data-plane.ts, route-table.ts)
   'store', //        what survives a crash: state, deployments, events
   'plugin-api', //   what plugins see: hooks, views of the controller and router, the status type

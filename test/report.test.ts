@@ -44,7 +44,14 @@ const events = [
   measured(T0 + 100 * MIN + 1001 + 30_000, 'd3', 200, 0.1, { requests: 800, errorRate: 0.005 }),
   ev(T0 + 400 * MIN + 1000, 'switch', 'd6', { durationMs: 1 }),
   measured(T0 + 405 * MIN + 1000, 'd6', 1000, 0, { requests: 1000, errorRate: 0.01 }),
+  // Analysis intervals of d3 with per-colour auth figures (401/403/419, session loss).
+  ev(T0 + 100 * MIN + 11_000, 'analysis', 'd3', { data: { auth: { green: auth(100, 50, 10, 0.2), blue: auth(100, 60, 0, 0) } } }),
+  ev(T0 + 100 * MIN + 21_000, 'analysis', 'd3', { data: { auth: { green: auth(100, 50, 0, 0), blue: auth(100, 40, 0, 0) } } }),
 ];
+
+function auth(requests: number, withCredentials: number, n401: number, sessionLossRate: number) {
+  return { requests, withCredentials, authFailures: { 401: n401, 403: 0, 419: 0 }, sessionLossRate };
+}
 const window = { since: T0 - 30 * 24 * 60 * MIN + 1, until: T0 + 600 * MIN };
 
 test('release figures from a known history', () => {
@@ -97,5 +104,18 @@ test('cutover report prints the figures and one line per release', () => {
   assert.match(out, /^rollbacks +2 +\(1 automatic, 1 manual\); each took p50 2ms, max 2ms$/m);
   assert.match(out, /^live before rollback +45s mean +\(switch → rollback: how long users had a release that was rolled back\)$/m);
   assert.match(out, /^errors after switch +1\.8% against 0\.8% before +\(2 of 3 release\(s\) worse than baseline\)$/m);
-  assert.match(out, /^v2 +green +rolled back later +3ms +1m(0s)? +2\.0% +1\.0% +d2$/m);
+  assert.match(out, /^v2 +green +rolled back later +3ms +1m(0s)? +2\.0% +1\.0% +- +d2$/m);
+  assert.match(out, /^v3 +green +rolled-back +4ms +30s +10\.0% +0\.5% +green 10 \/ 10\.0% · blue 0 \/ 0\.0% +d3$/m);
+  assert.match(out, /^session loss +10\.0% +\(10 auth failure\(s\) 401\/403\/419 on the new colours, 100 request\(s\) with credentials, 1 release\(s\)\)$/m);
+});
+
+test('auth failures and session loss per colour are summed from the analysis events of a release', () => {
+  const r = computeReport(deployments, events, window);
+  const d3 = r.releases.find((x) => x.id === 'd3')!;
+  assert.deepEqual(d3.auth, {
+    green: { requests: 200, withCredentials: 100, authFailures: { 401: 10, 403: 0, 419: 0 }, sessionLossRate: 0.1 },
+    blue: { requests: 200, withCredentials: 100, authFailures: { 401: 0, 403: 0, 419: 0 }, sessionLossRate: 0 },
+  });
+  assert.deepEqual(r.sessions, { releases: 1, withCredentials: 100, authFailures: 10, sessionLossRate: 0.1 });
+  assert.equal(r.releases.find((x) => x.id === 'd2')!.auth, null);
 });

@@ -18,6 +18,7 @@ import { startLoad, type LoadRun } from '../gates/load-generator.ts';
 import type { AnalysisConfig } from '../config/analysis.ts';
 import { judgeInterval, ms, pct, type IntervalJudgement } from './judge.ts';
 import type { WindowSummary } from './recorder.ts';
+import { describeAuth, type AuthFigures } from './auth-counter.ts';
 
 /** After an interval ends, wait this long before reading it (requests are counted when they finish). */
 export const EVAL_GRACE_MS = 10;
@@ -41,6 +42,8 @@ export interface AnalysisInput {
   record(e: { type: string; reason: string; data: Record<string, unknown> }): void;
   /** Hold for an operator: resolves on promote, rejects on rollback/abort. */
   awaitPromotion(reason: string): Promise<{ actor: string; force: boolean }>;
+  /** Per-colour auth failures on the live listener since the last call (shown, not judged). */
+  auth?: () => Record<Color, AuthFigures>;
   now?: () => number;
 }
 
@@ -68,6 +71,14 @@ export async function runAnalysis(a: AnalysisInput): Promise<AnalysisVerdict> {
   let failures = 0;
   let passed = 0;
   let inconclusive = 0;
+  const zero = () => ({ requests: 0, withCredentials: 0, lost: 0, authFailures: { 401: 0, 403: 0, 419: 0 } });
+  const totals: Record<Color, ReturnType<typeof zero>> = { blue: zero(), green: zero() };
+  const authSummary = (): Record<string, unknown> | undefined => a.auth ? {
+    auth: Object.fromEntries(([a.candidate.color, a.previous.color] as const).map((c) => {
+      const t = totals[c];
+      return [c, { requests: t.requests, withCredentials: t.withCredentials, authFailures: t.authFailures, sessionLossRate: t.withCredentials === 0 ? 0 : t.lost / t.withCredentials }];
+    })),
+  } : undefined;
   try {
     for (let k = 0; k < count; k++) {
       const from = t0 + k * cfg.interval;
@@ -87,16 +98,26 @@ export async function runAnalysis(a: AnalysisInput): Promise<AnalysisVerdict> {
         if (cfg.inconclusive === 'rollback') counted = true;
       }
       if (counted) failures++;
+      const authFigs = a.auth?.() ?? null;
+      if (authFigs) {
+        for (const c of [a.candidate.color, a.previous.color] as const) {
+          const t = totals[c];
+          const f = authFigs[c];
+          t.requests += f.requests; t.withCredentials += f.withCredentials;
+          t.lost += f.sessionLossRate * f.withCredentials;
+          for (const s of ['401', '403', '419'] as const) t.authFailures[s] += f.authFailures[s];
+        }
+      }
       a.record({
         type: 'analysis',
-        reason: `${label} ${j.outcome}${counted ? ` (${failures}/${cfg.failureLimit})` : ''}: ${j.text} [${j.requests} request(s)]`,
-        data: { interval: k + 1, of: count, from, to, outcome: j.outcome, requests: j.requests, candidate: j.candidate, checks: j.checks, failures, failureLimit: cfg.failureLimit, baseline: base ? { source: baselineSource, requests: base.requests, errorRate: base.errorRate, p95: base.p95, p99: base.p99 } : null },
+        reason: `${label} ${j.outcome}${counted ? ` (${failures}/${cfg.failureLimit})` : ''}: ${j.text} [${j.requests} request(s)]${authFigs ? `; ${describeAuth(authFigs, [a.candidate.color, a.previous.color])}` : ''}`,
+        data: { interval: k + 1, of: count, from, to, outcome: j.outcome, requests: j.requests, candidate: j.candidate, checks: j.checks, failures, failureLimit: cfg.failureLimit, baseline: base ? { source: baselineSource, requests: base.requests, errorRate: base.errorRate, p95: base.p95, p99: base.p99 } : null, ...(authFigs ? { auth: authFigs } : {}) },
       });
       if (counted && failures >= cfg.failureLimit) {
         const why = j.outcome === 'failed' ? failedChecks(j) : `${j.text} (inconclusive: rollback)`;
         const summary = `${why} in ${label} (${j.requests} request(s); ${failures} of failureLimit ${cfg.failureLimit})`;
         if (cfg.onFailure === 'pause') return await pause(a, `analysis of ${a.candidate.version} failed: ${summary}; judging stopped: \`cutover promote\` accepts it, \`cutover rollback\` rolls back`, { failures, passed, inconclusive });
-        return { outcome: 'failed', summary, data: { interval: k + 1, checks: j.checks, candidate: j.candidate, baseline: baselineInfo, failures, failureLimit: cfg.failureLimit } };
+        return { outcome: 'failed', summary, data: { interval: k + 1, checks: j.checks, candidate: j.candidate, baseline: baselineInfo, failures, failureLimit: cfg.failureLimit, ...authSummary() } };
       }
       if (j.outcome === 'inconclusive' && cfg.inconclusive === 'pause') {
         return await pause(a, `${label} of ${a.candidate.version} was inconclusive (${j.text}); judging stopped: \`cutover promote\` accepts it, \`cutover rollback\` rolls back`, { failures, passed, inconclusive });
@@ -108,7 +129,7 @@ export async function runAnalysis(a: AnalysisInput): Promise<AnalysisVerdict> {
   return {
     outcome: 'passed',
     summary: `stable for ${formatDuration(count * cfg.interval)}: ${passed} interval(s) passed, ${inconclusive} inconclusive, ${failures} failed (limit ${cfg.failureLimit})`,
-    data: { passed, inconclusive, failures, intervals: count, baseline: baselineInfo },
+    data: { passed, inconclusive, failures, intervals: count, baseline: baselineInfo, ...authSummary() },
   };
 }
 

@@ -8,6 +8,8 @@ import type { PhaseVerdict } from '../plugin-api/hooks.ts';
 import { CutoverError } from '../lib/errors.ts';
 import { runAnalysis } from './analyzer.ts';
 import { ReleaseRecorder } from './recorder.ts';
+import { AuthCounter } from './auth-counter.ts';
+import { judgeStep } from './step.ts';
 import { DEFAULT_DRILL_CONNECTIONS, DEFAULT_DRILL_HOLD_MS, DEFAULT_DRILL_RATE, runDrill } from './drill.ts';
 
 const drillBody = z.strictObject({
@@ -21,9 +23,37 @@ export const analysisPlugin: PluginFactory = ({ config, controller, router }) =>
   const cfg = config.analysis;
   /** Recorders of the bakes in progress (at most one pair: one deployment at a time). */
   const recorders = new Set<ReleaseRecorder>();
+  /** Auth failures per colour during a bake or a step (one deployment at a time). */
+  const auth = new Set<AuthCounter>();
   return {
-    onRequest: (r) => { for (const rec of recorders) rec.observe(r); },
+    onRequest: (r) => {
+      for (const rec of recorders) rec.observe(r);
+      for (const a of auth) a.observe(r);
+    },
     hooks: {
+      async step(ctx, step): Promise<PhaseVerdict> {
+        const prev = ctx.previous;
+        const candidate = new ReleaseRecorder({ listener: 'live', color: ctx.color, version: ctx.release.version });
+        const old = prev ? new ReleaseRecorder({ listener: 'live', color: prev.color, version: prev.version }) : null;
+        const counter = new AuthCounter();
+        recorders.add(candidate);
+        if (old) recorders.add(old);
+        auth.add(counter);
+        try {
+          return await judgeStep({
+            cfg: cfg ?? null, step, candidate: { color: ctx.color, version: ctx.release.version }, previous: prev,
+            candidateWindow: (from, to, latencyFrom) => candidate.take(from, to, latencyFrom),
+            previousWindow: old ? (from, to) => old.take(from, to, from) : null,
+            auth: () => counter.take(),
+            signal: ctx.signal,
+            record: (e) => ctx.record({ type: e.type, phase: 'switch', reason: e.reason, data: e.data, color: ctx.color, version: ctx.release.version }),
+          });
+        } finally {
+          recorders.delete(candidate);
+          if (old) recorders.delete(old);
+          auth.delete(counter);
+        }
+      },
       async analysis(ctx): Promise<PhaseVerdict> {
         if (!cfg) return { outcome: 'skipped', summary: 'no analysis configured' };
         if (!ctx.previous) return { outcome: 'skipped', summary: 'first release: no baseline to judge against and nothing to roll back to' };
@@ -33,8 +63,11 @@ export const analysisPlugin: PluginFactory = ({ config, controller, router }) =>
         const copy = new ReleaseRecorder({ listener: 'preview', color: ctx.previous.color, version: ctx.previous.version });
         recorders.add(candidate);
         recorders.add(copy);
+        const counter = new AuthCounter();
+        auth.add(counter);
         try {
           return await runAnalysis({
+          auth: () => counter.take(),
           cfg,
           candidate: { color: ctx.color, version: ctx.release.version },
           previous: { color: ctx.previous.color, version: ctx.previous.version },
@@ -51,6 +84,7 @@ export const analysisPlugin: PluginFactory = ({ config, controller, router }) =>
         } finally {
           recorders.delete(candidate);
           recorders.delete(copy);
+          auth.delete(counter);
         }
       },
     },

@@ -16,6 +16,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Extra trusted certificates (PEM) for an https:// daemon, e.g. the admin.tls certificate itself. */
   ca?: Buffer[];
+  /** Address one service of several (`services:`): every call goes to /api/v1/services/NAME/…. */
+  service?: string;
 }
 
 export type StreamMessage =
@@ -28,9 +30,12 @@ export class AdminClient {
   private readonly actor: string;
   private readonly dispatcher: Agent;
   private readonly timeoutMs: number;
+  /** `/services/NAME` when a service was named, else '' (the daemon's only service). */
+  private readonly scope: string;
 
   constructor(opts: ClientOptions) {
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
+    this.scope = opts.service ? `/services/${encodeURIComponent(opts.service)}` : '';
     this.token = opts.token;
     this.actor = opts.actor ?? defaultActor();
     this.timeoutMs = opts.timeoutMs ?? 120_000;
@@ -42,7 +47,7 @@ export class AdminClient {
   async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
     let res;
     try {
-      res = await request(`${this.baseUrl}${API_PREFIX}${path}`, {
+      res = await request(`${this.baseUrl}${API_PREFIX}${path === '/services' ? '' : this.scope}${path}`, {
         method,
         dispatcher: this.dispatcher,
         headers: { authorization: `Bearer ${this.token}`, 'x-cutover-actor': this.actor, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
@@ -73,7 +78,7 @@ export class AdminClient {
     if (opts.backlog === false) q.set('backlog', 'false');
     let res;
     try {
-      res = await request(`${this.baseUrl}${API_PREFIX}/events?${q}`, {
+      res = await request(`${this.baseUrl}${API_PREFIX}${this.scope}/events?${q}`, {
         method: 'GET', dispatcher: this.dispatcher, signal: opts.signal,
         headers: { authorization: `Bearer ${this.token}`, accept: 'text/event-stream' },
         headersTimeout: 10_000, bodyTimeout: 0,

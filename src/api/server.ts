@@ -31,6 +31,12 @@ const ADMIN_REQUEST_TIMEOUT_MS = 30_000; // 30 seconds to send a whole request
 /** Connections the admin listener holds at most (CLI calls, dashboards, event streams): 256, inside the router's descriptor reserve. */
 export const ADMIN_MAX_CONNECTIONS = 256;
 
+/** One service the API serves: its controller and the routes its plugins add. */
+export interface ApiService {
+  controller: Controller;
+  routes?: (ctx: RequestContext) => Promise<boolean>;
+  hosts?: readonly string[];
+}
 
 const deployBody = z.strictObject({
   version: z.string().min(1, 'expected the release version'),
@@ -54,10 +60,13 @@ export class AdminServer {
   private isReady: boolean;
   private readonly authFailures = new Map<string, { count: number; since: number }>();
   private readonly streams = new Set<http.ServerResponse>();
+  /** By name; one entry (the controller's app) without `services:`. */
+  private services: ReadonlyMap<string, ApiService>;
 
-  constructor(opts: { controller: Controller; token: string; logger?: Logger; extras?: ApiExtras; tls?: TlsFiles | null; starting?: boolean }) {
+  constructor(opts: { controller: Controller; token: string; logger?: Logger; extras?: ApiExtras; tls?: TlsFiles | null; starting?: boolean; services?: ReadonlyMap<string, ApiService> }) {
     this.isReady = opts.starting !== true;
     this.controller = opts.controller;
+    this.services = opts.services ?? new Map([[opts.controller.app, { controller: opts.controller, routes: opts.extras?.routes }]]);
     this.token = opts.token;
     this.log = opts.logger ?? silentLogger;
     this.extras = opts.extras ?? {};
@@ -83,8 +92,9 @@ export class AdminServer {
   }
 
   /** The daemon is fully up: serve every route, with the plugins' extras (metrics, dashboard, routes). */
-  ready(extras?: ApiExtras): void {
+  ready(extras?: ApiExtras, services?: ReadonlyMap<string, ApiService>): void {
     if (extras) this.extras = extras;
+    if (services) this.services = services;
     this.isReady = true;
   }
 
@@ -132,20 +142,46 @@ export class AdminServer {
     if (!this.authorised(req, res, source)) return;
 
     const actor = sanitiseActor(req.headers['x-cutover-actor']);
+    let path = url.pathname.slice(API_PREFIX.length);
+    if (method === 'GET' && path === '/services') {
+      sendJson(res, 200, { services: [...this.services].map(([name, s]) => serviceSummary(name, s)) });
+      return;
+    }
+    // `/services/NAME/…` addresses one service; `/services/NAME` alone is its status.
+    const scoped = /^\/services\/([^/]+)(\/.*)?$/.exec(path);
+    let name: string | null = null;
+    if (scoped) {
+      name = decodeSegment(scoped[1], 'service');
+      path = scoped[2] ?? '/status';
+    } else if (url.searchParams.get('service')) {
+      name = url.searchParams.get('service');
+    }
+    const svc = this.pickService(name);
     const ctx: RequestContext = {
-      req, res, method, path: url.pathname.slice(API_PREFIX.length), query: url.searchParams, actor, source,
+      service: svc.name, req, res, method, path, query: url.searchParams, actor, source,
       body: () => readJson(req),
       send: (status, value) => sendJson(res, status, value),
     };
-    if (method !== 'GET') this.log.info({ method, path: url.pathname, actor, source }, 'admin call');
-    if (await this.route(ctx)) return;
-    if (this.extras.routes && (await this.extras.routes(ctx))) return;
+    if (method !== 'GET') this.log.info({ method, path: url.pathname, actor, source, service: svc.name }, 'admin call');
+    if (await this.route(ctx, svc.service.controller)) return;
+    if (svc.service.routes && (await svc.service.routes(ctx))) return;
     throw new CutoverError('CUTOVER_ERR_NOT_FOUND', `no such endpoint: ${method} ${url.pathname}`);
   }
 
-  private async route(ctx: RequestContext): Promise<boolean> {
+  /** The service named (or the only one); several and none named is a usage error that lists them. */
+  private pickService(name: string | null): { name: string; service: ApiService } {
+    const names = [...this.services.keys()];
+    if (name === null) {
+      if (names.length === 1) return { name: names[0], service: this.services.get(names[0])! };
+      throw new CutoverError('CUTOVER_ERR_USAGE', `this daemon runs ${names.length} services (${names.join(', ')}): name one with --service NAME (API: /api/v1/services/NAME/… or ?service=NAME)`, { details: { field: 'service', services: names } });
+    }
+    const s = this.services.get(name);
+    if (s === undefined) throw new CutoverError('CUTOVER_ERR_NOT_FOUND', `no service named ${JSON.stringify(name)} (services: ${names.join(', ')})`, { details: { field: 'service', services: names } });
+    return { name, service: s };
+  }
+
+  private async route(ctx: RequestContext, c: Controller): Promise<boolean> {
     const { method, path, send } = ctx;
-    const c = this.controller;
     if (method === 'GET' && path === '/status') { send(200, c.status()); return true; }
     if (method === 'GET' && path === '/history') {
       const limit = intParam(ctx.query, 'limit', 20, 1, 1000);
@@ -157,25 +193,25 @@ export class AdminServer {
       send(200, c.deployment(decodeSegment(path.slice('/deployments/'.length), 'id')));
       return true;
     }
-    if (method === 'GET' && path === '/events') { this.stream(ctx); return true; }
+    if (method === 'GET' && path === '/events') { this.stream(ctx, c); return true; }
     if (method === 'POST' && path === '/deployments') {
       const body = parseBody(deployBody, await ctx.body());
       const { deployment } = c.deploy({ version: body.version, path: body.path ?? null, manual: body.manual, force: body.force, actor: ctx.actor });
-      this.audit(ctx, `deploy ${body.version}${body.force ? ' --force' : ''}`, { deployment: deployment.id });
+      this.audit(c, ctx, `deploy ${body.version}${body.force ? ' --force' : ''}`, { deployment: deployment.id });
       send(202, { deployment });
       return true;
     }
     if (method === 'POST' && path === '/promote') {
       const body = parseBody(promoteBody, await ctx.body());
       const deployment = c.promote({ actor: ctx.actor, force: body.force });
-      this.audit(ctx, body.force ? 'promote --force' : 'promote', { deployment: deployment.id });
+      this.audit(c, ctx, body.force ? 'promote --force' : 'promote', { deployment: deployment.id });
       send(200, { deployment });
       return true;
     }
     if (method === 'POST' && path === '/abort') {
       const body = parseBody(reasonBody, await ctx.body());
       const deployment = c.abort({ actor: ctx.actor, reason: body.reason });
-      this.audit(ctx, 'abort', { deployment: deployment.id });
+      this.audit(c, ctx, 'abort', { deployment: deployment.id });
       const done = c.current();
       send(200, { deployment: done ? await done.done : deployment });
       return true;
@@ -183,13 +219,13 @@ export class AdminServer {
     if (method === 'POST' && path === '/rollback') {
       const body = parseBody(rollbackBody, await ctx.body());
       const result = await c.rollback({ actor: ctx.actor, reason: body.reason, force: body.force });
-      this.audit(ctx, body.force ? 'rollback --force' : 'rollback', { ms: result.ms, restarted: result.restarted });
+      this.audit(c, ctx, body.force ? 'rollback --force' : 'rollback', { ms: result.ms, restarted: result.restarted });
       send(200, result);
       return true;
     }
     if (method === 'POST' && path === '/retire') {
       const body = parseBody(reasonBody, await ctx.body());
-      this.audit(ctx, 'retire', {});
+      this.audit(c, ctx, 'retire', {});
       const retired = await c.retireStandby({ actor: ctx.actor, reason: body.reason ?? `retired by ${ctx.actor}` });
       send(200, { retired, status: c.status() });
       return true;
@@ -198,17 +234,17 @@ export class AdminServer {
   }
 
   /** Every mutating call leaves an audit event: who, from where, what. */
-  private audit(ctx: RequestContext, what: string, data: Record<string, unknown>): void {
-    this.controller.record({ type: 'audit', actor: ctx.actor, reason: `${ctx.actor} from ${ctx.source}: ${what}`, data: { method: ctx.method, path: ctx.path, source: ctx.source, ...data } });
+  private audit(c: Controller, ctx: RequestContext, what: string, data: Record<string, unknown>): void {
+    c.record({ type: 'audit', actor: ctx.actor, reason: `${ctx.actor} from ${ctx.source}: ${what}`, data: { method: ctx.method, path: ctx.path, source: ctx.source, ...data } });
   }
 
   /** Server-sent events: the stored backlog after `Last-Event-ID`/`after`, then live events. */
-  private stream(ctx: RequestContext): void {
+  private stream(ctx: RequestContext, controller: Controller): void {
     const { req, res } = ctx;
     const deployment = ctx.query.get('deployment') ?? undefined;
     const header = req.headers['last-event-id'] ?? ctx.query.get('after');
     let last = header !== undefined && header !== null ? Number(header) || 0 : 0;
-    if (ctx.query.get('backlog') === 'false') last = Math.max(last, this.controller.lastEventSeq());
+    if (ctx.query.get('backlog') === 'false') last = Math.max(last, controller.lastEventSeq());
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.write(': cutover event stream\n\n');
     const writeEvent = (e: EventRecord) => {
@@ -220,18 +256,18 @@ export class AdminServer {
       if (deployment && d.id !== deployment) return;
       res.write(`event: deployment\ndata: ${JSON.stringify(d)}\n\n`);
     };
-    for (const e of this.controller.events({ afterSeq: last, deployment, limit: 10_000 })) writeEvent(e);
+    for (const e of controller.events({ afterSeq: last, deployment, limit: 10_000 })) writeEvent(e);
     if (deployment) {
-      try { writeDeployment(this.controller.deployment(deployment).deployment); } catch { /* unknown id: events only */ }
+      try { writeDeployment(controller.deployment(deployment).deployment); } catch { /* unknown id: events only */ }
     }
-    this.controller.on('event', writeEvent);
-    this.controller.on('deployment', writeDeployment);
+    controller.on('event', writeEvent);
+    controller.on('deployment', writeDeployment);
     const beat = setInterval(() => res.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
     this.streams.add(res);
     const done = () => {
       clearInterval(beat);
-      this.controller.off('event', writeEvent);
-      this.controller.off('deployment', writeDeployment);
+      controller.off('event', writeEvent);
+      controller.off('deployment', writeDeployment);
       this.streams.delete(res);
     };
     res.on('close', done);
@@ -277,6 +313,11 @@ export class AdminServer {
     if (res.headersSent) { res.destroy(); return; }
     sendJson(res, ERROR_CODES[e.code].http, { error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } });
   }
+}
+
+function serviceSummary(name: string, s: ApiService) {
+  const st = s.controller.status();
+  return { name, hosts: s.hosts ?? [], live: st.live, standby: st.standby, deployment: st.deployment ? { id: st.deployment.id, version: st.deployment.version, status: st.deployment.status, phase: st.deployment.phase } : null };
 }
 
 function sendJson(res: http.ServerResponse, status: number, value: unknown): void {

@@ -43,7 +43,7 @@ export function loadConfig(io: Io, file: string | undefined): LoadedConfig {
  * Loaded here, not at start: the client is built on undici (about 28 MB of RSS), which
  * `cutover up` — the daemon runs in this process too — does not need.
  */
-export async function connect(io: Io, configFile: string | undefined): Promise<AdminClient> {
+export async function connect(io: Io, configFile: string | undefined, service?: string): Promise<AdminClient> {
   const explicitUrl = io.env.CUTOVER_ADMIN_URL?.trim();
   let config: ClientConfig | null = null;
   const path = resolveConfigPath(configFile, io.cwd);
@@ -62,7 +62,12 @@ export async function connect(io: Io, configFile: string | undefined): Promise<A
     try { ca = [readFileSync(adminTls.cert)]; } catch { /* unreadable here: the system roots decide */ }
   }
   const { AdminClient } = await import('../api/client.ts');
-  return new AdminClient({ baseUrl, token, ca });
+  const svc = service ?? io.env.CUTOVER_SERVICE?.trim();
+  const names = config?.serviceNames;
+  if (svc && names && !names.includes(svc)) {
+    throw new CutoverError('CUTOVER_ERR_USAGE', `--service ${svc}: no such service in ${path} (services: ${names.join(', ')})`);
+  }
+  return new AdminClient({ baseUrl, token, ca, service: svc || undefined });
 }
 
 /** `{"error": {"code", "message", "details"}}` on stdout, like the admin API's errors. */

@@ -40,3 +40,17 @@ test('events that are no step stay out of the list', () => {
   assert.equal(stepLine(ev('audit', 'someone did something')), null);
   assert.equal(stepLine(ev('instance.exit', 'blue-0 exited')), null);
 });
+
+test('a gradual switch shows each share as it takes effect and each step verdict under it', () => {
+  assert.deepEqual([
+    ev('switch.step', 'gradual switch of v2: 20 % of live traffic → green (step 1/3), sticky by cookie cutover_visitor', { phase: 'switch', data: { share: 0.2 } }),
+    ev('analysis', 'step 1/3 (20 %) interval 1/2 passed: error rate 0% ≤ limit 1%', { phase: 'switch', data: { outcome: 'passed' } }),
+    ev('switch.step.verdict', 'step 1/3 at 20 %: 2 interval(s) passed, 0 inconclusive', { phase: 'switch', data: { outcome: 'passed' } }),
+    ev('switch.step.verdict', 'step 2/3 at 50 %: error rate 50% > limit 1%', { phase: 'switch', data: { outcome: 'failed' } }),
+  ].map(stepLine), [
+    '  ↗ gradual switch of v2: 20 % of live traffic → green (step 1/3), sticky by cookie cutover_visitor',
+    '      ✓ step 1/3 (20 %) interval 1/2 passed: error rate 0% ≤ limit 1%',
+    '      ✓ step 1/3 at 20 %: 2 interval(s) passed, 0 inconclusive',
+    '      ✗ step 2/3 at 50 %: error rate 50% > limit 1%',
+  ]);
+});

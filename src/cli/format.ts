@@ -54,6 +54,13 @@ export function stepLine(e: EventRecord): string | null {
       return `  • ${e.reason}`;
     case 'drain':
       return `  • ${e.reason} (${dur})`;
+    case 'switch.step':
+      // A gradual switch: each share of live traffic as it takes effect.
+      return `  ↗ ${e.reason}`;
+    case 'switch.step.verdict': {
+      const outcome = String(e.data?.outcome ?? '');
+      return `      ${MARK[outcome] ?? '?'} ${e.reason}`;
+    }
     case 'schema.overridden':
       return `  ! ${e.reason}`;
     default:

@@ -14,12 +14,13 @@ import type { Status } from '../plugin-api/status.ts';
 import { connect, exitCodeFor, printError, printJsonError, type CommandKit, type Io } from './context.ts';
 import { runUp } from './up.ts';
 import { runDeploy } from './deploy.ts';
-import { printStatus, printHistory } from './status.ts';
+import { printStatus, printHistory, printServices, type ServiceSummary } from './status.ts';
 import { watchStatus } from './status-watch.ts';
 import { runLintMigrationsCommand } from './lint-migrations.ts';
 import { registerDrill } from './drill.ts';
 import { registerMigrate } from './migrate.ts';
 import { registerReport } from './report.ts';
+import { registerPreviewToken } from './preview-token.ts';
 import { registerState } from './state.ts';
 import type { DeploymentRecord } from '../store/types.ts';
 
@@ -31,13 +32,14 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .description('Blue-green deployments for HTTP services: zero-drop switch, gates before, instant rollback after.')
     .version(await packageVersion(), '-V, --version')
     .option('-c, --config <file>', `config file (default: ./${DEFAULT_CONFIG_FILE})`)
+    .option('-s, --service <name>', 'the service to act on, with several under services: (default: the only one; or CUTOVER_SERVICE)')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .hook('preAction', (_program, action) => { command = action.name(); });
 
   const configOf = (cmd: Command): string | undefined => cmd.optsWithGlobals<{ config?: string }>().config;
-  const client = (cmd: Command) => connect(io, configOf(cmd));
+  const client = (cmd: Command) => connect(io, configOf(cmd), cmd.optsWithGlobals<{ service?: string }>().service);
   /** Run `fn` with a client of the daemon, closed afterwards whatever happens. */
   const withClient = async <T>(cmd: Command, fn: (c: AdminClient) => Promise<T>): Promise<T> => {
     const c = await client(cmd);
@@ -133,6 +135,14 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .action(async (opts: { json?: boolean; watch?: boolean }, cmd: Command) => {
       await withClient(cmd, async (c) => {
         if (opts.watch) { await watchStatus(io, c, { json: opts.json === true }); return; }
+        // Several services and none named: one line each (status -s NAME gives the full view).
+        if (cmd.optsWithGlobals<{ service?: string }>().service === undefined && !io.env.CUTOVER_SERVICE) {
+          const { services } = await c.call<{ services: ServiceSummary[] }>('GET', '/services').catch(() => ({ services: [] as ServiceSummary[] }));
+          if (services.length > 1) {
+            if (opts.json) json({ services }); else printServices(io, services);
+            return;
+          }
+        }
         const s = await c.call<Status>('GET', '/status');
         if (opts.json) json(s); else printStatus(io, s);
       });
@@ -166,6 +176,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   registerReport(program, kit);
   registerDrill(program, kit);
   registerMigrate(program, kit);
+  registerPreviewToken(program, kit);
   registerState(program, kit);
 
   try {

@@ -26,6 +26,16 @@ export function registerReport(program: Command, kit: CommandKit): void {
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? '-' : `${(x * 100).toFixed(1)}%`);
 const ms = (x: number | null | undefined) => (x === null || x === undefined ? '-' : formatDuration(x));
 
+/** `green 3 / 2.1% · blue 0 / 0%`: the release's colour first. */
+function authCell(x: ReleaseReport['releases'][number]): string {
+  if (x.auth === null) return '-';
+  const colours = Object.keys(x.auth).sort((a, b) => (a === x.color ? -1 : b === x.color ? 1 : 0));
+  return colours.map((c) => {
+    const f = x.auth![c];
+    return `${c} ${f.authFailures[401] + f.authFailures[403] + f.authFailures[419]} / ${pct(f.sessionLossRate)}`;
+  }).join(' · ');
+}
+
 export function printReport(io: Io, r: ReleaseReport, since: string): void {
   const d = r.deployments;
   const out: string[] = [];
@@ -42,15 +52,16 @@ export function printReport(io: Io, r: ReleaseReport, since: string): void {
     // Two figures users mix up (issue 16): how long the rollback took, and how long the bad release was live.
     ['rollbacks', `${r.rollbacks.count}  (${r.rollbacks.automatic} automatic, ${r.rollbacks.manual} manual)${r.rollbackMs ? `; each took p50 ${ms(r.rollbackMs.p50)}, max ${ms(r.rollbackMs.max)}` : ''}`],
     ['live before rollback', r.meanTimeToRollbackMs === null ? '-' : `${ms(r.meanTimeToRollbackMs)} mean  (switch → rollback: how long users had a release that was rolled back)`],
+    ['session loss', r.sessions ? `${pct(r.sessions.sessionLossRate)}  (${r.sessions.authFailures} auth failure(s) 401/403/419 on the new colours, ${r.sessions.withCredentials} request(s) with credentials, ${r.sessions.releases} release(s))` : '-'],
     ['errors after switch', r.postSwitch ? `${pct(r.postSwitch.errorRate)} against ${pct(r.postSwitch.baselineErrorRate)} before  (${r.postSwitch.worseThanBaseline} of ${r.postSwitch.releases} release(s) worse than baseline)` : '-'],
   ];
   out.push(table(rows).trimEnd());
   io.stdout.write(`${out.join('\n')}\n\n`);
-  const rel = [['VERSION', 'COLOR', 'OUTCOME', 'SWITCH', 'ROLLED BACK AFTER', 'ERRORS AFTER', 'BASELINE', 'ID']];
+  const rel = [['VERSION', 'COLOR', 'OUTCOME', 'SWITCH', 'ROLLED BACK AFTER', 'ERRORS AFTER', 'BASELINE', 'AUTH FAIL / SESSION LOSS', 'ID']];
   for (const x of r.releases) {
     rel.push([
       x.version, x.color, x.rolledBack && x.status === 'succeeded' ? 'rolled back later' : x.status, ms(x.switchMs), ms(x.timeToRollbackMs),
-      x.postSwitch ? pct(x.postSwitch.errorRate) : '-', x.postSwitch?.baseline ? pct(x.postSwitch.baseline.errorRate) : '-', x.id,
+      x.postSwitch ? pct(x.postSwitch.errorRate) : '-', x.postSwitch?.baseline ? pct(x.postSwitch.baseline.errorRate) : '-', authCell(x), x.id,
     ]);
   }
   io.stdout.write(table(rel));

@@ -7,7 +7,8 @@
 import type { Command } from 'commander';
 import type { StateReport } from '../daemon/state-check.ts';
 import { loadConfig, type CommandKit } from './context.ts';
-import { EXIT } from '../lib/errors.ts';
+import { CutoverError, EXIT } from '../lib/errors.ts';
+import type { LoadedConfig } from '../config/schema.ts';
 
 function when(ms: number): string {
   return new Date(ms).toISOString();
@@ -42,6 +43,18 @@ function printReport(out: NodeJS.WritableStream, r: StateReport): void {
   out.write(`${lines.join('\n')}\n`);
 }
 
+/** The state directory a command works on: with `services:`, the named service's (`-s`), which is required. */
+function stateDirOf(config: LoadedConfig, cmd: Command, env: NodeJS.ProcessEnv): string {
+  const services = config.services ?? null;
+  if (!services || services.length === 0) return config.stateDir;
+  const name = cmd.optsWithGlobals<{ service?: string }>().service ?? env.CUTOVER_SERVICE;
+  const svc = services.find((s) => s.name === name);
+  if (!svc) {
+    throw new CutoverError('CUTOVER_ERR_USAGE', `${name ? `--service ${name}: no such service` : 'each service has its own state directory: name one with --service NAME'} (services: ${services.map((s) => s.name).join(', ')})`);
+  }
+  return svc.config.stateDir;
+}
+
 export function registerState(program: Command, kit: CommandKit): void {
   const { io } = kit;
   const state = program.command('state').description('inspect or repair the state directory (state.db, its marker and snapshots)');
@@ -52,7 +65,7 @@ export function registerState(program: Command, kit: CommandKit): void {
       const config = loadConfig(io, kit.configOf(cmd));
       // Loaded here, when the command runs: the CLI's start-up loads no daemon code.
       const { checkStateDir } = await import('../daemon/state-check.ts');
-      const r = await checkStateDir(config.stateDir);
+      const r = await checkStateDir(stateDirOf(config, cmd, io.env));
       if (opts.json) kit.json(r); else printReport(io.stdout, r);
       kit.setExit(r.ok ? EXIT.OK : EXIT.FAILED);
     });
@@ -63,7 +76,7 @@ export function registerState(program: Command, kit: CommandKit): void {
     .action(async (snapshot: string | undefined, opts: { json?: boolean }, cmd: Command) => {
       const config = loadConfig(io, kit.configOf(cmd));
       const { restoreSnapshot } = await import('../daemon/state-check.ts');
-      const r = restoreSnapshot(config.stateDir, snapshot);
+      const r = restoreSnapshot(stateDirOf(config, cmd, io.env), snapshot);
       if (opts.json) { kit.json(r); return; }
       io.stdout.write([
         `restored ${r.snapshot.name} (generation ${r.generation}, taken ${when(r.snapshot.takenAt)}): ${r.live ? `${r.live.version} live on ${r.live.color}` : 'nothing live'}`,

@@ -16,6 +16,8 @@ export function printStatus(io: Io, s: Status): void {
   }
   if (s.deployment) out.push(`deployment: ${s.deployment.id} ${s.deployment.version} → ${s.deployment.color}, ${s.deployment.status}, phase ${s.deployment.phase}`);
   out.push(`router: live ${s.router.live}, preview ${s.router.preview ?? 'off'} (route revision ${s.router.revision})`);
+  if (s.router.split) out.push(`gradual switch: ${Math.round(s.router.split.share * 1000) / 10} % of live traffic on ${s.router.split.color}`);
+  if (s.router.mirror) out.push(`mirroring: ${Math.round(s.router.mirror.sample * 1000) / 10} % of live requests copied to the candidate (${s.router.mirror.id})`);
   io.stdout.write(`${out.join('\n')}\n\n`);
   const rows = [['COLOR', 'ROLE', 'VERSION', 'INSTANCES']];
   for (const e of Object.values(s.environments)) {
@@ -44,4 +46,25 @@ export function printHistory(io: Io, ds: DeploymentRecord[]): void {
     ]);
   }
   io.stdout.write(table(rows));
+}
+
+/** One service as `GET /api/v1/services` lists it. */
+export interface ServiceSummary {
+  name: string;
+  hosts: string[];
+  live: { color: string; version: string | null } | null;
+  standby: { color: string; version: string | null; state: string } | null;
+  deployment: { id: string; version: string; status: string; phase: string } | null;
+}
+
+/** `cutover status` with several services and none named: one line per service. */
+export function printServices(io: Io, services: readonly ServiceSummary[]): void {
+  const width = Math.max(...services.map((s) => s.name.length));
+  for (const s of services) {
+    const live = s.live ? `live ${s.live.version} on ${s.live.color}` : 'nothing live';
+    const standby = s.standby ? `, standby ${s.standby.version} on ${s.standby.color} (${s.standby.state})` : '';
+    const dep = s.deployment && !['succeeded', 'failed', 'aborted', 'rolled-back', 'interrupted'].includes(s.deployment.status) ? `, deploying ${s.deployment.version} (${s.deployment.phase})` : '';
+    io.stdout.write(`${s.name.padEnd(width)}  ${live}${standby}${dep}  [${s.hosts.join(', ')}]\n`);
+  }
+  io.stdout.write('(cutover status -s NAME for one service in full)\n');
 }

@@ -27,10 +27,16 @@ export async function runUp(io: Io, configFile: string | undefined, opts: { keep
     throw err;
   }
   const s = daemon.controller.status();
+  const multi = daemon.services.length > 1 || (config.services?.length ?? 0) > 0;
+  const liveOf = (st: typeof s) => (st.live ? `${st.live.version} on ${st.live.color}` : 'nothing live yet');
   io.stdout.write([
-    `cutover ${config.app} is up`,
-    `  live     ${daemon.liveUrl()}${s.live ? `  → ${s.live.version} on ${s.live.color}` : '  (nothing live yet: cutover deploy VERSION --path DIR)'}`,
+    multi ? `cutover is up with ${daemon.services.length} service(s)` : `cutover ${config.app} is up`,
+    multi
+      ? `  live     ${daemon.liveUrl()}`
+      : `  live     ${daemon.liveUrl()}${s.live ? `  → ${s.live.version} on ${s.live.color}` : '  (nothing live yet: cutover deploy VERSION --path DIR)'}`,
+    ...(daemon.tlsUrl() ? [`  tls      ${daemon.tlsUrl()}  (HTTP/2 and HTTP/1.1)`] : []),
     `  preview  ${daemon.previewUrl() ?? 'off'}`,
+    ...(multi ? daemon.services.map((x) => `  service  ${x.name}: ${x.plan.hosts.join(', ')}  → ${liveOf(x.controller.status())}  (cutover deploy VERSION -s ${x.name} --path DIR)`) : []),
     `  admin    ${daemon.adminUrl()}  (token: ${daemon.tokenSource === 'env' ? 'CUTOVER_TOKEN' : tokenFile(config.stateDir)})`,
     ...daemon.warnings.map((w) => `  warning  ${w}`),
     '',

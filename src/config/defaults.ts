@@ -24,3 +24,10 @@ export const DEFAULT_MAX_URL_LENGTH_BYTES = 8 * 1024; // 8 KiB request target; o
 export const DEFAULT_MAX_BODY_SIZE_BYTES = 10 * 1024 * 1024; // 10 MiB request body, streamed and counted; over it: 413 (0 = no limit)
 export const DEFAULT_HEADERS_TIMEOUT_MS = 30_000; // 30 seconds to send the whole request head; then 408
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5 * 60_000; // 5 minutes to send the whole request (head and body); then 408
+export const DEFAULT_ACME_RENEW_BEFORE_MS = 30 * 24 * 3_600_000; // 30 days before expiry (Let's Encrypt certificates last 90)
+
+/** Name of the cookie the router sets to keep a visitor on its colour during a gradual switch. */
+export const DEFAULT_VISITOR_COOKIE = 'cutover_visitor';
+/** Request header and cookie that ask for the preview on the live listener (router.previewAccess). */
+export const DEFAULT_PREVIEW_HEADER = 'x-cutover-preview';
+export const DEFAULT_PREVIEW_COOKIE = 'cutover_preview';

@@ -49,7 +49,15 @@ gates: []
 #    load: { duration: 10s, connections: 20, path: /, maxErrorRate: 0.1%, maxP99: 300ms }
 #  - name: compare
 #    compare: { paths: [/], requests: 200, maxErrorRateRatio: 2, maxP95Ratio: 1.5 }
+#  - name: shadow             # real live requests copied to the candidate and to live again
+#    mirror: { sample: 10%, methods: [GET, HEAD], minRequests: 200, duration: 5m, maxDiffRate: 1% }
+#  - name: sessions           # sessions created on live must be accepted by the candidate
+#    session: { login: { method: POST, path: /login }, check: { path: /me, expect: { status: 200 } } }
 # warmup: { requests: 200, paths: [/] }   # sent to the candidate before the gates, not judged
+
+# Gradual switch: live traffic moves in these shares (judged by analysis at every step) before the
+# full switch. Absent: the instant switch.
+# switch: { steps: [5%, 25%, 100%], stepDuration: 2m, stickiness: cookie }   # or header:X-User-Id, none
 
 # Post-switch judgement against the old colour's baseline, with automatic rollback.
 # Absent: no bake. Present (even {}): the defaults below.

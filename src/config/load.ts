@@ -8,7 +8,7 @@ import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { CutoverError } from '../lib/errors.ts';
-import { configSchema, type LoadedConfig } from './schema.ts';
+import { configSchema, SERVICE_INHERITED_KEYS, type Config, type LoadedConfig, type LoadedService } from './schema.ts';
 import { DEFAULT_CONFIG_FILE } from './defaults.ts';
 
 /** Alias expansions a config may make (the yaml library's default; anchors are rare in cutover.yaml). */
@@ -47,7 +47,10 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
 const CLIENT_KEYS = ['app', 'admin', 'stateDir'] as const;
 
 /** What a client command needs of cutover.yaml. */
-export type ClientConfig = Pick<LoadedConfig, 'app' | 'admin' | 'stateDir' | 'file' | 'baseDir'>;
+export type ClientConfig = Pick<LoadedConfig, 'app' | 'admin' | 'stateDir' | 'file' | 'baseDir'> & {
+  /** Names under `services:` (null without it), so `--service` can be checked before any call. */
+  readonly serviceNames: readonly string[] | null;
+};
 
 /**
  * Like loadConfigFile for client commands: the whole file is still validated (a typo is exit 2),
@@ -62,7 +65,7 @@ export function loadClientConfigFile(file: string, env: NodeJS.ProcessEnv = proc
   }
   const opts = { file: shown, baseDir: path.dirname(path.resolve(file)), env };
   const { raw, doc, lineOf, unset } = readDocument(readFileSync(file, 'utf8'), opts, CLIENT_KEYS);
-  const full = configSchema.safeParse(raw);
+  const full = configSchema.safeParse(withServiceEnvironments(raw));
   if (!full.success) {
     const within = (p: PropertyKey[]) => unset.some((u) => u.every((seg, i) => String(p[i]) === String(seg)));
     const real = full.error.issues.filter((issue) => !within(issue.path));
@@ -73,7 +76,8 @@ export function loadClientConfigFile(file: string, env: NodeJS.ProcessEnv = proc
   if (!result.success) throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
   const cfg = result.data;
   const tls = cfg.admin.tls && { cert: path.resolve(opts.baseDir, cfg.admin.tls.cert), key: path.resolve(opts.baseDir, cfg.admin.tls.key) };
-  return deepFreeze({ app: cfg.app, admin: { ...cfg.admin, tls }, stateDir: path.resolve(opts.baseDir, cfg.stateDir), file: opts.file, baseDir: opts.baseDir });
+  const serviceNames = full.success && full.data.services ? Object.keys(full.data.services) : isPlainObject(raw.services) ? Object.keys(raw.services) : null;
+  return deepFreeze({ app: cfg.app, admin: { ...cfg.admin, tls }, stateDir: path.resolve(opts.baseDir, cfg.stateDir), file: opts.file, baseDir: opts.baseDir, serviceNames });
 }
 
 /**
@@ -101,17 +105,34 @@ function readDocument(text: string, opts: { file: string; env?: NodeJS.ProcessEn
 
 export function parseConfig(text: string, opts: { file: string; baseDir: string; env?: NodeJS.ProcessEnv }): LoadedConfig {
   const { raw, doc, lineOf } = readDocument(text, opts);
-  const result = configSchema.safeParse(raw);
+  const top = raw;
+  const result = configSchema.safeParse(withServiceEnvironments(raw));
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
   }
   const cfg = result.data;
+  const loaded = finish(cfg, opts);
+  if (cfg.services === undefined) {
+    if (cfg.router.tls?.acme && !(cfg.router.tls.acme.hosts?.length)) {
+      throw new ConfigError([{ file: opts.file, line: lineOfPath(doc, ['router', 'tls', 'acme'], lineOf), field: 'router.tls.acme', message: 'no host names to certify: list them in router.tls.acme.hosts, or use services: with hosts' }]);
+    }
+    return deepFreeze({ ...loaded, services: null });
+  }
+  return deepFreeze({ ...loaded, services: resolveServices(top, cfg, doc, opts, lineOf) });
+}
+
+/** Paths made absolute (relative to the config file) and the config's origin attached. */
+function finish(cfg: Config, opts: { file: string; baseDir: string }): LoadedConfig {
   // Files named in the config are relative to the config file, like stateDir.
-  const tlsFiles = (t: { cert: string; key: string } | undefined) => t && { cert: path.resolve(opts.baseDir, t.cert), key: path.resolve(opts.baseDir, t.key) };
-  const loaded: LoadedConfig = {
-    ...cfg,
+  const tlsFiles = <T extends { cert?: string; key?: string }>(t: T | undefined): T | undefined =>
+    t && { ...t, ...(t.cert !== undefined ? { cert: path.resolve(opts.baseDir, t.cert) } : {}), ...(t.key !== undefined ? { key: path.resolve(opts.baseDir, t.key) } : {}) };
+  const routerTls = tlsFiles(cfg.router.tls);
+  const acme = routerTls?.acme;
+  const { services: _services, ...rest } = cfg;
+  return {
+    ...rest,
     stateDir: path.resolve(opts.baseDir, cfg.stateDir),
-    router: { ...cfg.router, tls: tlsFiles(cfg.router.tls) },
+    router: { ...cfg.router, tls: routerTls && acme?.caFile !== undefined ? { ...routerTls, acme: { ...acme, caFile: path.resolve(opts.baseDir, acme.caFile) } } : routerTls },
     admin: { ...cfg.admin, tls: tlsFiles(cfg.admin.tls) },
     environments: cfg.environments.process?.releaseDir
       ? { ...cfg.environments, process: { ...cfg.environments.process, releaseDir: path.resolve(opts.baseDir, cfg.environments.process.releaseDir) } }
@@ -119,7 +140,92 @@ export function parseConfig(text: string, opts: { file: string; baseDir: string;
     file: opts.file,
     baseDir: opts.baseDir,
   };
-  return deepFreeze(loaded);
+}
+
+/**
+ * Each service's whole config: the top-level settings with the service's own merged over them
+ * (objects key by key, lists and values replaced, `null` removes an inherited setting), validated
+ * as one config; an error inside what the service wrote points at the service's line.
+ */
+function resolveServices(top: Record<string, unknown>, cfg: Config, doc: Document, opts: { file: string; baseDir: string }, lineOf: (o: number | undefined) => number): LoadedService[] {
+  const problems: ConfigProblem[] = [];
+  const out: LoadedService[] = [];
+  const services = cfg.services ?? {};
+  const rawServices = top.services as Record<string, Record<string, unknown>>;
+  const { services: _s, ...base } = top;
+  for (const [name, svc] of Object.entries(services)) {
+    const own = rawServices[name];
+    const merged: Record<string, unknown> = { ...base, app: name, stateDir: path.join(cfg.stateDir, 'services', name) };
+    for (const key of SERVICE_INHERITED_KEYS) {
+      if (!(key in own)) continue;
+      const v = mergeSetting(base[key], own[key]);
+      if (v === undefined) delete merged[key];
+      else merged[key] = v;
+    }
+    const r = configSchema.safeParse(merged);
+    if (!r.success) {
+      for (const issue of r.error.issues) {
+        const segs = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
+        // Written by the service (at least its first key): point there; else at the inherited top-level line.
+        const mine = segs.length > 0 && typeof segs[0] === 'string' && (SERVICE_INHERITED_KEYS as readonly string[]).includes(segs[0]) && segs[0] in own;
+        problems.push(issueToProblem(mine ? { ...issue, path: ['services', name, ...segs] } : issue, doc, opts.file, lineOf, mine ? undefined : `services.${name}: inherited `));
+      }
+      continue;
+    }
+    const tls = svc.tls ? { cert: path.resolve(opts.baseDir, svc.tls.cert), key: path.resolve(opts.baseDir, svc.tls.key) } : null;
+    if (cfg.router.tls?.acme && tls === null) {
+      for (const h of svc.hosts) {
+        if (h.startsWith('*.')) problems.push({ file: opts.file, line: lineOfPath(doc, ['services', name, 'hosts'], lineOf), field: `services.${name}.hosts`, message: `${h}: ACME HTTP-01 cannot certify a wildcard name; give this service tls.cert and tls.key` });
+      }
+    }
+    out.push({ name, hosts: svc.hosts, paths: svc.paths ?? null, tls, config: { ...finish(r.data, opts), services: null } });
+  }
+  // Two services claiming one host and path prefix (router/service-map.ts matches the same way).
+  const claimed = new Map<string, string>();
+  for (const s of out) {
+    for (const host of s.hosts) {
+      for (const raw of s.paths ?? ['/']) {
+        const prefix = raw.length > 1 && raw.endsWith('/') ? raw.slice(0, -1) : raw;
+        const key = `${host} ${prefix}`;
+        const other = claimed.get(key);
+        if (other !== undefined && other !== s.name) {
+          problems.push({ file: opts.file, line: lineOfPath(doc, ['services', s.name, 'hosts'], lineOf), field: `services.${s.name}.hosts`, message: `${host}${prefix === '/' ? '' : prefix} is already routed to service ${other}` });
+        } else claimed.set(key, s.name);
+      }
+    }
+  }
+  const def = cfg.router.defaultService;
+  if (def !== undefined && !(def in services)) {
+    problems.push({ file: opts.file, line: lineOfPath(doc, ['router', 'defaultService'], lineOf), field: 'router.defaultService', message: `no service named ${JSON.stringify(def)} (services: ${Object.keys(services).join(', ')})` });
+  }
+  if (out.length === 0 && problems.length === 0) problems.push({ file: opts.file, line: lineOfPath(doc, ['services'], lineOf), field: 'services', message: 'expected at least one service' });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A service's value over the inherited one: objects merged key by key, anything else replaces; null removes. */
+function mergeSetting(inherited: unknown, own: unknown): unknown {
+  if (own === null) return undefined;
+  if (!isPlainObject(inherited) || !isPlainObject(own)) return own;
+  const out: Record<string, unknown> = { ...inherited };
+  for (const [k, v] of Object.entries(own)) {
+    const m = mergeSetting(inherited[k], v);
+    if (m === undefined) delete out[k];
+    else out[k] = m;
+  }
+  return out;
+}
+
+/** With services, the top level may leave `environments` to each service (the first one that has them stands in). */
+function withServiceEnvironments(raw: Record<string, unknown>): Record<string, unknown> {
+  const services = raw.services;
+  if (!isPlainObject(services) || raw.environments !== undefined) return raw;
+  const first = (Object.values(services) as unknown[]).find((v) => isPlainObject(v) && v.environments !== undefined) as Record<string, unknown> | undefined;
+  return { ...raw, environments: first?.environments };
 }
 
 function toPlain(doc: Document, file: string, lineOf: (o: number | undefined) => number): Record<string, unknown> {
@@ -160,7 +266,7 @@ function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, at: (string | numb
   }
 }
 
-function issueToProblem(issue: z.core.$ZodIssue, doc: Document, file: string, lineOf: (o: number | undefined) => number): ConfigProblem {
+function issueToProblem(issue: z.core.$ZodIssue, doc: Document, file: string, lineOf: (o: number | undefined) => number, prefix = ''): ConfigProblem {
   let segs = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
@@ -175,7 +281,7 @@ function issueToProblem(issue: z.core.$ZodIssue, doc: Document, file: string, li
   } else {
     message = message.replace(/^Invalid input: /, '');
   }
-  return { file, line: lineOfPath(doc, segs, lineOf), field: formatPath(segs), message };
+  return { file, line: lineOfPath(doc, segs, lineOf), field: formatPath(segs), message: `${prefix}${message}` };
 }
 
 /** Zod wrappers between a field and the object it holds: default, optional, prefault, pipe… */

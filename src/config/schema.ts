@@ -12,6 +12,7 @@ import * as d from './defaults.ts';
 import { byteSize, duration } from './fields.ts';
 import { gatesSchema, warmupSchema } from './gates.ts';
 import { notificationsSchema } from './notifications.ts';
+import { switchSchema } from './switch.ts';
 
 /** A duration like "500ms", "30s", "5m" → milliseconds (defined in fields.ts, shared by every section). */
 export { duration };
@@ -43,7 +44,39 @@ const tlsSchema = z.strictObject({
   key: z.string().min(1, 'expected the private key file (PEM)'),
 });
 
+/** `router.tls`: certificate files, and/or a TLS listener of its own with ACME certificates. */
+const acmeSchema = z.strictObject({
+  directory: z.url({ protocol: /^https?$/, error: 'expected the ACME directory URL, like "https://acme-v02.api.letsencrypt.org/directory"' }),
+  email: z.email().optional(),
+  /** Extra CA (PEM) trusted for the ACME server itself (private ACME servers), relative to the config file. */
+  caFile: z.string().min(1).optional(),
+  renewBefore: duration.default(d.DEFAULT_ACME_RENEW_BEFORE_MS),
+  /** Host names to certify when there is no `services:` (with services: every service host). */
+  hosts: z.array(z.string().min(1)).optional(),
+});
+const routerTlsSchema = z.strictObject({
+  cert: z.string().min(1, 'expected the certificate file (PEM)').optional(),
+  key: z.string().min(1, 'expected the private key file (PEM)').optional(),
+  /** HTTPS listener of its own (HTTP/2 + HTTP/1.1, SNI); `router.listen` stays plain HTTP. */
+  listen: z.lazy(() => address).optional(),
+  acme: acmeSchema.optional(),
+}).superRefine((v, ctx) => {
+  if ((v.cert === undefined) !== (v.key === undefined)) ctx.addIssue({ code: 'custom', path: [v.cert === undefined ? 'cert' : 'key'], message: 'cert and key go together' });
+  if (v.cert === undefined && v.acme === undefined && v.listen === undefined) ctx.addIssue({ code: 'custom', message: 'expected cert and key files, or acme (with listen)' });
+  if (v.acme !== undefined && v.listen === undefined) ctx.addIssue({ code: 'custom', path: ['listen'], message: 'acme needs a TLS listener of its own (router.tls.listen, e.g. 0.0.0.0:443): HTTP-01 challenges arrive on router.listen' });
+});
+
 const cidr = z.string().refine((v) => parseCidr(v) !== null, { message: 'expected an address or CIDR range like "10.0.0.0/8" or "::1"' });
+
+/** Preview on the live listener by header or cookie: trusted addresses, or a value signed with `secret`. */
+const previewAccessSchema = z.strictObject({
+  header: z.string().regex(/^[\w-]+$/, 'expected a header name').transform((h) => h.toLowerCase()).default(d.DEFAULT_PREVIEW_HEADER),
+  cookie: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected a cookie name').default(d.DEFAULT_PREVIEW_COOKIE),
+  trusted: z.array(z.string().refine((v) => parseCidr(v) !== null, { message: 'expected an address or CIDR range like "10.0.0.0/8" or "::1"' })).default([]),
+  secret: z.string().min(16, 'expected at least 16 characters (use ${VAR} to keep it out of the file)').optional(),
+}).superRefine((v, ctx) => {
+  if (v.trusted.length === 0 && v.secret === undefined) ctx.addIssue({ code: 'custom', path: ['trusted'], message: 'expected trusted addresses, a secret, or both: otherwise anyone could see the preview' });
+});
 
 const routerSchema = z.strictObject({
   listen: address.prefault(d.DEFAULT_LISTEN),
@@ -59,7 +92,10 @@ const routerSchema = z.strictObject({
   headersTimeout: duration.default(d.DEFAULT_HEADERS_TIMEOUT_MS),
   requestTimeout: duration.default(d.DEFAULT_REQUEST_TIMEOUT_MS),
   trustedProxies: z.array(cidr).default([]),
-  tls: tlsSchema.optional(),
+  tls: routerTlsSchema.optional(),
+  /** With `services:`: the service for requests whose host no service names (absent: 404). */
+  defaultService: z.string().optional(),
+  previewAccess: previewAccessSchema.optional(),
   /**
    * Client connections the live listener holds at most; over it new ones are refused at accept
    * while open ones keep working. `auto`: what the descriptor limit allows after
@@ -131,6 +167,34 @@ const standbySchema = z.strictObject({
   keepWarmDuringDeploy: z.boolean().default(true),
 });
 
+/** A host name a service answers for: `shop.example.com`, or one wildcard label `*.example.com`. */
+const hostName = z.string().transform((v) => v.toLowerCase()).refine((v) => /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(v) || /^[0-9a-f:.]+$/.test(v), { message: 'expected a host name like "shop.example.com" or "*.example.com" (no port, no scheme)' });
+
+/**
+ * One entry of `services:`. Its own keys are checked here (typos are errors); the settings it
+ * overrides (environments, health, gates …) are merged over the top-level ones and validated as a
+ * whole config by load.ts, so their rules live in one place.
+ */
+export const serviceSchema = z.strictObject({
+  hosts: z.array(hostName).min(1, 'expected at least one host name'),
+  /** Path prefixes under those hosts (absent: every path). */
+  paths: z.array(z.string().startsWith('/', 'expected a path prefix starting with "/"')).optional(),
+  /** Certificate files for this service's hosts (served by SNI), relative to the config file. */
+  tls: tlsSchema.optional(),
+  environments: z.unknown().optional(),
+  health: z.unknown().optional(),
+  gates: z.unknown().optional(),
+  warmup: z.unknown().optional(),
+  analysis: z.unknown().optional(),
+  standby: z.unknown().optional(),
+  database: z.unknown().optional(),
+  notifications: z.unknown().optional(),
+  switch: z.unknown().optional(),
+});
+/** The settings a service inherits from the top level and may override. */
+export const SERVICE_INHERITED_KEYS = ['environments', 'health', 'gates', 'warmup', 'analysis', 'standby', 'database', 'notifications', 'switch'] as const;
+const serviceName = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'expected a short name of letters, digits, ".", "_" or "-"');
+
 export const configSchema = z.strictObject({
   app: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'expected a short name of letters, digits, ".", "_" or "-"').default('app'),
   router: routerSchema.default(() => routerSchema.parse({})),
@@ -144,16 +208,34 @@ export const configSchema = z.strictObject({
   /** Absent: no post-switch analysis. Present (even `{}`): analysis with the defaults. */
   analysis: analysisSchema.optional(),
   standby: standbySchema.default(() => standbySchema.parse({})),
+  /** Absent: the instant switch. `steps`: a gradual switch by request share (switch.ts). */
+  switch: switchSchema.optional(),
   /** Shared database and its migrations (database.ts). */
   database: databaseSchema.optional(),
   notifications: notificationsSchema,
+  /** Many services on one router (absent: one service from the top-level keys). */
+  services: z.record(serviceName, serviceSchema).optional(),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.infer<typeof configSchema>;
 
 /** A loaded config plus where it came from. `stateDir` is absolute. */
-export interface LoadedConfig extends Config {
+export interface LoadedConfig extends Omit<Config, 'services'> {
   readonly file: string | null;
   readonly baseDir: string;
+  /**
+   * `services:` resolved (absent: null, one service from the top-level keys): each service's
+   * whole config, top-level keys merged under its own, `app` = its name, `stateDir` =
+   * `<stateDir>/services/<name>`.
+   */
+  readonly services?: readonly LoadedService[] | null;
+}
+
+export interface LoadedService {
+  readonly name: string;
+  readonly hosts: readonly string[];
+  readonly paths: readonly string[] | null;
+  readonly tls: { cert: string; key: string } | null;
+  readonly config: LoadedConfig;
 }

@@ -14,11 +14,12 @@ import { performance } from 'node:perf_hooks';
 import { COLORS, canHold, otherColor, type Color, type EnvironmentProvider, type Instance, type Release } from '../environments/types.ts';
 import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import { formatDuration } from '../lib/duration.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { quote } from '../lib/quote.ts';
 import { hostPort } from '../lib/address.ts';
 import type { Logger } from '../lib/logger.ts';
 import { silentLogger } from '../lib/logger.ts';
-import type { RouteTable } from '../router/route-table.ts';
+import type { MirrorSpec, RouteTable, Stickiness } from '../router/route-table.ts';
 import type { DataPlane, DrainReport } from '../router/data-plane.ts';
 import type { HealthMonitor } from '../health/types.ts';
 import { JUDGING_PHASES, POST_SWITCH_PHASES, PRE_SWITCH_PHASES, type DeploymentPhase, type DeploymentRecord, type EnvironmentState, type EventInput, type EventRecord, type Store } from '../store/types.ts';
@@ -53,6 +54,15 @@ export interface ControllerOptions {
   keepStandbyWarm?: boolean;
   hooks?: PipelineHooks;
   logger?: Logger;
+  /** Gradual switch (`switch:`): live traffic moves in these shares before the full switch; absent: instant. */
+  gradual?: GradualSwitch | null;
+}
+
+export interface GradualSwitch {
+  /** Shares below 1, ascending; the full switch follows the last. */
+  steps: readonly number[];
+  stepDurationMs: number;
+  stickiness: Stickiness;
 }
 
 export interface DeployRequest {
@@ -95,6 +105,10 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   private readonly statusSections = new Map<string, () => unknown>();
   private revision = 0;
   private closed = false;
+  /** The gradual switch in force (part of live traffic on the candidate); null: none. */
+  private split: { color: Color; share: number; stickiness: Stickiness } | null = null;
+  /** Mirroring requested by a gate (copies of live requests to the preview colour). */
+  private mirror: MirrorSpec | null = null;
 
   constructor(opts: ControllerOptions) {
     super();
@@ -106,6 +120,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     this.hooks = opts.hooks ?? {};
     this.log = opts.logger ?? silentLogger;
     this.revision = opts.router.table().revision;
+  }
+
+  /** The service this controller runs (`app`, or its name under `services:`). */
+  get app(): string {
+    return this.opts.app;
   }
 
   // ───────────────────────────── start-up and recovery ─────────────────────────────
@@ -337,6 +356,8 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
         revision: this.router.table().revision,
         live: `http://${hostPort(addrs.live)}`,
         preview: addrs.preview ? `http://${hostPort(addrs.preview)}` : null,
+        ...(this.split !== null ? { split: { color: this.split.color, share: this.split.share } } : {}),
+        ...(this.mirror !== null ? { mirror: { id: this.mirror.id, sample: this.mirror.sample } } : {}),
       },
     };
   }
@@ -433,6 +454,8 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     const release: Release = { version: d.version, path: d.path };
     const ctx = this.phaseContext(run, release);
     let switched = false;
+    /** Part of live traffic went to the candidate (a gradual switch began). */
+    let stepped = false;
     // The held standby of the candidate colour stops once the switch is done, alongside verify and analysis.
     let heldStopped: Promise<void> = Promise.resolve();
     try {
@@ -473,6 +496,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
         return { outcome: 'passed', summary: `promoted by ${decision.actor}${decision.force ? ' (forced)' : ''}` };
       });
       await this.phase(run, 'switch', async () => {
+        const gradual = this.opts.gradual;
+        if (gradual && d.fromColor !== null && gradual.steps.length > 0) {
+          stepped = true;
+          await this.stepTraffic(run, ctx, gradual);
+        }
         const ms = await this.switchTo(d.color, { actor: d.actor, reason: `promote ${d.version}`, deployment: d.id, requireGates: true, forced: run.record.forced });
         switched = true;
         this.updateDeployment(run, { switchMs: ms });
@@ -486,7 +514,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       return this.finishDeployment(run.record, 'succeeded', d.actor, `${d.version} is live on ${d.color}`);
     } catch (err) {
       await heldStopped;
-      return await this.failDeployment(run, err, switched);
+      return await this.failDeployment(run, err, switched, stepped);
     } finally {
       if (this.running === run) this.running = null;
     }
@@ -604,10 +632,15 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     }
   }
 
-  private async failDeployment(run: RunningDeployment, err: unknown, switched: boolean): Promise<DeploymentRecord> {
+  private async failDeployment(run: RunningDeployment, err: unknown, switched: boolean, stepped = false): Promise<DeploymentRecord> {
     const d = run.record;
     const e = toCutoverError(err, d.phase);
-    const aborted = e.code === 'CUTOVER_ERR_ABORTED';
+    const aborted = e.code === 'CUTOVER_ERR_ABORTED' && !stepped;
+    if (!switched) {
+      // A gradual switch that did not finish: its share goes back to 0 % at once (if not already).
+      if (this.split !== null) await this.setSplit(null, { deployment: d.id, actor: SYSTEM_ACTOR, reason: `gradual switch stopped: ${e.message}` });
+      this.mirror = null;
+    }
     if (switched) {
       // After the switch a failed check means: go back to what was live (analysis, verify).
       if (this.store.environments()[d.color].role === 'live' && d.fromColor) {
@@ -619,9 +652,14 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       }
       return this.finishDeployment(run.record, aborted ? 'aborted' : 'rolled-back', SYSTEM_ACTOR, e.message, { code: e.code, message: e.message });
     }
-    // Before the switch: traffic was never moved. Stop the candidate and put the colour back.
+    // Before the full switch: stop the candidate and put the colour back. Requests a gradual
+    // switch sent to it finish first (promise 1).
     const prior = run.priorCandidateState;
+    if (stepped) await this.waitForDrain(d.color, d.id, 'before the candidate is stopped');
     if (run.held && await this.restoreHeldStandby(run)) {
+      if (stepped) {
+        return this.finishDeployment(run.record, 'rolled-back', SYSTEM_ACTOR, `${e.message}; the gradual switch went back to 0 %, candidate stopped; ${d.color} (${prior.version}) is still the warm standby`, { code: e.code, message: e.message });
+      }
       const note = `traffic untouched, candidate stopped; ${d.color} (${prior.version}) is still the warm standby`;
       return this.finishDeployment(run.record, aborted ? 'aborted' : 'failed', aborted ? (e.details?.actor as string | undefined) ?? SYSTEM_ACTOR : SYSTEM_ACTOR,
         aborted ? `aborted during ${d.phase}; ${note}` : `${e.message}; ${note}`, { code: e.code, message: e.message });
@@ -637,6 +675,9 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       : { color: d.color, role: 'empty', version: null, path: null, since: Date.now(), retireAt: null };
     this.commit({ environments: [restored], instances: [{ color: d.color, instances: [] }] });
     await this.updateRoutes('candidate stopped');
+    if (stepped) {
+      return this.finishDeployment(run.record, 'rolled-back', SYSTEM_ACTOR, `${e.message}; the gradual switch went back to 0 %, candidate stopped`, { code: e.code, message: e.message });
+    }
     const reason = aborted ? `aborted during ${d.phase}; traffic untouched, candidate stopped` : `${e.message}; traffic untouched, candidate stopped`;
     return this.finishDeployment(run.record, aborted ? 'aborted' : 'failed', aborted ? (e.details?.actor as string | undefined) ?? SYSTEM_ACTOR : SYSTEM_ACTOR, reason, { code: e.code, message: e.message });
   }
@@ -775,6 +816,9 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       // Write-ahead: if this throws (disk full, read-only), the router was never touched.
       this.commit({ environments: changes });
       crashPoint('switch', target.version); // test-only: committed, not yet swapped
+      // The full switch ends any gradual one (and any mirroring: there is no candidate any more).
+      this.split = null;
+      this.mirror = null;
       const { drain, applied } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
       // In force once every router serves it: in-process at once; a fleet waits for acknowledgements.
       await applied;
@@ -821,6 +865,18 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     const run = this.running;
     if (run && !POST_SWITCH_PHASES.includes(run.record.phase)) {
       throw new CutoverError('CUTOVER_ERR_INVALID_STATE', `deployment ${run.record.id} has not switched traffic yet (phase ${run.record.phase}); use \`cutover abort\``);
+    }
+    if (run && this.split !== null && this.split.color === run.record.color) {
+      // During a gradual switch: the candidate's share goes to 0 % in one swap; the old colour never stopped being live.
+      const t0 = performance.now();
+      const reason = opts.reason ?? `rollback requested by ${opts.actor}`;
+      // Stop the steps first (no next step may start), then 0 % in one swap.
+      run.abort.abort(new CutoverError('CUTOVER_ERR_ABORTED', `rolled back by ${opts.actor} during the gradual switch`, { details: { actor: opts.actor } }));
+      await this.setSplit(null, { deployment: run.record.id, actor: opts.actor, reason, type: 'rollback' });
+      const ms = performance.now() - t0;
+      const envs = this.store.environments();
+      const live = COLORS.find((c) => envs[c].role === 'live') ?? otherColor(run.record.color);
+      return { ms, restarted: false, live: { color: live, version: envs[live].version } };
     }
     const envs = this.store.environments();
     const live = COLORS.find((c) => envs[c].role === 'live');
@@ -995,7 +1051,76 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   }
 
   private buildTable(instancesOf: (c: Color) => Instance[], revision: number): RouteTable {
-    return deriveRouteTable(this.store.environments(), instancesOf, revision);
+    return deriveRouteTable(this.store.environments(), instancesOf, revision, { split: this.split, mirror: this.mirror });
+  }
+
+  // ───────────────────────────── gradual switch and mirroring ─────────────────────────────
+
+  /**
+   * Mirror live requests to the candidate (and to live a second time) while a gate needs it; null
+   * stops. Not a traffic move: live answers are never changed. Resolves once the router has it.
+   */
+  setMirror(spec: MirrorSpec | null): Promise<void> {
+    return this.traffic.run(() => {
+      this.mirror = spec;
+      this.applyRoutes(spec === null ? 'mirroring stopped' : `mirroring ${Math.round(spec.sample * 1000) / 10}% of live requests`);
+    });
+  }
+
+  /** One swap moving `share` of live traffic to the split colour (null: 0 %, back to the live colour alone). */
+  private async setSplit(next: { color: Color; share: number; stickiness: Stickiness } | null, o: { deployment: string; actor: string; reason: string; type?: string; step?: number; of?: number }): Promise<number> {
+    const t0 = performance.now();
+    await this.traffic.run(async () => {
+      if (next !== null && this.healthyCount(next.color) === 0) {
+        throw new CutoverError('CUTOVER_ERR_NO_HEALTHY_INSTANCE', `${next.color} has no healthy instance; the gradual switch stops`, { details: { color: next.color } });
+      }
+      const prev = this.split;
+      if (next === null && prev === null) return; // already at 0 % (a rollback and a failing step may race)
+      this.split = next;
+      const cur = this.router.table();
+      const { drain } = this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      if (drain && prev) this.watchDrain(drain, prev.color, o.deployment);
+      const share = next?.share ?? 0;
+      const color = next?.color ?? prev?.color ?? null;
+      this.record({
+        type: o.type ?? 'switch.step', deployment: o.deployment, phase: 'switch', actor: o.actor, color, durationMs: performance.now() - t0,
+        reason: next === null
+          ? `${o.reason}: ${prev ? `${prev.color} back to 0 % of live traffic at once` : 'no gradual switch in force'}`
+          : `${o.reason}: ${Math.round(share * 1000) / 10} % of live traffic → ${next.color}${o.step ? ` (step ${o.step}/${o.of})` : ''}, sticky by ${next.stickiness.kind === 'none' ? 'nothing (per request)' : `${next.stickiness.kind} ${next.stickiness.name}`}`,
+        data: { share, step: o.step ?? null, of: o.of ?? null, revision: this.revision, fromRevision: cur.revision, stickiness: next?.stickiness ?? prev?.stickiness ?? null },
+      });
+    });
+    return performance.now() - t0;
+  }
+
+  /**
+   * The steps of a gradual switch: each share for stepDuration, judged by the `step` hook (analysis)
+   * when there is one. A failed step, an abort or a rollback returns the share to 0 % at once.
+   */
+  private async stepTraffic(run: RunningDeployment, ctx: PhaseContext, g: GradualSwitch): Promise<void> {
+    const d = run.record;
+    const of = g.steps.length + 1;
+    try {
+      for (let i = 0; i < g.steps.length; i++) {
+        if (run.abort.signal.aborted) throw run.abort.signal.reason;
+        const share = g.steps[i];
+        await this.setSplit({ color: d.color, share, stickiness: g.stickiness }, { deployment: d.id, actor: d.actor, reason: `gradual switch of ${d.version}`, step: i + 1, of });
+        const startedAt = Date.now();
+        const step = { index: i + 1, of, share, startedAt, durationMs: g.stepDurationMs };
+        const v: PhaseVerdict = this.hooks.step
+          ? await this.hooks.step(ctx, step)
+          : await sleep(g.stepDurationMs, undefined, { signal: run.abort.signal }).then(() => ({ outcome: 'passed' as const, summary: 'not judged (no analysis configured)' }));
+        if (run.abort.signal.aborted) throw run.abort.signal.reason;
+        this.record({ type: 'switch.step.verdict', deployment: d.id, phase: 'switch', actor: SYSTEM_ACTOR, color: d.color, version: d.version, reason: `step ${i + 1}/${of} at ${Math.round(share * 1000) / 10} %: ${v.summary}`, data: { outcome: v.outcome, share, step: i + 1, of, ...(v.data ?? {}) } });
+        if (v.outcome === 'failed') {
+          throw new CutoverError('CUTOVER_ERR_ANALYSIS_FAILED', `step ${i + 1}/${of} at ${Math.round(share * 1000) / 10} % failed: ${v.summary}`, { details: { step: i + 1, share, ...(v.data ?? {}) } });
+        }
+      }
+    } catch (err) {
+      // 0 % at once, before anything else is recorded or stopped.
+      if (this.split !== null) await this.setSplit(null, { deployment: d.id, actor: SYSTEM_ACTOR, reason: `gradual switch of ${d.version} stopped (${toCutoverError(err, 'switch').message})` });
+      throw err;
+    }
   }
 
   /** Re-derive the table from state (instances moved, candidate added or removed); swap when it differs. */

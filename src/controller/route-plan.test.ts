@@ -55,3 +55,21 @@ test('sameRoutes ignores the revision and notices a moved target', () => {
   assert.equal(sameRoutes(a, moved), false);
   assert.equal(sameRoutes(a, deriveRouteTable({ ...envs, blue: { role: 'live', version: 'v2' } }, instances, 1)), false);
 });
+
+test('a gradual switch splits live traffic only to the candidate while something is live; mirroring likewise; sameRoutes sees both', () => {
+  const envs = { blue: { role: 'live' as const, version: 'v1' }, green: { role: 'candidate' as const, version: 'v2' } };
+  const split = { color: 'green' as const, share: 0.2, stickiness: { kind: 'cookie' as const, name: 'cutover_visitor' } };
+  const mirror = { id: 'm1', sample: 0.1, methods: ['GET'], maxBodyBytes: 1024, headers: [], ignore: [], queue: 10, concurrency: 1, timeoutMs: 1_000 };
+  const t = deriveRouteTable(envs, instances, 3, { split, mirror });
+  assert.deepEqual(t.split, { route: { color: 'green', version: 'v2', targets: instances('green') }, share: 0.2, stickiness: split.stickiness });
+  assert.equal(t.mirror, mirror);
+  // The split colour must be the candidate, and a share of 0 is no split.
+  assert.equal(deriveRouteTable(envs, instances, 3, { split: { ...split, color: 'blue' } }).split, undefined);
+  assert.equal(deriveRouteTable(envs, instances, 3, { split: { ...split, share: 0 } }).split, undefined);
+  assert.equal(deriveRouteTable({ ...envs, blue: { role: 'empty', version: null } }, instances, 3, { split, mirror }).mirror, undefined, 'nothing live: nothing to mirror');
+  const plain = deriveRouteTable(envs, instances, 4);
+  assert.ok(!sameRoutes(plain, t));
+  assert.ok(!sameRoutes(t, deriveRouteTable(envs, instances, 5, { split: { ...split, share: 0.5 }, mirror })));
+  assert.ok(!sameRoutes(t, deriveRouteTable(envs, instances, 5, { split, mirror: { ...mirror, id: 'm2' } })));
+  assert.ok(sameRoutes(t, deriveRouteTable(envs, instances, 9, { split, mirror })));
+});

@@ -4,19 +4,21 @@
  * first, then every listener is bound (the admin API answers "starting"), the router serves the
  * recorded live colour before anything else happens (DESIGN promise 5), then instances are
  * adopted, then the API serves. A failure anywhere before "up" undoes the start (issue #15).
+ * With `services:`, each service has its own store (and state checks, snapshots, marker),
+ * provider, health checker, controller and plugins (services.ts) behind the one router and admin
+ * API; certificates come from files or ACME (tls/).
  */
 import type { LoadedConfig } from '../config/schema.ts';
-import { SqliteStore } from '../store/sqlite-store.ts';
-import { ProcessProvider } from '../environments/process-provider.ts';
-import { StaticProvider } from '../environments/static-provider.ts';
+import type { SqliteStore } from '../store/sqlite-store.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
-import { HealthChecker } from '../health/health-checker.ts';
-import { Router } from '../router/router.ts';
-import type { DataPlane, DataPlaneEngine, RequestRecord, RouterView } from '../router/data-plane.ts';
+import type { HealthChecker } from '../health/health-checker.ts';
+import { Router, type ServiceRouter } from '../router/router.ts';
+import type { DataPlane, RequestRecord, RouterView } from '../router/data-plane.ts';
+import { buildServiceMap } from '../router/service-map.ts';
 import { Controller } from '../controller/controller.ts';
 import { connectableHost, hostPort } from '../lib/address.ts';
 import type { PipelineHooks } from '../plugin-api/hooks.ts';
-import { AdminServer } from '../api/server.ts';
+import { AdminServer, type ApiService } from '../api/server.ts';
 import type { ApiExtras, Plugin, PluginFactory } from '../plugin-api/plugin.ts';
 import { ensureToken, tokenFile } from '../api/token.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
@@ -25,6 +27,10 @@ import { StateLock } from './state-lock.ts';
 import { guardState, writeCurrentMarker } from './state-guard.ts';
 import { Snapshotter } from '../store/snapshots.ts';
 import { connectionBudget, raiseNofile, type ConnectionBudget } from './fd-limit.ts';
+import { CertificateStore } from '../tls/certificate-store.ts';
+import { AcmeManager } from '../tls/acme-manager.ts';
+import { loadTlsFiles } from '../lib/tls-files.ts';
+import { buildServiceParts, mergeExpositions, servicePlans, type ServicePlan } from './services.ts';
 
 export interface DaemonOptions {
   logger?: Logger;
@@ -38,30 +44,55 @@ export interface DaemonOptions {
   stopUnknownInstances?: boolean;
 }
 
-export class Daemon {
-  readonly config: LoadedConfig;
+/** One service's running parts. */
+export interface ServiceRuntime {
+  readonly name: string;
+  readonly plan: ServicePlan;
   readonly store: SqliteStore;
   readonly provider: EnvironmentProvider;
   readonly health: HealthChecker;
-  /** The data plane this daemon runs (the in-process Router); only the controller swaps it. */
-  readonly router: DataPlaneEngine;
+  readonly controller: Controller;
+  readonly router: ServiceRouter;
+  readonly snapshots: Snapshotter;
+  readonly marker: MarkerWriter;
+  plugins: Plugin[];
+}
+
+export class Daemon {
+  readonly config: LoadedConfig;
+  /** Every service, in config order (one without `services:`); the fields below are the first one's. */
+  readonly services: readonly ServiceRuntime[];
+  readonly acme: AcmeManager | null;
+  readonly certificates: CertificateStore | null;
+  readonly store: SqliteStore;
+  readonly provider: EnvironmentProvider;
+  readonly health: HealthChecker;
+  /** The data plane this daemon runs (the in-process Router); only the controllers swap it. */
+  readonly router: Router;
   readonly controller: Controller;
   readonly api: AdminServer;
   readonly logger: Logger;
   readonly tokenSource: 'env' | 'file' | 'generated';
   /** Start-up warnings (listeners bound beyond loopback); `cutover up` prints them too. */
   readonly warnings: string[];
-  private readonly plugins: Plugin[];
   private stopped = false;
   private onHangup: (() => void) | null = null;
-  private lock: StateLock | null = null;
-  private snapshots: Snapshotter | null = null;
-  private marker: MarkerWriter | null = null;
+  private readonly lock: StateLock;
+  private readonly serviceLocks: readonly StateLock[];
 
-  private constructor(parts: Omit<Daemon, 'stop' | 'adminUrl' | 'liveUrl' | 'previewUrl' | 'reloadTls' | 'lock' | 'snapshots' | 'marker'> & { plugins: Plugin[] }) {
-    this.config = parts.config; this.store = parts.store; this.provider = parts.provider; this.health = parts.health;
-    this.router = parts.router; this.controller = parts.controller; this.api = parts.api; this.logger = parts.logger;
-    this.tokenSource = parts.tokenSource; this.plugins = parts.plugins; this.warnings = parts.warnings;
+  private constructor(parts: Pick<Daemon, 'config' | 'services' | 'acme' | 'certificates' | 'router' | 'api' | 'logger' | 'tokenSource' | 'warnings'> & { lock: StateLock; serviceLocks: readonly StateLock[] }) {
+    this.config = parts.config; this.services = parts.services; this.acme = parts.acme; this.certificates = parts.certificates;
+    const first = parts.services[0];
+    this.store = first.store; this.provider = first.provider; this.health = first.health; this.controller = first.controller;
+    this.router = parts.router; this.api = parts.api; this.logger = parts.logger;
+    this.tokenSource = parts.tokenSource; this.warnings = parts.warnings; this.lock = parts.lock; this.serviceLocks = parts.serviceLocks;
+  }
+
+  /** A service by name (throws for an unknown one). */
+  service(name: string): ServiceRuntime {
+    const s = this.services.find((x) => x.name === name);
+    if (!s) throw new Error(`no service ${JSON.stringify(name)}`);
+    return s;
   }
 
   /**
@@ -90,22 +121,36 @@ export class Daemon {
   }
 
   private static async startLocked(config: LoadedConfig, opts: DaemonOptions & { plugins?: PluginFactory[] }, logger: Logger, lock: StateLock, undo: (() => unknown)[]): Promise<Daemon> {
-    const store = new SqliteStore(config.stateDir);
-    undo.push(() => store.close());
-    await guardState(store, config.stateDir, { processProvider: config.environments.provider === 'process', stopUnknownInstances: opts.stopUnknownInstances === true });
-    const snapshots = new Snapshotter(store, config.stateDir, { onError: (err) => logger.warn({ err }, 'state snapshot failed') });
-    const marker = new MarkerWriter(store, config.stateDir, logger);
-    store.onGeneration = (_generation, rolesChanged) => { marker.schedule(); snapshots.changed(rolesChanged); };
-    undo.push(async () => { store.onGeneration = null; marker.flush(); await snapshots.close(); });
-
+    const { multi, plans } = servicePlans(config);
     const { token, source: tokenSource } = ensureToken(config.stateDir, opts.env);
-    const health = new HealthChecker({
-      path: config.health.path, intervalMs: config.health.interval, timeoutMs: config.health.timeout,
-      healthyThreshold: config.health.healthyThreshold, unhealthyThreshold: config.health.unhealthyThreshold, logger,
-    });
-    undo.push(() => health.close());
-    const provider = makeProvider(config, logger, [token, ...configSecrets(config)]);
-    const onRequestFns: ((r: RequestRecord) => void)[] = opts.onRequest ? [opts.onRequest] : [];
+    const secrets = [...new Set([token, ...configSecrets(config), ...(multi ? plans.flatMap((p) => configSecrets(p.config)) : [])])];
+    const parts = [];
+    const serviceLocks: StateLock[] = [];
+    for (const plan of plans) {
+      const log = multi ? logger.child({ service: plan.name }) : logger;
+      if (multi) {
+        // Each service's own directory is locked too, so `cutover state restore -s NAME` refuses while this runs.
+        const l = StateLock.acquire(plan.config.stateDir);
+        serviceLocks.push(l);
+        undo.push(() => l.release());
+      }
+      const built = buildServiceParts(plan, log, secrets);
+      const { store, health } = built;
+      undo.push(() => store.close());
+      // Each service's state is checked, snapshotted and marked in its own state directory.
+      await guardState(store, plan.config.stateDir, { processProvider: plan.config.environments.provider === 'process', stopUnknownInstances: opts.stopUnknownInstances === true });
+      const snapshots = new Snapshotter(store, plan.config.stateDir, { onError: (err) => log.warn({ err }, 'state snapshot failed') });
+      const marker = new MarkerWriter(store, plan.config.stateDir, log);
+      store.onGeneration = (_generation, rolesChanged) => { marker.schedule(); snapshots.changed(rolesChanged); };
+      undo.push(async () => { store.onGeneration = null; marker.flush(); await snapshots.close(); });
+      undo.push(() => health.close());
+      // The caller's request observer sees every service's requests.
+      parts.push({ plan, log, ...built, snapshots, marker, onRequestFns: opts.onRequest ? [opts.onRequest] : [] as ((r: RequestRecord) => void)[] });
+    }
+
+    const { certificates, acme } = certificateSources(config, plans, logger);
+    const routerTls = config.router.tls;
+    const tlsFiles = routerTls?.cert !== undefined && routerTls.key !== undefined ? { cert: routerTls.cert, key: routerTls.key } : null;
     const fds = descriptorPlan(config, logger);
     const router = new Router({
       listen: config.router.listen, preview: config.router.preview,
@@ -115,68 +160,114 @@ export class Daemon {
         maxBodyBytes: config.router.maxBodySize, headersTimeoutMs: config.router.headersTimeout, requestTimeoutMs: config.router.requestTimeout,
       },
       maxConnections: { live: fds.budget.live, preview: fds.budget.preview },
-      trustedProxies: config.router.trustedProxies, tls: config.router.tls ?? null,
-      health, logger,
-      onRequest: (r) => { for (const f of onRequestFns) f(r); },
+      trustedProxies: config.router.trustedProxies, tls: tlsFiles,
+      previewAccess: config.router.previewAccess ? { ...config.router.previewAccess, secret: config.router.previewAccess.secret ?? null } : null,
+      tlsListen: routerTls?.listen ?? null, certificates, acmeChallenge: acme ? (t) => acme.challengeResponse(t) : null,
+      health: parts[0].health, logger,
+      services: parts.map((p) => ({ name: p.plan.name, health: p.health, direct: multi, onRequest: (r: RequestRecord) => { for (const f of p.onRequestFns) f(r); } })),
+      serviceMap: multi ? buildServiceMap(plans.map((p) => ({ name: p.name, hosts: p.hosts, paths: p.paths ?? undefined })), config.router.defaultService ?? null) : null,
     });
-    const hooks: PipelineHooks = { ...(opts.hooks ?? {}) };
-    const controller = new Controller({
-      app: config.app, store, provider, health, router, logger, hooks,
-      startTimeoutMs: config.environments.process?.startTimeout ?? config.health.timeout * 15,
-      standbyKeepForMs: config.standby.keepFor, keepStandbyWarm: config.standby.keepWarmDuringDeploy,
+    const hooksOf = new Map<string, PipelineHooks>();
+    const runtimes: ServiceRuntime[] = parts.map((p) => {
+      const hooks: PipelineHooks = { ...(opts.hooks ?? {}) };
+      hooksOf.set(p.plan.name, hooks);
+      const view = router.service(p.plan.name);
+      const c = p.plan.config;
+      const controller = new Controller({
+        app: c.app, store: p.store, provider: p.provider, health: p.health, router: view, logger: p.log, hooks,
+        startTimeoutMs: c.environments.process?.startTimeout ?? c.health.timeout * 15,
+        standbyKeepForMs: c.standby.keepFor, keepStandbyWarm: c.standby.keepWarmDuringDeploy,
+        gradual: c.switch && c.switch.steps.length > 0 ? { steps: c.switch.steps, stepDurationMs: c.switch.stepDuration, stickiness: c.switch.stickiness } : null,
+      });
+      return { name: p.plan.name, plan: p.plan, store: p.store, provider: p.provider, health: p.health, controller, router: view, snapshots: p.snapshots, marker: p.marker, plugins: [] };
     });
     // The admin listener before the router's: a taken admin port fails the start before any
     // traffic is served. It answers 503 "starting" until the daemon is fully up.
-    const api = new AdminServer({ controller, token, logger, tls: config.admin.tls ?? null, starting: true });
+    const api = new AdminServer({ controller: runtimes[0].controller, token, logger, tls: config.admin.tls ?? null, starting: true });
     await api.listen(config.admin.listen.host, config.admin.listen.port);
     undo.push(() => api.close());
-    // Promise 5: serve the recorded live colour first, before adoption or anything else.
-    controller.restoreRoutes();
+    // Promise 5: serve the recorded live colour of every service first, before adoption or anything else.
+    for (const r of runtimes) r.controller.restoreRoutes();
     undo.push(() => router.close());
     await router.start();
     // From here instances may be adopted or started: a failed start leaves them running, recorded.
-    undo.push(() => provider.detach());
-    undo.push(() => controller.close());
-    await controller.recover();
-
-    const plugins: Plugin[] = [];
-    undo.push(async () => { for (const p of plugins) await p.close?.(); });
-    const routerView = readOnly(router);
-    for (const factory of opts.plugins ?? []) plugins.push(await factory({ config, controller, router: routerView, logger }));
-    for (const p of plugins) {
-      if (p.hooks) Object.assign(hooks, p.hooks);
-      if (p.onRequest) onRequestFns.push(p.onRequest);
+    for (const r of runtimes) {
+      undo.push(() => r.provider.detach());
+      undo.push(() => r.controller.close());
     }
+    for (const r of runtimes) await r.controller.recover();
+    if (multi) {
+      // Which service this is and where users reach it; its `router.live`/`.preview` are its own loopback listeners.
+      for (const r of runtimes) {
+        r.controller.extendStatus('service', () => ({
+          name: r.name, hosts: r.plan.hosts, paths: r.plan.paths,
+          listeners: { live: `http://${hostPort(router.addresses().live)}`, tls: router.tlsAddress() ? `https://${hostPort(router.tlsAddress()!)}` : null },
+        }));
+      }
+    }
+    if (acme) {
+      for (const r of runtimes) r.controller.extendStatus('tls', () => ({ certificates: acme.status().filter((h) => !multi || r.plan.hosts.includes(h.host)) }));
+      // Each outcome is an event of the service that owns the host (status, history, webhooks).
+      acme.onEvent = (e) => {
+        const owner = runtimes.find((r) => r.plan.hosts.includes(e.host)) ?? runtimes[0];
+        owner.controller.record({ type: e.type, actor: 'cutover', reason: e.reason, data: e.data });
+      };
+      undo.push(() => acme.close());
+      // In the background: a slow or absent ACME server never holds the daemon's start.
+      acme.start();
+    }
+
+    const apiServices = new Map<string, ApiService>();
     const extras: ApiExtras = { metricsPublic: config.admin.metricsPublic, ...(opts.extras ?? {}) };
-    for (const p of plugins) if (p.extras) Object.assign(extras, p.extras);
-    // Several plugins may add routes (telemetry, migrations…): ask each in turn, first to answer wins.
-    const routeFns = plugins.flatMap((p) => (p.extras?.routes ? [p.extras.routes] : []));
-    if (opts.extras?.routes) routeFns.unshift(opts.extras.routes);
-    if (routeFns.length > 1) {
-      extras.routes = async (ctx) => {
-        for (const f of routeFns) if (await f(ctx)) return true;
-        return false;
+    const metricsFns: NonNullable<ApiExtras['metrics']>[] = [];
+    for (const r of runtimes) undo.push(async () => { for (const p of r.plugins) await p.close?.(); });
+    for (const [i, r] of runtimes.entries()) {
+      const p = parts[i];
+      for (const factory of opts.plugins ?? []) {
+        r.plugins.push(await factory({ config: r.plan.config, controller: r.controller, router: readOnly(r.router), logger: p.log, ...(multi ? { service: r.name } : {}), primary: i === 0 }));
+      }
+      for (const pl of r.plugins) {
+        if (pl.hooks) Object.assign(hooksOf.get(r.name)!, pl.hooks);
+        if (pl.onRequest) p.onRequestFns.push(pl.onRequest);
+        if (pl.extras?.metrics) metricsFns.push(pl.extras.metrics);
+        if (pl.extras?.ui && !extras.ui) extras.ui = pl.extras.ui;
+        if (pl.extras?.metricsPublic !== undefined) extras.metricsPublic = pl.extras.metricsPublic;
+      }
+      // Several plugins may add routes (telemetry, migrations…): ask each in turn, first to answer wins.
+      const routeFns = r.plugins.flatMap((pl) => (pl.extras?.routes ? [pl.extras.routes] : []));
+      if (opts.extras?.routes) routeFns.unshift(opts.extras.routes);
+      apiServices.set(r.name, {
+        controller: r.controller, hosts: r.plan.hosts,
+        routes: routeFns.length === 0 ? undefined : async (ctx) => {
+          for (const f of routeFns) if (await f(ctx)) return true;
+          return false;
+        },
+      });
+    }
+    if (opts.extras?.metrics) metricsFns.unshift(opts.extras.metrics);
+    if (metricsFns.length === 1) extras.metrics = metricsFns[0];
+    else if (metricsFns.length > 1) {
+      extras.metrics = async () => {
+        const all = await Promise.all(metricsFns.map((f) => f()));
+        return { contentType: all[0].contentType, body: mergeExpositions(all.map((m) => m.body)) };
       };
     }
-    api.ready(extras);
+    api.ready(extras, apiServices);
 
     const exposed = exposureWarnings(config);
     for (const w of exposed) logger.warn({ warning: 'exposed-listener' }, w);
     const weak = tokenWarnings(token, tokenSource);
     for (const w of weak) logger.warn({ warning: 'weak-token' }, w);
     const warnings = [...exposed, ...weak, ...fds.warnings];
-    const d = new Daemon({ config, store, provider, health, router, controller, api, logger, tokenSource, plugins, warnings });
-    d.lock = lock;
-    d.snapshots = snapshots;
-    d.marker = marker;
-    if (config.router.tls || config.admin.tls) {
+    const d = new Daemon({ config, services: runtimes, acme, certificates, router, api, logger, tokenSource, warnings, lock, serviceLocks });
+    if (config.router.tls || config.admin.tls || plans.some((p) => p.tls)) {
       // SIGHUP re-reads the certificates (renewals) without dropping a connection.
       d.onHangup = () => { d.reloadTls(); };
       process.on('SIGHUP', d.onHangup);
     }
     // The state this daemon accepted and recovered: the first snapshot of its run.
-    void snapshots.take();
-    logger.info({ live: d.liveUrl(), preview: d.previewUrl(), admin: d.adminUrl(), tokenFile: tokenSource === 'env' ? null : tokenFile(config.stateDir) }, 'cutover is up');
+    for (const r of runtimes) void r.snapshots.take();
+    logger.info({ live: d.liveUrl(), preview: d.previewUrl(), tls: d.tlsUrl(), admin: d.adminUrl(), services: multi ? runtimes.map((r) => r.name) : undefined, tokenFile: tokenSource === 'env' ? null : tokenFile(config.stateDir) }, 'cutover is up');
     return d;
   }
 
@@ -185,7 +276,13 @@ export class Daemon {
     return `${this.config.admin.tls ? 'https' : 'http'}://${hostPort({ host: connectableHost(a.address), port: a.port })}`;
   }
 
-  liveUrl(): string { return `${this.config.router.tls ? 'https' : 'http'}://${hostPort(this.router.addresses().live)}`; }
+  liveUrl(): string { return `${this.config.router.tls && !this.config.router.tls.listen ? 'https' : 'http'}://${hostPort(this.router.addresses().live)}`; }
+
+  /** `router.tls.listen` (HTTPS, HTTP/2 and HTTP/1.1), or null. */
+  tlsUrl(): string | null {
+    const a = this.router.tlsAddress();
+    return a ? `https://${hostPort(a)}` : null;
+  }
 
   previewUrl(): string | null {
     const p = this.router.addresses().preview;
@@ -198,7 +295,23 @@ export class Daemon {
    */
   reloadTls(): { router: boolean; admin: boolean } {
     const out = { router: false, admin: false };
-    for (const [name, reload] of [['router', () => this.router.reloadTls()], ['admin', () => this.api.reloadTls()]] as const) {
+    for (const s of this.services) {
+      if (!s.plan.tls || !this.certificates) continue;
+      try {
+        this.certificates.setFiles(s.plan.hosts, s.plan.tls, `services.${s.name}.tls`);
+        s.controller.record({ type: 'tls.reload', actor: 'cutover', reason: `services.${s.name}.tls certificate reloaded from ${s.plan.tls.cert}` });
+      } catch (err) {
+        s.controller.record({ type: 'tls.reload.failed', actor: 'cutover', reason: `services.${s.name}.tls certificate not reloaded, the current one stays: ${(err as Error).message}` });
+      }
+    }
+    const routerTls = this.config.router.tls;
+    const reloadRouter = () => {
+      const changed = this.router.reloadTls();
+      // With a TLS listener of its own, the router.tls pair is also the SNI fallback for unknown names.
+      if (changed && this.certificates && routerTls?.cert !== undefined && routerTls.key !== undefined) this.certificates.setFallback(loadTlsFiles({ cert: routerTls.cert, key: routerTls.key }, 'router.tls'));
+      return changed;
+    };
+    for (const [name, reload] of [['router', reloadRouter], ['admin', () => this.api.reloadTls()]] as const) {
       try {
         out[name] = reload();
         if (out[name]) this.controller.record({ type: 'tls.reload', actor: 'cutover', reason: `${name} TLS certificate reloaded from ${this.config[name].tls?.cert}` });
@@ -218,26 +331,56 @@ export class Daemon {
     this.stopped = true;
     if (this.onHangup) process.off('SIGHUP', this.onHangup);
     await this.api.close();
-    await this.controller.close();
-    for (const p of this.plugins) await p.close?.();
-    if (opts.stopInstances) {
-      await Promise.all((['blue', 'green'] as const).map(async (c) => {
-        await this.provider.stop(c);
-        await this.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
-      }));
-    } else {
-      await this.provider.detach();
+    await this.acme?.close();
+    for (const s of this.services) {
+      await s.controller.close();
+      for (const p of s.plugins) await p.close?.();
     }
+    await Promise.all(this.services.map(async (s) => {
+      if (opts.stopInstances) {
+        await Promise.all((['blue', 'green'] as const).map(async (c) => {
+          await s.provider.stop(c);
+          await s.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
+        }));
+      } else {
+        await s.provider.detach();
+      }
+    }));
     await this.router.close();
-    await this.health.close();
-    this.store.onGeneration = null;
-    this.marker?.flush();
-    // The state this run ends with; bounded, so a stuck copy cannot hold the shutdown.
-    if (this.snapshots) await Promise.race([this.snapshots.take(), new Promise((r) => setTimeout(r, SHUTDOWN_SNAPSHOT_MS).unref())]);
-    await this.snapshots?.close();
-    this.store.close();
-    this.lock?.release();
+    for (const s of this.services) {
+      await s.health.close();
+      s.store.onGeneration = null;
+      s.marker.flush();
+      // The state this run ends with; bounded, so a stuck copy cannot hold the shutdown.
+      await Promise.race([s.snapshots.take(), new Promise((r) => setTimeout(r, SHUTDOWN_SNAPSHOT_MS).unref())]);
+      await s.snapshots.close();
+      s.store.close();
+    }
+    for (const l of this.serviceLocks) l.release();
+    this.lock.release();
   }
+}
+
+/**
+ * Where the TLS listener's certificates come from: `router.tls` files (the fallback for names
+ * without one of their own), each service's `tls` files for its hosts, and ACME for every other
+ * service host (or `router.tls.acme.hosts` without services). Null when nothing uses SNI.
+ */
+function certificateSources(config: LoadedConfig, plans: readonly ServicePlan[], logger: Logger): { certificates: CertificateStore | null; acme: AcmeManager | null } {
+  const t = config.router.tls;
+  if (!t?.listen) return { certificates: null, acme: null };
+  const store = new CertificateStore();
+  if (t.cert !== undefined && t.key !== undefined) store.setFallback(loadTlsFiles({ cert: t.cert, key: t.key }, 'router.tls'));
+  for (const p of plans) if (p.tls) store.setFiles(p.hosts, p.tls, `services.${p.name}.tls`);
+  let acme: AcmeManager | null = null;
+  if (t.acme) {
+    const hosts = config.services ? plans.filter((p) => !p.tls).flatMap((p) => p.hosts) : (t.acme.hosts ?? []);
+    acme = new AcmeManager({
+      directory: t.acme.directory, email: t.acme.email, caFile: t.acme.caFile, renewBeforeMs: t.acme.renewBefore,
+      hosts, stateDir: config.stateDir, store, logger,
+    });
+  }
+  return { certificates: store, acme };
 }
 
 /** What plugins get of the router: the read side only, also at run time (no cast reaches swap). */
@@ -248,6 +391,7 @@ function readOnly(router: DataPlane): RouterView {
     table: () => router.table(),
     inFlight: (listener, color) => router.inFlight(listener, color),
     rejections: () => router.rejections(),
+    mirrorReport: (id) => router.mirrorReport(id),
     // The traffic sample's capture: copies chosen live requests into their record; moves no traffic.
     ...(router.setCapture ? { setCapture: router.setCapture.bind(router) } : {}),
   } satisfies RouterView);
@@ -308,16 +452,6 @@ export const MIN_TOKEN_CHARS = 16;
 function tokenWarnings(token: string, source: 'env' | 'file' | 'generated'): string[] {
   if (token.length >= MIN_TOKEN_CHARS) return [];
   return [`the admin token (${source === 'env' ? 'CUTOVER_TOKEN' : 'token file'}) has only ${token.length} characters: use at least ${MIN_TOKEN_CHARS} random ones (e.g. \`openssl rand -base64 32\`)`];
-}
-
-function makeProvider(config: LoadedConfig, logger: Logger, secrets: string[]): EnvironmentProvider {
-  const env = config.environments;
-  if (env.provider === 'static' && env.static) {
-    return new StaticProvider({ blue: env.static.blue, green: env.static.green, logger });
-  }
-  const p = env.process;
-  if (!p) throw new Error('unreachable: the config schema requires environments.process');
-  return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, inheritEnv: p.inheritEnv, secrets, stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
 }
 
 function isLoopback(host: string): boolean {

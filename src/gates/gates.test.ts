@@ -77,7 +77,7 @@ test('config: each gate needs exactly one kind, unique names, and valid fields; 
   const bad = `${base}gates:\n  - name: a\n    http: { path: /x }\n    command: echo hi\n  - name: a\n    http: { path: /y }\n  - name: c\n    load: { maxErrorRate: 120% }\n`;
   assert.throws(() => parseConfig(bad, { file: 'cutover.yaml', baseDir: tmp }), (e: unknown) => {
     assert.ok(e instanceof ConfigError);
-    assert.match(e.message, /cutover\.yaml:3: gates\[0\]: expected exactly one of http, command, load or compare, got http and command/);
+    assert.match(e.message, /cutover\.yaml:3: gates\[0\]: expected exactly one of http, command, load, compare, mirror or session, got http and command/);
     assert.match(e.message, /cutover\.yaml:9: gates\[2\]\.load\.maxErrorRate: expected a share like "1%"/);
     return true;
   });

@@ -12,13 +12,29 @@ import { runGates, type GateEvent } from './runner.ts';
 import { inheritedEnv } from '../lib/child-env.ts';
 import { configSecrets } from '../config/secrets.ts';
 import { parityReport, type ColorSettings } from './parity.ts';
-import type { GateTarget } from './types.ts';
+import type { GateTarget, MirrorControl } from './types.ts';
+import { z } from 'zod';
+import { CutoverError } from '../lib/errors.ts';
+import { parseDuration } from '../lib/duration.ts';
+import { signPreviewValue } from '../router/preview-access.ts';
 
-export const gatesPlugin: PluginFactory = ({ config, controller }) => {
+/** Longest life of a signed preview value: a week. Default: one hour. */
+export const MAX_PREVIEW_TTL_MS = 7 * 24 * 3_600_000;
+export const DEFAULT_PREVIEW_TTL_MS = 3_600_000;
+const previewTokenBody = z.strictObject({ ttl: z.string().optional() });
+
+export const gatesPlugin: PluginFactory = ({ config, controller, router }) => {
   const gates = config.gates;
   const httpGates = gates.filter((g) => g.kind === 'http');
   const record = (ctx: PhaseContext) => (e: GateEvent) => ctx.record({ type: e.type, phase: e.phase, reason: e.reason, durationMs: e.durationMs ?? null, color: ctx.color, version: ctx.release.version, data: e.data });
+  // Mirroring is asked of the controller (it writes the route table) and counted by the router.
+  const mirror: MirrorControl = {
+    start: (spec) => controller.setMirror(spec),
+    stop: () => controller.setMirror(null),
+    report: (id) => router.mirrorReport(id),
+  };
   const target = (ctx: PhaseContext, listener: 'preview' | 'live'): GateTarget => ({
+    mirror,
     url: listener === 'preview' ? ctx.previewUrl ?? '' : ctx.liveUrl,
     listener,
     liveUrl: ctx.previous ? ctx.liveUrl : null,
@@ -32,7 +48,25 @@ export const gatesPlugin: PluginFactory = ({ config, controller }) => {
   // instances (src/lib/child-env.ts) — never the admin token or another Cutover secret.
   const commandEnv = inheritedEnv(process.env, { inherit: config.environments.process?.inheritEnv, secrets: configSecrets(config) });
 
+  const access = config.router.previewAccess;
   return {
+    extras: {
+      // POST /api/v1/preview-token {"ttl":"1h"}: a signed value for testers to see the preview on the live listener.
+      async routes(rc) {
+        if (rc.method !== 'POST' || rc.path !== '/preview-token') return false;
+        if (!access?.secret) throw new CutoverError('CUTOVER_ERR_INVALID_STATE', 'router.previewAccess.secret is not configured: signed preview values are off');
+        const parsed = previewTokenBody.safeParse(await rc.body());
+        const ttlText = parsed.success ? parsed.data.ttl : undefined;
+        const ttl = ttlText === undefined ? DEFAULT_PREVIEW_TTL_MS : parseDuration(ttlText);
+        if (!parsed.success || ttl === null || ttl <= 0 || ttl > MAX_PREVIEW_TTL_MS) {
+          throw new CutoverError('CUTOVER_ERR_BAD_REQUEST', 'ttl: expected a duration up to 7 days, like "1h"', { details: { field: 'ttl' } });
+        }
+        const expiresAt = Date.now() + ttl;
+        controller.record({ type: 'audit', actor: rc.actor, reason: `${rc.actor} from ${rc.source}: signed preview value valid until ${new Date(expiresAt).toISOString()}`, data: { method: rc.method, path: rc.path, source: rc.source, expiresAt } });
+        rc.send(200, { header: access.header, cookie: access.cookie, value: signPreviewValue(access.secret, expiresAt), expiresAt, live: controller.status().router.live });
+        return true;
+      },
+    },
     hooks: {
       async gates(ctx): Promise<PhaseVerdict> {
         if (ctx.previous) recordParity(ctx, controller);

@@ -9,6 +9,8 @@ import { runHttpGate } from './http-gate.ts';
 import { runCommandGate } from './command-gate.ts';
 import { runLoadGate } from './load-gate.ts';
 import { runCompareGate } from './compare-gate.ts';
+import { runMirrorGate } from './mirror-gate.ts';
+import { runSessionGate } from './session-gate.ts';
 import { runWarmup } from './warmup.ts';
 import { ms, type GateResult, type GateTarget } from './types.ts';
 
@@ -82,7 +84,12 @@ async function runOne(gate: Gate, target: GateTarget, commandEnv?: NodeJS.Proces
   const timer = setTimeout(() => limit.abort(new Error('gate timeout')), gate.timeout);
   const inner: GateTarget = { ...target, signal: AbortSignal.any([target.signal, limit.signal]) };
   try {
-    return gate.kind === 'load' ? await runLoadGate(gate.name, gate.load, inner) : await runCompareGate(gate.name, gate.compare, inner);
+    switch (gate.kind) {
+      case 'load': return await runLoadGate(gate.name, gate.load, inner);
+      case 'mirror': return await runMirrorGate(gate.name, gate.mirror, inner);
+      case 'session': return await runSessionGate(gate.name, gate.session, inner);
+      default: return await runCompareGate(gate.name, gate.compare, inner);
+    }
   } catch (err) {
     if (target.signal.aborted || !limit.signal.aborted) throw err;
     const durationMs = performance.now() - t0;

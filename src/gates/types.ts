@@ -4,6 +4,19 @@
  * decides what happens next (the runner stops at the first failure; the controller acts).
  */
 import type { GateKind } from '../config/gates.ts';
+import type { MirrorReport } from '../router/mirror-diff.ts';
+import type { MirrorSpec } from '../router/route-table.ts';
+
+/**
+ * Turning the router's mirroring on and off and reading its counts (the `mirror` gate). Small and
+ * serialisable on purpose: the router may run in another process.
+ */
+export interface MirrorControl {
+  /** Mirror live requests by `spec` until stop(); resolves once the router has it. */
+  start(spec: MirrorSpec): Promise<void>;
+  stop(): Promise<void>;
+  report(id: string): MirrorReport | null;
+}
 
 /** Where a gate runs: the preview listener before the switch, the live listener after it. */
 export interface GateTarget {
@@ -20,6 +33,8 @@ export interface GateTarget {
   /** Release directory (command gates run there), else the config file's directory. */
   cwd: string;
   signal: AbortSignal;
+  /** The router's mirroring (absent where the engine has none: the mirror gate then fails and says so). */
+  mirror?: MirrorControl;
 }
 
 export type GateOutcome = 'passed' | 'failed' | 'skipped';

@@ -7,6 +7,7 @@ import type { EventEmitter } from 'node:events';
 import type { Color } from '../environments/types.ts';
 import type { DeploymentRecord, EnvironmentState, EventInput, EventRecord } from '../store/types.ts';
 import type { Status } from './status.ts';
+import type { MirrorSpec } from '../router/route-table.ts';
 
 export interface ControllerEvents {
   event: [EventRecord];
@@ -28,6 +29,11 @@ export interface ControllerView extends Pick<EventEmitter<ControllerEvents>, 'on
   extendStatus(name: string, section: () => unknown): void;
   /** Run `fn` with new deployments refused (a rollback drill flips live and back). */
   exclusive<T>(reason: string, fn: () => Promise<T>): Promise<T>;
+  /**
+   * Ask the controller to mirror live requests to the candidate by `spec` (a `mirror` or `session`
+   * gate), or to stop (null). Never changes which colour answers a live request: copies only.
+   */
+  setMirror(spec: MirrorSpec | null): Promise<void>;
   /** Ask the controller to switch back to the standby; it checks, persists and swaps. */
   rollback(opts: { actor: string; reason?: string }): Promise<{ ms: number; restarted: boolean; live: { color: Color; version: string | null } }>;
 }

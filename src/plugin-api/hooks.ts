@@ -34,6 +34,17 @@ export interface PhaseVerdict {
   data?: Record<string, unknown>;
 }
 
+export interface SwitchStep {
+  /** 1-based; `of` counts the final full switch too. */
+  index: number;
+  of: number;
+  /** Share of live traffic on the candidate during this step, 0..1. */
+  share: number;
+  /** Epoch ms the step's share took effect. */
+  startedAt: number;
+  durationMs: number;
+}
+
 export interface PipelineHooks {
   /** After health, before gates: lint, compatibility run, apply expand migrations. */
   migrate?(ctx: PhaseContext): Promise<PhaseVerdict>;
@@ -41,6 +52,12 @@ export interface PipelineHooks {
   gates?(ctx: PhaseContext): Promise<PhaseVerdict>;
   /** Right after the switch, against the live listener (post-switch smoke). Failure rolls back. */
   verify?(ctx: PhaseContext): Promise<PhaseVerdict>;
+  /**
+   * One step of a gradual switch (`switch.steps`): wait `step.durationMs` while judging the
+   * candidate's share of live traffic against the old colour's, at the same time. Failure returns
+   * the share to 0 % at once and ends the deployment as rolled back.
+   */
+  step?(ctx: PhaseContext, step: SwitchStep): Promise<PhaseVerdict>;
   /** Post-switch bake: judge the new live colour against the old one's baseline. Failure rolls back. */
   analysis?(ctx: PhaseContext): Promise<PhaseVerdict>;
   /**

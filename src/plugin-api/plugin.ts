@@ -11,11 +11,17 @@ import type { RequestRecord, RouterView } from '../router/data-plane.ts';
 import type { ControllerView } from './controller-view.ts';
 import type { PipelineHooks } from './hooks.ts';
 
+/** A factory is called once per service (once without `services:`). */
 export interface PluginContext {
   config: LoadedConfig;
   controller: ControllerView;
+  /** The service's own view of the router (its table, stats, in-flight counts, addresses). */
   router: RouterView;
   logger: Logger;
+  /** The service's name under `services:`; absent without it. */
+  service?: string;
+  /** False for every service but the first: process-wide things (Node.js process metrics) belong once. */
+  primary?: boolean;
 }
 
 export interface Plugin {
@@ -42,6 +48,8 @@ export interface ApiExtras {
 
 /** One authenticated admin API request, as extra routes see it. */
 export interface RequestContext {
+  /** The service the call addresses (`/api/v1/services/NAME/…`, `?service=NAME`, or the only one). */
+  service?: string;
   req: http.IncomingMessage;
   res: http.ServerResponse;
   method: string;

@@ -73,6 +73,10 @@ export interface Status {
     revision: number;
     live: string;
     preview: string | null;
+    /** A gradual switch in progress: the share of live traffic on `color`. Absent: none. */
+    split?: { color: Color; share: number } | null;
+    /** A mirror gate copying live requests to the candidate. Absent: none. */
+    mirror?: { id: string; sample: number } | null;
   };
   /** Present when cutover.yaml has a `database:` section. */
   migrations?: MigrationsStatus;

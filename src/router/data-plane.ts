@@ -14,6 +14,7 @@
 import type { Color } from '../environments/types.ts';
 import type { HostPort } from '../lib/address.ts';
 import type { RouteTable } from './route-table.ts';
+import type { MirrorReport } from './mirror-diff.ts';
 import type { ListenerName, ProxyErrorKind, StatsPoint, StatsSummary } from './request-stats.ts';
 
 /** One finished proxied request, as request observers (metrics, analysis) receive it. */
@@ -25,6 +26,8 @@ export interface RequestRecord {
   status: number;
   durationMs: number;
   error?: ProxyErrorKind;
+  /** The request carried credentials (a Cookie or Authorization header): for session-loss figures. */
+  credentials?: boolean;
   /** Only for live requests the capture chose (`RouterView.setCapture`). */
   request?: CapturedRequest;
 }
@@ -96,6 +99,11 @@ export interface RouterView {
   inFlight(listener: ListenerName, color?: Color): number;
   /** Requests refused before reaching any colour, by HTTP status. */
   rejections(): Record<string, number>;
+  /**
+   * Counts of a mirroring run (the route table's `mirror.id`), or null when unknown or when the
+   * engine cannot mirror. A plain object: it may cross a process boundary.
+   */
+  mirrorReport(id: string): MirrorReport | null;
   /**
    * Copy chosen live requests (head, bounded body prefix) into their request record, or stop
    * (null): the traffic sample of the compatibility run. Changes no traffic. Optional: a data

@@ -8,7 +8,8 @@
  * or a non-idempotent method, or retry after a response byte was forwarded.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type TransformCallback } from 'node:stream';
+import { constants as http2Constants } from 'node:http2';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { HealthView } from '../health/types.ts';
 import type { RequestCapture, RequestRecord } from './data-plane.ts';
 import type { AddressSet } from '../lib/cidr.ts';
@@ -19,6 +20,7 @@ import type { ListenerName, ProxyErrorKind, RequestStats } from './request-stats
 import { classifyUpstreamError, failureBody } from './upstream-errors.ts';
 import { kStaleConnection, UPSTREAM_ERRORS, type UpstreamController, type UpstreamHandler } from './upstream-pool.ts';
 import type { BoundRoute, Upstream, UpstreamSet } from './upstreams.ts';
+import type { Mirror, MirrorCapture } from './mirror.ts';
 
 /** What an exchange needs from the router (one object shared by all exchanges). */
 export interface ProxyContext {
@@ -32,11 +34,23 @@ export interface ProxyContext {
   readonly proto: Readonly<Record<ListenerName, 'http' | 'https'>>;
   /** Request body limit in bytes; 0 = none. Content-Length is checked before; chunked bodies are counted. */
   readonly maxBodyBytes: number;
+  /** Shadow traffic: captures of sampled live requests are handed to it once answered. */
+  readonly mirror: Mirror;
   /** Which live requests to copy (head and a bounded body prefix) into their record; null: none. */
   capture: RequestCapture | null;
   reportFailure(u: Upstream, reason: string): void;
 }
 
+const NGHTTP2_INTERNAL_ERROR = http2Constants.NGHTTP2_INTERNAL_ERROR;
+/** Per-request extras decided by the router before the exchange starts (rare; null for most requests). */
+export interface ExchangeExtras {
+  /** A Set-Cookie header the router adds to the answer (the visitor cookie of a gradual switch). */
+  setCookie?: string | null;
+  /** The request may be copied for comparison (mirroring is on and it is served by the live colour). */
+  mirror?: boolean;
+  /** The listener the client used, when it differs from the one the request is counted under (preview by header). */
+  via?: ListenerName;
+}
 
 /** The error of a counted body that went past the limit (it fails the upstream attempt); answered 413. */
 const BODY_TOO_LARGE = 'CUTOVER_BODY_TOO_LARGE';
@@ -50,12 +64,15 @@ const BODY_TOO_LARGE = 'CUTOVER_BODY_TOO_LARGE';
 class CountedBody extends Transform {
   #n = 0;
   readonly #limit: number;
-  constructor(limit: number) {
+  readonly #capture: MirrorCapture | null;
+  constructor(limit: number, capture: MirrorCapture | null = null) {
     super();
     this.#limit = limit;
+    this.#capture = capture;
   }
   _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.#n += chunk.length;
+    this.#capture?.requestChunk(chunk);
     if (this.#n > this.#limit) cb(Object.assign(new Error(`request body larger than ${this.#limit} bytes`), { code: BODY_TOO_LARGE }));
     else cb(null, chunk);
   }
@@ -104,16 +121,20 @@ export class HttpExchange implements Flight, UpstreamHandler {
   /** Chunked body under a limit: streamed through `CountedBody`. */
   readonly #counted: boolean;
   readonly #startedAt: number;
+  /** The client speaks HTTP/2 (TLS listener): no status text, no connection-level headers. */
+  readonly #h2: boolean;
   #upstream: Upstream | null = null;
   #retried = false;
   #staleRetried = false;
   #state = PENDING;
   #status = 0;
   #error: ProxyErrorKind | undefined = undefined;
+  readonly #setCookie: string | null;
+  readonly #capture: MirrorCapture | null;
   /** Set when the capture chose this request: the body prefix copied so far. */
   #copy: { chunks: Buffer[]; bytes: number; truncated: boolean } | null = null;
 
-  constructor(ctx: ProxyContext, listener: ListenerName, route: BoundRoute, req: IncomingMessage, res: ServerResponse, startedAt: number) {
+  constructor(ctx: ProxyContext, listener: ListenerName, route: BoundRoute, req: IncomingMessage, res: ServerResponse, startedAt: number, extras: ExchangeExtras | null = null) {
     this.#ctx = ctx;
     this.#listener = listener;
     this.#route = route;
@@ -122,15 +143,27 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#startedAt = startedAt;
     const h = req.headers;
     const cl = h['content-length'];
-    this.#hasBody = (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined;
+    this.#h2 = req.httpVersionMajor === 2;
+    // HTTP/2 frames bodies itself: a request has one unless its HEADERS frame ended the stream
+    // (Content-Length is optional there, and Transfer-Encoding does not exist).
+    this.#hasBody = this.#h2
+      ? cl !== '0' && (req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders !== true
+      : (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined;
     this.#counted = ctx.maxBodyBytes > 0 && cl === undefined && this.#hasBody;
     const target = targetOf(req);
     this.#path = target.path;
     const remote = req.socket.remoteAddress;
-    this.#headers = upstreamRequestHeaders(req.rawHeaders, h.connection, remote, ctx.proto[listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
+    // The scheme the client used: its own socket says (a TLS listener next to a plain one).
+    const proto = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : ctx.proto[extras?.via ?? listener];
+    const raw = this.#h2 ? http2ToHttp1Headers(req.rawHeaders) : req.rawHeaders;
+    this.#headers = upstreamRequestHeaders(raw, h.connection, remote, proto, { trusted: ctx.trustedProxies.has(remote), host: target.host });
+    this.#setCookie = extras?.setCookie ?? null;
+    this.#capture = extras?.mirror === true ? ctx.mirror.pick(req.method ?? 'GET', cl, this.#path, this.#headers, route, h.cookie !== undefined || h.authorization !== undefined) : null;
     const capture = ctx.capture;
     if (capture !== null && listener === 'live' && capture.wants(req.method ?? 'GET', target.path)) this.#copy = { chunks: [], bytes: 0, truncated: false };
   }
+
+
 
   /** Links into the lane and sends the request to `first` (already picked, healthy). */
   start(lane: Lane, first: Upstream): void {
@@ -169,11 +202,18 @@ export class HttpExchange implements Flight, UpstreamHandler {
         method: req.method ?? 'GET',
         headers: this.#headers,
         // Streamed: the client socket is paused while the upstream socket is full.
-        body: this.#hasBody ? (this.#counted ? req.pipe(new CountedBody(this.#ctx.maxBodyBytes)) : req) : null,
+        body: this.#hasBody ? this.#body() : null,
       },
       this,
       fresh ? FRESH_CONNECTION : undefined,
     );
+  }
+
+  /** The request body stream: counted when chunked under a limit, tapped when mirrored. */
+  #body(): Readable {
+    const capture = this.#capture;
+    if (this.#counted || capture !== null) return this.#req.pipe(new CountedBody(this.#counted ? this.#ctx.maxBodyBytes : Number.POSITIVE_INFINITY, capture));
+    return this.#req;
   }
 
   // ── UpstreamHandler ──
@@ -187,10 +227,18 @@ export class HttpExchange implements Flight, UpstreamHandler {
   onResponseStart(controller: UpstreamController, statusCode: number, headers: string[], statusMessage: string): void {
     if (this.#state !== PENDING) return;
     const out = downstreamResponseHeaders(headers);
+    if (this.#setCookie !== null) out.push('set-cookie', this.#setCookie);
+    const capture = this.#capture;
+    if (capture !== null) {
+      capture.status = statusCode;
+      capture.responseHeaders = headers;
+    }
     const u = this.#upstream;
     if (u !== null) u.failures = 0;
     try {
-      this.#res.writeHead(statusCode, statusMessage || undefined, out);
+      // HTTP/2 has no reason phrase (RFC 9113 §8.3.2).
+      if (this.#h2) this.#res.writeHead(statusCode, out);
+      else this.#res.writeHead(statusCode, statusMessage || undefined, out);
     } catch {
       // Invalid header bytes from the application; nothing was written yet.
       controller.abort(new Error('invalid upstream response head'));
@@ -202,6 +250,7 @@ export class HttpExchange implements Flight, UpstreamHandler {
 
   onResponseData(controller: UpstreamController, chunk: Buffer): void {
     if (this.#state !== STREAMING) return;
+    this.#capture?.responseChunk(chunk);
     if (!this.#res.write(chunk)) {
       // Backpressure: stop reading the upstream socket until the client socket drains.
       controller.pause();
@@ -213,6 +262,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
     if (this.#state !== STREAMING) return;
     this.#res.end();
     this.#finish();
+    // After the live answer is complete: the copies never hold it up.
+    if (this.#capture !== null) this.#ctx.mirror.submit(this.#capture);
   }
 
   onResponseError(_controller: UpstreamController, err: Error): void {
@@ -220,7 +271,7 @@ export class HttpExchange implements Flight, UpstreamHandler {
     if (this.#state === STREAMING) {
       // The head is out: the only honest signal left is cutting the connection.
       this.#error = (err as { code?: string }).code === UPSTREAM_ERRORS.bodyTimeout ? 'timeout' : 'reset';
-      this.#res.destroy();
+      this.#cut();
       this.#finish();
       return;
     }
@@ -272,7 +323,18 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#error = 'reset';
     this.#finish();
     this.controller?.abort(new Error('aborted by router'));
-    this.#res.destroy();
+    this.#cut();
+  }
+
+  /**
+   * The honest signal that a response will not complete: the connection cut (HTTP/1.1), or on
+   * HTTP/2 a reset of this stream alone (RST_STREAM INTERNAL_ERROR, RFC 9113 §8.1) so the
+   * connection's other streams carry on.
+   */
+  #cut(): void {
+    const stream = this.#h2 ? (this.#res as unknown as { stream?: { close(code: number): void; destroyed: boolean } }).stream : undefined;
+    if (stream !== undefined && !stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
+    else this.#res.destroy();
   }
 
   #fail(status: number, detail: string, kind: ProxyErrorKind | undefined): void {
@@ -284,7 +346,7 @@ export class HttpExchange implements Flight, UpstreamHandler {
     } else {
       const body = failureBody(status, detail);
       // A request body we did not (fully) read would be misparsed as the next request.
-      const close = this.#hasBody && !this.#req.complete;
+      const close = this.#hasBody && !this.#req.complete && !this.#h2;
       res.writeHead(status, close
         ? { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }
         : { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
@@ -307,7 +369,8 @@ export class HttpExchange implements Flight, UpstreamHandler {
     this.#ctx.stats.record(this.#listener, route.color, this.#status, durationMs, this.#error);
     const hook = this.#ctx.onRequest;
     if (hook !== undefined) {
-      const r: RequestRecord = { listener: this.#listener, color: route.color, version: route.version, method: this.#req.method ?? '', status: this.#status, durationMs };
+      const h = this.#req.headers;
+      const r: RequestRecord = { listener: this.#listener, color: route.color, version: route.version, method: this.#req.method ?? '', status: this.#status, durationMs, credentials: h.cookie !== undefined || h.authorization !== undefined };
       if (this.#error !== undefined) r.error = this.#error;
       const c = this.#copy;
       if (c !== null) {
@@ -321,6 +384,34 @@ export class HttpExchange implements Flight, UpstreamHandler {
     // Last: may complete a drain whose report should already count this request as done.
     this.lane?.remove(this);
   }
+}
+
+/**
+ * An HTTP/2 request's header lines as HTTP/1.1 needs them: pseudo-headers dropped, `:authority`
+ * as Host when the client sent no Host (RFC 9113 §8.3.1), and split Cookie fields joined with
+ * "; " (RFC 9113 §8.2.3: required before an HTTP/1.1 hop).
+ */
+export function http2ToHttp1Headers(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  let authority: string | null = null;
+  let host = false;
+  let cookie: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority') authority = raw[i + 1];
+      continue;
+    }
+    if (name === 'cookie') {
+      cookie = cookie === null ? raw[i + 1] : `${cookie}; ${raw[i + 1]}`;
+      continue;
+    }
+    if (name === 'host') host = true;
+    out.push(name, raw[i + 1]);
+  }
+  if (!host && authority !== null) out.unshift('host', authority);
+  if (cookie !== null) out.push('cookie', cookie);
+  return out;
 }
 
 /**

@@ -44,7 +44,7 @@ export function rejectRequest(req: IncomingMessage, limits: RequestLimits): Reje
   const url = req.url ?? '';
   if (url.length > limits.maxUrlBytes) return { status: 414, detail: `the request target is longer than ${limits.maxUrlBytes} bytes` };
   // Node drops header lines past `maxHeadersCount` silently; the router sets it one above the limit to see them.
-  if (req.rawHeaders.length > limits.maxHeaderCount * 2) return { status: 431, detail: `more than ${limits.maxHeaderCount} header lines` };
+  if (req.rawHeaders.length > limits.maxHeaderCount * 2 && headerLines(req) > limits.maxHeaderCount) return { status: 431, detail: `more than ${limits.maxHeaderCount} header lines` };
   // Node keeps the first of repeated Host / Content-Length lines in `req.headers`; count them raw.
   // One pass over names of length 4 or 14 only: cheap on every request.
   const raw = req.rawHeaders;
@@ -78,6 +78,15 @@ export function rejectRequest(req: IncomingMessage, limits: RequestLimits): Reje
     if (limits.maxBodyBytes > 0 && Number(cl) > limits.maxBodyBytes) return { status: 413, detail: `the request body is larger than ${limits.maxBodyBytes} bytes` };
   }
   return null;
+}
+
+/** Header lines of a request, without HTTP/2's pseudo-headers (`:method`, `:path`, …). */
+function headerLines(req: IncomingMessage): number {
+  const raw = req.rawHeaders;
+  if (req.httpVersionMajor !== 2) return raw.length / 2;
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].charCodeAt(0) !== 58 /* : */) n++;
+  return n;
 }
 
 /** An upgrade (WebSocket handshake) carries no body: any framing header on it is refused. */

@@ -1,19 +1,25 @@
 /**
- * The router (data plane): an HTTP/1.1 + WebSocket reverse proxy with two listeners, `live` and
- * `preview`, each sending traffic to the colour the current route table names for it.
+ * The router (data plane): an HTTP/1.1, HTTP/2 (on TLS) and WebSocket reverse proxy with the
+ * listeners `live`, `preview` and, optionally, a TLS listener (`router.tls.listen`, HTTP/2 and
+ * HTTP/1.1 by ALPN, certificate by SNI) that serves like `live`. Each request goes to the colour
+ * the current route table of its service names for that listener. With several services, the
+ * service is chosen by host and path prefix (service-map.ts); each service has its own route
+ * table, lanes, pools and stats (service-routes.ts).
  *
  * A request binds to the route snapshot it arrived under and finishes there (DESIGN promise 1);
  * `swap` is one synchronous reference swap (promise 3) and starts the drain of the colour that
  * left the live listener. The router never chooses colours: the controller does, and the router
  * answers 503 rather than send traffic to a colour with no healthy instance (promise 2).
  *
- * Owns: listeners, the current snapshot, lanes and drains, upstream pools, request stats.
+ * Owns: listeners, the service map, ACME HTTP-01 answers; per service (ServiceRoutes) the current
+ * snapshot, lanes and drains, upstream pools, request stats.
  * Must never: log per request, buffer whole bodies, touch the live colour's connections in a
  * drain, or add headers of its own beyond X-Forwarded-*.
  */
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -26,23 +32,27 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_RESPONSE_TIMEOUT_MS,
 } from '../config/defaults.ts';
-import { AddressSet } from '../lib/cidr.ts';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
-import type { DataPlaneEngine, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, SwapResult } from './data-plane.ts';
-import { HttpExchange, type ProxyContext } from './http-exchange.ts';
-import { Lane } from './lanes.ts';
+import type { DataPlane, DataPlaneEngine, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, StatsReader, SwapResult } from './data-plane.ts';
+import { HttpExchange, type ExchangeExtras } from './http-exchange.ts';
+import type { MirrorReport } from './mirror.ts';
+import { PreviewAccess, type PreviewAccessOptions } from './preview-access.ts';
+import { chooseSplit } from './split.ts';
 import { absoluteForm, rejectRequest, rejectUpgrade, type Rejection, type RequestLimits } from './request-guard.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
-import { EMPTY_ROUTE_TABLE, freezeTable, type RouteTable } from './route-table.ts';
+import type { RouteTable } from './route-table.ts';
 import { failureBody, STATUS_TEXT } from './upstream-errors.ts';
 import { loadTlsFiles, type TlsFiles } from '../lib/tls-files.ts';
-import { type BoundRoute, type Upstream, UpstreamSet } from './upstreams.ts';
+import type { CertificateStore } from '../tls/certificate-store.ts';
+import type { BoundRoute } from './upstreams.ts';
+import { resolveService, type ServiceMap } from './service-map.ts';
+import { ServiceRoutes } from './service-routes.ts';
 import { WebSocketTunnel, writeRawFailure } from './websocket-tunnel.ts';
 
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_RESPONSE_TIMEOUT_MS };
-export type { ListenerName, RequestLimits, TlsFiles };
+export type { ListenerName, MirrorReport, PreviewAccessOptions, RequestLimits, TlsFiles, ServiceMap };
 export { RequestStats };
 
 /**
@@ -78,9 +88,34 @@ export interface RouterOptions {
    */
   tls?: TlsFiles | null;
   /**
+   * Preview on the live listener: requests with this header or cookie from a trusted address, or
+   * with a signed value, go to the preview colour. Absent: the live listener serves only live.
+   */
+  previewAccess?: PreviewAccessOptions | null;
+  /**
+   * `router.tls.listen`: an extra listener that speaks HTTPS (HTTP/2 and HTTP/1.1 by ALPN) and
+   * serves like `live`; certificates come from `certificates` by SNI. `listen` stays plain HTTP
+   * (traffic, and ACME HTTP-01 challenges).
+   */
+  tlsListen?: { host: string; port: number } | null;
+  /** Certificates chosen by SNI on TLS listeners (files and ACME); else `tls` alone. */
+  certificates?: CertificateStore | null;
+  /** Answer for an ACME HTTP-01 token (`GET /.well-known/acme-challenge/TOKEN` on the plain live listener). */
+  acmeChallenge?: ((token: string) => string | undefined) | null;
+  /**
+   * The services behind the shared listeners (absent: one service, named `default`, with
+   * `health` and `onRequest`). `direct`: the service also gets its own loopback live and preview
+   * listeners on ephemeral ports, which reach it without host matching (its gates, verify and
+   * drill use them).
+   */
+  services?: readonly ServiceSpec[];
+  /** Host/prefix → service (absent: every request goes to the first service). */
+  serviceMap?: ServiceMap | null;
+  /**
    * Client connections each listener holds at most (daemon/fd-limit.ts works them out from the
    * descriptor limit). Over it a new connection is closed as soon as it is accepted, before any
-   * byte is read; connections already open are untouched. Absent: no limit.
+   * byte is read; connections already open are untouched. Absent: no limit. The TLS listener has
+   * the `live` limit of its own; a service's loopback listeners have none.
    */
   maxConnections?: { live: number; preview: number };
 }
@@ -88,9 +123,39 @@ export interface RouterOptions {
 /** A listener at its connection limit is logged at most every 10 seconds, not per refused connection. */
 const DROP_LOG_EVERY_MS = 10_000;
 
+export interface ServiceSpec {
+  name: string;
+  health: HealthView;
+  onRequest?: (r: RequestRecord) => void;
+  direct?: boolean;
+}
+
 interface Listener {
   name: ListenerName;
-  server: Server | TlsServer;
+  server: Server | Http2SecureServer;
+  /** Set for a service's own (direct) listener; null = the service is chosen per request. */
+  service: ServiceRoutes | null;
+  /** The plain live listener answers ACME HTTP-01 challenges. */
+  acme: boolean;
+  /** Speaks TLS (HTTP/2 and HTTP/1.1). */
+  secure: boolean;
+}
+
+/** HTTP/2 settings: concurrent streams per connection, as nginx's `http2_max_concurrent_streams`. */
+export const HTTP2_MAX_CONCURRENT_STREAMS = 128;
+const ACME_PREFIX = '/.well-known/acme-challenge/';
+
+type AnyRequest = IncomingMessage | Http2ServerRequest;
+type AnyResponse = ServerResponse | Http2ServerResponse;
+
+/**
+ * One service's data plane: what its controller drives (its own table and swap) and its plugins
+ * read (its stats, in-flight counts, addresses). With `services:`, `addresses()` are the
+ * service's own loopback listeners, so its gates reach it without host matching.
+ */
+export interface ServiceRouter extends DataPlane {
+  readonly name: string;
+  readonly stats: StatsReader & RequestStats;
 }
 
 /** Defaults for every limit, from the config defaults (one place for the numbers). */
@@ -103,27 +168,27 @@ export const DEFAULT_REQUEST_LIMITS: Readonly<RequestLimits> = Object.freeze({
   requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
 });
 
-function laneIndex(listener: ListenerName, color: Color): number {
-  return (listener === 'live' ? 0 : 2) + (color === 'blue' ? 0 : 1);
-}
-
 export class Router implements DataPlaneEngine {
   /** This router's name in acknowledgements (`SwapResult.applied`). */
   readonly id: string;
-  readonly stats = new RequestStats();
   readonly #opts: RouterOptions;
   readonly #logger: Logger;
-  readonly #ctx: ProxyContext;
-  readonly #upstreams: UpstreamSet;
   readonly #timeouts: { connectTimeoutMs: number; responseTimeoutMs: number };
-  readonly #lanes: readonly Lane[] = [new Lane('live', 'blue'), new Lane('live', 'green'), new Lane('preview', 'blue'), new Lane('preview', 'green')];
-  #table: RouteTable = EMPTY_ROUTE_TABLE;
-  #live: BoundRoute | null = null;
-  #preview: BoundRoute | null = null;
+  /** By name, in config order; the first is the one `table()`/`swap()`/`stats` of the router itself address. */
+  readonly #services = new Map<string, ServiceRoutes>();
+  readonly #primary: ServiceRoutes;
+  readonly #direct = new Map<string, { live: Listener | null; preview: Listener | null }>();
+  /** `router.tls.listen`, once bound. */
+  #tlsListener: Listener | null = null;
+  #serviceMap: ServiceMap | null;
+  readonly #previewAccess: PreviewAccess | null;
+  readonly #secureLive: boolean;
   #listeners: Listener[] = [];
+  /** Client sockets of TLS listeners (an HTTP/2 server has no closeAllConnections). */
+  readonly #tlsSockets = new Set<Socket>();
   #closed = false;
   readonly #limits: RequestLimits;
-  /** Requests refused before reaching any colour, by status (400, 408, 413, 414, 431, 501). */
+  /** Requests refused before reaching any colour, by status (400, 404, 408, 413, 414, 431, 501). */
   readonly #rejected = new Map<number, number>();
   /** Connections refused at the connection limit, per listener. */
   readonly #dropped: Record<ListenerName, number> = { live: 0, preview: 0 };
@@ -141,31 +206,49 @@ export class Router implements DataPlaneEngine {
     // Node refuses a headers timeout longer than the request timeout.
     if (limits.requestTimeoutMs > 0 && limits.headersTimeoutMs > limits.requestTimeoutMs) limits.headersTimeoutMs = limits.requestTimeoutMs;
     this.#limits = limits;
-    this.#upstreams = new UpstreamSet({ ...this.#timeouts, maxHeaderBytes: limits.maxHeaderBytes }, this.#logger);
-    const logger = this.#logger;
-    const health = opts.health;
-    this.#ctx = {
-      health,
-      stats: this.stats,
-      upstreams: this.#upstreams,
-      onRequest: opts.onRequest,
-      trustedProxies: new AddressSet(opts.trustedProxies ?? []),
-      proto: { live: opts.tls ? 'https' : 'http', preview: 'http' },
-      maxBodyBytes: limits.maxBodyBytes,
-      capture: null,
-      reportFailure(u: Upstream, reason: string): void {
-        // Log the first failure of a run, not every request that meets a dead instance.
-        if (u.failures++ === 0) logger.warn({ instance: u.id, reason }, 'upstream connection failed; reported to health');
-        health.reportFailure(u.id, reason);
-      },
-    };
+    const specs: readonly ServiceSpec[] = opts.services && opts.services.length > 0 ? opts.services : [{ name: 'default', health: opts.health, onRequest: opts.onRequest }];
+    for (const spec of specs) {
+      const logger = specs.length > 1 ? this.#logger.child({ service: spec.name }) : this.#logger;
+      this.#services.set(spec.name, new ServiceRoutes({
+        name: spec.name, health: spec.health, onRequest: spec.onRequest,
+        drainTimeoutMs: opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
+        pool: { ...this.#timeouts, maxHeaderBytes: limits.maxHeaderBytes },
+        trustedProxies: opts.trustedProxies ?? [],
+        liveProto: opts.tls && !opts.tlsListen ? 'https' : 'http',
+        maxBodyBytes: limits.maxBodyBytes,
+        logger,
+      }));
+    }
+    this.#primary = this.#services.values().next().value as ServiceRoutes;
+    this.#previewAccess = opts.previewAccess ? new PreviewAccess(opts.previewAccess) : null;
+    this.#secureLive = Boolean(opts.tls) || Boolean(opts.tlsListen);
+    this.#serviceMap = opts.serviceMap ?? null;
   }
 
-  /** Binds the live listener and, when configured, the preview listener. */
+  /** The request stats of the first (or only) service. */
+  get stats(): RequestStats {
+    return this.#primary.stats;
+  }
+
+  /** Binds the live listener, the preview listener and the TLS listener when configured, and each service's direct listeners. */
   async start(): Promise<void> {
     if (this.#listeners.length > 0) return;
-    const specs: [ListenerName, { host: string; port: number }][] = [['live', this.#opts.listen]];
-    if (this.#opts.preview !== null) specs.push(['preview', this.#opts.preview]);
+    const o = this.#opts;
+    // With router.tls.listen, `listen` stays plain HTTP; with only router.tls, `listen` speaks TLS (as before).
+    const liveTls = o.tls && !o.tlsListen ? 'tls' : 'plain';
+    await this.#listen('live', o.listen, liveTls, null, liveTls === 'plain' && !!o.acmeChallenge);
+    if (o.preview !== null) await this.#listen('preview', o.preview, 'plain', null, false);
+    if (o.tlsListen) this.#tlsListener = await this.#listen('live', o.tlsListen, 'tls', null, false);
+    for (const svc of this.#services.values()) {
+      if (!(o.services ?? []).find((x) => x.name === svc.name)?.direct) continue;
+      const live = await this.#listen('live', { host: '127.0.0.1', port: 0 }, 'plain', svc, false);
+      const preview = o.preview !== null ? await this.#listen('preview', { host: '127.0.0.1', port: 0 }, 'plain', svc, false) : null;
+      this.#direct.set(svc.name, { live, preview });
+    }
+    this.#logger.info({ addresses: this.addresses(), tls: this.tlsAddress(), services: [...this.#services.keys()] }, 'router listening');
+  }
+
+  async #listen(name: ListenerName, addr: { host: string; port: number }, kind: 'plain' | 'tls', service: ServiceRoutes | null, acme: boolean): Promise<Listener> {
     const lim = this.#limits;
     const serverOptions: ServerOptions = {
       maxHeaderSize: lim.maxHeaderBytes,
@@ -185,107 +268,168 @@ export class Router implements DataPlaneEngine {
       // router. (Node ≥ 24.9 / 22.21; on older ones #onUpgrade refuses non-WebSocket upgrades.)
       shouldUpgradeCallback: isWebSocketUpgrade,
     };
-    const tls = this.#opts.tls ? loadTlsFiles(this.#opts.tls, 'router.tls') : null;
-    for (const [name, addr] of specs) {
-      const server = tls && name === 'live' ? createTlsServer({ ...serverOptions, ...tls }) : createServer(serverOptions);
-      server.keepAliveTimeout = CLIENT_KEEP_ALIVE_TIMEOUT_MS;
-      // One above the limit, so that the guard sees the excess (Node drops extra lines silently).
-      server.maxHeadersCount = lim.maxHeaderCount + 1;
-      // One closure per listener, not per request.
-      server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(name, req, res));
-      // `Expect: 100-continue`: refuse before the client sends a body we would not forward.
-      server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-        if (this.#refuse(req, res)) return;
-        res.writeContinue();
-        this.#onRequest(name, req, res);
-      });
-      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(name, req, socket, head));
-      server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => this.#onClientError(err, socket));
-      const max = this.#opts.maxConnections?.[name];
-      if (max !== undefined) {
-        // Node closes a connection over the limit right after accept(): no parser, no request, no
-        // upstream connection — so the descriptors of open connections, upstreams, health checks
-        // and the admin API stay available (issue #15).
-        server.maxConnections = max;
-        server.on('drop', () => this.#onDrop(name, max));
-      }
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(addr.port, addr.host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      this.#listeners.push({ name, server });
+    const server = kind === 'tls' ? this.#tlsServer(serverOptions) : createServer(serverOptions);
+    // One above the header-count limit, so that the guard sees the excess (Node drops extra lines
+    // silently). An HTTP/2 server with allowHTTP1 reads these from itself for its HTTP/1.1 side.
+    Object.assign(server, { keepAliveTimeout: CLIENT_KEEP_ALIVE_TIMEOUT_MS, maxHeadersCount: lim.maxHeaderCount + 1 });
+    const l: Listener = { name, server, service, acme, secure: kind === 'tls' };
+    // One closure per listener, not per request.
+    server.on('request', (req: AnyRequest, res: AnyResponse) => this.#onRequest(l, req as IncomingMessage, res as ServerResponse));
+    // `Expect: 100-continue`: refuse before the client sends a body we would not forward.
+    server.on('checkContinue', (req: AnyRequest, res: AnyResponse) => {
+      if (this.#refuse(req as IncomingMessage, res as ServerResponse)) return;
+      res.writeContinue();
+      this.#onRequest(l, req as IncomingMessage, res as ServerResponse, true);
+    });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(l, req, socket, head));
+    server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => this.#onClientError(err, socket));
+    const max = service === null ? this.#opts.maxConnections?.[name] : undefined;
+    if (max !== undefined) {
+      // Node closes a connection over the limit right after accept(): no parser, no request, no
+      // upstream connection — so the descriptors of open connections, upstreams, health checks
+      // and the admin API stay available (issue #15).
+      server.maxConnections = max;
+      server.on('drop', () => this.#onDrop(name, max));
     }
-    this.#logger.info({ addresses: this.addresses() }, 'router listening');
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(addr.port, addr.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#listeners.push(l);
+    return l;
+  }
+
+  /**
+   * An HTTPS listener that speaks HTTP/2 and HTTP/1.1 (ALPN; `allowHTTP1`), with the same limits
+   * as the plain listeners: HTTP/1.1 connections go through Node's HTTP/1 parser with the
+   * settings copied below; HTTP/2 requests get the head limits as HTTP/2 settings.
+   */
+  #tlsServer(http1: ServerOptions): Http2SecureServer {
+    const lim = this.#limits;
+    const store = this.#opts.certificates ?? null;
+    const files = this.#opts.tls ? loadTlsFiles(this.#opts.tls, 'router.tls') : null;
+    const pem = files ?? store?.defaultPem() ?? null;
+    const server = createSecureServer({
+      allowHTTP1: true,
+      ...(pem ?? {}),
+      ...(store !== null ? { SNICallback: store.sniCallback } : {}),
+      settings: { maxConcurrentStreams: HTTP2_MAX_CONCURRENT_STREAMS, maxHeaderListSize: lim.maxHeaderBytes },
+      // Pseudo-headers (:method, :path, :scheme, :authority) come on top of the header lines, and
+      // some room above the limit lets the guard answer 431 (far beyond it, Node resets the stream).
+      maxHeaderListPairs: lim.maxHeaderCount + 32,
+    });
+    // The HTTP/1.1 side reads these from the server object (as an http.Server would).
+    Object.assign(server, {
+      maxHeaderSize: http1.maxHeaderSize, insecureHTTPParser: false, requireHostHeader: true,
+      headersTimeout: http1.headersTimeout, requestTimeout: http1.requestTimeout,
+      connectionsCheckingInterval: http1.connectionsCheckingInterval, shouldUpgradeCallback: http1.shouldUpgradeCallback,
+    });
+    // An idle HTTP/2 connection is closed like an idle keep-alive one.
+    server.setTimeout(CLIENT_KEEP_ALIVE_TIMEOUT_MS);
+    server.on('secureConnection', (socket: TLSSocket) => {
+      this.#tlsSockets.add(socket);
+      socket.once('close', () => this.#tlsSockets.delete(socket));
+    });
+    server.on('tlsClientError', () => { /* a failed handshake (no certificate for the name, a scanner): nothing to answer */ });
+    return server;
   }
 
   addresses(): ListenerAddresses {
     const of = (name: ListenerName, fallback: { host: string; port: number } | null) => {
-      const l = this.#listeners.find((x) => x.name === name);
+      const l = this.#listeners.find((x) => x.name === name && x.service === null && x !== this.#tlsListener);
       const a = l?.server.address() as AddressInfo | null | undefined;
       return a ? { host: a.address, port: a.port } : fallback;
     };
     return { live: of('live', this.#opts.listen) ?? this.#opts.listen, preview: of('preview', this.#opts.preview) };
   }
 
+  /** The bound address of `router.tls.listen`, or null. */
+  tlsAddress(): { host: string; port: number } | null {
+    if (!this.#opts.tlsListen) return null;
+    const a = this.#tlsListener?.server.address() as AddressInfo | null | undefined;
+    return a ? { host: a.address, port: a.port } : this.#opts.tlsListen;
+  }
+
+  /** Names of the services, in config order. */
+  serviceNames(): string[] {
+    return [...this.#services.keys()];
+  }
+
+  /** The view a service's controller and plugins use. Throws for an unknown name. */
+  service(name: string): ServiceRouter {
+    const svc = this.#services.get(name);
+    if (svc === undefined) throw new Error(`router: no service ${JSON.stringify(name)}`);
+    return {
+      name,
+      stats: svc.stats,
+      table: () => svc.table(),
+      swap: (next) => this.#applied(svc.swap(next)),
+      inFlight: (l, c) => svc.inFlight(l, c),
+      rejections: () => this.rejections(),
+      setCapture: (capture) => { svc.ctx.capture = capture; },
+      mirrorReport: (id) => svc.mirrorReport(id),
+      addresses: () => {
+        const d = this.#direct.get(name);
+        if (d === undefined) return this.addresses();
+        const a = (x: Listener | null) => {
+          const ad = x?.server.address() as AddressInfo | null | undefined;
+          return ad ? { host: ad.address, port: ad.port } : null;
+        };
+        return { live: a(d.live) ?? this.addresses().live, preview: a(d.preview) };
+      },
+    };
+  }
+
+  /** Replace the host/prefix → service map (one reference swap; requests in flight keep their service). */
+  setServiceMap(map: ServiceMap | null): void {
+    this.#serviceMap = map;
+  }
+
   table(): RouteTable {
-    return this.#table;
+    return this.#primary.table();
   }
 
   /**
-   * One synchronous swap: requests that arrive from now on use `next`; requests in flight keep
-   * the snapshot they arrived under. Returns the drain of the colour that left the live listener;
-   * `applied` is settled at once (this one router serves the table when swap returns).
+   * One synchronous swap of the first (or only) service's table: requests that arrive from now on
+   * use `next`; requests in flight keep the snapshot they arrived under. Returns the drain of the
+   * colour that left the live listener.
    */
   swap(next: RouteTable): SwapResult {
-    const table = Object.isFrozen(next) ? next : freezeTable(next);
-    const prev = this.#table;
-    const bound = this.#upstreams.bind(table);
-    this.#table = table;
-    this.#live = bound.live;
-    this.#preview = bound.preview;
+    return this.#applied(this.#primary.swap(next));
+  }
 
-    const from = prev.live?.color ?? null;
-    const to = table.live?.color ?? null;
-    // Instant rollback: the colour being drained is live again; its connections must stay.
-    if (to !== null) this.#lanes[laneIndex('live', to)].cancelDrain();
-    let drain: Promise<DrainReport> | null = null;
-    if (from !== null && from !== to) {
-      const lane = this.#lanes[laneIndex('live', from)];
-      this.#logger.info({ color: from, revision: table.revision, inFlight: lane.count }, 'draining the colour that left the live listener');
-      drain = lane.startDrain(table.revision, this.#opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS).then((r) => {
-        this.#logger.info({ ...r }, r.completed ? 'drain completed' : 'drain timed out; remaining connections closed');
-        return r;
-      });
-    }
-    this.#logger.info(
-      { revision: table.revision, live: table.live && { color: table.live.color, version: table.live.version }, preview: table.preview && { color: table.preview.color, version: table.preview.version } },
-      'route table swapped',
-    );
-    return { revision: table.revision, drain, applied: Promise.resolve({ revision: table.revision, acknowledged: [this.id], missing: [] }) };
+  /** In-process, this one router serves the table when swap returns: `applied` is settled at once. */
+  #applied(r: { revision: number; drain: Promise<DrainReport> | null }): SwapResult {
+    return { ...r, applied: Promise.resolve({ revision: r.revision, acknowledged: [this.id], missing: [] }) };
   }
 
   /**
-   * Re-reads the TLS certificate and key and uses them for new handshakes on the live listener;
+   * Re-reads the TLS certificate and key and uses them for new handshakes on the TLS listener;
    * connections already open keep theirs (nothing is dropped). A bad pair is refused (throws) and
    * the current certificate stays.
    */
   reloadTls(): boolean {
     if (!this.#opts.tls) return false;
     const tls = loadTlsFiles(this.#opts.tls, 'router.tls');
-    for (const l of this.#listeners) if (l.name === 'live') (l.server as TlsServer).setSecureContext(tls);
+    for (const l of this.#listeners) if (l.secure) (l.server as Http2SecureServer).setSecureContext(tls);
     this.#logger.info({ cert: this.#opts.tls.cert }, 'router TLS certificate reloaded');
     return true;
   }
 
-  /** Connections refused at each listener's connection limit, and the limits. */
+  /** Counts of a mirroring run of the first (or only) service (`table.mirror.id`). */
+  mirrorReport(id: string): MirrorReport | null {
+    return this.#primary.mirrorReport(id);
+  }
+
+  /** Open connections, the limit and connections refused at it, per listener (the TLS listener counts as live). */
   connections(): Record<ListenerName, { open: number; max: number | null; refused: number }> {
     const of = (name: ListenerName) => {
-      const l = this.#listeners.find((x) => x.name === name);
-      const max = this.#opts.maxConnections?.[name] ?? null;
-      return { open: l ? connectionsOf(l.server) : 0, max, refused: this.#dropped[name] };
+      let open = 0;
+      for (const l of this.#listeners) if (l.name === name && l.service === null) open += connectionsOf(l.server);
+      return { open, max: this.#opts.maxConnections?.[name] ?? null, refused: this.#dropped[name] };
     };
     return { live: of('live'), preview: of('preview') };
   }
@@ -301,22 +445,22 @@ export class Router implements DataPlaneEngine {
   }
 
   /**
-   * Copy chosen live requests (head, bounded body prefix) into their `onRequest` record, or stop
-   * (null). For the traffic sample of the compatibility run; requests not chosen cost one call.
+   * Copy chosen live requests (head, bounded body prefix) of the first (or only) service into their
+   * `onRequest` record, or stop (null). For the traffic sample of the compatibility run; requests
+   * not chosen cost one call. Per service: `service(name).setCapture`.
    */
   setCapture(capture: RequestCapture | null): void {
-    this.#ctx.capture = capture;
+    this.#primary.ctx.capture = capture;
   }
 
-  /** Requests refused before reaching any colour (malformed, too large, too slow), by status. */
+  /** Requests refused before reaching any colour (malformed, too large, too slow, unknown host), by status. */
   rejections(): Record<string, number> {
     return Object.fromEntries(this.#rejected);
   }
 
-  /** Requests plus WebSockets in flight on a listener (optionally only those bound to `color`). */
+  /** Requests plus WebSockets in flight on a listener of the first service (optionally only those bound to `color`). */
   inFlight(listener: ListenerName, color?: Color): number {
-    if (color !== undefined) return this.#lanes[laneIndex(listener, color)].count;
-    return this.#lanes[laneIndex(listener, 'blue')].count + this.#lanes[laneIndex(listener, 'green')].count;
+    return this.#primary.inFlight(listener, color);
   }
 
   /** Stops listening, closes every connection (in flight or idle) and every upstream pool. */
@@ -325,36 +469,84 @@ export class Router implements DataPlaneEngine {
     this.#closed = true;
     const closing = this.#listeners.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
     // Pending drains resolve as not completed, with what was cut.
-    for (const lane of this.#lanes) lane.forceEnd('router closing');
-    for (const l of this.#listeners) l.server.closeAllConnections();
+    for (const svc of this.#services.values()) svc.forceEnd('router closing');
+    for (const l of this.#listeners) if ('closeAllConnections' in l.server) l.server.closeAllConnections();
+    for (const s of this.#tlsSockets) s.destroy();
     await Promise.all(closing);
-    await this.#upstreams.destroyAll();
+    for (const svc of this.#services.values()) svc.mirror.close();
+    for (const svc of this.#services.values()) await svc.upstreams.destroyAll();
     this.#listeners = [];
     this.#logger.info('router closed');
   }
 
   // ── hot path ──
 
-  #onRequest(listener: ListenerName, req: IncomingMessage, res: ServerResponse): void {
+  /** The service a request on `l` belongs to: the listener's own, the only one, or by host and path. */
+  #serviceOf(l: Listener, req: IncomingMessage): ServiceRoutes | null {
+    if (l.service !== null) return l.service;
+    const map = this.#serviceMap;
+    if (map === null) return this.#primary;
+    const url = req.url ?? '/';
+    const abs = url.charCodeAt(0) === 47 ? null : absoluteForm(url);
+    const host = abs?.host ?? req.headers.host ?? (req.headers[':authority'] as string | undefined);
+    const name = resolveService(map, host, abs?.path ?? url);
+    return name === null ? null : (this.#services.get(name) ?? null);
+  }
+
+  #onRequest(l: Listener, req: IncomingMessage, res: ServerResponse, checked = false): void {
     const startedAt = performance.now();
-    if (this.#refuse(req, res)) return;
+    if (!checked && this.#refuse(req, res)) return;
+    if (l.acme && req.url !== undefined && req.url.startsWith(ACME_PREFIX) && this.#acme(req, res)) return;
+    const svc = this.#serviceOf(l, req);
+    if (svc === null) {
+      this.#count(404);
+      answer(res, 404, `no service is configured for host ${JSON.stringify(req.headers.host ?? req.headers[':authority'] ?? '')}`, req);
+      return;
+    }
+    const listener = l.name;
     // The binding moment: this request belongs to the snapshot current right now.
-    const route = listener === 'live' ? this.#live : this.#preview;
+    let route = listener === 'live' ? svc.live : svc.preview;
+    let extras: ExchangeExtras | null = null;
+    let counted = listener;
+    if (listener === 'live') {
+      if (this.#previewAccess !== null && svc.preview !== null && this.#previewAccess.allows(req)) {
+        // A tester on the live hostname: served and counted as preview traffic (never judged as live).
+        route = svc.preview;
+        counted = 'preview';
+        extras = { via: 'live' };
+      } else if (svc.split !== null) {
+        const sp = svc.split;
+        const c = chooseSplit(req, sp.share, sp.stickiness, this.#secureLive);
+        // Promise 2: a split colour with no healthy instance leaves its share on the live colour.
+        if (c.split && (route === null || sp.route.pick(svc.health, null) !== null)) route = sp.route;
+        if (c.setCookie !== null) extras = { setCookie: c.setCookie };
+      }
+      if (svc.mirrorOn && route !== null && route === svc.live) extras = { ...extras, mirror: true };
+    }
     if (route === null) {
       answer(res, 503, listener === 'live' ? 'no release is live yet' : 'no release is in preview', req);
       return;
     }
-    const first = route.pick(this.#opts.health, null);
+    const first = route.pick(svc.health, null);
     if (first === null) {
-      this.#noHealthy(listener, route, req, res, startedAt);
+      this.#noHealthy(svc, counted, route, req, res, startedAt);
       return;
     }
-    new HttpExchange(this.#ctx, listener, route, req, res, startedAt).start(this.#lanes[laneIndex(listener, route.color)], first);
+    new HttpExchange(svc.ctx, counted, route, req, res, startedAt, extras).start(svc.lane(counted, route.color), first);
   }
 
-  #onUpgrade(listener: ListenerName, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /** ACME HTTP-01 (RFC 8555 §8.3): the key authorization for a pending token; unknown tokens fall through to routing. */
+  #acme(req: IncomingMessage, res: ServerResponse): boolean {
+    const token = (req.url ?? '').slice(ACME_PREFIX.length).split('?')[0];
+    const body = this.#opts.acmeChallenge?.(token);
+    if (body === undefined) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+    return true;
+  }
+
+  #onUpgrade(l: Listener, req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const startedAt = performance.now();
-    const route = listener === 'live' ? this.#live : this.#preview;
     socket.on('error', () => socket.destroy()); // before the tunnel owns it
     const bad = rejectUpgrade(req, this.#limits) ?? badTarget(req) ?? (isWebSocketUpgrade(req) ? null : { status: 400 as const, detail: 'only WebSocket upgrades are proxied' });
     if (bad !== null) {
@@ -362,17 +554,33 @@ export class Router implements DataPlaneEngine {
       writeRawFailure(socket, bad.status, bad.detail);
       return;
     }
+    const svc = this.#serviceOf(l, req);
+    if (svc === null) {
+      this.#count(404);
+      writeRawFailure(socket, 404, `no service is configured for host ${JSON.stringify(req.headers.host ?? '')}`);
+      return;
+    }
+    const listener = l.name;
+    let route = listener === 'live' ? svc.live : svc.preview;
+    if (listener === 'live') {
+      if (this.#previewAccess !== null && svc.preview !== null && this.#previewAccess.allows(req)) route = svc.preview;
+      else if (svc.split !== null) {
+        // The visitor cookie cannot be set on a 101 we relay: a visitor without one is split at random.
+        const sp = svc.split;
+        if (chooseSplit(req, sp.share, sp.stickiness, this.#secureLive).split && sp.route.pick(svc.health, null) !== null) route = sp.route;
+      }
+    }
     if (route === null) {
       writeRawFailure(socket, 503, listener === 'live' ? 'no release is live yet' : 'no release is in preview');
       return;
     }
-    const first = route.pick(this.#opts.health, null);
+    const first = route.pick(svc.health, null);
     if (first === null) {
-      this.#record(listener, route, req.method ?? 'GET', 503, performance.now() - startedAt);
+      this.#record(svc, listener, route, req.method ?? 'GET', 503, performance.now() - startedAt);
       writeRawFailure(socket, 503, `no healthy instance of ${route.color}`);
       return;
     }
-    new WebSocketTunnel(this.#ctx, this.#timeouts, listener, route, req, socket, head, startedAt).start(this.#lanes[laneIndex(listener, route.color)], first);
+    new WebSocketTunnel(svc.ctx, this.#timeouts, listener, route, req, socket, head, startedAt).start(svc.lane(listener, route.color), first);
   }
 
   /** Answers (and closes) a request that must not be forwarded; true when it did. */
@@ -381,6 +589,12 @@ export class Router implements DataPlaneEngine {
     if (bad === null) return false;
     this.#count(bad.status);
     const body = failureBody(bad.status, bad.detail);
+    if (req.httpVersionMajor === 2) {
+      // HTTP/2 frames every message: nothing to misread; the stream ends with the answer.
+      res.writeHead(bad.status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return true;
+    }
     // Always close: the body (if any) is unread and the framing may be what is wrong.
     res.shouldKeepAlive = false;
     res.writeHead(bad.status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
@@ -413,14 +627,14 @@ export class Router implements DataPlaneEngine {
     this.#rejected.set(status, (this.#rejected.get(status) ?? 0) + 1);
   }
 
-  #noHealthy(listener: ListenerName, route: BoundRoute, req: IncomingMessage, res: ServerResponse, startedAt: number): void {
+  #noHealthy(svc: ServiceRoutes, listener: ListenerName, route: BoundRoute, req: IncomingMessage, res: ServerResponse, startedAt: number): void {
     answer(res, 503, `no healthy instance of ${route.color}`, req);
-    this.#record(listener, route, req.method ?? 'GET', 503, performance.now() - startedAt);
+    this.#record(svc, listener, route, req.method ?? 'GET', 503, performance.now() - startedAt);
   }
 
-  #record(listener: ListenerName, route: BoundRoute, method: string, status: number, durationMs: number): void {
-    this.stats.record(listener, route.color, status, durationMs, 'no-healthy');
-    const hook = this.#opts.onRequest;
+  #record(svc: ServiceRoutes, listener: ListenerName, route: BoundRoute, method: string, status: number, durationMs: number): void {
+    svc.stats.record(listener, route.color, status, durationMs, 'no-healthy');
+    const hook = svc.onRequest;
     if (hook !== undefined) {
       try {
         hook({ listener, color: route.color, version: route.version, method, status, durationMs, error: 'no-healthy' });
@@ -430,7 +644,7 @@ export class Router implements DataPlaneEngine {
 }
 
 /** Open connections of a server, synchronously (Node keeps the count as `_connections`). */
-function connectionsOf(server: Server | TlsServer): number {
+function connectionsOf(server: Server | Http2SecureServer): number {
   const n = (server as unknown as { _connections?: number })._connections;
   return typeof n === 'number' ? n : 0;
 }
@@ -446,7 +660,8 @@ function answer(res: ServerResponse, status: number, detail: string, req?: Incom
   const body = failureBody(status, detail);
   const h = req?.headers;
   // An unread request body would be parsed as the next request: close instead.
-  const unreadBody = h !== undefined && ((h['content-length'] !== undefined && h['content-length'] !== '0') || h['transfer-encoding'] !== undefined);
+  // (HTTP/2 frames every message: never `connection`, which it forbids.)
+  const unreadBody = h !== undefined && req?.httpVersionMajor !== 2 && ((h['content-length'] !== undefined && h['content-length'] !== '0') || h['transfer-encoding'] !== undefined);
   res.writeHead(status, unreadBody
     ? { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' }
     : { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });

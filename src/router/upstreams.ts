@@ -115,7 +115,7 @@ export class UpstreamSet {
   }
 
   /** Resolves a table's routes to upstreams (creating pools lazily), then retires the rest. */
-  bind(table: RouteTable): { live: BoundRoute | null; preview: BoundRoute | null } {
+  bind(table: RouteTable): { live: BoundRoute | null; preview: BoundRoute | null; split: BoundRoute | null } {
     const used = new Set<string>();
     const bindRoute = (r: ColorRoute | null): BoundRoute | null => {
       if (r === null) return null;
@@ -132,7 +132,7 @@ export class UpstreamSet {
       });
       return new BoundRoute(r, ups);
     };
-    const bound = { live: bindRoute(table.live), preview: bindRoute(table.preview) };
+    const bound = { live: bindRoute(table.live), preview: bindRoute(table.preview), split: bindRoute(table.split?.route ?? null) };
     for (const u of this.#byKey.values()) {
       if (used.has(u.key)) continue;
       u.retired = true;

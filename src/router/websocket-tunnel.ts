@@ -86,7 +86,7 @@ export class WebSocketTunnel implements Flight {
     const target = targetOf(req);
     this.#path = target.path;
     const remote = req.socket.remoteAddress;
-    const h = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, remote, ctx.proto[listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
+    const h = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, remote, (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : ctx.proto[listener], { trusted: ctx.trustedProxies.has(remote), host: target.host });
     // Upgrade is hop-by-hop, so it was stripped; a proxy re-sends it for the next hop (RFC 9110 §7.8).
     h.push('connection', 'upgrade', 'upgrade', String(req.headers.upgrade ?? 'websocket'));
     this.#headers = h;

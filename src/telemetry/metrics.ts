@@ -56,6 +56,7 @@ export class CutoverMetrics {
   private readonly upstreamErrors: Counter<'listener' | 'color' | 'kind'>;
   private readonly instances: Gauge<'color' | 'health'>;
   private readonly liveInfo: Gauge<'color' | 'version'>;
+  private readonly splitShare: Gauge<'color'>;
   private readonly envInfo: Gauge<'color' | 'role' | 'version'>;
   private readonly deploymentInProgress: Gauge;
   private readonly routeRevision: Gauge;
@@ -110,6 +111,7 @@ export class CutoverMetrics {
     this.liveInfo = new Gauge({ name: 'cutover_live_info', help: 'The colour and release version serving live traffic (value 1).', labelNames: ['color', 'version'], registers });
     this.envInfo = new Gauge({ name: 'cutover_environment_info', help: 'Role (live, standby, candidate, retired, empty) and release of each colour (value 1).', labelNames: ['color', 'role', 'version'], registers });
     this.deploymentInProgress = new Gauge({ name: 'cutover_deployment_in_progress', help: '1 while a deployment runs or waits for promotion.', registers });
+    this.splitShare = new Gauge({ name: 'cutover_live_split_share', help: 'During a gradual switch: the share of live traffic (0..1) sent to the candidate colour; absent otherwise.', labelNames: ['color'], registers });
     this.routeRevision = new Gauge({ name: 'cutover_route_revision', help: 'Revision of the route table in force.', registers });
     this.idleSeconds = new Counter({ name: 'cutover_idle_environment_seconds_total', help: 'Seconds the colour that is not live had instances running, by its role (standby, candidate): the cost of the second environment.', labelNames: ['role'], registers });
 
@@ -272,6 +274,8 @@ export class CutoverMetrics {
     if (s.live) this.liveInfo.labels(s.live.color, s.live.version ?? '').set(1);
     this.deploymentInProgress.set(s.deployment ? 1 : 0);
     this.routeRevision.set(s.router.revision);
+    this.splitShare.reset();
+    if (s.router.split) this.splitShare.labels(s.router.split.color).set(s.router.split.share);
   }
 
   /** The Prometheus text exposition (what GET /metrics serves). */

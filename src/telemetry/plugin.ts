@@ -34,13 +34,16 @@ export interface TelemetryOptions {
 }
 
 export function telemetryPlugin(opts: TelemetryOptions = {}): PluginFactory {
-  return ({ config, controller, router, logger }) => {
+  return ({ config, controller, router, logger, service, primary }) => {
     const log = logger.child({ component: 'telemetry' });
     const metrics = new CutoverMetrics({
       status: () => controller.status(),
       inFlight: (l, c) => router.inFlight(l, c),
-      processMetrics: opts.processMetrics,
+      // Process metrics once per daemon, not once per service.
+      processMetrics: primary === false ? false : opts.processMetrics,
     });
+    // Under `services:` every series carries its service (the daemon merges the services' expositions).
+    if (service !== undefined) metrics.registry.setDefaultLabels({ service });
     const notifier = new Notifier({ app: config.app, targets: config.notifications, logger: log, stateDir: config.stateDir, onOutcome: (t, o) => metrics.onNotification(t, o) });
     const meter = new PostSwitchMeter({
       windowMs: opts.postSwitchWindowMs ?? DEFAULT_POST_SWITCH_WINDOW_MS,

@@ -13,6 +13,9 @@
  * - rollback duration (`rollbackMs`): the rollback itself, decision → previous release live.
  * - post-switch error rate against baseline: the `release.measured` figures (post-switch.ts),
  *   request-weighted over the releases.
+ * - auth failures and session loss per colour: the `auth` figures of the release's analysis
+ *   events (bake and gradual-switch steps): answers 401/403/419, and the share of requests with
+ *   credentials that got one (SRE guide M8).
  *
  * Owns: arithmetic on records. Must never: read the store or the clock itself (inputs only).
  */
@@ -34,6 +37,16 @@ export interface ReleaseRow {
   /** From the switch to the rollback being in force, ms. */
   timeToRollbackMs: number | null;
   postSwitch: (WindowFigures & { windowMs: number; baseline: WindowFigures | null }) | null;
+  /** Per colour while the release was judged (its colour, and the old one); null without analysis figures. */
+  auth: Record<string, SessionFigures> | null;
+}
+
+export interface SessionFigures {
+  requests: number;
+  withCredentials: number;
+  authFailures: { 401: number; 403: number; 419: number };
+  /** Auth failures among the requests with credentials / those requests. */
+  sessionLossRate: number;
 }
 
 export interface Distribution { count: number; mean: number; p50: number; p95: number; max: number }
@@ -51,6 +64,8 @@ export interface ReleaseReport {
   /** How long the rollbacks themselves took (the rollback event's duration). */
   rollbackMs: Distribution | null;
   postSwitch: { releases: number; requests: number; errorRate: number | null; baselineRequests: number; baselineErrorRate: number | null; worseThanBaseline: number } | null;
+  /** Over the released colours of the releases with analysis figures (credential-weighted). */
+  sessions: { releases: number; withCredentials: number; authFailures: number; sessionLossRate: number | null } | null;
   releases: ReleaseRow[];
 }
 
@@ -62,7 +77,7 @@ export function computeReport(deployments: readonly DeploymentRecord[], events: 
   const inWindow = deployments.filter((d) => d.createdAt >= window.since && d.createdAt < window.until).sort((a, b) => a.createdAt - b.createdAt);
   const rows = new Map<string, ReleaseRow>(inWindow.map((d) => [d.id, {
     id: d.id, version: d.version, color: d.color, status: d.status, createdAt: d.createdAt, finishedAt: d.finishedAt,
-    switchMs: d.switchMs, switched: d.switchMs !== null, rolledBack: false, rollbackTrigger: null, timeToRollbackMs: null, postSwitch: null,
+    switchMs: d.switchMs, switched: d.switchMs !== null, rolledBack: false, rollbackTrigger: null, timeToRollbackMs: null, postSwitch: null, auth: null,
   }]));
 
   // Walk the log: which release holds live traffic since when, and what took it off.
@@ -89,6 +104,9 @@ export function computeReport(deployments: readonly DeploymentRecord[], events: 
       live = null;
     } else if (e.type === 'failover') {
       live = null;
+    } else if (e.type === 'analysis' && e.deployment && e.data?.auth !== null && typeof e.data?.auth === 'object') {
+      const row = rows.get(e.deployment);
+      if (row) addAuth(row, e.data.auth as Record<string, Partial<SessionFigures>>);
     } else if (e.type === MEASURED_EVENT && e.deployment) {
       const row = rows.get(e.deployment);
       const d = e.data as (WindowFigures & { windowMs: number; baseline: WindowFigures | null }) | null;
@@ -134,8 +152,30 @@ export function computeReport(deployments: readonly DeploymentRecord[], events: 
       baselineErrorRate: baselineRequests > 0 ? sum(withBaseline.map((m) => m.baseline!.errorRate * m.baseline!.requests)) / baselineRequests : null,
       worseThanBaseline: withBaseline.filter((m) => m.requests > 0 && m.errorRate > m.baseline!.errorRate).length,
     },
+    sessions: sessionTotals(list),
     releases: list.reverse(),
   };
+}
+
+function addAuth(row: ReleaseRow, auth: Record<string, Partial<SessionFigures>>): void {
+  row.auth ??= {};
+  for (const [color, f] of Object.entries(auth)) {
+    if (typeof f?.requests !== 'number' || typeof f.withCredentials !== 'number') continue;
+    const t = (row.auth[color] ??= { requests: 0, withCredentials: 0, authFailures: { 401: 0, 403: 0, 419: 0 }, sessionLossRate: 0 });
+    const lost = t.sessionLossRate * t.withCredentials + (f.sessionLossRate ?? 0) * f.withCredentials;
+    t.requests += f.requests;
+    t.withCredentials += f.withCredentials;
+    for (const k of [401, 403, 419] as const) t.authFailures[k] += f.authFailures?.[k] ?? 0;
+    t.sessionLossRate = t.withCredentials === 0 ? 0 : lost / t.withCredentials;
+  }
+}
+
+function sessionTotals(list: readonly ReleaseRow[]): ReleaseReport['sessions'] {
+  const own = list.map((r) => r.auth?.[r.color]).filter((x): x is SessionFigures => x !== undefined);
+  if (own.length === 0) return null;
+  const creds = own.reduce((a, f) => a + f.withCredentials, 0);
+  const lost = own.reduce((a, f) => a + f.sessionLossRate * f.withCredentials, 0);
+  return { releases: own.length, withCredentials: creds, authFailures: own.reduce((a, f) => a + f.authFailures[401] + f.authFailures[403] + f.authFailures[419], 0), sessionLossRate: creds === 0 ? null : lost / creds };
 }
 
 /** Nearest-rank percentiles. */

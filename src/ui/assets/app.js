@@ -55,8 +55,30 @@ class Unauthorised extends Error {}
 
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
 
+// With `services:` the page shows one service at a time, chosen in the header and kept in the
+// URL fragment (#service=NAME); every call is scoped to it (/api/v1/services/NAME/…).
+let SERVICE = new URLSearchParams(location.hash.slice(1)).get('service');
+function scoped(path) { return SERVICE && path !== '/services' ? `/services/${encodeURIComponent(SERVICE)}${path}` : path; }
+
+async function pickService() {
+  let services;
+  try { ({ services } = await api('GET', '/services')); } catch (err) { if (err instanceof Unauthorised) throw err; return; }
+  if (!Array.isArray(services) || services.length < 2) { SERVICE = null; return; }
+  if (!services.some((s) => s.name === SERVICE)) SERVICE = services[0].name;
+  const sel = $('#service');
+  sel.replaceChildren(...services.map((s) => {
+    const o = document.createElement('option');
+    o.value = s.name;
+    o.textContent = `${s.name}${s.live ? ` (${s.live.version})` : ''}`;
+    o.selected = s.name === SERVICE;
+    return o;
+  }));
+  sel.onchange = () => { location.hash = `service=${encodeURIComponent(sel.value)}`; location.reload(); };
+  $('#service-pick').hidden = false;
+}
+
 async function api(method, path, body) {
-  const res = await fetch(API + path, {
+  const res = await fetch(API + scoped(path), {
     method,
     headers: { authorization: `Bearer ${token()}`, 'x-cutover-actor': 'dashboard', ...(body ? { 'content-type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined,
@@ -356,7 +378,7 @@ async function stream() {
       // First connection: the recent past (from the deployment shown) then live; later: resume.
       const recent = Math.max(0, ...(state.deployment?.events ?? []).map((e) => e.seq)) - 30;
       const q = state.lastSeq > 0 ? `after=${state.lastSeq}` : recent > -30 ? `after=${Math.max(0, recent)}` : 'backlog=false';
-      const res = await fetch(`${API}/events?${q}`, { headers: { authorization: `Bearer ${token()}`, accept: 'text/event-stream' }, signal: ctl.signal, cache: 'no-store' });
+      const res = await fetch(`${API}${scoped('/events')}?${q}`, { headers: { authorization: `Bearer ${token()}`, accept: 'text/event-stream' }, signal: ctl.signal, cache: 'no-store' });
       if (res.status === 401) throw new Unauthorised();
       if (!res.ok || !res.body) throw new Error(`event stream: HTTP ${res.status}`);
       setConn('live', 'Live');
@@ -455,6 +477,7 @@ let timers = [];
 async function start() {
   for (const t of timers) clearInterval(t);
   timers = [];
+  try { await pickService(); } catch (err) { onApiError(err); return; }
   try { await refreshStatus(); } catch { return; }
   $('#main').hidden = false;
   $('#sign-out').hidden = false;
