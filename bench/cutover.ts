@@ -29,8 +29,8 @@ const DEPLOY_TIMEOUT_MS = 60_000;
 const FSYNC_PROBE_BLOCK = Buffer.alloc(4096, 1);
 
 /** Forks bench/router-server.ts with the bin's Node.js flags and compile cache; resolves once it listens. */
-async function launchRouter(): Promise<{ child: ChildProcess; port: number }> {
-  const child = forkChild(ROUTER_SERVER, [], { execArgv: binNodeFlags(), env: withCompileCache() });
+async function launchRouter(workers = 1): Promise<{ child: ChildProcess; port: number }> {
+  const child = forkChild(ROUTER_SERVER, [], { execArgv: binNodeFlags(), env: { ...withCompileCache(), BENCH_ROUTER_WORKERS: String(workers) } });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m: RouterReply) => (m.type === 'ready' ? resolve(m.port) : reject(new Error(`router: unexpected ${m.type}`))));
     child.once('exit', (code) => reject(new Error(`router process exited with ${code} before it was ready`)));
@@ -70,9 +70,9 @@ export class RouterProcess {
   }
 
   /** Runs as `cutover` does: with the bin's Node.js flags and a warm compile cache. */
-  static async start(): Promise<RouterProcess> {
+  static async start(o: { workers?: number } = {}): Promise<RouterProcess> {
     await warmCompileCache();
-    const { child, port } = await launchRouter();
+    const { child, port } = await launchRouter(o.workers ?? 1);
     return new RouterProcess(child, port);
   }
 
@@ -136,7 +136,8 @@ export class Daemon {
     this.stateDir = stateDir;
   }
 
-  static async start(dir: string, origin: OriginPorts): Promise<Daemon> {
+  /** `router`: more lines under `router:` (e.g. `  engine: haproxy`). */
+  static async start(dir: string, origin: OriginPorts, o: { router?: string[] } = {}): Promise<Daemon> {
     const ports = { live: await freePort(), preview: await freePort(), admin: await freePort() };
     writeFileSync(path.join(dir, 'cutover.yaml'), [
       'app: bench',
@@ -144,6 +145,7 @@ export class Daemon {
       `  listen: 127.0.0.1:${ports.live}`,
       `  preview: 127.0.0.1:${ports.preview}`,
       '  drainTimeout: 10s',
+      ...(o.router ?? []),
       'admin:',
       `  listen: 127.0.0.1:${ports.admin}`,
       'stateDir: .cutover',

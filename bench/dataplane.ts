@@ -1,5 +1,5 @@
 /**
- * Section 5 of `npm run bench`: the data plane apart from the controller (issue 10).
+ * Section 6 of `npm run bench`: the data plane apart from the controller (issue 10).
  * Selectable alone: `node bench/run.ts --only dataplane [--quick]`.
  *
  * a. Fleet: a 3-member etcd cluster (the Debian `etcd`), three `cutover router` processes, a

@@ -7,10 +7,13 @@
  *   ← { type: 'ready', port }                  (once listening)
  *
  * Health is a trivial always-healthy view: the benchmark measures the data plane, not checks.
+ * `BENCH_ROUTER_WORKERS=N` (N > 1) runs the worker pool (`router.workers: N`) instead of one
+ * Router; a swap is answered once every worker acknowledged it.
  */
 import type { HealthView } from '../src/health/types.ts';
 import type { RouteTable } from '../src/router/route-table.ts';
 import { Router } from '../src/router/router.ts';
+import { WorkerPool } from '../src/router/workers.ts';
 
 /** Long enough for the longest slow request of the benchmark. */
 const DRAIN_TIMEOUT_MS = 10_000;
@@ -23,7 +26,9 @@ const alwaysHealthy: HealthView = {
   reportFailure: () => {},
 };
 
-const router = new Router({ listen: { host: '127.0.0.1', port: 0 }, preview: null, drainTimeoutMs: DRAIN_TIMEOUT_MS, health: alwaysHealthy });
+const workers = Number(process.env.BENCH_ROUTER_WORKERS ?? 1);
+const opts = { listen: { host: '127.0.0.1', port: 0 }, preview: null, drainTimeoutMs: DRAIN_TIMEOUT_MS, health: alwaysHealthy };
+const router = workers > 1 ? new WorkerPool({ ...opts, workers }) : new Router(opts);
 await router.start();
 
 const send = (m: RouterReply) => process.send?.(m);
@@ -32,7 +37,8 @@ process.on('message', (m: RouterCommand) => {
   if (m.type === 'swap') {
     const t0 = performance.now();
     const { revision } = router.swap(m.table);
-    send({ type: 'swapped', revision, ms: performance.now() - t0 });
+    if (router instanceof WorkerPool) void router.applied(revision).then(() => send({ type: 'swapped', revision, ms: performance.now() - t0 }));
+    else send({ type: 'swapped', revision, ms: performance.now() - t0 });
   }
 });
 

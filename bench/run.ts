@@ -15,7 +15,7 @@
  *    a master-worker reload (as is, and with `option idle-close-on-response`); every failed
  *    request counted.
  * 3. Rollback time: POST /api/v1/rollback with a warm standby, idle and under load.
- * 5. The data plane apart (bench/dataplane.ts): switches acknowledged by 3 fleet routers, failed
+ * 6. The data plane apart (bench/dataplane.ts): switches acknowledged by 3 fleet routers, failed
  *    requests over them, kill -9 of the controller under load. Alone: `--only dataplane`.
  *
  * Every server is our own child process on loopback ports, stopped at the end and on errors.
@@ -28,8 +28,10 @@ import { parseArgs } from 'node:util';
 import { Daemon, RouterProcess, type RollbackTiming } from './cutover.ts';
 import type { LoadCommand, LoadReply, LoadResult } from './loadgen.ts';
 import { HAPROXY, HAProxy, NGINX, Nginx, haproxyConfig, nginxProxyConfig, originConfig, other, startSlowBackend, type Colour, type OriginPorts } from './peers.ts';
-import { binNodeFlags, forkChild, freePort, groupCpuTicks, killAllSync, memoryKb, nowMs, peakRssDuring, processAndChildren, run, sleep, stopAll, waitExit } from './procs.ts';
+import { binNodeFlags, cpuTicks, forkChild, freePort, killAllSync, memoryKb, nowMs, processAndChildren, run, sleep, stopAll, waitExit } from './procs.ts';
 import { fmt, int, max, mean, median, met, mb, ms, percentile, ratio, table } from './report.ts';
+import { startEngineDaemon, startSameConfigHAProxy, type EngineDaemon } from './haproxy-engine.ts';
+import { Pool } from 'undici';
 import { WRK, runWrk, wrkFailures, type WrkResult } from './wrk.ts';
 import { dataPlaneBench, renderDataPlane } from './dataplane.ts';
 
@@ -47,6 +49,12 @@ const TARGET_RSS_MB = 150;
 const TARGET_RSS_KIB = (TARGET_RSS_MB * 1e6) / 1024;
 /** Rollback completes within 100 ms of the API call. */
 const TARGET_ROLLBACK_MS = 100;
+/** Router CPU per request at most twice nginx's (issue #12: the headline figure). */
+const TARGET_CPU_VS_NGINX = 2;
+/** The HAProxy engine serves at least 0.95× what a bare HAProxy with the same settings serves. */
+const TARGET_ENGINE_VS_HAPROXY = 0.95;
+/** The second engine measured in section 5 logs 1 request in this many (`router.haproxy.logSample`). */
+const ENGINE_LOG_SAMPLE = 20;
 
 interface Plan {
   quick: boolean;
@@ -100,46 +108,55 @@ interface Bench {
   origin: OriginPorts;
   originNginx: Nginx;
   router: RouterProcess;
-  daemon: Daemon;
+  /** The bare router with `router.workers: 2` (sections 1 and 2; `workers`). */
+  router2?: RouterProcess;
+  daemon?: Daemon;
   daemonLive: Colour;
   nginx: Nginx;
   nginxPort: number;
   nginxColour: Colour;
-  haproxy: HAProxy;
+  haproxy?: HAProxy;
   haproxyPort: number;
   haproxyColour: Colour;
 }
 
-async function setup(dir: string): Promise<Bench> {
+/** Which parts run: everything (writes docs/benchmarks.md), or one section alone. */
+type Mode = 'all' | 'haproxy' | 'workers';
+
+async function setup(dir: string, mode: Mode): Promise<Bench> {
   const origin: OriginPorts = { blue: await freePort(), green: await freePort(), slow: await freePort() };
   await startSlowBackend(origin.slow);
   const originNginx = await Nginx.start(dir, 'origin', originConfig(dir, origin), origin.green);
   const router = await RouterProcess.start();
   await router.swap('blue', origin);
+  const router2 = mode === 'haproxy' ? undefined : await RouterProcess.start({ workers: 2 });
+  await router2?.swap('blue', origin);
   const nginxPort = await freePort();
   const nginx = await Nginx.start(dir, 'nginx-proxy', nginxProxyConfig(dir, nginxPort, origin.blue), nginxPort);
   const haproxyPort = await freePort();
-  const haproxy = await HAProxy.start(dir, haproxyConfig(dir, haproxyPort, origin.blue), haproxyPort);
-  const daemonDir = path.join(dir, 'daemon');
-  mkdirSync(daemonDir);
-  const daemon = await Daemon.start(daemonDir, origin);
-  // Two releases, so the first is the warm standby: v1 on blue, then v2 on green.
-  await daemon.deploy('v1');
-  await daemon.deploy('v2');
-  return { dir, origin, originNginx, router, daemon, daemonLive: 'green', nginx, nginxPort, nginxColour: 'blue', haproxy, haproxyPort, haproxyColour: 'blue' };
+  const haproxy = mode === 'workers' ? undefined : await HAProxy.start(dir, haproxyConfig(dir, haproxyPort, origin.blue), haproxyPort);
+  let daemon: Daemon | undefined;
+  if (mode === 'all') {
+    const daemonDir = path.join(dir, 'daemon');
+    mkdirSync(daemonDir);
+    daemon = await Daemon.start(daemonDir, origin);
+    // Two releases, so the first is the warm standby: v1 on blue, then v2 on green.
+    await daemon.deploy('v1');
+    await daemon.deploy('v2');
+  }
+  return { dir, origin, originNginx, router, router2, daemon, daemonLive: 'green', nginx, nginxPort, nginxColour: 'blue', haproxy, haproxyPort, haproxyColour: 'blue' };
 }
 
 // ── 1. throughput and latency ──
 
-type TargetKey = 'direct' | 'router' | 'daemon' | 'nginx' | 'haproxy';
+type TargetKey = 'direct' | 'router' | 'router-w2' | 'daemon' | 'nginx' | 'haproxy' | 'haproxy-same' | 'haproxy-engine' | 'haproxy-engine-sampled';
 
 interface Target {
   key: TargetKey;
   label: string;
   url: string;
-  /** Process to measure (RSS, CPU); null for the origin itself. */
-  pid: number | null;
-  withChildren: boolean;
+  /** Processes to measure (RSS, CPU), read at each sample; empty for the origin itself. */
+  pids: () => number[];
 }
 
 interface RoundResult {
@@ -163,34 +180,63 @@ interface TargetResult {
   cpuMsPer1k: number;
 }
 
-function rssKb(pid: number, withChildren: boolean): number {
+function rssOf(pids: number[]): number {
   let sum = 0;
-  for (const p of withChildren ? processAndChildren(pid) : [pid]) sum += memoryKb(p)?.rss ?? 0;
+  for (const p of pids) sum += memoryKb(p)?.rss ?? 0;
   return sum;
 }
 
-async function throughput(b: Bench, plan: Plan, clkTck: number): Promise<TargetResult[]> {
-  const targets: Target[] = [
-    { key: 'direct', label: 'origin directly (no proxy)', url: `http://127.0.0.1:${b.origin.blue}/`, pid: null, withChildren: false },
-    { key: 'router', label: 'Cutover router (bare)', url: `http://127.0.0.1:${b.router.port}/`, pid: b.router.pid, withChildren: false },
-    { key: 'daemon', label: 'Cutover daemon (`cutover up`)', url: `http://127.0.0.1:${b.daemon.livePort}/`, pid: b.daemon.pid, withChildren: false },
-    { key: 'nginx', label: 'nginx proxy_pass', url: `http://127.0.0.1:${b.nginxPort}/`, pid: b.nginx.pid, withChildren: true },
-    { key: 'haproxy', label: 'HAProxy', url: `http://127.0.0.1:${b.haproxyPort}/`, pid: b.haproxy.pid, withChildren: true },
+function cpuOf(pids: number[]): number {
+  let sum = 0;
+  for (const p of pids) sum += cpuTicks(p) ?? 0;
+  return sum;
+}
+
+/** Samples the summed RSS of `pids()` while `during` runs. */
+async function peakRssOf<T>(pids: () => number[], during: Promise<T>): Promise<{ result: T; peakKb: number }> {
+  let peak = 0;
+  const sample = () => { peak = Math.max(peak, rssOf(pids())); };
+  sample();
+  const timer = setInterval(sample, 100);
+  try {
+    const result = await during;
+    sample();
+    return { result, peakKb: peak };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+const one = (pid: number) => () => [pid];
+const group = (pid: number) => () => processAndChildren(pid);
+
+function coreTargets(b: Bench): Target[] {
+  return [
+    { key: 'direct', label: 'origin directly (no proxy)', url: `http://127.0.0.1:${b.origin.blue}/`, pids: () => [] },
+    { key: 'router', label: 'Cutover router (bare), workers = 1', url: `http://127.0.0.1:${b.router.port}/`, pids: one(b.router.pid) },
+    ...(b.router2 ? [{ key: 'router-w2' as const, label: 'Cutover router (bare), workers = 2', url: `http://127.0.0.1:${b.router2.port}/`, pids: one(b.router2.pid) }] : []),
+    ...(b.daemon ? [{ key: 'daemon' as const, label: 'Cutover daemon (`cutover up`)', url: `http://127.0.0.1:${b.daemon!.livePort}/`, pids: one(b.daemon.pid) }] : []),
+    { key: 'nginx', label: 'nginx proxy_pass', url: `http://127.0.0.1:${b.nginxPort}/`, pids: group(b.nginx.pid) },
+    ...(b.haproxy ? [{ key: 'haproxy' as const, label: 'HAProxy', url: `http://127.0.0.1:${b.haproxyPort}/`, pids: group(b.haproxy.pid) }] : []),
   ];
+}
+
+async function throughput(targets: Target[], plan: Plan, clkTck: number): Promise<TargetResult[]> {
   const rounds = new Map<TargetKey, RoundResult[]>(targets.map((t) => [t.key, []]));
-  const idle = new Map<TargetKey, number>(targets.map((t) => [t.key, t.pid === null ? Number.NaN : rssKb(t.pid, t.withChildren)]));
+  const idle = new Map<TargetKey, number>(targets.map((t) => [t.key, t.pids().length === 0 ? Number.NaN : rssOf(t.pids())]));
   for (let round = 0; round < plan.rounds; round++) {
     const order = round % 2 === 0 ? targets : [...targets].reverse();
     for (const t of order) {
       const warm = plan.warmupS[round] ?? plan.warmupS[plan.warmupS.length - 1];
       process.stdout.write(`  round ${round + 1}/${plan.rounds}: ${t.label} … `);
       await runWrk(t.url, { ...plan.wrk, durationS: warm });
-      const cpu0 = t.pid === null ? 0 : groupCpuTicks(t.pid);
+      const measuredPids = t.pids();
+      const cpu0 = cpuOf(measuredPids);
       const measured = runWrk(t.url, { ...plan.wrk, durationS: plan.durationS });
-      const { result, peakKb } = t.pid === null ? { result: await measured, peakKb: Number.NaN } : await peakRssDuring(t.pid, t.withChildren, measured);
-      const cpuMs = t.pid === null ? Number.NaN : ((groupCpuTicks(t.pid) - cpu0) * 1000) / clkTck;
+      const { result, peakKb } = measuredPids.length === 0 ? { result: await measured, peakKb: Number.NaN } : await peakRssOf(t.pids, measured);
+      const cpuMs = measuredPids.length === 0 ? Number.NaN : ((cpuOf(measuredPids) - cpu0) * 1000) / clkTck;
       rounds.get(t.key)!.push({ round: round + 1, wrk: result, peakRssKb: peakKb, cpuMsPer1k: cpuMs / (result.requests / 1000) });
-      console.log(`${int(result.rps)} req/s, p50 ${ms(result.p50Ms)}, p99 ${ms(result.p99Ms)}${wrkFailures(result) > 0 ? `, ${wrkFailures(result)} failed` : ''}`);
+      console.log(`${int(result.rps)} req/s, p50 ${ms(result.p50Ms)}, p99 ${ms(result.p99Ms)}, CPU ${Number.isFinite(cpuMs) ? ms(cpuMs / (result.requests / 1000)) : '–'}/1k${wrkFailures(result) > 0 ? `, ${wrkFailures(result)} failed` : ''}`);
     }
   }
   return targets.map((t) => {
@@ -212,7 +258,7 @@ async function throughput(b: Bench, plan: Plan, clkTck: number): Promise<TargetR
 
 // ── 2. switch under load ──
 
-type SystemKey = 'cutover' | 'nginx' | 'haproxy' | 'haproxy-icr';
+type SystemKey = 'cutover' | 'cutover-w2' | 'cutover-haproxy' | 'nginx' | 'haproxy' | 'haproxy-icr';
 
 interface SwitchRecord {
   /** Epoch ms when the switch was started. */
@@ -223,6 +269,8 @@ interface SwitchRecord {
   rollback?: RollbackTiming;
   /** Cutover only: fsync latency of the state disk, probed right after the rollback. */
   fsyncMs?: number;
+  /** HAProxy engine: from sending the API call to the first answer of the new colour on a separate connection. */
+  routedMs?: number;
 }
 
 interface SwitchResult {
@@ -301,13 +349,13 @@ async function switching(b: Bench, plan: Plan): Promise<SwitchResult[]> {
 
   process.stdout.write(`  Cutover: ${plan.switches} rollbacks through the admin API under load … `);
   {
-    const { load, switches } = await withLoad(`http://127.0.0.1:${b.daemon.livePort}`, plan, () =>
+    const { load, switches } = await withLoad(`http://127.0.0.1:${b.daemon!.livePort}`, plan, () =>
       switchRepeatedly(plan, other(b.daemonLive), async (to) => {
-        const rb = await b.daemon.rollback();
+        const rb = await b.daemon!.rollback();
         if (rb.live !== to) throw new Error(`rollback went to ${rb.live}, expected ${to}`);
         if (rb.restarted) throw new Error('rollback restarted the standby: it was not warm');
         b.daemonLive = rb.live;
-        return { commandMs: rb.apiMs, rollback: rb, fsyncMs: await b.daemon.fsyncProbe() };
+        return { commandMs: rb.apiMs, rollback: rb, fsyncMs: await b.daemon!.fsyncProbe() };
       }));
     results.push(analyseSwitchRun('cutover', 'Cutover', '`POST /api/v1/rollback` (route swap between two warm colours)', load, switches));
     console.log(`${load.failed} failed of ${int(load.requests)}`);
@@ -331,14 +379,14 @@ async function switching(b: Bench, plan: Plan): Promise<SwitchResult[]> {
     if (idleCloseOnResponse) {
       // Untimed reload without load, so the process soft-stopped at the first measured switch
       // already runs with the option.
-      await b.haproxy.reload(haproxyConfig(b.dir, b.haproxyPort, b.origin[b.haproxyColour], { idleCloseOnResponse }));
+      await b.haproxy!.reload(haproxyConfig(b.dir, b.haproxyPort, b.origin[b.haproxyColour], { idleCloseOnResponse }));
       await sleep(1_000);
     }
     process.stdout.write(`  ${label}: ${plan.switches} reloads under load … `);
     const { load, switches } = await withLoad(`http://127.0.0.1:${b.haproxyPort}`, plan, () =>
       switchRepeatedly(plan, other(b.haproxyColour), async (to) => {
         const t0 = nowMs();
-        await b.haproxy.reload(haproxyConfig(b.dir, b.haproxyPort, b.origin[to], { idleCloseOnResponse }));
+        await b.haproxy!.reload(haproxyConfig(b.dir, b.haproxyPort, b.origin[to], { idleCloseOnResponse }));
         b.haproxyColour = to;
         return { commandMs: nowMs() - t0 };
       }));
@@ -348,6 +396,70 @@ async function switching(b: Bench, plan: Plan): Promise<SwitchResult[]> {
   return results;
 }
 
+/** The bare router with workers = 2: swaps over IPC, each answered once both workers acknowledged it. */
+async function switchingWorkers(b: Bench, plan: Plan): Promise<SwitchResult> {
+  const r2 = b.router2!;
+  let colour: Colour = 'blue';
+  process.stdout.write(`  Cutover router, workers = 2: ${plan.switches} swaps under load … `);
+  const { load, switches } = await withLoad(`http://127.0.0.1:${r2.port}`, plan, () =>
+    switchRepeatedly(plan, other(colour), async (to) => {
+      const t0 = nowMs();
+      await r2.swap(to, b.origin);
+      colour = to;
+      return { commandMs: nowMs() - t0 };
+    }));
+  console.log(`${load.failed} failed of ${int(load.requests)}`);
+  return analyseSwitchRun('cutover-w2', 'Cutover router, workers = 2', 'route swap sent to both worker threads, answered when both acknowledged', load, switches);
+}
+
+/** Polls `url` on its own keep-alive connection until it answers `want`; ms since `t0`. */
+async function routedAfter(pool: Pool, want: Colour, t0: number, timeoutMs = 5_000): Promise<number> {
+  for (;;) {
+    const res = await pool.request({ path: '/', method: 'GET' });
+    const body = (await res.body.text()).trim();
+    if (body === want) return nowMs() - t0;
+    if (nowMs() - t0 > timeoutMs) throw new Error(`routing did not change to ${want} within ${timeoutMs} ms`);
+  }
+}
+
+interface EngineResults {
+  throughput: TargetResult[];
+  switching: SwitchResult;
+}
+
+/** 5. The HAProxy engine: throughput against bare HAProxy (same run), switches under load, time to routing change. */
+async function engineSection(b: Bench, plan: Plan, clkTck: number): Promise<EngineResults> {
+  const eng: EngineDaemon = await startEngineDaemon(path.join(b.dir, 'engine'), b.origin);
+  const sampled: EngineDaemon = await startEngineDaemon(path.join(b.dir, 'engine-sampled'), b.origin, { logSample: ENGINE_LOG_SAMPLE });
+  const same = await startSameConfigHAProxy(path.join(b.dir, 'haproxy-same'), b.origin.blue);
+  const targets: Target[] = [
+    { key: 'haproxy', label: 'HAProxy (bench config)', url: `http://127.0.0.1:${b.haproxyPort}/`, pids: group(b.haproxy!.pid) },
+    { key: 'haproxy-same', label: 'HAProxy with the engine\'s config, no Cutover', url: `http://127.0.0.1:${same.port}/`, pids: group(same.haproxy.pid) },
+    { key: 'haproxy-engine', label: 'Cutover, `router.engine: haproxy` (HAProxy + daemon)', url: `http://127.0.0.1:${eng.daemon.livePort}/`, pids: () => [...processAndChildren(eng.haproxyPid()), eng.daemon.pid] },
+    { key: 'haproxy-engine-sampled', label: `Cutover, \`router.engine: haproxy\`, \`logSample: ${ENGINE_LOG_SAMPLE}\``, url: `http://127.0.0.1:${sampled.daemon.livePort}/`, pids: () => [...processAndChildren(sampled.haproxyPid()), sampled.daemon.pid] },
+  ];
+  console.log('  throughput');
+  const tp = await throughput(targets, plan, clkTck);
+  await same.haproxy.stop();
+  await sampled.daemon.stop();
+  let live: Colour = 'green';
+  const probe = new Pool(`http://127.0.0.1:${eng.daemon.livePort}`, { connections: 1, pipelining: 1 });
+  process.stdout.write(`  Cutover + HAProxy engine: ${plan.switches} rollbacks through the admin API under load … `);
+  const { load, switches } = await withLoad(`http://127.0.0.1:${eng.daemon.livePort}`, plan, () =>
+    switchRepeatedly(plan, other(live), async (to) => {
+      const t0 = nowMs();
+      const routed = routedAfter(probe, to, t0);
+      const rb = await eng.daemon.rollback();
+      if (rb.live !== to) throw new Error(`rollback went to ${rb.live}, expected ${to}`);
+      live = rb.live;
+      return { commandMs: rb.apiMs, rollback: rb, routedMs: await routed };
+    }));
+  console.log(`${load.failed} failed of ${int(load.requests)}`);
+  await probe.close();
+  await eng.daemon.stop();
+  return { throughput: tp, switching: analyseSwitchRun('cutover-haproxy', 'Cutover + HAProxy engine', '`POST /api/v1/rollback` → one `set map` on the runtime API (no reload)', load, switches) };
+}
+
 // ── 3. rollback time ──
 
 /** Rollbacks without traffic, each followed (not overlapped) by one fsync probe of the state disk. */
@@ -355,11 +467,11 @@ async function rollbacksIdle(b: Bench, plan: Plan): Promise<{ timings: RollbackT
   const timings: RollbackTiming[] = [];
   const fsyncMs: number[] = [];
   for (let i = 0; i < plan.rollbacks; i++) {
-    const rb = await b.daemon.rollback();
+    const rb = await b.daemon!.rollback();
     if (rb.restarted) throw new Error('rollback restarted the standby: it was not warm');
     b.daemonLive = rb.live;
     timings.push(rb);
-    fsyncMs.push(await b.daemon.fsyncProbe());
+    fsyncMs.push(await b.daemon!.fsyncProbe());
     await sleep(plan.rollbackGapMs);
   }
   return { timings, fsyncMs };
@@ -409,61 +521,128 @@ async function machine(): Promise<Machine> {
 
 interface Results {
   plan: Plan;
+  mode: Mode;
   machine: Machine;
   throughput: TargetResult[];
   switching: SwitchResult[];
-  rollback: { idle: RollbackTiming[]; underLoad: RollbackTiming[]; fsyncIdleMs: number[]; fsyncUnderLoadMs: number[] };
+  /** Absent in the `haproxy` and `workers` runs (they start no builtin daemon). */
+  rollback: { idle: RollbackTiming[]; underLoad: RollbackTiming[]; fsyncIdleMs: number[]; fsyncUnderLoadMs: number[] } | null;
+  engine: EngineResults | null;
   targets: { name: string; measured: string; goal: string; met: boolean }[];
 }
 
 function evaluateTargets(r: Omit<Results, 'targets'>): Results['targets'] {
-  const by = (k: TargetKey) => r.throughput.find((t) => t.key === k)!;
+  const by = (k: TargetKey) => r.throughput.find((t) => t.key === k);
   const nginx = by('nginx');
   const out: Results['targets'] = [];
   for (const k of ['router', 'daemon'] as const) {
     const t = by(k);
-    const name = k === 'router' ? 'router' : 'daemon (router + metrics + controller)';
+    if (t === undefined || nginx === undefined) continue;
+    const name = k === 'router' ? 'router (workers = 1)' : 'daemon (router + metrics + controller)';
+    out.push({ name: `${name}: CPU per request vs nginx`, measured: ratio(t.cpuMsPer1k / nginx.cpuMsPer1k), goal: `≤ ${TARGET_CPU_VS_NGINX}×`, met: t.cpuMsPer1k / nginx.cpuMsPer1k <= TARGET_CPU_VS_NGINX });
     out.push({ name: `${name}: throughput vs nginx`, measured: ratio(t.rps / nginx.rps), goal: `≥ ${TARGET_RPS_VS_NGINX}×`, met: t.rps / nginx.rps >= TARGET_RPS_VS_NGINX });
     out.push({ name: `${name}: p99 vs nginx`, measured: ratio(t.p99Ms / nginx.p99Ms), goal: `≤ ${TARGET_P99_VS_NGINX}×`, met: t.p99Ms / nginx.p99Ms <= TARGET_P99_VS_NGINX });
     out.push({ name: `${name}: peak RSS under load`, measured: mb(t.peakRssKb), goal: `< ${TARGET_RSS_MB} MB`, met: t.peakRssKb < TARGET_RSS_KIB });
   }
-  const cut = r.switching.find((s) => s.key === 'cutover')!;
-  out.push({ name: `failed requests across ${cut.switches.length} switches under load`, measured: int(cut.load.failed), goal: '0', met: cut.load.failed === 0 });
-  const idle = r.rollback.idle.map((x) => x.apiMs);
-  const loaded = r.rollback.underLoad.map((x) => x.apiMs);
-  out.push({ name: 'rollback, API call to response (idle): max', measured: ms(max(idle)), goal: `< ${TARGET_ROLLBACK_MS} ms`, met: max(idle) < TARGET_ROLLBACK_MS });
-  out.push({ name: 'rollback, API call to response (under load): max', measured: ms(max(loaded)), goal: `< ${TARGET_ROLLBACK_MS} ms`, met: max(loaded) < TARGET_ROLLBACK_MS });
+  const cut = r.switching.find((s) => s.key === 'cutover');
+  if (cut) out.push({ name: `failed requests across ${cut.switches.length} switches under load`, measured: int(cut.load.failed), goal: '0', met: cut.load.failed === 0 });
+  const w2 = r.switching.find((s) => s.key === 'cutover-w2');
+  if (w2) out.push({ name: `workers = 2: failed requests across ${w2.switches.length} switches under load`, measured: int(w2.load.failed), goal: '0', met: w2.load.failed === 0 });
+  if (r.rollback) {
+    const idle = r.rollback.idle.map((x) => x.apiMs);
+    const loaded = r.rollback.underLoad.map((x) => x.apiMs);
+    out.push({ name: 'rollback, API call to response (idle): max', measured: ms(max(idle)), goal: `< ${TARGET_ROLLBACK_MS} ms`, met: max(idle) < TARGET_ROLLBACK_MS });
+    out.push({ name: 'rollback, API call to response (under load): max', measured: ms(max(loaded)), goal: `< ${TARGET_ROLLBACK_MS} ms`, met: max(loaded) < TARGET_ROLLBACK_MS });
+  }
+  if (r.engine) {
+    const e = r.engine.throughput;
+    const same = e.find((t) => t.key === 'haproxy-same')!;
+    const eng = e.find((t) => t.key === 'haproxy-engine')!;
+    out.push({ name: 'HAProxy engine: throughput vs bare HAProxy with the same config', measured: ratio(eng.rps / same.rps), goal: `≥ ${TARGET_ENGINE_VS_HAPROXY}×`, met: eng.rps / same.rps >= TARGET_ENGINE_VS_HAPROXY });
+    const sampledT = e.find((t) => t.key === 'haproxy-engine-sampled');
+    if (sampledT) out.push({ name: `HAProxy engine, \`logSample: ${ENGINE_LOG_SAMPLE}\`: throughput vs the same bare HAProxy`, measured: ratio(sampledT.rps / same.rps), goal: `≥ ${TARGET_ENGINE_VS_HAPROXY}×`, met: sampledT.rps / same.rps >= TARGET_ENGINE_VS_HAPROXY });
+    const sw = r.engine.switching;
+    out.push({ name: `HAProxy engine: failed requests across ${sw.switches.length} switches under load`, measured: int(sw.load.failed), goal: '0', met: sw.load.failed === 0 });
+    const routed = sw.switches.map((x) => x.routedMs ?? Number.NaN);
+    out.push({ name: 'HAProxy engine: switch API call → routing changed (median / max)', measured: `${ms(median(routed))} / ${ms(max(routed))}`, goal: `< ${TARGET_ROLLBACK_MS} ms`, met: max(routed) < TARGET_ROLLBACK_MS });
+  }
   return out;
 }
 
-function renderThroughput(r: Results): string {
-  const by = (k: TargetKey) => r.throughput.find((t) => t.key === k)!;
-  const nginx = by('nginx');
-  const haproxy = by('haproxy');
-  const main = table(
-    ['target', 'req/s', 'p50', 'p99', 'failed', 'RSS before load', 'peak RSS', 'CPU per 1k req', 'req/s vs nginx', 'p99 vs nginx', 'CPU/req vs nginx', 'req/s vs HAProxy', 'p99 vs HAProxy'],
-    r.throughput.map((t) => [
-      t.label, int(t.rps), ms(t.p50Ms), ms(t.p99Ms), int(t.failed), mb(t.idleRssKb), mb(t.peakRssKb),
-      Number.isFinite(t.cpuMsPer1k) ? ms(t.cpuMsPer1k) : '–',
-      ratio(t.rps / nginx.rps), ratio(t.p99Ms / nginx.p99Ms), ratio(t.cpuMsPer1k / nginx.cpuMsPer1k), ratio(t.rps / haproxy.rps), ratio(t.p99Ms / haproxy.p99Ms),
+/** One table of throughput results, CPU per request first (the headline), ratios to the given peers. */
+function throughputTable(results: TargetResult[], peers: { key: TargetKey; name: string }[]): string {
+  const peerRows = peers.map((p) => ({ ...p, t: results.find((x) => x.key === p.key) })).filter((p) => p.t !== undefined) as { key: TargetKey; name: string; t: TargetResult }[];
+  const cpu = (t: TargetResult) => (Number.isFinite(t.cpuMsPer1k) ? ms(t.cpuMsPer1k) : '–');
+  return table(
+    ['target', 'CPU per 1k req', ...peerRows.map((p) => `CPU/req vs ${p.name}`), 'req/s', ...peerRows.map((p) => `req/s vs ${p.name}`), 'p50', 'p99', ...peerRows.map((p) => `p99 vs ${p.name}`), 'failed', 'RSS before load', 'peak RSS'],
+    results.map((t) => [
+      t.label, cpu(t), ...peerRows.map((p) => (Number.isFinite(t.cpuMsPer1k) ? ratio(t.cpuMsPer1k / p.t.cpuMsPer1k) : '–')),
+      int(t.rps), ...peerRows.map((p) => ratio(t.rps / p.t.rps)),
+      ms(t.p50Ms), ms(t.p99Ms), ...peerRows.map((p) => ratio(t.p99Ms / p.t.p99Ms)),
+      int(t.failed), mb(t.idleRssKb), mb(t.peakRssKb),
     ]),
   );
-  const raw = table(
+}
+
+function rawRounds(results: TargetResult[]): string {
+  return table(
     ['round', 'target', 'requests', 'req/s', 'p50', 'p90', 'p99', 'max', 'socket errors', 'non-2xx', 'peak RSS', 'CPU per 1k req'],
-    r.throughput.flatMap((t) => t.rounds.map((x) => [
+    results.flatMap((t) => t.rounds.map((x) => [
       String(x.round), t.label, int(x.wrk.requests), int(x.wrk.rps), ms(x.wrk.p50Ms), ms(x.wrk.p90Ms), ms(x.wrk.p99Ms), ms(x.wrk.maxMs),
       int(x.wrk.socketErrors.connect + x.wrk.socketErrors.read + x.wrk.socketErrors.write + x.wrk.socketErrors.timeout), int(x.wrk.non2xx),
       mb(x.peakRssKb), Number.isFinite(x.cpuMsPer1k) ? ms(x.cpuMsPer1k) : '–',
     ])).sort((a, b) => Number(a[0]) - Number(b[0])),
     ['r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   );
-  return `${main}\n\nPer round (raw wrk figures):\n\n${raw}`;
 }
 
-function renderSwitching(r: Results): string {
-  const main = table(
+function renderThroughput(r: Results): string {
+  const main = throughputTable(r.throughput, [{ key: 'nginx', name: 'nginx' }, { key: 'haproxy', name: 'HAProxy' }]);
+  const w1 = r.throughput.find((t) => t.key === 'router');
+  const w2 = r.throughput.find((t) => t.key === 'router-w2');
+  const workers = w1 && w2 ? `\n\n**workers = 2 next to workers = 1** (same run): ${ratio(w2.rps / w1.rps)} the requests per second at ${ratio(w2.cpuMsPer1k / w1.cpuMsPer1k)} the CPU per request. On ${r.machine.cpus} cores shared with wrk (which takes most of one) and the origin, a second data-plane thread has little idle CPU to use; on hosts with free cores it scales further.` : '';
+  return `${main}${workers}\n\nPer round (raw wrk figures):\n\n${rawRounds(r.throughput)}`;
+}
+
+function renderEngine(r: Results): string {
+  const e = r.engine!;
+  const tp = throughputTable(e.throughput, [{ key: 'haproxy-same', name: 'same-config HAProxy' }, { key: 'haproxy', name: 'HAProxy (bench config)' }]);
+  const sw = e.switching;
+  const routed = sw.switches.map((x) => x.routedMs ?? Number.NaN);
+  const api = sw.switches.map((x) => x.commandMs);
+  const timing = table(
+    ['switches', 'API call → routing changed: median', 'p90', 'max', 'API call → response: median', 'max'],
+    [[int(sw.switches.length), ms(median(routed)), ms(percentile(routed, 90)), ms(max(routed)), ms(median(api)), ms(max(api))]],
+    ['r', 'r', 'r', 'r', 'r', 'r'],
+  );
+  return `\`router.engine: haproxy\`: the daemon writes the HAProxy configuration, runs HAProxy and switches
+through its runtime API (\`set map\`, no reload). Its peers, measured in the same rounds: the
+section-1 HAProxy, and a bare HAProxy running **the configuration the engine writes** (same
+renderer and settings: request log into a ring, header rules, map lookup) with no Cutover attached,
+so the first ratio isolates what Cutover's driving costs. The engine's CPU is HAProxy's (master +
+worker) **plus the daemon's** (which reads every request from HAProxy's log ring for stats,
+analysis and metrics). The last row is the same engine with \`router.haproxy.logSample: ${ENGINE_LOG_SAMPLE}\`
+(one request in ${ENGINE_LOG_SAMPLE} logged and read), against the same every-request bare HAProxy.
+
+${tp}
+
+Per round:
+
+${rawRounds(e.throughput)}
+
+Switches under load (the section-2 load: ${r.plan.load.connections} keep-alive + ${r.plan.load.slowConnections} slow connections), each a
+rollback through the admin API; "routing changed" is the time from sending the API call to the
+first answer from the new colour on a separate keep-alive connection that polls the live listener:
+
+${renderSwitchTable([sw])}
+
+${timing}`;
+}
+
+function renderSwitchTable(list: SwitchResult[]): string {
+  return table(
     ['system', 'switch by', 'switches', 'requests', 'failed', 'failed per switch (mean / max)', 'slow requests completed', 'slow in flight at each switch (min)', 'answers blue / green', 'switch command (median / max)'],
-    r.switching.map((s) => [
+    list.map((s) => [
       s.label, s.how, int(s.switches.length), int(s.load.requests), int(s.load.failed),
       `${fmt(mean(s.failedPerSwitch))} / ${int(max(s.failedPerSwitch))}`,
       `${int(s.load.slow.ok)} of ${int(s.load.slow.requests)}`, int(s.minSlowInFlight),
@@ -472,6 +651,10 @@ function renderSwitching(r: Results): string {
     ]),
     ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   );
+}
+
+function renderSwitching(r: Results): string {
+  const main = renderSwitchTable(r.switching);
   const kinds = r.switching.filter((s) => s.load.failed > 0);
   const kindTable = kinds.length === 0 ? '' : `\n\nFailures by kind:\n\n${table(
     ['system', 'failure', 'count'],
@@ -483,7 +666,8 @@ function renderSwitching(r: Results): string {
   return `${main}${kindTable}${beforeNote}`;
 }
 
-function renderRollback(r: Results): string {
+function renderRollback(res: Results): string {
+  const r = { ...res, rollback: res.rollback! };
   const row = (label: string, xs: RollbackTiming[], fsync: number[]) => {
     const api = xs.map((x) => x.apiMs);
     const ctl = xs.map((x) => x.controllerMs);
@@ -599,22 +783,11 @@ the standby warm: the time from sending the call to the complete response, and t
 own \`ms\` field (decision to route swap in force, persisted first). Idle: ${p.rollbacks} rollbacks
 ${p.rollbackGapMs} ms apart, no traffic; under load: the ${p.switches} rollbacks of section 2.
 
-## 1. Throughput and latency
-
-${renderThroughput(r)}
-
-## 2. Switch under load
-
-${renderSwitching(r)}
-
-## 3. Rollback time
-
-${renderRollback(r)}
-
+${r.throughput.length > 0 ? `## 1. Throughput and latency\n\n${renderThroughput(r)}\n\n` : ''}${r.switching.length > 0 ? `## 2. Switch under load\n\n${renderSwitching(r)}\n` : ''}${r.rollback ? `\n## 3. Rollback time\n\n${renderRollback(r)}\n` : ''}${r.engine ? `\n## 5. HAProxy engine\n\n${renderEngine(r)}\n` : ''}
 ## Noise
 
 This machine has ${m.cpus} cores, shared by the load generator, the proxy under test, the origin and,
-during this run, other people's builds and tests. Absolute req/s and especially p99 move with
+during this run, other people's builds and tests${Math.max(...m.loadBefore, ...m.loadAfter) > m.cpus * 2 ? ` — heavily: the load average was ${m.loadBefore[0].toFixed(1)} before and ${m.loadAfter[0].toFixed(1)} after the run on ${m.cpus} cores, so every process waited for a CPU most of the time; absolute figures here are far below what the same code does on a quiet machine, and even ratios move more than usual (CPU per request is inflated too, by cache and scheduler churn)` : ''}. Absolute req/s and especially p99 move with
 whatever else runs. ${roundSpread(r)} That is why every figure is a ratio to peers measured
 seconds apart in the same run, why the rounds alternate order, and why CPU per request (less sensitive to
 sharing) is reported next to req/s. wrk itself takes most of one core, so no proxy here reaches
@@ -654,7 +827,8 @@ ${rows.join('\n')}
 // ── main ──
 
 async function main(): Promise<number> {
-  const { values: args } = parseArgs({
+  const { values: args, positionals } = parseArgs({
+    allowPositionals: true,
     options: {
       quick: { type: 'boolean', default: false },
       out: { type: 'string' },
@@ -669,19 +843,21 @@ async function main(): Promise<number> {
     return 0;
   }
   if (args.only !== undefined && args.only !== 'dataplane') throw new Error(`--only: expected http2 or dataplane, got ${args.only}`);
+  const mode: Mode = positionals[0] === undefined ? 'all' : (positionals[0] as Mode);
+  if (!['all', 'haproxy', 'workers'].includes(mode)) throw new Error(`unknown section ${JSON.stringify(positionals[0])}: expected haproxy or workers (or nothing, for the whole run)`);
   const plan = args.quick ? QUICK : FULL;
-  const out = args.out ?? (args.quick ? null : DEFAULT_OUT);
+  const out = args.out ?? (args.quick || mode !== 'all' ? null : DEFAULT_OUT);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-bench-'));
   const clkTck = Number((await run('getconf', ['CLK_TCK'])).stdout.trim()) || 100;
   const m = await machine();
-  console.log(`Cutover benchmark${plan.quick ? ' (--quick)' : ''}: ${m.cpus} cores, Node.js ${m.node}, ${m.nginx}, ${m.haproxy}; temp dir ${dir}\n`);
+  console.log(`Cutover benchmark${plan.quick ? ' (--quick)' : ''}${mode === 'all' ? '' : ` — ${mode} only`}: ${m.cpus} cores (${m.cpuModel}), Node.js ${m.node}, ${m.nginx}, ${m.haproxy}; temp dir ${dir}\n`);
   let ok = false;
   if (args.only === 'dataplane') {
     // Section 5 alone: printed (and written to --out when given), docs/benchmarks.md untouched.
     try {
-      console.log('5. The data plane apart from the controller');
+      console.log('6. The data plane apart from the controller');
       const dp = await dataPlaneBench({ quick: plan.quick, dir });
-      const md = `## 5. The data plane apart from the controller\n\n${renderDataPlane(dp)}`;
+      const md = `## 6. The data plane apart from the controller\n\n${renderDataPlane(dp)}`;
       console.log(`\n${md}`);
       if (args.out !== undefined) writeFileSync(args.out, md);
       if (args.json !== undefined) writeFileSync(args.json, `${JSON.stringify(dp, null, 2)}\n`);
@@ -693,36 +869,62 @@ async function main(): Promise<number> {
     }
   }
   try {
-    const b = await setup(dir);
-    console.log('1. Throughput and latency');
-    const tp = await throughput(b, plan, clkTck);
-    console.log('\n2. Switch under load');
-    const sw = await switching(b, plan);
-    console.log('\n3. Rollback time (idle)');
-    const idle = await rollbacksIdle(b, plan);
-    console.log(`  ${idle.timings.length} rollbacks, API median ${ms(median(idle.timings.map((x) => x.apiMs)))}, max ${ms(max(idle.timings.map((x) => x.apiMs)))}`);
-    m.loadAfter = os.loadavg();
-    const partial = {
-      plan, machine: m, throughput: tp, switching: sw,
-      rollback: {
+    const b = await setup(dir, mode);
+    let tp: TargetResult[] = [];
+    const sw: SwitchResult[] = [];
+    let rollback: Results['rollback'] = null;
+    let engine: EngineResults | null = null;
+    if (mode !== 'haproxy') {
+      console.log('1. Throughput and latency');
+      tp = await throughput(coreTargets(b), plan, clkTck);
+      console.log('\n2. Switch under load');
+      if (mode === 'all') sw.push(...await switching(b, plan));
+      sw.splice(1, 0, await switchingWorkers(b, plan));
+    }
+    if (mode === 'all') {
+      console.log('\n3. Rollback time (idle)');
+      const idle = await rollbacksIdle(b, plan);
+      console.log(`  ${idle.timings.length} rollbacks, API median ${ms(median(idle.timings.map((x) => x.apiMs)))}, max ${ms(max(idle.timings.map((x) => x.apiMs)))}`);
+      rollback = {
         idle: idle.timings,
         underLoad: sw.find((s) => s.key === 'cutover')!.switches.map((s) => s.rollback!),
         fsyncIdleMs: idle.fsyncMs,
         fsyncUnderLoadMs: sw.find((s) => s.key === 'cutover')!.switches.map((s) => s.fsyncMs!),
-      },
-    };
-    console.log('\n4. Detection to rollback (post-switch analysis)');
-    const detection = await detectionBench(plan.quick ? 2 : 5);
-    console.log('\n5. The data plane apart from the controller');
-    const dataPlane = await dataPlaneBench({ quick: plan.quick, dir });
+      };
+    }
+    if (mode !== 'workers') {
+      console.log('\n5. HAProxy engine');
+      engine = await engineSection(b, plan, clkTck);
+    }
+    m.loadAfter = os.loadavg();
+    const partial = { plan, mode, machine: m, throughput: tp, switching: sw, rollback, engine };
+    let detection: DetectionResult[] | null = null;
+    let detectionError: string | null = null;
+    if (mode === 'all') {
+      console.log('\n4. Detection to rollback (post-switch analysis)');
+      // Its own process with its own daemons: a failure there (e.g. a port taken meanwhile on a
+      // shared machine) is reported in the file instead of discarding every other section.
+      detection = await detectionBench(plan.quick ? 2 : 5).catch((err: Error) => {
+        detectionError = (err.message.split('\n').find((l) => /Error:/.test(l)) ?? err.message.split('\n')[0]).trim();
+        console.error(`  detection bench failed: ${detectionError}`);
+        return null;
+      });
+    }
     const results: Results = { ...partial, targets: evaluateTargets(partial) };
-    const md = renderMarkdown(results).replace('\n## Noise', `\n## 4. Detection to rollback\n\n${renderDetection(detection)}\n## 5. The data plane apart from the controller\n\n${renderDataPlane(dataPlane)}\n## Noise`);
+    let md = renderMarkdown(results);
+    const detectionMd = detection ? renderDetection(detection) : detectionError ? `Not measured in this run: \`bench/analysis-detection.ts\` failed (${detectionError}).\n` : null;
+    if (detectionMd) md = md.replace('\n## 5. HAProxy engine', `\n## 4. Detection to rollback\n\n${detectionMd}\n## 5. HAProxy engine`);
+    if (mode === 'all') {
+      console.log('\n6. The data plane apart from the controller');
+      const dp = await dataPlaneBench({ quick: plan.quick, dir });
+      md = md.replace('\n## Noise', `\n## 6. The data plane apart from the controller\n\n${renderDataPlane(dp)}\n## Noise`);
+    }
     console.log(`\n${md}`);
     if (out !== null) {
       writeFileSync(out, md);
       console.log(`written to ${path.relative(process.cwd(), out) || out}`);
     }
-    if (args.json !== undefined) writeFileSync(args.json, `${JSON.stringify(results, null, 2)}\n`);
+    if (args.json !== undefined) writeFileSync(args.json, `${JSON.stringify({ ...results, detection }, null, 2)}\n`);
     ok = true;
     return 0;
   } finally {

@@ -27,6 +27,7 @@ export const LAYERS: readonly string[] = [
   'tls', //          certificates served by SNI, ACME (issue 18); the router reads its store
   'router', //       the data plane and its contract (data-plane.ts, route-table.ts), the router process
   'fleet', //        routers on many hosts behind etcd: the router's sync and the controller's view
+  'engines', //      which data plane runs (builtin, worker threads, HAProxy) and the HAProxy driver
   'store', //        what survives a crash: state, deployments, events
   'plugin-api', //   what plugins see: hooks, views of the controller and router, the status type
   'gates', //        plugins, below the controller: they get views, never the controller
@@ -47,7 +48,7 @@ export const MAX_UPWARD_IMPORTS = 3;
  * Controller and the admin server are composed by the daemon; everyone else gets an interface.
  */
 export const ONLY_IMPORTED_BY: Readonly<Record<string, readonly string[]>> = {
-  'src/router/router.ts': ['daemon'],
+  'src/router/router.ts': ['daemon', 'engines'],
   'src/controller/controller.ts': ['api', 'daemon'],
   'src/api/server.ts': ['daemon'],
   'src/daemon/daemon.ts': ['cli'],

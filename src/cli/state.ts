@@ -19,7 +19,7 @@ function printReport(out: NodeJS.WritableStream, r: StateReport): void {
   lines.push(`state directory ${r.stateDir}`);
   lines.push(`  daemon      ${r.daemon.running ? `running (pid ${r.daemon.pid ?? 'unknown'})` : 'not running'}`);
   const db = r.database;
-  if (!db.exists) lines.push('  state.db    missing');
+  if (!db.exists) lines.push('  state.db    missing (a start creates an empty one)');
   else if (db.problems.length > 0) lines.push(`  state.db    DAMAGED (${db.bytes} bytes, WAL ${db.walBytes} bytes): ${db.problems.slice(0, 3).join('; ')}`);
   else {
     lines.push(`  state.db    ${db.bytes} bytes, WAL ${db.walBytes} bytes, integrity ok, id ${db.dbId ?? '?'}, generation ${db.generation ?? '?'}${db.empty ? ', holds no state' : ''}`);

@@ -20,7 +20,8 @@ export async function runUp(io: Io, configFile: string | undefined, opts: { keep
   try {
     daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env, stopUnknownInstances: opts.stopUnknownInstances === true, dataPlane: opts.embeddedRouter ? 'embedded' : 'process' });
   } catch (err) {
-    logger.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'start-up failed; nothing is left running but the instances, for the next start to adopt');
+    // One line for the log (the whole explanation goes to stderr below).
+    logger.error({ code: (err as { code?: string }).code, reason: (err as Error).message.split('\n')[0] }, 'start-up failed; nothing is left running but the instances, for the next start to adopt');
     // A supervisor must see the exit: whatever a plugin left behind cannot keep a half-started process up.
     setTimeout(() => process.exit(exitCodeFor(err)), FAILED_START_EXIT_MS).unref();
     throw err;

@@ -24,6 +24,9 @@ export const DEFAULT_MAX_URL_LENGTH_BYTES = 8 * 1024; // 8 KiB request target; o
 export const DEFAULT_MAX_BODY_SIZE_BYTES = 10 * 1024 * 1024; // 10 MiB request body, streamed and counted; over it: 413 (0 = no limit)
 export const DEFAULT_HEADERS_TIMEOUT_MS = 30_000; // 30 seconds to send the whole request head; then 408
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5 * 60_000; // 5 minutes to send the whole request (head and body); then 408
+// Data-plane engines (issue #12).
+export const DEFAULT_HAPROXY_BINARY = 'haproxy'; // found on PATH (Debian: /usr/sbin/haproxy)
+export const DEFAULT_HAPROXY_MAX_CONNECTIONS = 4_096; // HAProxy `maxconn` (global)
 export const DEFAULT_ACME_RENEW_BEFORE_MS = 30 * 24 * 3_600_000; // 30 days before expiry (Let's Encrypt certificates last 90)
 
 /** Name of the cookie the router sets to keep a visitor on its colour during a gradual switch. */

@@ -9,6 +9,8 @@ router:
   drainTimeout: 30s           # in-flight requests on the old colour get this long to finish
   # connectTimeout: 5s        # upstream connect timeout (then 502)
   # responseTimeout: 60s      # time to the upstream's response headers (then 504)
+  # workers: auto             # data-plane threads on the same ports (default 1)
+  # engine: haproxy           # let Cutover write, run and drive HAProxy instead (docs/engines.md)
 
 admin:
   listen: 127.0.0.1:8900      # admin API, CLI and dashboard (bearer token required)

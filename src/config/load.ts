@@ -8,7 +8,7 @@ import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { CutoverError } from '../lib/errors.ts';
-import { configSchema, SERVICE_INHERITED_KEYS, type Config, type LoadedConfig, type LoadedService } from './schema.ts';
+import { configObjectSchema, configSchema, SERVICE_INHERITED_KEYS, type Config, type LoadedConfig, type LoadedService } from './schema.ts';
 import { DEFAULT_CONFIG_FILE } from './defaults.ts';
 
 /** Alias expansions a config may make (the yaml library's default; anchors are rare in cutover.yaml). */
@@ -72,7 +72,7 @@ export function loadClientConfigFile(file: string, env: NodeJS.ProcessEnv = proc
     if (real.length > 0) throw new ConfigError(real.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
   }
   const picked = Object.fromEntries(CLIENT_KEYS.filter((k) => k in raw).map((k) => [k, raw[k]]));
-  const result = configSchema.pick({ app: true, admin: true, stateDir: true }).safeParse(picked);
+  const result = configObjectSchema.pick({ app: true, admin: true, stateDir: true }).safeParse(picked);
   if (!result.success) throw new ConfigError(result.error.issues.map((issue) => issueToProblem(issue, doc, opts.file, lineOf)));
   const cfg = result.data;
   const tls = cfg.admin.tls && { cert: path.resolve(opts.baseDir, cfg.admin.tls.cert), key: path.resolve(opts.baseDir, cfg.admin.tls.key) };
@@ -298,7 +298,7 @@ function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
 
 /** The setting names of the config object at `segs` (e.g. ['router'] → listen, preview, …); [] when unknown. */
 function knownKeys(segs: (string | number)[]): string[] {
-  let s = unwrap(configSchema);
+  let s = unwrap(configObjectSchema);
   for (const seg of segs) {
     const def = s._zod.def as { type: string; shape?: Record<string, z.core.$ZodType>; element?: z.core.$ZodType; valueType?: z.core.$ZodType };
     const next = typeof seg === 'number' ? def.element : def.shape?.[seg] ?? def.valueType;

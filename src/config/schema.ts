@@ -69,6 +69,22 @@ const routerTlsSchema = z.strictObject({
 
 const cidr = z.string().refine((v) => parseCidr(v) !== null, { message: 'expected an address or CIDR range like "10.0.0.0/8" or "::1"' });
 
+/** `router.haproxy`: how the HAProxy engine runs HAProxy (docs/engines.md). */
+const haproxySchema = z.strictObject({
+  binary: z.string().min(1).default(d.DEFAULT_HAPROXY_BINARY),
+  /** HAProxy worker threads (`nbthread`). */
+  threads: z.int().min(1).max(64).default(1),
+  /** Log 1 request in N into the ring Cutover reads stats from (1 = every request). */
+  logSample: z.int().min(1).max(1_000).default(1),
+  maxConnections: z.int().min(16).default(d.DEFAULT_HAPROXY_MAX_CONNECTIONS),
+  /** false: attach to an HAProxy run by something else through `socket`; Cutover never starts, reloads or stops it. */
+  manage: z.boolean().default(true),
+  /** Admin-level stats socket; default <stateDir>/haproxy/admin.sock. */
+  socket: z.string().min(1).optional(),
+});
+
+const workers = z.union([z.literal('auto'), z.int().min(1).max(256)]);
+
 /** Preview on the live listener by header or cookie: trusted addresses, or a value signed with `secret`. */
 const previewAccessSchema = z.strictObject({
   header: z.string().regex(/^[\w-]+$/, 'expected a header name').transform((h) => h.toLowerCase()).default(d.DEFAULT_PREVIEW_HEADER),
@@ -80,6 +96,11 @@ const previewAccessSchema = z.strictObject({
 });
 
 const routerSchema = z.strictObject({
+  /** Data plane: Cutover's own router, or HAProxy driven through its runtime API. */
+  engine: z.enum(['builtin', 'haproxy']).default('builtin'),
+  /** Builtin engine: data-plane threads on the same ports (SO_REUSEPORT); `auto` = one per CPU. */
+  workers: workers.default(1),
+  haproxy: haproxySchema.prefault({}),
   listen: address.prefault(d.DEFAULT_LISTEN),
   preview: address.prefault(d.DEFAULT_PREVIEW),
   drainTimeout: duration.default(d.DEFAULT_DRAIN_TIMEOUT_MS),
@@ -108,6 +129,8 @@ const routerSchema = z.strictObject({
   descriptorReserve: z.int().min(0).max(1_000_000).optional(),
 }).superRefine((v, ctx) => {
   if (v.requestTimeout > 0 && v.headersTimeout > v.requestTimeout) ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: 'must not be longer than router.requestTimeout' });
+  if (v.engine === 'haproxy' && v.workers !== 1) ctx.addIssue({ code: 'custom', path: ['workers'], message: 'is for the builtin engine; with engine "haproxy" use router.haproxy.threads' });
+  if (v.engine === 'haproxy' && v.previewAccess) ctx.addIssue({ code: 'custom', path: ['previewAccess'], message: 'needs router.engine "builtin" (the HAProxy engine serves the preview on router.preview only)' });
 });
 
 const adminSchema = z.strictObject({
@@ -196,7 +219,8 @@ export const serviceSchema = z.strictObject({
 export const SERVICE_INHERITED_KEYS = ['environments', 'health', 'gates', 'warmup', 'analysis', 'standby', 'database', 'notifications', 'switch'] as const;
 const serviceName = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'expected a short name of letters, digits, ".", "_" or "-"');
 
-export const configSchema = z.strictObject({
+/** The config object without its cross-field checks (for `.pick()` and key lookups: zod refuses them on refined schemas). */
+export const configObjectSchema = z.strictObject({
   app: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'expected a short name of letters, digits, ".", "_" or "-"').default('app'),
   router: routerSchema.default(() => routerSchema.parse({})),
   admin: adminSchema.default(() => adminSchema.parse({})),
@@ -218,6 +242,18 @@ export const configSchema = z.strictObject({
   fleet: fleetSchema.optional(),
   /** Many services on one router (absent: one service from the top-level keys). */
   services: z.record(serviceName, serviceSchema).optional(),
+});
+
+export const configSchema = configObjectSchema.superRefine((v, ctx) => {
+  // What the other data planes cannot do yet is refused here, not silently skipped (docs/engines.md).
+  // Zod runs this also when other fields failed: read defensively.
+  const router = v.router as Partial<typeof v.router> | undefined;
+  const mirrorAt = Array.isArray(v.gates) ? v.gates.findIndex((g) => g?.kind === 'mirror') : -1;
+  if (router?.engine === 'haproxy' && (v.switch?.steps?.length ?? 0) > 0) ctx.addIssue({ code: 'custom', path: ['switch', 'steps'], message: 'a gradual switch needs router.engine "builtin" (the HAProxy engine switches all traffic at once)' });
+  if (mirrorAt >= 0 && router !== undefined && (router.engine === 'haproxy' || (router.workers ?? 1) !== 1)) ctx.addIssue({ code: 'custom', path: ['gates', mirrorAt], message: 'a mirror gate needs router.engine "builtin" with router.workers 1' });
+  if (v.services !== undefined && router !== undefined && (router.engine === 'haproxy' || (router.workers ?? 1) !== 1)) ctx.addIssue({ code: 'custom', path: ['services'], message: 'many services need router.engine "builtin" with router.workers 1' });
+  const tls = router?.tls as { listen?: unknown; acme?: unknown } | undefined;
+  if ((tls?.listen !== undefined || tls?.acme !== undefined) && router !== undefined && (router.engine === 'haproxy' || (router.workers ?? 1) !== 1)) ctx.addIssue({ code: 'custom', path: ['router', 'tls'], message: 'router.tls.listen and router.tls.acme need router.engine "builtin" with router.workers 1' });
 });
 
 export type ConfigInput = z.input<typeof configSchema>;

@@ -19,6 +19,9 @@ import type { SqliteStore } from '../store/sqlite-store.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import type { HealthChecker } from '../health/health-checker.ts';
 import { Router, type ServiceRouter } from '../router/router.ts';
+import { createDataPlane, engineHost, wantsEngine, type EngineEvent, type RouterHost } from '../engines/data-plane.ts';
+import type { HAProxyEngine } from '../engines/haproxy/engine.ts';
+import type { WorkerPool } from '../router/workers.ts';
 import type { DataPlane, RequestRecord, RouterView } from '../router/data-plane.ts';
 import { buildServiceMap } from '../router/service-map.ts';
 import { Controller } from '../controller/controller.ts';
@@ -80,8 +83,8 @@ export class Daemon {
   readonly store: SqliteStore;
   readonly provider: EnvironmentProvider;
   readonly health: HealthChecker;
-  /** The in-process Router (not started when the data plane runs apart: a router process or a fleet). */
-  readonly router: Router;
+  /** The data plane this daemon runs (the in-process Router, or an engine: router.engine / router.workers); only the controllers swap it. */
+  readonly router: RouterHost;
   /** The supervised router process (`dataPlane: 'process'`), else null. */
   readonly childRouter: ChildRouterPlane | null;
   /** Fleet mode (`fleet:` in the config): routers elsewhere, met in etcd; else null. */
@@ -170,7 +173,14 @@ export class Daemon {
     const routerTls = config.router.tls;
     const tlsFiles = routerTls?.cert !== undefined && routerTls.key !== undefined ? { cert: routerTls.cert, key: routerTls.key } : null;
     const fds = descriptorPlan(config, logger);
-    const router = new Router({
+    // router.engine: haproxy or router.workers > 1 (src/engines/): one service, no TLS listener (the config says so).
+    const first = parts[0];
+    const router: RouterHost = wantsEngine(config)
+      ? engineHost(createDataPlane(config, {
+        health: first.health, logger, maxConnections: { live: fds.budget.live, preview: fds.budget.preview },
+        onRequest: (r: RequestRecord) => { for (const f of first.onRequestFns) f(r); },
+      }) as HAProxyEngine | WorkerPool)
+      : new Router({
       listen: config.router.listen, preview: config.router.preview,
       drainTimeoutMs: config.router.drainTimeout, connectTimeoutMs: config.router.connectTimeout, responseTimeoutMs: config.router.responseTimeout,
       limits: {
@@ -184,10 +194,10 @@ export class Daemon {
       health: parts[0].health, logger,
       services: parts.map((p) => ({ name: p.plan.name, health: p.health, direct: multi, onRequest: (r: RequestRecord) => { for (const f of p.onRequestFns) f(r); } })),
       serviceMap: multi ? buildServiceMap(plans.map((p) => ({ name: p.name, hosts: p.hosts, paths: p.paths ?? undefined })), config.router.defaultService ?? null) : null,
-    });
+      });
     // The data plane apart from this process (issue 10; docs/fleet.md): one service only for now.
     // What a router process does not serve yet: several services, the HTTP/2 TLS listener, ACME.
-    const inProcessOnly = multi ? 'services:' : config.router.tls?.listen ? 'router.tls.listen' : config.router.tls?.acme ? 'router.tls.acme' : null;
+    const inProcessOnly = multi ? 'services:' : config.router.tls?.listen ? 'router.tls.listen' : config.router.tls?.acme ? 'router.tls.acme' : wantsEngine(config) ? 'router.engine/router.workers' : null;
     if (inProcessOnly !== null && opts.dataPlane === 'process') logger.warn(`with ${inProcessOnly} the router runs inside this process (a router process does not serve it yet)`);
     if (inProcessOnly !== null && config.fleet) throw new CutoverError('CUTOVER_ERR_CONFIG', `fleet: together with ${inProcessOnly} is not supported yet: remove one of them`, { details: { field: 'fleet' } });
     let childRouter: ChildRouterPlane | null = null;
@@ -237,6 +247,12 @@ export class Daemon {
     // Promise 5: serve the recorded live colour of every service first, before adoption or anything else.
     // An adopted router process already serves it; it gets the same routes under the next revision.
     const restored = await Promise.all(runtimes.map((r) => r.controller.restoreRoutes()));
+    if (router.engine) {
+      // What happens to the data plane itself (HAProxy restarted, attached) is recorded like any event.
+      router.engine.onEvent = (e: EngineEvent) => {
+        try { runtimes[0].controller.record({ type: e.type, actor: 'cutover', reason: e.reason, data: e.data ?? null }); } catch (err) { logger.error({ err: (err as Error).message, event: e.type }, 'could not record a data-plane event'); }
+      };
+    }
     undo.push(() => router.close());
     if (apart === null) await router.start();
     await Promise.all(restored.map((x) => x.applied));
@@ -403,7 +419,8 @@ export class Daemon {
         await s.provider.detach();
       }
     }));
-    await this.router.close();
+    // --keep-instances: an HAProxy engine keeps serving for the next daemon, which attaches to it.
+    await this.router.close({ keepRunning: !opts.stopInstances });
     // The router process drains and exits with the instances; with --keep-instances it stays for the next controller.
     await this.childRouter?.close({ stopRouter: opts.stopRouter ?? opts.stopInstances });
     await this.fleet?.close();

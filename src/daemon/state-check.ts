@@ -64,10 +64,7 @@ function readDatabase(stateDir: string): DatabaseReport {
     file, exists: existsSync(file), bytes: sizeOf(file), walBytes: sizeOf(`${file}-wal`), problems: [], dbId: null, generation: null, empty: null,
     environments: [], instances: [], interrupted: null, held: null,
   };
-  if (!r.exists) {
-    r.problems.push('state.db does not exist');
-    return r;
-  }
+  if (!r.exists) return r;
   let db: DatabaseSync | null = null;
   try {
     db = new DatabaseSync(file, { readOnly: true });
@@ -118,7 +115,14 @@ export async function checkStateDir(stateDir: string): Promise<StateReport> {
     return { ...s, problems: i.problems, sameDatabase, live: i.live };
   });
   let findings: string[];
-  if (database.problems.length > 0) {
+  if (!database.exists) {
+    // What a start does then: a new, empty database — fine for a fresh directory, refused when
+    // the marker, logs, snapshots or running instances say there was state.
+    findings = findingsOf({
+      stateDir, marker, empty: true, dbId: '(none)', generation: 0,
+      logFiles: countLogFiles(stateDir), snapshots: snapshots.length, unknown, stopUnknownInstances: false,
+    });
+  } else if (database.problems.length > 0) {
     findings = [`state.db cannot be used: ${database.problems.slice(0, 3).join('; ')}`];
     if (unknown.length > 0) findings.push(...findingsOf({ stateDir, marker: null, empty: false, dbId: '', generation: 0, logFiles: 0, snapshots: 0, unknown, stopUnknownInstances: false }));
   } else {

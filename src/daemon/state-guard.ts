@@ -150,7 +150,7 @@ export async function guardState(store: SqliteStore, stateDir: string, o: GuardO
   });
   if (findings.length > 0) {
     throw new CutoverError('CUTOVER_ERR_STATE_DAMAGED',
-      `refusing to start: the state in ${stateDir} cannot be trusted. Nothing was stopped or changed.\n${findings.map((f) => `  - ${f}`).join('\n')}\nTo recover:\n${recoveryAdvice(stateDir, unknown).join('\n')}`,
+      `refusing to start: the state in ${stateDir} cannot be trusted. No instance was stopped and no state was overwritten.\n${findings.map((f) => `  - ${f}`).join('\n')}\nTo recover:\n${recoveryAdvice(stateDir, unknown).join('\n')}`,
       { details: { stateDir, findings, unknownInstances: unknown } });
   }
   writeCurrentMarker(store, stateDir);

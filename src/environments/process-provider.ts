@@ -19,7 +19,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CutoverError } from '../lib/errors.ts';
 import { inheritedEnv } from '../lib/child-env.ts';
-import { quote } from '../lib/quote.ts';
+import { quote, shorten } from '../lib/quote.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { pickFreePort, probePort } from './ports.ts';
 import { groupExists, isAlive, listPids, readEnviron, readStat, sendSignal } from './proc.ts';
@@ -244,7 +244,7 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
     }
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
       const origin = fromTemplate ? ` (environments.process.releaseDir for ${version})` : '';
-      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${quote(dir, 256)}${origin} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: dir.length > 256 ? `${dir.slice(0, 256)}…` : dir } });
+      throw new CutoverError('CUTOVER_ERR_RELEASE_PATH', `release directory ${shorten(dir, 256)}${origin} does not exist or is not a directory; nothing was changed`, { details: { field: 'path', path: dir.length > 256 ? `${dir.slice(0, 256)}…` : dir } });
     }
     return dir;
   }

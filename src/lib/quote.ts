@@ -7,6 +7,11 @@
 /** Characters of a caller's value an error message shows: 64. */
 export const QUOTE_MAX_CHARS = 64;
 
+/** The value itself when at most `max` characters, else its start and `… (900000 characters)`. */
+export function shorten(value: string, max = QUOTE_MAX_CHARS): string {
+  return value.length <= max ? value : `${value.slice(0, max)}… (${value.length} characters)`;
+}
+
 /** `"abc"`, or `"abcd…" (900000 characters)` when longer than `max`. */
 export function quote(value: string, max = QUOTE_MAX_CHARS): string {
   if (value.length <= max) return JSON.stringify(value);

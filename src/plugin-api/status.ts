@@ -4,7 +4,7 @@
  * Extend it (new optional keys), never rename: `status --json` is part of the external contract.
  */
 import type { Color } from '../environments/types.ts';
-import type { DeploymentRecord, EnvRole } from '../store/types.ts';
+import type { DeploymentRecord, EnvironmentState } from '../store/types.ts';
 
 export interface InstanceStatus {
   id: string;
@@ -16,15 +16,8 @@ export interface InstanceStatus {
   startedAt: number;
 }
 
-export interface EnvironmentStatus {
-  color: Color;
-  role: EnvRole;
-  version: string | null;
-  path: string | null;
-  /** When the colour took this role (ms since epoch). */
-  since: number;
-  /** Standby only: when it is due for retirement. */
-  retireAt: number | null;
+/** A colour as stored (role, release, since, retireAt), plus what runs and how healthy it is. */
+export interface EnvironmentStatus extends EnvironmentState {
   instances: InstanceStatus[];
   /** How many of `instances` pass their health check. */
   healthy: number;

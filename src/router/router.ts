@@ -88,6 +88,12 @@ export interface RouterOptions {
    */
   tls?: TlsFiles | null;
   /**
+   * Bind with SO_REUSEPORT, so that several routers (worker threads, `router.workers`) share the
+   * ports and the kernel spreads connections among them (Linux; Node ≥ 22.12), and a newer router
+   * process can bind them while this one drains (router-process.ts).
+   */
+  reusePort?: boolean;
+  /**
    * Preview on the live listener: requests with this header or cookie from a trusted address, or
    * with a signed value, go to the preview colour. Absent: the live listener serves only live.
    */
@@ -117,11 +123,6 @@ export interface RouterOptions {
    * byte is read; connections already open are untouched. Absent: no limit. The TLS listener has
    * the `live` limit of its own; a service's loopback listeners have none.
    */
-  /**
-   * Bind with SO_REUSEPORT, so that a newer router process can bind the same ports while this
-   * one drains (router replacement without refusing a connection; router-process.ts).
-   */
-  reusePort?: boolean;
   maxConnections?: { live: number; preview: number };
 }
 

@@ -1,0 +1,359 @@
+/**
+ * The HAProxy engine against a real HAProxy (/usr/sbin/haproxy, installed by .ci/run) and real
+ * upstreams on loopback: switches and rollbacks under keep-alive load with 0 failed, instance
+ * changes, health mirroring, drains, per-colour stats from HAProxy's log, and a killed HAProxy
+ * started again serving the live colour. Every switch goes through the runtime API (the test
+ * checks the worker pid never changes).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { routes, sleep, startUpstream, type TestUpstream } from '../../../test/support/router.ts';
+import type { RequestRecord } from '../../router/data-plane.ts';
+import { HAProxyEngine, type EngineEvent } from './engine.ts';
+import type { HAProxySettings } from './config.ts';
+
+const HAPROXY = process.env.HAPROXY_BIN ?? '/usr/sbin/haproxy';
+
+/** A health view whose verdicts the test sets, emitting `change` like the HealthChecker. */
+class Health extends EventEmitter {
+  readonly down = new Set<string>();
+  isHealthy(id: string): boolean { return !this.down.has(id); }
+  reportFailure(): void {}
+  set(id: string, healthy: boolean): void {
+    if (healthy) this.down.delete(id); else this.down.add(id);
+    this.emit('change', id, healthy, 'test');
+  }
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+function settings(live: number, preview: number): HAProxySettings {
+  return {
+    listen: { host: '127.0.0.1', port: live }, preview: { host: '127.0.0.1', port: preview },
+    connectTimeoutMs: 2_000, responseTimeoutMs: 10_000, headersTimeoutMs: 5_000, clientKeepAliveMs: 10_000,
+    maxHeaderBytes: 16_384, maxHeaderCount: 100, maxUrlBytes: 8_192, maxBodyBytes: 1_048_576,
+    trustedProxies: [], threads: 1, logSample: 1, maxConnections: 4_096,
+  };
+}
+
+interface Rig {
+  engine: HAProxyEngine;
+  health: Health;
+  ups: Record<string, TestUpstream>;
+  live: string;
+  preview: string;
+  events: EngineEvent[];
+  records: RequestRecord[];
+  dir: string;
+}
+
+async function rig(t: { after: (fn: () => Promise<void> | void) => void }, o: { drainTimeoutMs?: number } = {}): Promise<Rig> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-haproxy-'));
+  const ups: Record<string, TestUpstream> = {};
+  for (const [c, i] of [['blue', 0], ['blue', 1], ['green', 0], ['green', 1]] as const) ups[`${c}-${i}`] = await startUpstream(c, i);
+  const [lp, pp] = [await freePort(), await freePort()];
+  const health = new Health();
+  const records: RequestRecord[] = [];
+  const engine = new HAProxyEngine({
+    stateDir: dir, binary: HAPROXY, settings: settings(lp, pp), drainTimeoutMs: o.drainTimeoutMs ?? 5_000, health,
+    onRequest: (r) => records.push(r),
+  });
+  const events: EngineEvent[] = [];
+  engine.onEvent = (e) => events.push(e);
+  t.after(async () => {
+    await engine.close();
+    for (const u of Object.values(ups)) await u.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { engine, health, ups, live: `http://127.0.0.1:${lp}`, preview: `http://127.0.0.1:${pp}`, events, records, dir };
+}
+
+const blue = (r: Rig, n = 2) => ({ color: 'blue' as const, version: 'v1', targets: [r.ups['blue-0'].target, r.ups['blue-1'].target].slice(0, n) });
+const green = (r: Rig, n = 2) => ({ color: 'green' as const, version: 'v2', targets: [r.ups['green-0'].target, r.ups['green-1'].target].slice(0, n) });
+
+async function get(url: string, agent?: http.Agent): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+  });
+}
+
+/** N keep-alive clients in a loop until stopped; counts answers by colour and every failure. */
+function load(url: string, connections: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const out = { ok: 0, failed: 0, colours: { blue: 0, green: 0 } as Record<string, number>, errors: [] as string[] };
+  let running = true;
+  const loops = Array.from({ length: connections }, async () => {
+    while (running) {
+      try {
+        const r = await get(url, agent);
+        const colour = r.body.split(' ')[0];
+        if (r.status === 200 && (colour === 'blue' || colour === 'green')) { out.ok++; out.colours[colour]++; } else { out.failed++; out.errors.push(`${r.status} ${r.body.slice(0, 60)}`); }
+      } catch (err) {
+        out.failed++;
+        out.errors.push((err as Error).message);
+      }
+    }
+  });
+  return { out, stop: async () => { running = false; await Promise.all(loops); agent.destroy(); } };
+}
+
+test('switches and rollbacks through the runtime API under keep-alive load fail 0 requests', { timeout: 60_000 }, async (t) => {
+  const r = await rig(t);
+  r.engine.swap(routes(blue(r), green(r)));
+  await r.engine.start();
+  assert.equal((await get(r.live)).body.split(' ')[0], 'blue');
+  assert.equal((await get(r.preview)).body.split(' ')[0], 'green');
+  const pid = /Pid: (\d+)/.exec(await r.engine.supervisor.api.exec('show info'))![1];
+  const l = load(r.live, 20);
+  await sleep(300);
+  for (let i = 0; i < 20; i++) {
+    const next = i % 2 === 0 ? routes(green(r), blue(r)) : routes(blue(r), green(r));
+    const { revision, drain } = r.engine.swap(next);
+    await r.engine.applied(revision);
+    const want = next.live!.color;
+    assert.equal((await get(r.live)).body.split(' ')[0], want, `switch ${i + 1} routes new requests to ${want}`);
+    assert.ok(drain, 'a switch drains the old colour');
+    await sleep(100);
+  }
+  await sleep(200);
+  await l.stop();
+  assert.equal(l.out.failed, 0, `failed: ${l.out.errors.slice(0, 5).join('; ')}`);
+  assert.ok(l.out.colours.blue > 50 && l.out.colours.green > 50, `both colours served: ${JSON.stringify(l.out.colours)}`);
+  const after = /Pid: (\d+)/.exec(await r.engine.supervisor.api.exec('show info'))![1];
+  assert.equal(after, pid, 'no reload: the same HAProxy worker served every switch');
+  // Per-colour statistics come from HAProxy's request log.
+  await sleep(200);
+  const now = Date.now();
+  const s = r.engine.stats.query('live', 'green', now - 60_000, now + 1_000);
+  assert.ok(s.requests > 50, `green requests counted from HAProxy's log: ${s.requests}`);
+  assert.equal(s.errorRate, 0);
+  assert.ok(r.records.some((x) => x.listener === 'live' && x.color === 'blue' && x.version === 'v1' && x.status === 200));
+});
+
+test('instance changes: add server, del server and a moved instance, without a reload', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t);
+  r.engine.swap(routes(blue(r, 1), null));
+  await r.engine.start();
+  const seen = async (n: number) => {
+    const ids = new Set<string>();
+    for (let i = 0; i < n; i++) ids.add((await get(r.live)).body.split(' ')[1]);
+    return ids;
+  };
+  assert.deepEqual([...await seen(6)], ['blue-0']);
+  let sw = r.engine.swap(routes(blue(r, 2), null));
+  await r.engine.applied(sw.revision);
+  assert.deepEqual([...await seen(10)].sort(), ['blue-0', 'blue-1'], 'the added instance takes traffic');
+  // A server added at run time keeps idle upstream connections like a config server (HAProxy 2.6
+  // gives dynamic servers none by default: a new upstream connection per request under load).
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  await Promise.all(Array.from({ length: 16 }, async () => { for (let i = 0; i < 25; i++) await get(r.live, agent); }));
+  agent.destroy();
+  const row = (await r.engine.supervisor.api.stat()).find((x) => x.pxname === 'live_blue' && x.svname === 'blue-1')!;
+  assert.ok(Number(row.connect) * 4 < Number(row.stot), `the added server reuses upstream connections: ${row.connect} connections for ${row.stot} requests (reuse ${row.reuse})`);
+  // blue-1 restarted on another port: same id, new address (here: green-1's server stands in).
+  const moved = { ...r.ups['green-1'].target, id: 'blue-1' };
+  sw = r.engine.swap(routes({ color: 'blue', version: 'v1', targets: [r.ups['blue-0'].target, moved] }, null));
+  await r.engine.applied(sw.revision);
+  const bodies = new Set<string>();
+  for (let i = 0; i < 10; i++) bodies.add((await get(r.live)).body);
+  assert.ok(bodies.has('green green-1'), `the moved instance is reached at its new address: ${[...bodies]}`);
+  sw = r.engine.swap(routes(blue(r, 1), null));
+  await r.engine.applied(sw.revision);
+  assert.deepEqual([...await seen(6)], ['blue-0'], 'the removed instance takes no traffic');
+  await sleep(600);
+  const state = await r.engine.supervisor.api.exec('show servers state live_blue');
+  assert.doesNotMatch(state, /blue-1/, 'the removed server is deleted once idle');
+  assert.match(readFileSync(r.engine.files.config, 'utf8'), /server blue-0 /);
+  assert.doesNotMatch(readFileSync(r.engine.files.config, 'utf8'), /server blue-1 /, 'the config file mirrors the table');
+});
+
+test('health verdicts are mirrored: an instance marked down takes no traffic; a colour with none answers 503', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t);
+  r.engine.swap(routes(blue(r), null));
+  await r.engine.start();
+  r.health.set('blue-1', false);
+  await sleep(100);
+  for (let i = 0; i < 8; i++) assert.equal((await get(r.live)).body, 'blue blue-0');
+  r.health.set('blue-0', false);
+  await sleep(100);
+  const res = await get(r.live);
+  assert.equal(res.status, 503);
+  assert.match(res.body, /no healthy instance of blue/);
+  r.health.set('blue-0', true);
+  await sleep(100);
+  assert.equal((await get(r.live)).status, 200);
+  await sleep(300);
+  const now = Date.now();
+  assert.ok(r.engine.stats.query('live', 'blue', now - 60_000, now + 1_000).errors['no-healthy'] >= 1, 'the 503 is counted as no-healthy');
+});
+
+test('drain: a slow request in flight on the old colour completes; at the timeout what remains is closed', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t, { drainTimeoutMs: 1_500 });
+  r.engine.swap(routes(blue(r), green(r)));
+  await r.engine.start();
+  const slow = get(`${r.live}/slow?ms=600`);
+  await sleep(150);
+  const sw = r.engine.swap(routes(green(r), blue(r)));
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green');
+  const report = await sw.drain!;
+  assert.equal((await slow).body.split(' ')[0], 'blue', 'the request in flight finished on blue');
+  assert.equal(report.completed, true);
+  assert.equal(report.color, 'blue');
+  assert.ok(report.durationMs >= 300, `drain waited for the slow request: ${report.durationMs} ms`);
+  // Now one that outlives the drain timeout.
+  const hang = get(`${r.live}/hang`).then(() => 'answered', (e: Error) => `cut: ${e.message}`);
+  await sleep(150);
+  const sw2 = r.engine.swap(routes(blue(r), green(r)));
+  const report2 = await sw2.drain!;
+  assert.equal(report2.completed, false);
+  assert.equal(report2.closedRequests, 1);
+  assert.match(await hang, /^cut|answered/);
+});
+
+test('HAProxy killed: the engine starts it again serving the live colour and reports the event', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t);
+  r.engine.swap(routes(blue(r), green(r)));
+  await r.engine.start();
+  const sw = r.engine.swap(routes(green(r), blue(r)));
+  await r.engine.applied(sw.revision);
+  const pid = r.engine.supervisor.masterPid!;
+  process.kill(-pid, 'SIGKILL');
+  const deadline = Date.now() + 10_000;
+  while (r.events.length === 0 && Date.now() < deadline) await sleep(50);
+  assert.equal(r.events[0]?.type, 'haproxy.restarted', JSON.stringify(r.events));
+  assert.match(r.events[0].reason, /serving green \(v2\)/);
+  assert.notEqual(r.engine.supervisor.masterPid, pid);
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green', 'the restarted HAProxy serves the live colour');
+  assert.equal((await get(r.preview)).body.split(' ')[0], 'blue');
+  // And it is driven as before.
+  const back = r.engine.swap(routes(blue(r), green(r)));
+  await r.engine.applied(back.revision);
+  assert.equal((await get(r.live)).body.split(' ')[0], 'blue');
+});
+
+test('a new engine attaches to the HAProxy a previous one left running (daemon upgrade): traffic never stopped', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t);
+  r.engine.swap(routes(blue(r), green(r)));
+  await r.engine.start();
+  const sw = r.engine.swap(routes(green(r), blue(r)));
+  await r.engine.applied(sw.revision);
+  const pid = r.engine.supervisor.masterPid!;
+  await r.engine.close({ keepRunning: true });
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green', 'HAProxy keeps serving while no daemon runs');
+  const next = new HAProxyEngine({
+    stateDir: r.dir, binary: HAPROXY, settings: settings(Number(new URL(r.live).port), Number(new URL(r.preview).port)), drainTimeoutMs: 5_000, health: r.health,
+  });
+  const events: EngineEvent[] = [];
+  next.onEvent = (e) => events.push(e);
+  t.after(() => next.close());
+  next.swap(routes(green(r), blue(r)));
+  await next.start();
+  assert.equal(next.supervisor.masterPid, pid, 'the same HAProxy master, not a second one');
+  assert.equal(events[0]?.type, 'haproxy.attached');
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green');
+  const back = next.swap(routes(blue(r), green(r)));
+  await next.applied(back.revision);
+  assert.equal((await get(r.live)).body.split(' ')[0], 'blue', 'the attached HAProxy is driven as before');
+});
+
+test('manage: false drives an HAProxy run by something else through its socket, and never stops it', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t);
+  // "Something else" runs HAProxy on the config Cutover writes: here a first, managing engine started it.
+  r.engine.swap(routes(blue(r), null));
+  await r.engine.start();
+  const pid = r.engine.supervisor.masterPid!;
+  await r.engine.close({ keepRunning: true });
+  t.after(() => { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } });
+  const attached = new HAProxyEngine({
+    stateDir: r.dir, binary: HAPROXY, manage: false, settings: settings(Number(new URL(r.live).port), Number(new URL(r.preview).port)), drainTimeoutMs: 5_000, health: r.health,
+  });
+  attached.swap(routes(blue(r), green(r)));
+  await attached.start();
+  const sw = attached.swap(routes(green(r), blue(r)));
+  assert.deepEqual((await sw.applied).missing, []);
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green');
+  await attached.close();
+  assert.equal((await get(r.live)).body.split(' ')[0], 'green', 'closing an unmanaged engine leaves HAProxy serving');
+});
+
+test('router.tls: HAProxy terminates HTTPS on the live listener; reloadTls serves the new certificate to new handshakes', { timeout: 30_000 }, async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  const tls = await import('node:tls');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-haproxy-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const makeCert = (cn: string) => {
+    const cert = path.join(dir, `${cn}.crt`);
+    const key = path.join(dir, `${cn}.key`);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+      '-days', '1', '-subj', `/CN=${cn}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
+    return { cert, key };
+  };
+  const first = makeCert('first');
+  const files = { cert: path.join(dir, 'live.crt'), key: path.join(dir, 'live.key') };
+  const { copyFileSync } = await import('node:fs');
+  copyFileSync(first.cert, files.cert);
+  copyFileSync(first.key, files.key);
+  const up = await startUpstream('blue', 0);
+  t.after(() => up.close());
+  const [lp, pp] = [await freePort(), await freePort()];
+  const engine = new HAProxyEngine({ stateDir: dir, binary: HAPROXY, settings: settings(lp, pp), drainTimeoutMs: 2_000, health: new Health(), tls: files });
+  t.after(() => engine.close());
+  engine.swap(routes({ color: 'blue', version: 'v1', targets: [up.target] }, null));
+  await engine.start();
+  const handshake = (ca: string) => new Promise<{ cn: string; body: string }>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: lp, ca: [readFileSync(ca, 'utf8')], servername: 'localhost' }, () => {
+      const cn = String((s.getPeerCertificate().subject as { CN?: string }).CN);
+      s.write('GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n');
+      let raw = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => { raw += d; });
+      s.on('end', () => resolve({ cn, body: raw.split('\r\n\r\n')[1] ?? '' }));
+    });
+    s.on('error', reject);
+  });
+  const a = await handshake(first.cert);
+  assert.equal(a.cn, 'first');
+  assert.equal(a.body, 'blue blue-0');
+  const second = makeCert('second');
+  copyFileSync(second.cert, files.cert);
+  copyFileSync(second.key, files.key);
+  assert.equal(engine.reloadTls(), true);
+  const deadline = Date.now() + 10_000;
+  let b = await handshake(first.cert).catch(() => null);
+  while (b !== null && b.cn === 'first' && Date.now() < deadline) { await sleep(100); b = await handshake(first.cert).catch(() => null); }
+  const c = await handshake(second.cert);
+  assert.equal(c.cn, 'second', 'new handshakes get the new certificate');
+  assert.equal(c.body, 'blue blue-0');
+});
+
+test('a missing HAProxy binary or an unanswered socket is a config error naming the setting', { timeout: 15_000 }, async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-haproxy-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const health = new Health();
+  const missing = new HAProxyEngine({ stateDir: dir, binary: '/nonexistent/haproxy', settings: settings(await freePort(), await freePort()), drainTimeoutMs: 1_000, health });
+  await assert.rejects(missing.start(), (err: Error & { code?: string; details?: { field?: string } }) => err.code === 'CUTOVER_ERR_CONFIG' && err.details?.field === 'router.haproxy.binary');
+  await missing.close();
+  const unmanaged = new HAProxyEngine({ stateDir: dir, binary: HAPROXY, manage: false, settings: settings(await freePort(), await freePort()), drainTimeoutMs: 1_000, health });
+  await assert.rejects(unmanaged.start(), (err: Error & { code?: string; details?: { field?: string } }) => err.code === 'CUTOVER_ERR_CONFIG' && err.details?.field === 'router.haproxy.socket');
+  await unmanaged.close();
+});
