@@ -5,7 +5,8 @@
  * breaks that lint clean (suppressed) and pass the named checks are caught by the replay with no
  * gate written for them: a CHECK … NOT VALID that rejects v1's writes, and a BEFORE INSERT
  * trigger v1 cannot satisfy. A passing run writes no row to the real database, also with
- * `compatibility.requests`; the sample on disk holds no secret in clear.
+ * `compatibility.requests`; the sample on disk holds no secret in clear. The router runs as its
+ * own process (the default of `cutover up`): it copies the chosen requests and relays them.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +19,7 @@ import { defaultPlugins } from '../src/daemon/plugins.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/lib/logger.ts';
 import type { EventRecord } from '../src/store/types.ts';
-import { FIXTURES, ROOT, TEST_TOKEN, cli, freePorts, getJson, instancesOf, killAll, tempDir, waitFor, type Ports } from './helpers.ts';
+import { FIXTURES, ROOT, TEST_TOKEN, cli, freePorts, getJson, instancesOf, killAll, routersOf, tempDir, waitFor, type Ports } from './helpers.ts';
 import { available, columnsOf, createTestDb, databasesLike, migrationsConfig, type TestDb } from './migrations-db.ts';
 
 const SHOP = path.join(ROOT, 'examples', 'migrations-shop');
@@ -40,7 +41,8 @@ let cleanup: () => void;
 async function startDaemon(database = ''): Promise<Daemon> {
   const config = parseConfig(migrationsConfig(ports, db.url, database), { file: 'cutover.yaml', baseDir: dir });
   stateDir = config.stateDir;
-  return Daemon.start(config, { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN }, plugins: defaultPlugins() });
+  // The router in its own process, as `cutover up` runs it: the capture crosses the control socket.
+  return Daemon.start(config, { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN }, plugins: defaultPlugins(), dataPlane: 'process' });
 }
 
 function eventsOf(deployment: string, type: string): EventRecord[] {
@@ -86,6 +88,7 @@ after(async () => {
   if (skip) return;
   await daemon?.stop({ stopInstances: true });
   killAll(instancesOf(stateDir));
+  killAll(routersOf(stateDir));
   await db?.drop();
   cleanup?.();
 });

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { databaseSchema } from '../config/database.ts';
 import { replaySample } from './replay.ts';
+import { captureFromSpec } from '../router/capture-spec.ts';
 import { endpointKey, REDACTED, SAMPLE_FILE, TrafficSample, type SampledRequest } from './traffic-sample.ts';
 
 const cfg = (over: Record<string, unknown> = {}) => databaseSchema.parse({ url: 'postgres://h/db', compatibility: { sample: over } }).compatibility.sample;
@@ -49,6 +50,27 @@ test('the router is asked cheaply: methods, prefixes, and at most one copy per 1
   assert.equal(c.wants('GET', '/admin/users'), false, 'an excluded prefix');
   await sleep(15);
   assert.equal(c.wants('GET', '/a'), true, 'an endpoint with room');
+});
+
+test('the capture travels as data: a router process rebuilds the same choice from its spec, up to perEndpoint copies per endpoint then one per second', async () => {
+  const { setTimeout: sleep } = await import('node:timers/promises');
+  const s = new TrafficSample(cfg({ exclude: ['/admin'], perEndpoint: 2, maxBodySize: 1_000 }));
+  const spec = s.capture().spec!;
+  assert.deepEqual(JSON.parse(JSON.stringify(spec)), spec, 'plain JSON');
+  assert.equal(spec.maxBodyBytes, 1_000);
+  const c = captureFromSpec(spec);
+  assert.equal(c.maxBodyBytes, 1_000);
+  assert.equal(c.wants('OPTIONS', '/x'), false, 'a method not configured');
+  assert.equal(c.wants('DELETE', '/x'), true);
+  assert.equal(c.wants('DELETE', '/y'), false, 'right after a copy: throttled');
+  await sleep(15);
+  assert.equal(c.wants('GET', '/admin/users'), false, 'an excluded prefix');
+  await sleep(15);
+  assert.equal(c.wants('GET', '/orders/1'), true);
+  await sleep(15);
+  assert.equal(c.wants('GET', '/orders/2'), true, 'the same endpoint (ids folded), second copy');
+  await sleep(15);
+  assert.equal(c.wants('GET', '/orders/3'), false, 'the endpoint is full: refreshed once a second only');
 });
 
 test('the router record is kept only for live answers below 500 with a complete body', () => {

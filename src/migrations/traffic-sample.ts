@@ -14,7 +14,8 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { RequestCapture, RequestRecord } from '../router/data-plane.ts';
+import type { RequestRecord } from '../router/data-plane.ts';
+import { endpointKey, pathWanted, type CaptureSpec, type PortableCapture } from '../router/capture-spec.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { SampleConfig } from '../config/database.ts';
 
@@ -82,11 +83,15 @@ export class TrafficSample {
     this.#load();
   }
 
-  /** What the router should copy: cheap, asked once per live request. */
-  capture(): RequestCapture {
+  /**
+   * What the router should copy: cheap, asked once per live request. In-process `wants` reads
+   * what the sample holds; a router process builds its own from `spec` (router/capture-spec.ts).
+   */
+  capture(): PortableCapture {
     const cfg = this.#cfg;
     const methods = new Set<string>(cfg.methods);
     return {
+      spec: this.captureSpec(),
       maxBodyBytes: cfg.maxBodySize,
       // Asked for every live request: a clock read and a set lookup, then at most 1000 lookups a
       // second and 100 copies a second, however busy the router is.
@@ -102,6 +107,16 @@ export class TrafficSample {
         if (wanted) this.#nextLookupAt = now + CAPTURE_GAP_MS;
         return wanted;
       },
+    };
+  }
+
+  /** The same choice as plain data, for a router in another process. */
+  captureSpec(): CaptureSpec {
+    const cfg = this.#cfg;
+    return {
+      methods: [...cfg.methods], paths: [...cfg.paths], exclude: [...cfg.exclude], maxBodyBytes: cfg.maxBodySize,
+      perEndpoint: cfg.perEndpoint, refreshMs: REFRESH_MS, maxEndpoints: cfg.maxRequests,
+      captureGapMs: CAPTURE_GAP_MS, lookupGapMs: LOOKUP_GAP_MS,
     };
   }
 
@@ -183,9 +198,7 @@ export class TrafficSample {
   }
 
   #pathWanted(p: string): boolean {
-    const pathname = p.split('?', 1)[0];
-    if (this.#cfg.exclude.some((x) => pathname.startsWith(x))) return false;
-    return this.#cfg.paths.some((x) => pathname.startsWith(x));
+    return pathWanted(this.#cfg, p);
   }
 
   #secretField(name: string): boolean {
@@ -288,12 +301,7 @@ export class TrafficSample {
   }
 }
 
-/** `POST /orders/:id`: the method and the path without query, ids (digits, UUIDs, long hex) folded. */
-export function endpointKey(method: string, p: string): string {
-  const pathname = p.split('?', 1)[0];
-  const folded = pathname.split('/').map((seg) => (/^\d+$/.test(seg) || /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(seg) || /^[0-9a-f]{16,}$/i.test(seg) ? ':id' : seg)).join('/');
-  return `${method} ${folded}`;
-}
+export { endpointKey };
 
 export function isReadOnly(method: string): boolean {
   return READ_ONLY.has(method);

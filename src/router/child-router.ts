@@ -22,7 +22,8 @@ import { performance } from 'node:perf_hooks';
 import { CutoverError } from '../lib/errors.ts';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
-import type { ApplyReport, DataPlane, DrainReport, RequestRecord, RouterInfo, SwapResult } from './data-plane.ts';
+import type { ApplyReport, DataPlane, DrainReport, RequestCapture, RequestRecord, RouterInfo, SwapResult } from './data-plane.ts';
+import type { CaptureSpec, PortableCapture } from './capture-spec.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
 import { EMPTY_ROUTE_TABLE, type RouteTable } from './route-table.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -68,6 +69,8 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
   readonly #drains = new Map<number, { color: Color; resolve: (d: DrainReport) => void; startedAt: number }>();
   #rejections: Record<string, number> = {};
   readonly #mirrors = new Map<string, MirrorReport>();
+  /** The traffic sample's capture, as data: sent on every hello, so a re-attach or a new router keeps sampling. */
+  #capture: CaptureSpec | null = null;
   #closed = false;
   #reconnecting: Promise<void> | null = null;
 
@@ -150,6 +153,18 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
     return send(this.#socket, { t: 'reload-tls' }) || true;
   }
 
+  /**
+   * Copy chosen live requests into their records, in the router process (it rebuilds `wants`
+   * from the capture's `spec`), or stop (null). A capture without a spec cannot cross the
+   * process boundary: nothing is sampled, and that is logged.
+   */
+  setCapture(capture: RequestCapture | null): void {
+    const spec = capture === null ? null : (capture as PortableCapture).spec ?? null;
+    if (capture !== null && spec === null) this.#log.warn('a request capture without a spec cannot reach the router process: nothing is sampled');
+    this.#capture = spec;
+    if (this.#socket) send(this.#socket, { t: 'capture', spec });
+  }
+
   /** Tell the router an instance is down (the controller saw it exit or fail its checks). */
   reportDown(id: string, reason: string): void {
     if (this.#socket) send(this.#socket, { t: 'down', id, reason });
@@ -218,6 +233,8 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
           // It serves an older table than ours (a router started while we held a newer one): send ours.
           if (m.table.revision < this.#desired.revision) send(socket, { t: 'table', table: this.#desired });
           else this.#settle(m.table.revision);
+          // Always, also null: a router adopted from an earlier controller may still copy for it.
+          send(socket, { t: 'capture', spec: this.#capture });
           this.emit('connected', m);
           resolve(m);
           return;

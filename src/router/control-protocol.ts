@@ -16,8 +16,13 @@ import type { DrainReport, RequestRecord } from './data-plane.ts';
 import type { ListenerName, ProxyErrorKind } from './request-stats.ts';
 import type { RouteTable } from './route-table.ts';
 import type { MirrorReport } from './mirror-diff.ts';
+import type { CaptureSpec } from './capture-spec.ts';
 
-/** Bumped when a message changes meaning; a router and a controller of different protocols refuse each other. */
+/**
+ * Bumped when a message changes meaning; a router and a controller of different protocols refuse each other.
+ * Not bumped for additions an older peer safely ignores (the `capture` message, a record's
+ * captured request): an upgraded controller still adopts a running router, which then samples nothing.
+ */
 export const PROTOCOL_VERSION = 1;
 /** Largest control message accepted (a route table with thousands of targets fits): 8 MiB. */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
@@ -28,8 +33,14 @@ export const MAX_PENDING_RECORDS = 200_000;
 
 export interface Addresses { live: { host: string; port: number }; preview: { host: string; port: number } | null }
 
-/** A request record as sent: [lane, version, method, status, durationMs, errorKind, finishedAt, credentials (1/0)]. */
-export type WireRecord = [number, string, string, number, number, number, number, number?];
+/** A captured request as sent: [path, raw header pairs, body as base64 or null, truncated (1/0)]. */
+export type WireRequest = [string, string[], string | null, number];
+
+/**
+ * A request record as sent: [lane, version, method, status, durationMs, errorKind, finishedAt,
+ * credentials (1/0), captured request (only for requests the capture chose)].
+ */
+export type WireRecord = [number, string, string, number, number, number, number, number?, WireRequest?];
 
 export type ToRouter =
   | { t: 'table'; table: RouteTable }
@@ -41,6 +52,8 @@ export type ToRouter =
   | { t: 'retire' }
   /** Re-read router.tls (the controller got SIGHUP). */
   | { t: 'reload-tls' }
+  /** Copy requests this spec chooses into the records (the traffic sample), or stop (null). Sent on every hello. */
+  | { t: 'capture'; spec: CaptureSpec | null }
   /** Graceful stop of the data plane (`cutover up` shutting down without --keep-router). */
   | { t: 'stop' };
 
@@ -50,7 +63,8 @@ export type FromRouter =
   | { t: 'drain'; revision: number; report: DrainReport }
   | { t: 'stats'; records: WireRecord[]; inFlight: [number, number, number, number]; rejections: Record<string, number>; dropped: number; mirror?: MirrorReport | null }
   | { t: 'failure'; id: string; reason: string }
-  | { t: 'handover'; table: RouteTable }
+  /** `capture`: the spec in force, so that the newer router keeps sampling before a controller re-attaches. */
+  | { t: 'handover'; table: RouteTable; capture?: CaptureSpec | null }
   | { t: 'error'; message: string };
 
 const ERROR_KINDS: readonly (ProxyErrorKind | undefined)[] = [undefined, 'connect', 'timeout', 'reset', 'no-healthy'];
@@ -61,18 +75,25 @@ export function laneOf(listener: ListenerName, color: Color): number {
 
 export function encodeRecord(r: RequestRecord, at: number): WireRecord {
   const w: WireRecord = [laneOf(r.listener, r.color), r.version, r.method, r.status, Math.round(r.durationMs * 1000) / 1000, ERROR_KINDS.indexOf(r.error), at];
-  if (r.credentials) w.push(1);
+  const req = r.request;
+  if (req !== undefined) {
+    // The body is already bounded by the capture's maxBodyBytes (http-exchange.ts).
+    w.push(r.credentials ? 1 : 0, [req.path, req.rawHeaders, req.body === null ? null : req.body.toString('base64'), req.truncated ? 1 : 0]);
+  } else if (r.credentials) {
+    w.push(1);
+  }
   return w;
 }
 
 export function decodeRecord(w: WireRecord): RequestRecord & { at: number } {
-  const [lane, version, method, status, durationMs, err, at, credentials] = w;
+  const [lane, version, method, status, durationMs, err, at, credentials, req] = w;
   const rec: RequestRecord & { at: number } = {
     listener: lane < 2 ? 'live' : 'preview', color: lane % 2 === 0 ? 'blue' : 'green', version, method, status, durationMs, at,
   };
   const kind = ERROR_KINDS[err];
   if (kind !== undefined) rec.error = kind;
   if (credentials === 1) rec.credentials = true;
+  if (req !== undefined) rec.request = { path: req[0], rawHeaders: req[1], body: req[2] === null ? null : Buffer.from(req[2], 'base64'), truncated: req[3] === 1 };
   return rec;
 }
 

@@ -21,6 +21,7 @@ import { HealthChecker } from '../health/health-checker.ts';
 import { Router } from './router.ts';
 import type { DrainReport, RequestRecord } from './data-plane.ts';
 import { EMPTY_ROUTE_TABLE, type RouteTable } from './route-table.ts';
+import { captureFromSpec, type CaptureSpec } from './capture-spec.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { LoadedConfig } from '../config/schema.ts';
 import type { TlsFiles } from '../lib/tls-files.ts';
@@ -111,6 +112,8 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
   #flushTimer: NodeJS.Timeout | null = null;
   #appliedAt: number | null = null;
   #retiring = false;
+  /** The traffic sample's capture a controller set (handed over to a newer router), or null. */
+  #capture: CaptureSpec | null = null;
   #exiting: Promise<void> | null = null;
   readonly #onShutdown: (() => Promise<void>)[] = [];
 
@@ -151,7 +154,9 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
     let table = initial;
     if (previous !== null) {
       const theirs = await previous.handover();
-      if (table === null || theirs.revision > table.revision) table = theirs;
+      if (table === null || theirs.table.revision > table.revision) table = theirs.table;
+      // Keep sampling across the takeover; the controller re-sends its spec when it re-attaches.
+      p.setCapture(theirs.capture);
     }
     if (table !== null) p.apply(table);
     await p.router.start();
@@ -201,6 +206,16 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
     } catch (err) {
       this.#log.error({ err }, 'router TLS certificate not reloaded; the current one stays');
     }
+  }
+
+  /** Copy the live requests `spec` chooses into the records sent to controllers, or stop (null). */
+  setCapture(spec: CaptureSpec | null): void {
+    this.#capture = spec;
+    this.router.setCapture(spec === null ? null : captureFromSpec(spec));
+  }
+
+  capture(): CaptureSpec | null {
+    return this.#capture;
   }
 
   appliedAt(): number | null {
@@ -286,8 +301,10 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
       if (s.writableLength > MAX_BUFFERED_BYTES) { this.#dropped += records.length; continue; }
       send(s, { t: 'stats', records, inFlight, rejections, dropped: this.#dropped, mirror });
     }
+    // Captured requests are for the controller on this machine only (the fleet push carries none).
+    const plain = this.#sinks.length > 0 && this.#capture !== null ? records.map((w) => (w.length > 8 ? w.slice(0, 8) as WireRecord : w)) : records;
     for (const sink of this.#sinks) {
-      try { sink({ records, inFlight, rejections, dropped: this.#dropped }); } catch { /* a sink must not break the flush */ }
+      try { sink({ records: plain, inFlight, rejections, dropped: this.#dropped }); } catch { /* a sink must not break the flush */ }
     }
   }
 
@@ -351,7 +368,7 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
         case 'handover':
           // A newer router: it must not get stats (it is not a controller).
           this.#controllers.delete(socket);
-          send(socket, { t: 'handover', table: this.router.table() });
+          send(socket, { t: 'handover', table: this.router.table(), capture: this.#capture });
           return;
         case 'retire':
           this.#controllers.delete(socket);
@@ -359,6 +376,9 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
           return;
         case 'reload-tls':
           this.reloadTls();
+          return;
+        case 'capture':
+          this.setCapture(m.spec);
           return;
         case 'stop':
           void this.shutdown('stopped by the controller');
@@ -369,7 +389,7 @@ export class RouterProcess extends EventEmitter<RouterProcessEvents> {
 }
 
 /** The router already serving this stateDir, if one answers on its control socket. */
-async function connectPrevious(socketPath: string): Promise<{ handover: () => Promise<RouteTable>; retire: () => void } | null> {
+async function connectPrevious(socketPath: string): Promise<{ handover: () => Promise<{ table: RouteTable; capture: CaptureSpec | null }>; retire: () => void } | null> {
   if (!existsSync(socketPath)) return null;
   const socket = await new Promise<net.Socket | null>((resolve) => {
     const s = net.createConnection(socketPath);
@@ -378,10 +398,10 @@ async function connectPrevious(socketPath: string): Promise<{ handover: () => Pr
   });
   if (socket === null) return null;
   socket.on('error', () => {});
-  const table = new Promise<RouteTable>((resolve, reject) => {
+  const table = new Promise<{ table: RouteTable; capture: CaptureSpec | null }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the running router on ${socketPath} did not hand over within ${HANDOVER_TIMEOUT_MS}ms`)), HANDOVER_TIMEOUT_MS);
     readMessages<FromRouter>(socket, (m) => {
-      if (m.t === 'handover') { clearTimeout(timer); resolve(m.table); }
+      if (m.t === 'handover') { clearTimeout(timer); resolve({ table: m.table, capture: m.capture ?? null }); }
     });
     socket.once('close', () => { clearTimeout(timer); reject(new Error('the running router closed the control socket during the handover')); });
   });

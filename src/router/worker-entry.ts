@@ -11,9 +11,10 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../lib/logger.ts';
 import type { HealthView } from '../health/types.ts';
 import { Router, type RouterOptions } from './router.ts';
-import type { RequestRecord } from './data-plane.ts';
+import type { CapturedRequest, RequestRecord } from './data-plane.ts';
+import { captureFromSpec } from './capture-spec.ts';
 import type { RouteTable } from './route-table.ts';
-import { encodeRecord, type FromWorker, type ToWorker, type WorkerInit } from './worker-protocol.ts';
+import { encodeRecord, RECORD_SLOTS, type FromWorker, type ToWorker, type WorkerInit } from './worker-protocol.ts';
 
 /** Finished requests are sent to the pool at most this often. */
 const FLUSH_MS = 50;
@@ -26,6 +27,12 @@ const health: HealthView = {
   reportFailure: (id, reason) => post({ type: 'failure', id, reason }),
 };
 let batch: (number | string)[] = [];
+let captured: [number, CapturedRequest][] = [];
+
+function record(r: RequestRecord): void {
+  if (r.request !== undefined) captured.push([batch.length / RECORD_SLOTS, r.request]);
+  encodeRecord(batch, r);
+}
 
 function post(m: FromWorker): void {
   port.postMessage(m);
@@ -36,16 +43,19 @@ const opts: RouterOptions = {
   health,
   logger: createLogger({ level: init.logLevel }).child({ worker: init.index }),
   reusePort: true,
-  onRequest: init.wantRecords ? (r: RequestRecord) => encodeRecord(batch, r) : undefined,
+  onRequest: init.wantRecords ? record : undefined,
 };
 const router = new Router(opts);
+if (init.capture !== null) router.setCapture(captureFromSpec(init.capture));
 
 const flush = setInterval(() => {
   const stats = { live: router.inFlight('live', 'blue'), liveGreen: router.inFlight('live', 'green'), preview: router.inFlight('preview', 'blue'), previewGreen: router.inFlight('preview', 'green') };
   if (batch.length === 0 && !changed(stats)) return;
   const records = batch;
+  const copies = captured;
   batch = [];
-  post({ type: 'records', records, inFlight: [stats.live, stats.liveGreen, stats.preview, stats.previewGreen], rejections: router.rejections() });
+  captured = [];
+  post({ type: 'records', records, inFlight: [stats.live, stats.liveGreen, stats.preview, stats.previewGreen], rejections: router.rejections(), ...(copies.length > 0 ? { captured: copies } : {}) });
 }, FLUSH_MS);
 let lastInFlight = '';
 function changed(s: object): boolean {
@@ -63,6 +73,9 @@ port.on('message', (m: ToWorker) => {
       if (drain) void drain.then((report) => post({ type: 'drain', revision, report }));
       break;
     }
+    case 'capture':
+      router.setCapture(m.spec === null ? null : captureFromSpec(m.spec));
+      break;
     case 'health':
       if (m.healthy) down.delete(m.id); else down.add(m.id);
       break;

@@ -9,7 +9,8 @@ import type { Color } from '../environments/types.ts';
 import type { ApplyReport, DrainReport } from './data-plane.ts';
 import type { ProxyErrorKind, ListenerName } from './request-stats.ts';
 import type { RouterOptions } from './router.ts';
-import type { RequestRecord } from './data-plane.ts';
+import type { CapturedRequest, RequestRecord } from './data-plane.ts';
+import type { CaptureSpec } from './capture-spec.ts';
 
 /** What a worker needs to build its Router; functions (health, hooks, logger) are rebuilt there. */
 export interface WorkerInit {
@@ -19,12 +20,15 @@ export interface WorkerInit {
   down: string[];
   logLevel: string;
   wantRecords: boolean;
+  /** The traffic sample's capture in force (a replaced worker keeps copying). */
+  capture: CaptureSpec | null;
 }
 
 export type ToWorker =
   | { type: 'swap'; table: unknown }
   | { type: 'health'; id: string; healthy: boolean }
   | { type: 'reloadTls' }
+  | { type: 'capture'; spec: CaptureSpec | null }
   | { type: 'close' };
 
 export type FromWorker =
@@ -33,7 +37,8 @@ export type FromWorker =
   | { type: 'swapped'; revision: number }
   | { type: 'drain'; revision: number; report: DrainReport }
   | { type: 'failure'; id: string; reason: string }
-  | { type: 'records'; records: (number | string)[]; inFlight: number[]; rejections: Record<string, number> }
+  /** `captured`: [record number in `records`, its copied request] for the requests the capture chose (bodies travel as bytes). */
+  | { type: 'records'; records: (number | string)[]; inFlight: number[]; rejections: Record<string, number>; captured?: [number, CapturedRequest][] }
   | { type: 'tlsReloaded'; ok: boolean; error: string | null }
   | { type: 'closed' };
 
@@ -53,7 +58,8 @@ export function encodeRecord(out: (number | string)[], r: RequestRecord): void {
   );
 }
 
-export function decodeRecords(records: (number | string)[], each: (r: RequestRecord) => void): void {
+export function decodeRecords(records: (number | string)[], each: (r: RequestRecord) => void, captured: readonly [number, CapturedRequest][] = []): void {
+  let next = 0;
   for (let i = 0; i + RECORD_SLOTS <= records.length; i += RECORD_SLOTS) {
     const code = records[i] as number;
     const lane = code % 4;
@@ -67,6 +73,11 @@ export function decodeRecords(records: (number | string)[], each: (r: RequestRec
     };
     const e = ERRORS[Math.floor(code / 4)];
     if (e !== undefined) r.error = e;
+    if (next < captured.length && captured[next][0] === i / RECORD_SLOTS) {
+      const c = captured[next++][1];
+      // A structured clone turns a Buffer into a plain Uint8Array: view the same bytes as a Buffer again.
+      r.request = { ...c, body: c.body === null ? null : Buffer.from(c.body.buffer, c.body.byteOffset, c.body.byteLength) };
+    }
     each(r);
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The worker pool (`router.workers`): two worker threads on the same ports (SO_REUSEPORT), real
  * upstreams, keep-alive load. A switch is applied only when both workers acknowledged it; 20
- * switches under load fail 0 requests; stats, drains and health changes cross the threads.
+ * switches under load fail 0 requests; stats, drains, health changes and the traffic sample's
+ * request copies cross the threads.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,7 @@ import http from 'node:http';
 import { routes, sleep, startUpstream, type TestUpstream } from '../../test/support/router.ts';
 import { WorkerPool } from './workers.ts';
 import type { RequestRecord } from './data-plane.ts';
+import { captureFromSpec } from './capture-spec.ts';
 
 class Health extends EventEmitter {
   readonly down = new Set<string>();
@@ -145,4 +147,37 @@ test('workers: a worker that dies is replaced; switches meanwhile are acknowledg
   const back = p.swap(routes(blue, green));
   assert.equal((await back.applied).acknowledged.length, 2, 'both workers acknowledge again');
   for (let i = 0; i < 8; i++) assert.equal((await get(`${live}/`, false)).body.split(' ')[0], 'blue', 'the new worker has the table in force');
+});
+
+function post(url: string, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent: false, headers: { 'content-type': 'text/plain' } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('workers: a capture reaches every worker (also a replaced one); chosen POSTs come back with their body, others without', { timeout: 30_000 }, async (t) => {
+  const { p, blue, green, records } = await pool(t);
+  p.swap(routes(blue, green));
+  await p.start();
+  const live = `http://127.0.0.1:${p.addresses().live.port}`;
+  p.setCapture(captureFromSpec({ methods: ['POST'], paths: ['/sha'], exclude: [], maxBodyBytes: 64, perEndpoint: 1_000, refreshMs: 1_000, maxEndpoints: 100, captureGapMs: 0, lookupGapMs: 0 }));
+  await sleep(50);
+  const dead = p.threads[1];
+  await dead.terminate();
+  const deadline = Date.now() + 10_000;
+  while (p.threads[1] === dead && Date.now() < deadline) await sleep(50);
+  assert.notEqual(p.threads[1], dead, 'a new worker took its place');
+  await sleep(100);
+  // Fresh connections: both workers take some of them.
+  for (let i = 0; i < 12; i++) assert.equal(await post(`${live}/sha`, `body-${i}`), 200);
+  assert.equal(await post(`${live}/other`, 'not-chosen'), 200);
+  const deadline2 = Date.now() + 5_000;
+  while (records.length < 13 && Date.now() < deadline2) await sleep(50);
+  const copies = records.filter((r) => r.request !== undefined);
+  assert.equal(copies.length, 12, 'every chosen POST was copied, by whichever worker served it');
+  assert.deepEqual(copies.map((r) => r.request!.body!.toString()).sort(), Array.from({ length: 12 }, (_, i) => `body-${i}`).sort());
+  assert.ok(copies.every((r) => Buffer.isBuffer(r.request!.body) && r.request!.path === '/sha'));
+  assert.equal(records.find((r) => r.method === 'POST' && r.request === undefined)?.method, 'POST', 'the unchosen POST has no copy');
 });

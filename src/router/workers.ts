@@ -19,7 +19,8 @@ import type { EventEmitter } from 'node:events';
 import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
-import type { DataPlane, DrainReport, SwapResult } from './data-plane.ts';
+import type { DataPlane, DrainReport, RequestCapture, SwapResult } from './data-plane.ts';
+import type { CaptureSpec, PortableCapture } from './capture-spec.ts';
 import { RequestStats, type ListenerName } from './request-stats.ts';
 import { EMPTY_ROUTE_TABLE, freezeTable, type RouteTable } from './route-table.ts';
 import type { RouterOptions } from './router.ts';
@@ -73,6 +74,8 @@ export class WorkerPool implements DataPlane {
   #waiters: { revision: number; resolve: () => void }[] = [];
   #drains = new Map<number, PendingDrain>();
   #tlsWaiters: ((r: { ok: boolean; error: string | null }) => void)[] = [];
+  /** The traffic sample's capture, as data each worker rebuilds (`wants` cannot cross threads). */
+  #capture: CaptureSpec | null = null;
   #closed = false;
   #onHealth = (id: string, healthy: boolean) => this.#broadcast({ type: 'health', id, healthy });
 
@@ -116,7 +119,7 @@ export class WorkerPool implements DataPlane {
     const { health, logger, onRequest, workers, ...rest } = this.#o;
     void health; void logger; void onRequest; void workers;
     const options = { ...rest, listen: this.#addresses.live, preview: this.#addresses.preview, reusePort: true };
-    const init: WorkerInit = { index: i, options, table: this.#table, down: this.#downIds(), logLevel: this.#logger.level, wantRecords: true };
+    const init: WorkerInit = { index: i, options, table: this.#table, down: this.#downIds(), logLevel: this.#logger.level, wantRecords: true, capture: this.#capture };
     const worker = new Worker(new URL('./worker-entry.ts', import.meta.url), { workerData: init });
     const slot: Slot = {
       index: i, worker, revision: this.#table.revision, inFlight: [0, 0, 0, 0], rejections: {}, served: 0, alive: true, addresses: this.#addresses,
@@ -159,6 +162,7 @@ export class WorkerPool implements DataPlane {
         this.#slots[i] = slot;
         // What changed while it started: the table in force, every instance's health.
         if (slot.revision < this.#table.revision) slot.worker.postMessage({ type: 'swap', table: this.#table } satisfies ToWorker);
+        slot.worker.postMessage({ type: 'capture', spec: this.#capture } satisfies ToWorker);
         for (const r of [this.#table.live, this.#table.preview]) for (const t of r?.targets ?? []) slot.worker.postMessage({ type: 'health', id: t.id, healthy: this.#o.health.isHealthy(t.id) } satisfies ToWorker);
         this.#logger.info({ worker: i }, 'router worker replaced');
       }, (err: Error) => {
@@ -167,6 +171,17 @@ export class WorkerPool implements DataPlane {
       });
     };
     retry(250);
+  }
+
+  /**
+   * Copy chosen live requests into their records, in every worker (each rebuilds `wants` from
+   * the capture's `spec`), or stop (null). A capture without a spec cannot reach the threads.
+   */
+  setCapture(capture: RequestCapture | null): void {
+    const spec = capture === null ? null : (capture as PortableCapture).spec ?? null;
+    if (capture !== null && spec === null) this.#logger.warn('a request capture without a spec cannot reach the router workers: nothing is sampled');
+    this.#capture = spec;
+    this.#broadcast({ type: 'capture', spec });
   }
 
   swap(next: RouteTable): SwapResult {
@@ -306,7 +321,7 @@ export class WorkerPool implements DataPlane {
           if (hook !== undefined) {
             try { hook(r); } catch { /* a metrics hook must not break the data plane */ }
           }
-        });
+        }, m.captured);
         break;
       }
       case 'swapped': {
