@@ -189,18 +189,17 @@ export function processAndChildren(pid: number): number[] {
   }
 }
 
-/**
- * Samples the summed RSS of a process (and optionally its direct children) while `during` runs;
- * returns the peak sum in KiB.
- */
-export async function peakRssDuring<T>(pid: number, withChildren: boolean, during: Promise<T>, everyMs = 100): Promise<{ result: T; peakKb: number }> {
+/** Summed RSS of `pids` in KiB (processes already gone count 0). */
+export function rssOf(pids: number[]): number {
+  let sum = 0;
+  for (const p of pids) sum += memoryKb(p)?.rss ?? 0;
+  return sum;
+}
+
+/** Samples the summed RSS of `pids()` (asked anew each time) while `during` runs; the peak in KiB. */
+export async function peakRssOf<T>(pids: () => number[], during: Promise<T>, everyMs = 100): Promise<{ result: T; peakKb: number }> {
   let peak = 0;
-  const sample = () => {
-    const pids = withChildren ? processAndChildren(pid) : [pid];
-    let sum = 0;
-    for (const p of pids) sum += memoryKb(p)?.rss ?? 0;
-    if (sum > peak) peak = sum;
-  };
+  const sample = () => { peak = Math.max(peak, rssOf(pids())); };
   sample();
   const timer = setInterval(sample, everyMs);
   try {

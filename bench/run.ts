@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { Daemon, RouterProcess, type RollbackTiming } from './cutover.ts';
 import type { LoadCommand, LoadReply, LoadResult } from './loadgen.ts';
 import { HAPROXY, HAProxy, NGINX, Nginx, haproxyConfig, nginxProxyConfig, originConfig, other, startSlowBackend, type Colour, type OriginPorts } from './peers.ts';
-import { binNodeFlags, cpuTicks, forkChild, freePort, killAllSync, memoryKb, nowMs, processAndChildren, run, sleep, stopAll, waitExit } from './procs.ts';
+import { binNodeFlags, cpuTicks, forkChild, freePort, killAllSync, nowMs, peakRssOf, processAndChildren, rssOf, run, sleep, stopAll, waitExit } from './procs.ts';
 import { fmt, int, max, mean, median, met, mb, ms, percentile, ratio, table } from './report.ts';
 import { startEngineDaemon, startSameConfigHAProxy, type EngineDaemon } from './haproxy-engine.ts';
 import { Pool } from 'undici';
@@ -180,31 +180,10 @@ interface TargetResult {
   cpuMsPer1k: number;
 }
 
-function rssOf(pids: number[]): number {
-  let sum = 0;
-  for (const p of pids) sum += memoryKb(p)?.rss ?? 0;
-  return sum;
-}
-
 function cpuOf(pids: number[]): number {
   let sum = 0;
   for (const p of pids) sum += cpuTicks(p) ?? 0;
   return sum;
-}
-
-/** Samples the summed RSS of `pids()` while `during` runs. */
-async function peakRssOf<T>(pids: () => number[], during: Promise<T>): Promise<{ result: T; peakKb: number }> {
-  let peak = 0;
-  const sample = () => { peak = Math.max(peak, rssOf(pids())); };
-  sample();
-  const timer = setInterval(sample, 100);
-  try {
-    const result = await during;
-    sample();
-    return { result, peakKb: peak };
-  } finally {
-    clearInterval(timer);
-  }
 }
 
 const one = (pid: number) => () => [pid];
