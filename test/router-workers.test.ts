@@ -12,20 +12,9 @@ import { parseConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/lib/logger.ts';
 import type { WorkerPool } from '../src/router/workers.ts';
 import { configYaml, freePorts, SHOP_V1, SHOP_V2, tempDir, TEST_TOKEN } from './helpers.ts';
+import { httpGet } from './support/router.ts';
 
-function get(url: string, agent?: http.Agent | false): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.setTimeout(15_000, () => req.destroy(new Error('timeout')));
-  });
-}
+const get = (url: string, agent?: http.Agent | false) => httpGet(url, agent, 15_000);
 
 test('workers = 2: 20 switches under keep-alive load fail 0, each applied by both workers', { timeout: 120_000 }, async () => {
   const { dir, cleanup } = tempDir();

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
-import { routes, sleep, startUpstream, type TestUpstream } from '../../test/support/router.ts';
+import { httpGet, routes, sleep, startUpstream, type TestUpstream } from '../../test/support/router.ts';
 import { WorkerPool } from './workers.ts';
 import type { RequestRecord } from './data-plane.ts';
 import { captureFromSpec } from './capture-spec.ts';
@@ -24,19 +24,7 @@ class Health extends EventEmitter {
   }
 }
 
-function get(url: string, agent?: http.Agent | false): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
-  });
-}
+const get = (url: string, agent?: http.Agent | false) => httpGet(url, agent, 10_000);
 
 async function pool(t: { after: (fn: () => Promise<void>) => void }, o: { drainTimeoutMs?: number } = {}) {
   const ups: Record<string, TestUpstream> = {};

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import http from 'node:http';
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { WebSocketServer } from 'ws';
@@ -201,3 +202,18 @@ export function routes(live: { color: Color; version?: string; targets: RouteTar
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** GET over node:http (optionally on a keep-alive agent): status and body as text, bounded by `timeoutMs`. */
+export function httpGet(url: string, agent?: http.Agent | false, timeoutMs = 15_000): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.setTimeout(timeoutMs, () => req.destroy(new Error('timeout')));
+  });
+}

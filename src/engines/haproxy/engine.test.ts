@@ -13,7 +13,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { routes, sleep, startUpstream, type TestUpstream } from '../../../test/support/router.ts';
+import { httpGet, routes, sleep, startUpstream, type TestUpstream } from '../../../test/support/router.ts';
 import type { RequestRecord } from '../../router/data-plane.ts';
 import { HAProxyEngine, type EngineEvent } from './engine.ts';
 import type { HAProxySettings } from './config.ts';
@@ -83,19 +83,7 @@ async function rig(t: { after: (fn: () => Promise<void> | void) => void }, o: { 
 const blue = (r: Rig, n = 2) => ({ color: 'blue' as const, version: 'v1', targets: [r.ups['blue-0'].target, r.ups['blue-1'].target].slice(0, n) });
 const green = (r: Rig, n = 2) => ({ color: 'green' as const, version: 'v2', targets: [r.ups['green-0'].target, r.ups['green-1'].target].slice(0, n) });
 
-async function get(url: string, agent?: http.Agent): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
-  });
-}
+const get = (url: string, agent?: http.Agent | false) => httpGet(url, agent, 10_000);
 
 /** N keep-alive clients in a loop until stopped; counts answers by colour and every failure. */
 function load(url: string, connections: number) {
