@@ -16,10 +16,20 @@ export async function runUp(io: Io, configFile: string | undefined, opts: { keep
   const config = loadConfig(io, configFile);
   const [{ Daemon }, { defaultPlugins }] = await Promise.all([import('../daemon/daemon.ts'), import('../daemon/plugins.ts')]);
   const logger = await createConsoleLogger(io.env);
+  // Listening from before the start: a SIGTERM while the daemon starts (its router process already
+  // running) is kept and acted on once it is up, instead of killing it half-way with its router left.
+  let onSignal = (sig: string): void => { pending = sig; };
+  let pending: string | null = null;
+  const onInt = () => onSignal('SIGINT');
+  const onTerm = () => onSignal('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
   let daemon: Awaited<ReturnType<typeof Daemon.start>>;
   try {
     daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env, stopUnknownInstances: opts.stopUnknownInstances === true, dataPlane: opts.embeddedRouter ? 'embedded' : 'process' });
   } catch (err) {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
     // One line for the log (the whole explanation goes to stderr below).
     logger.error({ code: (err as { code?: string }).code, reason: (err as Error).message.split('\n')[0] }, 'start-up failed; nothing is left running but the instances, for the next start to adopt');
     // A supervisor must see the exit: whatever a plugin left behind cannot keep a half-started process up.
@@ -43,16 +53,22 @@ export async function runUp(io: Io, configFile: string | undefined, opts: { keep
     '',
   ].join('\n'));
   await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
+    let stopping = false;
+    onSignal = (sig: string) => {
+      // A second signal while stopping changes nothing: the drain in progress finishes.
+      if (stopping) {
+        // Ctrl-C twice: leave now (the router process is its own and keeps serving); SIGTERM again: keep draining.
+        if (sig === 'SIGINT') { logger.warn('second SIGINT: exiting without waiting for the shutdown'); process.exit(130); }
+        logger.info({ signal: sig }, 'already shutting down');
+        return;
+      }
+      stopping = true;
       logger.info({ signal: sig, keepInstances: opts.keepInstances }, 'shutting down');
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
-      void daemon.stop({ stopInstances: !opts.keepInstances }).finally(resolve);
+      void daemon.stop({ stopInstances: !opts.keepInstances })
+        .catch((err: unknown) => logger.error({ err: (err as Error).message }, 'shutdown step failed'))
+        .finally(() => { process.off('SIGINT', onInt); process.off('SIGTERM', onTerm); resolve(); });
     };
-    const onInt = () => stop('SIGINT');
-    const onTerm = () => stop('SIGTERM');
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
+    if (pending !== null) onSignal(pending);
   });
   return EXIT.OK;
 }

@@ -217,9 +217,10 @@ export class Daemon {
       // start one: before the controller exists, so that its revisions continue from the router's.
       // It inherits the descriptor limit raised above (rlimits pass to children).
       const c = new ChildRouterPlane({ settings: routerSettings(config, { version: await packageVersion(), maxConnections: { live: fds.budget.live, preview: fds.budget.preview } }), logger, health: parts[0].health, onRequest: firstOnRequest });
-      await c.attach();
-      // A failed start leaves the router process serving (fail-static); the next start adopts it.
-      undo.push(() => c.close({ stopRouter: false }));
+      const attached = await c.attach();
+      // A failed start leaves a router process that serves live traffic running (fail-static); the
+      // next start adopts it. One this start began that serves nothing live is stopped with it.
+      undo.push(() => c.close({ stopRouter: !attached.adopted && c.table().live === null }));
       // What the controller's own checks find failing, the router ejects too (it re-admits on its own checks).
       parts[0].health.on('change', (id, healthy, reason) => { if (!healthy) c.reportDown(id, reason); });
       childRouter = c;
@@ -403,13 +404,18 @@ export class Daemon {
     if (this.stopped) return;
     this.stopped = true;
     if (this.onHangup) process.off('SIGHUP', this.onHangup);
-    await this.api.close();
-    await this.acme?.close();
+    // A step that fails is logged and the rest still runs: above all, the router process must
+    // still be told to stop (or be left for the next controller) and the locks released.
+    const step = async (what: string, fn: () => unknown): Promise<void> => {
+      try { await fn(); } catch (err) { this.logger.error({ err: (err as Error).message, step: what }, 'shutdown step failed; going on'); }
+    };
+    await step('admin API', () => this.api.close());
+    await step('acme', () => this.acme?.close());
     for (const s of this.services) {
-      await s.controller.close();
-      for (const p of s.plugins) await p.close?.();
+      await step(`controller ${s.name}`, () => s.controller.close());
+      for (const p of s.plugins) await step(`plugin of ${s.name}`, () => p.close?.());
     }
-    await Promise.all(this.services.map(async (s) => {
+    await step('instances', () => Promise.all(this.services.map(async (s) => {
       if (opts.stopInstances) {
         await Promise.all((['blue', 'green'] as const).map(async (c) => {
           await s.provider.stop(c);
@@ -418,12 +424,12 @@ export class Daemon {
       } else {
         await s.provider.detach();
       }
-    }));
+    })));
     // --keep-instances: an HAProxy engine keeps serving for the next daemon, which attaches to it.
-    await this.router.close({ keepRunning: !opts.stopInstances });
+    await step('router', () => this.router.close({ keepRunning: !opts.stopInstances }));
     // The router process drains and exits with the instances; with --keep-instances it stays for the next controller.
-    await this.childRouter?.close({ stopRouter: opts.stopRouter ?? opts.stopInstances });
-    await this.fleet?.close();
+    await step('router process', () => this.childRouter?.close({ stopRouter: opts.stopRouter ?? opts.stopInstances }));
+    await step('fleet', () => this.fleet?.close());
     for (const s of this.services) {
       await s.health.close();
       s.store.onGeneration = null;

@@ -178,8 +178,12 @@ export class ChildRouterPlane extends EventEmitter<{ connected: [hello: FromRout
     this.#closed = true;
     for (const w of this.#waiters) { clearTimeout(w.timer); w.resolve(this.#report(w.revision, w.publishedAt, false)); }
     this.#waiters.clear();
-    const s = this.#socket;
+    // Between a lost control socket and the reconnect: the router process is still there (or a
+    // newer one took over). To stop it, reach it on its socket; never leave it running unasked.
+    await this.#reconnecting?.catch(() => {});
+    let s = this.#socket;
     this.#socket = null;
+    if (s === null && o.stopRouter) s = await tryConnect(this.socketPath);
     if (s === null) return;
     if (!o.stopRouter) { s.end(); return; }
     const pid = this.#hello?.pid;
