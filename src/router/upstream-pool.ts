@@ -17,38 +17,8 @@
  */
 import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+import { HTTPParser, type NodeHttpParser } from './llhttp.ts';
 
-// ── Node's HTTP parser (node:_http_common) ──
-
-/** The slice of Node's `HTTPParser` binding this module uses (the same one `node:http` drives). */
-interface NodeHttpParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | Error;
-  finish(): number | Error | undefined;
-  close(): void;
-  [callback: number]: unknown;
-}
-interface NodeHttpParserClass {
-  new (): NodeHttpParser;
-  readonly RESPONSE: number;
-  readonly kOnMessageBegin: number;
-  readonly kOnHeaders: number;
-  readonly kOnHeadersComplete: number;
-  readonly kOnBody: number;
-  readonly kOnMessageComplete: number;
-  readonly kLenientNone: number;
-}
-
-function loadParser(): NodeHttpParserClass {
-  const P = (process.getBuiltinModule('_http_common') as { HTTPParser?: NodeHttpParserClass } | undefined)?.HTTPParser;
-  const ok = typeof P === 'function' && typeof P.RESPONSE === 'number' &&
-    [P.kOnMessageBegin, P.kOnHeaders, P.kOnHeadersComplete, P.kOnBody, P.kOnMessageComplete].every((k) => typeof k === 'number') &&
-    typeof P.prototype.execute === 'function' && typeof P.prototype.finish === 'function';
-  if (!ok) throw new Error(`this Node.js (${process.version}) does not expose the HTTP parser Cutover's router uses (node:_http_common HTTPParser); use Node.js >= 22.19`);
-  return P;
-}
-
-const HTTPParser = loadParser();
 const { kOnMessageBegin, kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete } = HTTPParser;
 /** Passed to the parser for async_hooks, as `node:http` passes its own resource object. */
 const PARSER_RESOURCE = Object.freeze({ type: 'CUTOVER_UPSTREAM' });
