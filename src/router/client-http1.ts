@@ -113,6 +113,10 @@ function httpDate(): string {
 
 type Listener = (this: Http1Response) => void;
 
+/** Body bytes up to this size are copied next to the head and go out in one write (larger ones are written as they are, corked with it). */
+const ONE_WRITE_MAX_BYTES = 16 * 1024;
+const EMPTY = Buffer.alloc(0);
+
 /**
  * The answer to one `Http1Request`: the parts of `ServerResponse` the router uses (writeHead,
  * write, end, destroy, `close` and `drain`). The head is written with the first body bytes, and
@@ -187,6 +191,16 @@ export class Http1Response {
     if (this.destroyed || this.finished) return false;
     if (!this.headersSent) this.writeHead(200);
     const socket = this.#conn.socket;
+    const head = this.#head;
+    if (head !== null && !this.#chunked && !this.#corked && typeof chunk !== 'string' && chunk.length <= ONE_WRITE_MAX_BYTES) {
+      // The usual answer: head and (first) body bytes in one buffer, one write, no cork.
+      this.#head = null;
+      if (this.#bodyless || chunk.length === 0) return socket.write(head, 'latin1');
+      const buf = Buffer.allocUnsafe(head.length + chunk.length);
+      buf.write(head, 0, 'latin1');
+      chunk.copy(buf, head.length);
+      return socket.write(buf);
+    }
     if (!this.#corked) {
       this.#corked = true;
       socket.cork();
@@ -208,7 +222,7 @@ export class Http1Response {
   end(chunk?: Buffer | string): this {
     if (this.destroyed || this.finished) return this;
     if (chunk !== undefined && chunk.length > 0) this.write(chunk);
-    else if (this.#head !== null || !this.headersSent) this.write('');
+    else if (this.#head !== null || !this.headersSent) this.write(EMPTY);
     const socket = this.#conn.socket;
     if (this.#chunked && !this.#bodyless) socket.write('0\r\n\r\n', 'latin1');
     this.finished = true;
