@@ -192,6 +192,19 @@ export class Daemon {
     return this.child.pid as number;
   }
 
+  /**
+   * The processes that serve and account for this daemon's traffic: the controller (`cutover up`)
+   * and its router process (`cutover router`, detached since issue 10, so not in the controller's
+   * process group; its worker threads are threads of that process). From the daemon's own status
+   * (`routers[].pid`), read at each call: a replaced router is counted, not a stale pid.
+   */
+  async pids(): Promise<number[]> {
+    const status = await this.client.call<{ routers?: { pid?: number }[] }>('GET', '/status');
+    const routers = (status.routers ?? []).map((r) => r.pid).filter((p): p is number => typeof p === 'number' && p !== this.pid);
+    if (routers.length === 0) throw new Error('cutover up reports no router process in its status (routers[].pid): the daemon row would count the controller alone');
+    return [this.pid, ...routers];
+  }
+
   /** Deploys `version` (static provider: the targets already run it) and waits until it finished. */
   async deploy(version: string): Promise<DeploymentRecord> {
     const { deployment } = await this.client.call<{ deployment: DeploymentRecord }>('POST', '/deployments', { version });

@@ -111,6 +111,8 @@ interface Bench {
   /** The bare router with `router.workers: 2` (sections 1 and 2; `workers`). */
   router2?: RouterProcess;
   daemon?: Daemon;
+  /** The daemon's controller and router process (measured together). */
+  daemonPids: number[];
   daemonLive: Colour;
   nginx: Nginx;
   nginxPort: number;
@@ -144,7 +146,8 @@ async function setup(dir: string, mode: Mode): Promise<Bench> {
     await daemon.deploy('v1');
     await daemon.deploy('v2');
   }
-  return { dir, origin, originNginx, router, router2, daemon, daemonLive: 'green', nginx, nginxPort, nginxColour: 'blue', haproxy, haproxyPort, haproxyColour: 'blue' };
+  const daemonPids = daemon ? await daemon.pids() : [];
+  return { dir, origin, originNginx, router, router2, daemon, daemonPids, daemonLive: 'green', nginx, nginxPort, nginxColour: 'blue', haproxy, haproxyPort, haproxyColour: 'blue' };
 }
 
 // ── 1. throughput and latency ──
@@ -187,6 +190,7 @@ function cpuOf(pids: number[]): number {
 }
 
 const one = (pid: number) => () => [pid];
+const fixed = (pids: number[]) => () => pids;
 const group = (pid: number) => () => processAndChildren(pid);
 
 function coreTargets(b: Bench): Target[] {
@@ -194,7 +198,8 @@ function coreTargets(b: Bench): Target[] {
     { key: 'direct', label: 'origin directly (no proxy)', url: `http://127.0.0.1:${b.origin.blue}/`, pids: () => [] },
     { key: 'router', label: 'Cutover router (bare), workers = 1', url: `http://127.0.0.1:${b.router.port}/`, pids: one(b.router.pid) },
     ...(b.router2 ? [{ key: 'router-w2' as const, label: 'Cutover router (bare), workers = 2', url: `http://127.0.0.1:${b.router2.port}/`, pids: one(b.router2.pid) }] : []),
-    ...(b.daemon ? [{ key: 'daemon' as const, label: 'Cutover daemon (`cutover up`)', url: `http://127.0.0.1:${b.daemon!.livePort}/`, pids: one(b.daemon.pid) }] : []),
+    // The controller and its router process (a detached `cutover router` since issue 10).
+    ...(b.daemon ? [{ key: 'daemon' as const, label: 'Cutover daemon (`cutover up`: controller + router process)', url: `http://127.0.0.1:${b.daemon!.livePort}/`, pids: fixed(b.daemonPids) }] : []),
     { key: 'nginx', label: 'nginx proxy_pass', url: `http://127.0.0.1:${b.nginxPort}/`, pids: group(b.nginx.pid) },
     ...(b.haproxy ? [{ key: 'haproxy' as const, label: 'HAProxy', url: `http://127.0.0.1:${b.haproxyPort}/`, pids: group(b.haproxy.pid) }] : []),
   ];
@@ -725,7 +730,10 @@ temp dir; nothing is shared with system services.
   (\`bench/router-server.ts\`), an always-healthy health view, no metrics hook.
 - **Cutover daemon**: \`cutover up\` (router + controller + admin API + metrics + health checks
   every 500 ms) with the \`static\` provider on the origin's blue and green blocks; v1 deployed on
-  blue, then v2 on green, so blue is the warm standby.
+  blue, then v2 on green, so blue is the warm standby. Its CPU and RSS are the controller's
+  **plus its router process's** (\`cutover router\`, detached from the controller since issue 10;
+  its pid is read from the daemon's status, \`routers[].pid\`): before, the row counted the
+  controller alone and showed about a twentieth of the real CPU per request.
 - Router and daemon run as \`cutover\` itself does: with the Node.js flags of the shebang line of
   \`bin/cutover.js\` (\`${binNodeFlags().join(' ')}\`) and a warm compile cache (filled by
   throw-away runs of the same entry modules before the measured processes start), so neither

@@ -36,6 +36,7 @@ import type { Color } from '../environments/types.ts';
 import type { HealthView } from '../health/types.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { DataPlane, DataPlaneEngine, DrainReport, ListenerAddresses, RequestCapture, RequestRecord, StatsReader, SwapResult } from './data-plane.ts';
+import { ClientHttp1 } from './client-http1.ts';
 import { HttpExchange, type ExchangeExtras } from './http-exchange.ts';
 import type { MirrorReport } from './mirror.ts';
 import { PreviewAccess, type PreviewAccessOptions } from './preview-access.ts';
@@ -148,6 +149,8 @@ interface Listener {
   acme: boolean;
   /** Speaks TLS (HTTP/2 and HTTP/1.1). */
   secure: boolean;
+  /** Plain listeners: the client side that serves simple requests without node:http (client-http1.ts). */
+  http1: ClientHttp1 | null;
 }
 
 /** HTTP/2 settings: concurrent streams per connection, as nginx's `http2_max_concurrent_streams`. */
@@ -283,7 +286,22 @@ export class Router implements DataPlaneEngine {
     // One above the header-count limit, so that the guard sees the excess (Node drops extra lines
     // silently). An HTTP/2 server with allowHTTP1 reads these from itself for its HTTP/1.1 side.
     Object.assign(server, { keepAliveTimeout: CLIENT_KEEP_ALIVE_TIMEOUT_MS, maxHeadersCount: lim.maxHeaderCount + 1 });
-    const l: Listener = { name, server, service, acme, secure: kind === 'tls' };
+    const l: Listener = { name, server, service, acme, secure: kind === 'tls', http1: null };
+    if (kind === 'plain') {
+      l.http1 = new ClientHttp1(server as Server, {
+        maxHeaderBytes: lim.maxHeaderBytes,
+        maxHeaderCount: lim.maxHeaderCount,
+        keepAliveTimeoutMs: CLIENT_KEEP_ALIVE_TIMEOUT_MS,
+        headersTimeoutMs: lim.headersTimeoutMs,
+        // What #refuse and the ACME answer would take: node:http serves those requests.
+        accepts: (req) => {
+          const r = req.asIncoming();
+          return rejectRequest(r, lim) === null && badTarget(r) === null && !(acme && req.url.startsWith(ACME_PREFIX));
+        },
+        onRequest: (req, res) => this.#onRequest(l, req.asIncoming(), res as unknown as ServerResponse, true),
+        retiring: () => this.#retiring,
+      });
+    }
     // One closure per listener, not per request.
     server.on('request', (req: AnyRequest, res: AnyResponse) => this.#onRequest(l, req as IncomingMessage, res as ServerResponse));
     // `Expect: 100-continue`: refuse before the client sends a body we would not forward.
@@ -492,7 +510,12 @@ export class Router implements DataPlaneEngine {
     const stopped = this.#listeners.map((l) => new Promise<void>((resolve) => netServerClose.call(l.server as unknown as NetServer, () => resolve())));
     const inFlight = () => this.inFlight('live') + this.inFlight('preview');
     this.#logger.info({ inFlight: inFlight() }, 'router retiring: listeners handed over, draining');
-    const closeIdle = () => { for (const l of this.#listeners) if ('closeIdleConnections' in l.server) l.server.closeIdleConnections(); };
+    const closeIdle = () => {
+      for (const l of this.#listeners) {
+        if ('closeIdleConnections' in l.server) l.server.closeIdleConnections();
+        l.http1?.closeIdle();
+      }
+    };
     const t0 = performance.now();
     await sleep(graceMs);
     closeIdle();
@@ -513,6 +536,7 @@ export class Router implements DataPlaneEngine {
     // Pending drains resolve as not completed, with what was cut.
     for (const svc of this.#services.values()) svc.forceEnd('router closing');
     for (const l of this.#listeners) if ('closeAllConnections' in l.server) l.server.closeAllConnections();
+    for (const l of this.#listeners) l.http1?.closeAll();
     for (const s of this.#tlsSockets) s.destroy();
     await Promise.all(closing);
     for (const svc of this.#services.values()) svc.mirror.close();

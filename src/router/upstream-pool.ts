@@ -17,39 +17,12 @@
  */
 import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+import { HTTPParser, type NodeHttpParser } from './llhttp.ts';
 
-// ── Node's HTTP parser (node:_http_common) ──
-
-/** The slice of Node's `HTTPParser` binding this module uses (the same one `node:http` drives). */
-interface NodeHttpParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | Error;
-  finish(): number | Error | undefined;
-  close(): void;
-  [callback: number]: unknown;
-}
-interface NodeHttpParserClass {
-  new (): NodeHttpParser;
-  readonly RESPONSE: number;
-  readonly kOnMessageBegin: number;
-  readonly kOnHeaders: number;
-  readonly kOnHeadersComplete: number;
-  readonly kOnBody: number;
-  readonly kOnMessageComplete: number;
-  readonly kLenientNone: number;
-}
-
-function loadParser(): NodeHttpParserClass {
-  const P = (process.getBuiltinModule('_http_common') as { HTTPParser?: NodeHttpParserClass } | undefined)?.HTTPParser;
-  const ok = typeof P === 'function' && typeof P.RESPONSE === 'number' &&
-    [P.kOnMessageBegin, P.kOnHeaders, P.kOnHeadersComplete, P.kOnBody, P.kOnMessageComplete].every((k) => typeof k === 'number') &&
-    typeof P.prototype.execute === 'function' && typeof P.prototype.finish === 'function';
-  if (!ok) throw new Error(`this Node.js (${process.version}) does not expose the HTTP parser Cutover's router uses (node:_http_common HTTPParser); use Node.js >= 22.19`);
-  return P;
-}
-
-const HTTPParser = loadParser();
 const { kOnMessageBegin, kOnHeaders, kOnHeadersComplete, kOnBody, kOnMessageComplete } = HTTPParser;
+/** Size of the read buffer shared by all upstream connections (a read takes at most this much). */
+const READ_BUFFER_BYTES = 64 * 1024;
+const READ_BUFFER = Buffer.allocUnsafe(READ_BUFFER_BYTES);
 /** Passed to the parser for async_hooks, as `node:http` passes its own resource object. */
 const PARSER_RESOURCE = Object.freeze({ type: 'CUTOVER_UPSTREAM' });
 
@@ -198,14 +171,16 @@ class Connection {
     parser[kOnMessageComplete] = () => this.#onMessageComplete();
     parser.initialize(HTTPParser.RESPONSE, PARSER_RESOURCE, o.maxHeaderBytes, HTTPParser.kLenientNone);
     this.#parser = parser;
-    const socket = connect({ host: o.host, port: o.port, noDelay: true });
+    // Reads land in one buffer shared by every upstream connection (no 64 KiB allocation and
+    // ArrayBuffer per read, as a 'data' stream does): each read is parsed before the next one, and
+    // body bytes are copied out (#onBody), so nothing outlives its read.
+    const socket = connect({ host: o.host, port: o.port, noDelay: true, onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => { this.#onData(Buffer.from(buf.buffer, buf.byteOffset, n)); return true; } } });
     this.socket = socket;
     socket.setTimeout(o.connectTimeoutMs);
     socket.on('connect', () => {
       this.#connected = true;
       socket.setTimeout(this.attempt !== null ? o.responseTimeoutMs : o.keepAliveMs);
     });
-    socket.on('data', (d: Buffer) => this.#onData(d));
     socket.on('end', () => this.#onEnd());
     socket.on('error', (err: Error) => this.#fail(err));
     socket.on('close', () => this.#fail(upstreamError(UPSTREAM_ERRORS.closed, 'the upstream closed the connection')));
@@ -331,7 +306,8 @@ class Connection {
     const a = this.attempt;
     if (a === null || a.over || !a.headReceived) return;
     try {
-      a.handler.onResponseData(a, b);
+      // A copy: `b` is a view of the shared read buffer, and the handler may queue it.
+      a.handler.onResponseData(a, Buffer.from(b));
     } catch { /* see above */ }
   }
 
