@@ -163,11 +163,14 @@ export class CutoverMetrics {
       counter = this.requests.labels(r.listener, r.color, r.version, METHODS[m], STATUS_CLASSES[c]);
       v.counters[slot] = counter;
     }
-    counter.inc();
-    this.latencyChildren[lane].observe(r.durationMs / 1000);
+    // A sampled record (HAProxy engine, 1 in N logged) stands for N requests of its kind.
+    const w = r.weight ?? 1;
+    counter.inc(w);
+    const latency = this.latencyChildren[lane];
+    for (let i = 0; i < w; i++) latency.observe(r.durationMs / 1000);
     if (r.error !== undefined) {
       const k = UPSTREAM_ERROR_KINDS.indexOf(r.error);
-      if (k >= 0) this.errorChildren[lane][k].inc();
+      if (k >= 0) this.errorChildren[lane][k].inc(w);
     }
   }
 
