@@ -11,8 +11,10 @@
  *   `set server … state ready|maint` (HAProxy runs no checks of its own).
  * - drain: the old live backend's current sessions (`show stat` scur) are watched until 0; at
  *   `drainTimeout`, `shutdown sessions server` closes what remains.
- * - stats: every request line from HAProxy's log ring goes into the same RequestStats and request
- *   hook as the builtin router's requests.
+ * - stats: counts per listener and colour from HAProxy's own counters (`show stat` hrsp_*, polled
+ *   every second: no per-request work); latencies and error kinds from the request log ring, where
+ *   answers below 500 are logged 1 in N (`router.haproxy.logSample`, `auto`: N follows the rate)
+ *   and every error always; every request while a judge holds `everyRequest` (analysis).
  * - files: config, map and server-state file always mirror the current table, so a reload or a
  *   restart (HAProxy killed: the supervisor's `exit` → start again) serves the same live colour.
  *
@@ -31,14 +33,23 @@ import { EMPTY_ROUTE_TABLE, freezeTable, type ColorRoute, type RouteTable, type 
 import type { RequestRecord } from '../../router/data-plane.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { readFileSync } from 'node:fs';
-import { BACKENDS, DYNAMIC_SERVER_OPTIONS, backendOf, noHealthyErrorFile, renderConfig, renderMap, serverArgs, type BackendName, type HAProxyFiles, type HAProxySettings } from './config.ts';
+import { BACKENDS, DYNAMIC_SERVER_OPTIONS, EVERY_REQUEST, SAMPLE_KEY, backendOf, noHealthyErrorFile, renderConfig, renderMap, serverArgs, type BackendName, type HAProxyFiles, type HAProxySettings, type SampleRates } from './config.ts';
 import { RequestLogReader, type LoggedRequest } from './request-log.ts';
-import { num, runtimeErrors, type StatRow } from './runtime.ts';
+import { num, parseStatCsv, runtimeErrors, type StatRow } from './runtime.ts';
+import { BACKEND_LANES as BACKEND_LANE } from './request-log.ts';
 import { HAProxySupervisor } from './supervisor.ts';
 import { CutoverError } from '../../lib/errors.ts';
 
-/** How often HAProxy's counters are read for in-flight figures (faster while a drain runs). */
+/** How often HAProxy's counters are read for counts and in-flight figures (faster while a drain runs). */
 export const STATS_POLL_MS = 1_000;
+/**
+ * `logSample: auto`: about this many latency lines a second per listener (N = rate / this). More
+ * would only refine the histogram: RequestStats keeps 200 raw samples a second.
+ */
+export const AUTO_SAMPLE_LINES_PER_S = 100;
+/** `auto` changes N only when the rate moved it by more than this factor (no map churn). */
+const AUTO_SAMPLE_HYSTERESIS = 1.5;
+const MAX_SAMPLE = 100_000;
 export const DRAIN_POLL_MS = 50;
 /** Retry interval for `del server` of a removed instance that still has connections. */
 const DELETE_RETRY_MS = 250;
@@ -106,6 +117,14 @@ export class HAProxyEngine implements DataPlane {
   /** Runtime API work, one at a time, in swap order. */
   #queue: Promise<void> = Promise.resolve();
   #scur = new Map<string, number>();
+  /** Last `show stat` response counters per backend ([2xx incl. 1xx, 3xx, 4xx, 5xx incl. other]). */
+  #counters = new Map<string, number[]>();
+  #countersAt = 0;
+  /** 1-in-N sampling HAProxy runs now, and what `logSample` asks for when nobody holds everyRequest. */
+  #sample: SampleRates = EVERY_REQUEST;
+  #wantedSample: SampleRates = EVERY_REQUEST;
+  /** Holders of everyRequest(). */
+  #everyHolders = 0;
   #poll: NodeJS.Timeout | null = null;
   #drains: PendingDrain[] = [];
   #closed = false;
@@ -123,6 +142,31 @@ export class HAProxyEngine implements DataPlane {
     this.supervisor = new HAProxySupervisor({ binary: o.binary, files: this.files, logger: this.#logger });
     this.supervisor.on('exit', (pid: number, reason: string) => void this.#restart(pid, reason));
     this.#reader = new RequestLogReader(this.files.socket, (r) => this.#record(r));
+    const fixed = o.settings.logSample;
+    // auto starts at 1 (every request) and follows the rate from the first counter reading.
+    this.#wantedSample = fixed === 'auto' ? EVERY_REQUEST : { live: fixed, preview: fixed };
+    this.#sample = this.#wantedSample;
+  }
+
+  /** The 1-in-N sampling of answers below 500 HAProxy logs under now (per listener). */
+  sampleRates(): SampleRates {
+    return this.#sample;
+  }
+
+  /**
+   * Every request is logged (and reaches the request hook with weight 1) from when this resolves
+   * until the release is called; holders nest.
+   */
+  async everyRequest(): Promise<() => void> {
+    this.#everyHolders++;
+    if (this.#everyHolders === 1) await this.#setSample(EVERY_REQUEST);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#everyHolders--;
+      if (this.#everyHolders === 0) void this.#setSample(this.#wantedSample);
+    };
   }
 
   table(): RouteTable {
@@ -158,6 +202,8 @@ export class HAProxyEngine implements DataPlane {
     }
     await this.#adoptRunning();
     await this.#reader.open();
+    // Counts start from what this HAProxy has counted so far (an attached one counted before us).
+    await this.#readCounters(false);
     this.#started = true;
     this.#poll = setInterval(() => void this.#pollStats(), STATS_POLL_MS);
     this.#poll.unref();
@@ -224,6 +270,7 @@ export class HAProxyEngine implements DataPlane {
     this.#writeTls();
     void this.#enqueue(async () => {
       await this.supervisor.reload();
+      this.#zeroCounters();
       await this.#reader.reopen();
     });
     return true;
@@ -234,6 +281,7 @@ export class HAProxyEngine implements DataPlane {
     return this.#enqueue(async () => {
       await this.#saveServerState();
       await this.supervisor.reload();
+      this.#zeroCounters();
       await this.#reader.reopen();
     });
   }
@@ -279,7 +327,7 @@ export class HAProxyEngine implements DataPlane {
     const down = new Set<string>();
     for (const c of ['blue', 'green'] as const) for (const t of targets[c]) if (!this.#o.health.isHealthy(t.id)) down.add(t.id);
     writeAtomic(this.files.config, renderConfig(this.files, this.#o.settings, targets, down));
-    writeAtomic(this.files.map, renderMap(table));
+    writeAtomic(this.files.map, renderMap(table, this.#sample));
   }
 
   #writeTls(): void {
@@ -332,6 +380,7 @@ export class HAProxyEngine implements DataPlane {
     }
     cmds.push(`set map ${this.files.map} live ${backendOf('live', table.live)}`);
     cmds.push(`set map ${this.files.map} preview ${backendOf('preview', table.preview)}`);
+    cmds.push(...this.#sampleCommands(this.#sample));
     const errors = runtimeErrors(await this.supervisor.api.batch(cmds));
     if (errors.length > 0) this.#logger.warn({ revision: table.revision, errors }, 'HAProxy refused part of a route change');
     this.#markApplied(table.revision);
@@ -398,13 +447,70 @@ export class HAProxyEngine implements DataPlane {
   }
 
   async #pollStats(): Promise<void> {
-    let rows: StatRow[];
-    try {
-      rows = await this.supervisor.api.stat();
-    } catch {
-      return;
+    await this.#readCounters(true).catch(() => {});
+  }
+
+  /**
+   * Reads the backends' counters: in-flight (scur) and, when `count`, the answers since the last
+   * reading into the stats (HAProxy counts every answer, its own 502/503/504 included); then
+   * `auto` sampling follows the rate.
+   */
+  async #readCounters(count: boolean): Promise<void> {
+    const rows: StatRow[] = parseStatCsv(await this.supervisor.api.exec('show stat -1 2 -1'));
+    const now = Date.now();
+    const elapsedS = this.#countersAt > 0 ? (now - this.#countersAt) / 1000 : 0;
+    this.#countersAt = now;
+    const rate = { live: 0, preview: 0 };
+    for (const r of rows) {
+      if (r.svname !== 'BACKEND') continue;
+      this.#scur.set(r.pxname, num(r, 'scur'));
+      const lane = BACKEND_LANE[r.pxname];
+      if (lane === undefined) continue;
+      const c = [num(r, 'hrsp_1xx') + num(r, 'hrsp_2xx'), num(r, 'hrsp_3xx'), num(r, 'hrsp_4xx'), num(r, 'hrsp_5xx') + num(r, 'hrsp_other')];
+      const prev = this.#counters.get(r.pxname);
+      this.#counters.set(r.pxname, c);
+      if (!count || prev === undefined) continue;
+      // A counter that went down belongs to a new HAProxy process (restart, reload): it counted from 0.
+      const fresh = c.some((v, i) => v < prev[i]);
+      const d = c.map((v, i) => (fresh ? v : v - prev[i])) as [number, number, number, number];
+      const total = d[0] + d[1] + d[2] + d[3];
+      if (total === 0) continue;
+      this.stats.recordCounts(lane.listener, lane.color, d, now);
+      rate[lane.listener] += total;
     }
-    for (const r of rows) if (r.svname === 'BACKEND') this.#scur.set(r.pxname, num(r, 'scur'));
+    if (count && elapsedS > 0 && this.#o.settings.logSample === 'auto') this.#followRate(rate.live / elapsedS, rate.preview / elapsedS);
+  }
+
+  /** A new HAProxy process counts from 0: the next reading counts all it has. */
+  #zeroCounters(): void {
+    for (const k of this.#counters.keys()) this.#counters.set(k, [0, 0, 0, 0]);
+  }
+
+  /** `auto`: N ≈ rate / AUTO_SAMPLE_LINES_PER_S per listener, changed only past the hysteresis. */
+  #followRate(liveRps: number, previewRps: number): void {
+    const pick = (rps: number, cur: number) => {
+      const n = Math.min(MAX_SAMPLE, Math.max(1, Math.floor(rps / AUTO_SAMPLE_LINES_PER_S)));
+      return n > cur * AUTO_SAMPLE_HYSTERESIS || n < cur / AUTO_SAMPLE_HYSTERESIS ? n : cur;
+    };
+    const next = { live: pick(liveRps, this.#wantedSample.live), preview: pick(previewRps, this.#wantedSample.preview) };
+    if (next.live === this.#wantedSample.live && next.preview === this.#wantedSample.preview) return;
+    this.#wantedSample = next;
+    if (this.#everyHolders === 0) void this.#setSample(next);
+  }
+
+  #sampleCommands(rates: SampleRates): string[] {
+    return [`set map ${this.files.map} ${SAMPLE_KEY.live} ${rates.live}`, `set map ${this.files.map} ${SAMPLE_KEY.preview} ${rates.preview}`];
+  }
+
+  /** Applies a sampling (map file first, so a reload or restart keeps it; then the runtime API). */
+  #setSample(rates: SampleRates): Promise<void> {
+    this.#sample = rates;
+    if (!this.#started) return Promise.resolve();
+    writeAtomic(this.files.map, renderMap(this.#table, rates));
+    return this.#enqueue(async () => {
+      const errors = runtimeErrors(await this.supervisor.api.batch(this.#sampleCommands(this.#sample)));
+      if (errors.length > 0) this.#logger.warn({ errors }, 'HAProxy refused a log sampling change');
+    });
   }
 
   async #saveServerState(): Promise<void> {
@@ -414,11 +520,15 @@ export class HAProxyEngine implements DataPlane {
 
   #record(r: LoggedRequest): void {
     const route = this.#table.live?.color === r.color ? this.#table.live : this.#table.preview?.color === r.color ? this.#table.preview : null;
-    this.stats.record(r.listener, r.color, r.status, r.durationMs, r.error);
+    // Counts come from HAProxy's counters, which count every answer; a request with no answer
+    // (the client left first: 499) is only in the log, which never samples it.
+    if (!r.answered) this.stats.recordCounts(r.listener, r.color, r.status >= 500 ? [0, 0, 0, 1] : [0, 0, 1, 0]);
+    this.stats.recordLatency(r.listener, r.color, r.durationMs, r.error, r.weight);
     const hook = this.#o.onRequest;
     if (hook !== undefined) {
       const rec: RequestRecord = { listener: r.listener, color: r.color, version: route?.version ?? '', method: r.method, status: r.status, durationMs: r.durationMs };
       if (r.error !== undefined) rec.error = r.error;
+      if (r.weight > 1) rec.weight = r.weight;
       hook(rec);
     }
   }
@@ -433,6 +543,7 @@ export class HAProxyEngine implements DataPlane {
       try {
         this.#writeFiles(this.#table);
         await this.supervisor.start();
+        this.#zeroCounters();
         await this.#adoptRunning();
         await this.#reader.reopen();
         this.#restartDelay = RESTART_MIN_MS;
