@@ -49,6 +49,13 @@ export const STATS_POLL_MS = 1_000;
 export const AUTO_SAMPLE_LINES_PER_S = 100;
 /** `auto` changes N only when the rate moved it by more than this factor (no map churn). */
 const AUTO_SAMPLE_HYSTERESIS = 1.5;
+/**
+ * `auto`: a surge (this many times the wanted lines since the last reading) reads the counters at
+ * once instead of at the next poll, at most every AUTO_SURGE_MIN_MS: a jump from idle to full
+ * load is sampled within about 100 ms, not logged line by line for up to a second.
+ */
+const AUTO_SURGE_FACTOR = 4;
+const AUTO_SURGE_MIN_MS = 100;
 const MAX_SAMPLE = 100_000;
 export const DRAIN_POLL_MS = 50;
 /** Retry interval for `del server` of a removed instance that still has connections. */
@@ -125,6 +132,9 @@ export class HAProxyEngine implements DataPlane {
   #wantedSample: SampleRates = EVERY_REQUEST;
   /** Holders of everyRequest(). */
   #everyHolders = 0;
+  /** Lines read since the last counter reading (`auto`: a surge triggers an early reading). */
+  #linesSinceRead = 0;
+  #reading = false;
   #poll: NodeJS.Timeout | null = null;
   #drains: PendingDrain[] = [];
   #closed = false;
@@ -456,7 +466,15 @@ export class HAProxyEngine implements DataPlane {
    * `auto` sampling follows the rate.
    */
   async #readCounters(count: boolean): Promise<void> {
-    const rows: StatRow[] = parseStatCsv(await this.supervisor.api.exec('show stat -1 2 -1'));
+    if (this.#reading) return;
+    this.#reading = true;
+    let rows: StatRow[];
+    try {
+      rows = parseStatCsv(await this.supervisor.api.exec('show stat -1 2 -1'));
+    } finally {
+      this.#reading = false;
+    }
+    this.#linesSinceRead = 0;
     const now = Date.now();
     const elapsedS = this.#countersAt > 0 ? (now - this.#countersAt) / 1000 : 0;
     this.#countersAt = now;
@@ -519,6 +537,10 @@ export class HAProxyEngine implements DataPlane {
   }
 
   #record(r: LoggedRequest): void {
+    if (++this.#linesSinceRead > AUTO_SURGE_FACTOR * AUTO_SAMPLE_LINES_PER_S && this.#o.settings.logSample === 'auto' && this.#everyHolders === 0
+      && !this.#reading && Date.now() - this.#countersAt >= AUTO_SURGE_MIN_MS) {
+      void this.#readCounters(true).catch(() => {});
+    }
     const route = this.#table.live?.color === r.color ? this.#table.live : this.#table.preview?.color === r.color ? this.#table.preview : null;
     // Counts come from HAProxy's counters, which count every answer; a request with no answer
     // (the client left first: 499) is only in the log, which never samples it.
