@@ -88,6 +88,33 @@ export interface HAProxySettings {
  */
 export const DYNAMIC_SERVER_OPTIONS = 'pool-max-conn -1 pool-purge-delay 5s';
 
+/**
+ * Servers of the live backends: passive ejection inside HAProxy. A connection error to a server
+ * marks it down at once (`observe layer4`, `error-limit 1`, `on-error mark-down`), so the retry
+ * goes to another server, and, when none of the colour is left, to the standby's servers (the
+ * backend's `backup` servers) instead of answering 503 — the moments before Cutover's health
+ * checker has seen the instances die and the controller has failed over. A TCP check every 2 s
+ * (250 ms while down, one success to come back) brings it back; Cutover's verdicts still rule
+ * (`state maint` is never overridden by a check). `observe` needs `check` to be on.
+ */
+export const LIVE_SERVER_CHECK = 'check observe layer4 error-limit 1 on-error mark-down inter 2s fastinter 250ms downinter 250ms rise 1 fall 2';
+/**
+ * Connection retries (each to another server, `option redispatch 1`): enough to pass every dead
+ * server of a colour of up to this many instances and reach a backup.
+ */
+export const CONNECT_RETRIES = 3;
+
+/** Whether `backend` is a live backend (its servers get LIVE_SERVER_CHECK and may have backups). */
+export function isLiveBackend(backend: BackendName): boolean {
+  return backend.startsWith('live_');
+}
+
+/** Server line options of a server in `backend` (`backup`: the standby's server in a live backend). */
+export function serverOptions(backend: BackendName, backup: boolean): string {
+  if (!isLiveBackend(backend)) return '';
+  return ` ${LIVE_SERVER_CHECK}${backup ? ' backup' : ''}`;
+}
+
 /** Server line options every server gets, in the config file and in `add server`. */
 export function serverArgs(host: string, port: number): string {
   return `${addr(host)}:${port}`;
@@ -122,9 +149,10 @@ function durationS(ms: number): string {
 
 /**
  * The whole configuration for `table`. `targets` gives each colour's servers (both listeners'
- * backends of a colour hold the same servers); `down` lists instance ids that start in maintenance.
+ * backends of a colour hold the same servers); `down` lists instance ids that start in
+ * maintenance; `backups[c]`: the servers `live_<c>` falls back to (the standby's), if any.
  */
-export function renderConfig(files: HAProxyFiles, s: HAProxySettings, targets: Record<Color, ColorRoute['targets']>, down: ReadonlySet<string>): string {
+export function renderConfig(files: HAProxyFiles, s: HAProxySettings, targets: Record<Color, ColorRoute['targets']>, down: ReadonlySet<string>, backups: Record<Color, ColorRoute['targets']> = { blue: [], green: [] }): string {
   const bufsize = Math.max(16_384, nextPow2(s.maxHeaderBytes + 1_024));
   const trusted = s.trustedProxies.length > 0 ? s.trustedProxies.join(' ') : null;
   const lines: string[] = [
@@ -161,7 +189,7 @@ export function renderConfig(files: HAProxyFiles, s: HAProxySettings, targets: R
     // 20 plain reloads, 0 with this option).
     '  option idle-close-on-response',
     '  http-reuse safe',
-    '  retries 1',
+    `  retries ${CONNECT_RETRIES}`,
     '  option redispatch 1',
     '  balance leastconn',
     '',
@@ -202,7 +230,10 @@ export function renderConfig(files: HAProxyFiles, s: HAProxySettings, targets: R
     const color = b.endsWith('blue') ? 'blue' : 'green';
     lines.push(`backend ${b}`, `  errorfile 503 ${files.dir}/503-${color}.http`);
     for (const t of targets[color]) {
-      lines.push(`  server ${t.id} ${serverArgs(t.host, t.port)}${down.has(t.id) ? ' disabled' : ''}`);
+      lines.push(`  server ${t.id} ${serverArgs(t.host, t.port)}${serverOptions(b, false)}${down.has(t.id) ? ' disabled' : ''}`);
+    }
+    if (isLiveBackend(b)) {
+      for (const t of backups[color]) lines.push(`  server ${t.id} ${serverArgs(t.host, t.port)}${serverOptions(b, true)}${down.has(t.id) ? ' disabled' : ''}`);
     }
     lines.push('');
   }

@@ -216,6 +216,41 @@ test('logSample auto: N follows the request rate (about AUTO_SAMPLE_LINES_PER_S 
   await until('back to 1 when idle', () => r.engine.sampleRates().live === 1, 5_000);
 });
 
+test('every live instance dies: HAProxy answers from the standby\'s servers (backup) at once instead of 503, and says so', { timeout: 60_000 }, async (t) => {
+  const r = await rig(t);
+  // green v2 live, then blue v1 live: green v2 is the standby (it has been live), so live_blue falls back to it.
+  r.engine.swap(routes(green(r), blue(r)));
+  await r.engine.start();
+  const back = r.engine.swap(routes(blue(r), green(r)));
+  await r.engine.applied(back.revision);
+  await sleep(300);
+  const l = load(r.live, 16);
+  await sleep(500);
+  const servedBefore = l.out.ok;
+  await Promise.all([r.ups['blue-0'].close(), r.ups['blue-1'].close()]);
+  const killedAt = l.out.ok + l.out.failed;
+  await sleep(1_500);
+  await l.stop();
+  t.diagnostic(`${servedBefore} served before the kill, ${l.out.ok + l.out.failed - killedAt} after; failed ${l.out.failed}: ${[...new Set(l.out.errors.map((e) => e.slice(0, 50)))].join(' | ')}`);
+  // Cutover's health checker never said a word here (the test's health view keeps them healthy):
+  // HAProxy alone ejected the dead servers and used the backups.
+  assert.ok(!l.out.errors.some((e) => /^503/.test(e)), `no "no healthy instance" answer: ${l.out.errors.slice(0, 3).join('; ')}`);
+  assert.ok(l.out.failed <= 16, `only requests in flight at the kill may fail: ${l.out.failed}`);
+  assert.ok(l.out.colours.green > 100, `the standby answered: ${JSON.stringify(l.out.colours)}`);
+  await until('the backup episode recorded', () => r.events.some((e) => e.type === 'haproxy.backup'));
+  assert.match(r.events.find((e) => e.type === 'haproxy.backup')!.reason, /standby's servers \(green\)/);
+});
+
+test('a candidate is never a backup: only a release that has been live backs up the live colour', { timeout: 30_000 }, async (t) => {
+  const r = await rig(t);
+  r.engine.swap(routes(blue(r), green(r))); // green v2 is a candidate: never live
+  await r.engine.start();
+  await Promise.all([r.ups['blue-0'].close(), r.ups['blue-1'].close()]);
+  const answers = await Promise.all(Array.from({ length: 5 }, () => get(r.live, false)));
+  assert.ok(answers.every((a) => a.status === 503), `the candidate took no live request: ${answers.map((a) => a.status).join(',')}`);
+  assert.ok(!/^\s*server green/m.test(readFileSync(r.engine.files.config, 'utf8').split('backend live_blue')[1].split('backend ')[0]));
+});
+
 test('instance changes: add server, del server and a moved instance, without a reload', { timeout: 30_000 }, async (t) => {
   const r = await rig(t);
   r.engine.swap(routes(blue(r, 1), null));
@@ -280,6 +315,7 @@ test('drain: a slow request in flight on the old colour completes; at the timeou
   const slow = get(`${r.live}/slow?ms=600`);
   await sleep(150);
   const sw = r.engine.swap(routes(green(r), blue(r)));
+  await r.engine.applied(sw.revision);
   assert.equal((await get(r.live)).body.split(' ')[0], 'green');
   const report = await sw.drain!;
   assert.equal((await slow).body.split(' ')[0], 'blue', 'the request in flight finished on blue');

@@ -33,7 +33,7 @@ import { EMPTY_ROUTE_TABLE, freezeTable, type ColorRoute, type RouteTable, type 
 import type { RequestRecord } from '../../router/data-plane.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { readFileSync } from 'node:fs';
-import { BACKENDS, DYNAMIC_SERVER_OPTIONS, EVERY_REQUEST, SAMPLE_KEY, backendOf, noHealthyErrorFile, renderConfig, renderMap, serverArgs, type BackendName, type HAProxyFiles, type HAProxySettings, type SampleRates } from './config.ts';
+import { BACKENDS, DYNAMIC_SERVER_OPTIONS, EVERY_REQUEST, SAMPLE_KEY, backendOf, isLiveBackend, serverOptions, noHealthyErrorFile, renderConfig, renderMap, serverArgs, type BackendName, type HAProxyFiles, type HAProxySettings, type SampleRates } from './config.ts';
 import { RequestLogReader, type LoggedRequest } from './request-log.ts';
 import { num, parseStatCsv, runtimeErrors, type StatRow } from './runtime.ts';
 import { BACKEND_LANES as BACKEND_LANE } from './request-log.ts';
@@ -57,6 +57,8 @@ const AUTO_SAMPLE_HYSTERESIS = 1.5;
 const AUTO_SURGE_FACTOR = 4;
 const AUTO_SURGE_MIN_MS = 100;
 const MAX_SAMPLE = 100_000;
+/** Releases remembered as having been live (the standby is one of them). */
+const LIVE_RELEASES_KEPT = 16;
 export const DRAIN_POLL_MS = 50;
 /** Retry interval for `del server` of a removed instance that still has connections. */
 const DELETE_RETRY_MS = 250;
@@ -132,6 +134,11 @@ export class HAProxyEngine implements DataPlane {
   #wantedSample: SampleRates = EVERY_REQUEST;
   /** Holders of everyRequest(). */
   #everyHolders = 0;
+  /** `colour:version` pairs that have been live: a preview route among them is the standby (validated), not a candidate. */
+  readonly #wasLive = new Set<string>();
+  /** Requests the standby's servers (backups) had answered in each live backend at the last reading. */
+  #backupServed = new Map<string, number>();
+  #backupEpisode = false;
   /** Lines read since the last counter reading (`auto`: a surge triggers an early reading). */
   #linesSinceRead = 0;
   #reading = false;
@@ -201,6 +208,8 @@ export class HAProxyEngine implements DataPlane {
   /** Writes the files for the current table and starts (or attaches to) HAProxy. */
   async start(): Promise<void> {
     mkdirSync(this.files.dir, { recursive: true, mode: 0o700 });
+    this.#readLiveReleases();
+    this.#writeLiveReleases();
     for (const c of ['blue', 'green'] as const) writeAtomic(path.join(this.files.dir, `503-${c}.http`), noHealthyErrorFile(c));
     this.#writeTls();
     this.#writeFiles(this.#table);
@@ -230,6 +239,7 @@ export class HAProxyEngine implements DataPlane {
     const table = Object.isFrozen(next) ? next : freezeTable(next);
     const prev = this.#table;
     this.#table = table;
+    this.#rememberLive(table);
     const from = prev.live?.color ?? null;
     const to = table.live?.color ?? null;
     if (to !== null) for (const d of this.#drains) if (d.color === to) d.cancelled = true;
@@ -332,11 +342,47 @@ export class HAProxyEngine implements DataPlane {
     return out;
   }
 
+  /** Releases that were live, kept in `<dir>/live-releases` so a restarted daemon still knows its standby. */
+  #rememberLive(table: RouteTable): void {
+    if (table.live === null) return;
+    const key = `${table.live.color}:${table.live.version}`;
+    if (this.#wasLive.has(key)) return;
+    this.#wasLive.add(key);
+    // Bounded: the last few releases are all a standby can be.
+    while (this.#wasLive.size > LIVE_RELEASES_KEPT) this.#wasLive.delete(this.#wasLive.values().next().value!);
+    if (this.#started) this.#writeLiveReleases();
+  }
+
+  #writeLiveReleases(): void {
+    writeAtomic(path.join(this.files.dir, 'live-releases'), `${[...this.#wasLive].join('\n')}\n`, 0o600);
+  }
+
+  #readLiveReleases(): void {
+    let text = '';
+    try { text = readFileSync(path.join(this.files.dir, 'live-releases'), 'utf8'); } catch { return; }
+    const known = [...text.split('\n').filter((l) => /^(blue|green):/.test(l)), ...this.#wasLive];
+    this.#wasLive.clear();
+    for (const k of known.slice(-LIVE_RELEASES_KEPT)) this.#wasLive.add(k);
+  }
+
+  /**
+   * The servers each live backend falls back to: the other colour's, when it is the standby (a
+   * release that has been live: validated), never a candidate's (DESIGN promise 4).
+   */
+  #backups(table: RouteTable): Record<Color, readonly RouteTarget[]> {
+    const out: Record<Color, readonly RouteTarget[]> = { blue: [], green: [] };
+    for (const r of [table.live, table.preview] as (ColorRoute | null)[]) {
+      if (r === null || !this.#wasLive.has(`${r.color}:${r.version}`)) continue;
+      out[r.color === 'blue' ? 'green' : 'blue'] = r.targets;
+    }
+    return out;
+  }
+
   #writeFiles(table: RouteTable): void {
     const targets = this.#targets(table);
     const down = new Set<string>();
     for (const c of ['blue', 'green'] as const) for (const t of targets[c]) if (!this.#o.health.isHealthy(t.id)) down.add(t.id);
-    writeAtomic(this.files.config, renderConfig(this.files, this.#o.settings, targets, down));
+    writeAtomic(this.files.config, renderConfig(this.files, this.#o.settings, targets, down, this.#backups(table)));
     writeAtomic(this.files.map, renderMap(table, this.#sample));
   }
 
@@ -363,26 +409,34 @@ export class HAProxyEngine implements DataPlane {
   async #apply(table: RouteTable): Promise<void> {
     if (this.#closed) return;
     const targets = this.#targets(table);
+    const backups = this.#backups(table);
     const cmds: string[] = [];
+    // Backup servers are not needed for the switch: their commands go after the map.
+    const after: string[] = [];
     const removals: [BackendName, string][] = [];
     for (const b of BACKENDS) {
       const color: Color = b.endsWith('blue') ? 'blue' : 'green';
       const have = this.#servers.get(b)!;
-      const want = new Map(targets[color].map((t) => [t.id, t]));
-      for (const [id, t] of want) {
+      const want = new Map(targets[color].map((t) => [t.id, { t, backup: false }]));
+      if (isLiveBackend(b)) for (const t of backups[color]) want.set(t.id, { t, backup: true });
+      for (const [id, { t, backup }] of want) {
         const a = serverArgs(t.host, t.port);
         const state = this.#o.health.isHealthy(id) ? 'ready' : 'maint';
+        const out = backup ? after : cmds;
         if (!have.has(id)) {
-          cmds.push(`add server ${b}/${id} ${a} ${DYNAMIC_SERVER_OPTIONS}`);
-          cmds.push(`set server ${b}/${id} state ${state}`);
+          out.push(`add server ${b}/${id} ${a} ${DYNAMIC_SERVER_OPTIONS}${serverOptions(b, backup)}`);
+          out.push(`set server ${b}/${id} state ${state}`);
+          // A dynamic server's check starts disabled (management.txt, "add server").
+          if (isLiveBackend(b)) out.push(`enable health ${b}/${id}`);
         } else if (have.get(id) !== a) {
-          cmds.push(`set server ${b}/${id} addr ${t.host} port ${t.port}`);
-          cmds.push(`set server ${b}/${id} state ${state}`);
+          out.push(`set server ${b}/${id} addr ${t.host} port ${t.port}`);
+          out.push(`set server ${b}/${id} state ${state}`);
         }
         have.set(id, a);
       }
       for (const id of have.keys()) {
         if (want.has(id)) continue;
+        if (isLiveBackend(b)) cmds.push(`disable health ${b}/${id}`);
         cmds.push(`set server ${b}/${id} state maint`);
         removals.push([b, id]);
         have.delete(id);
@@ -390,7 +444,7 @@ export class HAProxyEngine implements DataPlane {
     }
     cmds.push(`set map ${this.files.map} live ${backendOf('live', table.live)}`);
     cmds.push(`set map ${this.files.map} preview ${backendOf('preview', table.preview)}`);
-    cmds.push(...this.#sampleCommands(this.#sample));
+    cmds.push(...this.#sampleCommands(this.#sample), ...after);
     const errors = runtimeErrors(await this.supervisor.api.batch(cmds));
     if (errors.length > 0) this.#logger.warn({ revision: table.revision, errors }, 'HAProxy refused part of a route change');
     this.#markApplied(table.revision);
@@ -470,7 +524,7 @@ export class HAProxyEngine implements DataPlane {
     this.#reading = true;
     let rows: StatRow[];
     try {
-      rows = parseStatCsv(await this.supervisor.api.exec('show stat -1 2 -1'));
+      rows = parseStatCsv(await this.supervisor.api.exec('show stat -1 6 -1'));
     } finally {
       this.#reading = false;
     }
@@ -479,6 +533,7 @@ export class HAProxyEngine implements DataPlane {
     const elapsedS = this.#countersAt > 0 ? (now - this.#countersAt) / 1000 : 0;
     this.#countersAt = now;
     const rate = { live: 0, preview: 0 };
+    if (count) this.#noticeBackups(rows);
     for (const r of rows) {
       if (r.svname !== 'BACKEND') continue;
       this.#scur.set(r.pxname, num(r, 'scur'));
@@ -497,6 +552,35 @@ export class HAProxyEngine implements DataPlane {
       rate[lane.listener] += total;
     }
     if (count && elapsedS > 0 && this.#o.settings.logSample === 'auto') this.#followRate(rate.live / elapsedS, rate.preview / elapsedS);
+  }
+
+  /**
+   * Records when HAProxy sent live requests to the standby's servers (its `backup` servers: no
+   * live instance answered a connection), once per episode: the controller's failover follows
+   * when the health checker has seen the instances die (DESIGN promise 6).
+   */
+  #noticeBackups(rows: StatRow[]): void {
+    const live = this.#table.live;
+    const served = new Map<string, number>();
+    for (const r of rows) if (r.svname !== 'BACKEND' && r.svname !== 'FRONTEND' && num(r, 'bck') === 1 && isLiveBackend(r.pxname as BackendName)) served.set(r.pxname, (served.get(r.pxname) ?? 0) + num(r, 'stot'));
+    const prev = this.#backupServed;
+    this.#backupServed = served;
+    if (live === null) return;
+    const b = `live_${live.color}`;
+    const before = prev.get(b);
+    const now = served.get(b) ?? 0;
+    if (before === undefined || now <= before) {
+      this.#backupEpisode = false;
+      return;
+    }
+    if (this.#backupEpisode) return;
+    this.#backupEpisode = true;
+    const standby = live.color === 'blue' ? 'green' : 'blue';
+    this.onEvent({
+      type: 'haproxy.backup',
+      reason: `HAProxy sent ${now - before} live request(s) to the standby's servers (${standby}): no instance of ${live.color} (${live.version}) took a connection; the controller fails over when the health checker has seen them down`,
+      data: { live: live.color, standby, requests: now - before },
+    });
   }
 
   /** A new HAProxy process counts from 0: the next reading counts all it has. */
