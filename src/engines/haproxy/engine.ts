@@ -7,8 +7,10 @@
  *   the next request of every connection; requests in flight finish on their backend (promise 1).
  * - instances: `add server` (enters in maintenance, then `set server … state ready` when healthy),
  *   `set server … addr` when a known instance moved, `del server` once it has no connection left.
- * - health: Cutover's health checker stays the only judge; its verdicts are mirrored with
- *   `set server … state ready|maint` (HAProxy runs no checks of its own).
+ * - health: Cutover's health checker decides who is in rotation; its verdicts are mirrored with
+ *   `set server … state ready|maint`. In the live backends HAProxy also ejects a server on a
+ *   connection error (passive ejection) and falls back to the standby's servers (`backup`; only a
+ *   release that has been live) until the controller fails over.
  * - drain: the old live backend's current sessions (`show stat` scur) are watched until 0; at
  *   `drainTimeout`, `shutdown sessions server` closes what remains.
  * - stats: counts per listener and colour from HAProxy's own counters (`show stat` hrsp_*, polled
