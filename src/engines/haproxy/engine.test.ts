@@ -389,8 +389,11 @@ test('manage: false drives an HAProxy run by something else through its socket, 
   const attached = new HAProxyEngine({
     stateDir: r.dir, binary: HAPROXY, manage: false, settings: settings(Number(new URL(r.live).port), Number(new URL(r.preview).port)), drainTimeoutMs: 5_000, health: r.health,
   });
+  // As if that HAProxy had been started from an older map, without the log sampling entries.
+  await r.engine.supervisor.api.batch([`del map ${r.engine.files.map} sample_live`, `del map ${r.engine.files.map} sample_preview`]);
   attached.swap(routes(blue(r), green(r)));
   await attached.start();
+  assert.match(await attached.supervisor.api.exec(`show map ${attached.files.map}`), / sample_live 1\n/, 'the missing entries were added');
   const sw = attached.swap(routes(green(r), blue(r)));
   assert.deepEqual((await sw.applied).missing, []);
   assert.equal((await get(r.live)).body.split(' ')[0], 'green');

@@ -403,6 +403,11 @@ export class HAProxyEngine implements DataPlane {
       if (m === undefined || r.svname === 'BACKEND' || r.svname === 'FRONTEND') continue;
       m.set(r.svname, r.addr ?? '');
     }
+    // An HAProxy started from an older map (manage: false) lacks the sampling keys: `set map`
+    // only changes existing entries.
+    const entries = await this.supervisor.api.exec(`show map ${this.files.map}`);
+    const missing = [SAMPLE_KEY.live, SAMPLE_KEY.preview].filter((k) => !new RegExp(` ${k} `).test(entries));
+    if (missing.length > 0) await this.supervisor.api.batch(missing.map((k) => `add map ${this.files.map} ${k} 1`));
     // A start from the files has what the table says; an attach gets the table applied now.
     await this.#apply(this.#table);
   }
