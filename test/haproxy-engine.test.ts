@@ -16,6 +16,7 @@ import { silentLogger } from '../src/lib/logger.ts';
 import type { HAProxyEngine } from '../src/engines/haproxy/engine.ts';
 import { configYaml, freePorts, SHOP_V1, SHOP_V2, tempDir, TEST_TOKEN, waitFor } from './helpers.ts';
 import { httpGet } from './support/router.ts';
+import { defaultPlugins } from '../src/daemon/plugins.ts';
 
 const get = (url: string, agent?: http.Agent | false) => httpGet(url, agent, 15_000);
 
@@ -152,6 +153,40 @@ test('haproxy engine: HAProxy killed → the daemon starts it again serving the 
     assert.equal(await version(daemon.previewUrl()!), 'v1');
     await daemon.controller.rollback({ actor: 'test' });
     assert.equal(await version(daemon.liveUrl()), 'v1', 'and is driven as before');
+  } finally {
+    await daemon?.stop({ stopInstances: true });
+    cleanup();
+  }
+});
+
+test('haproxy engine: post-switch analysis sees every request (logSample 1 while it judges), then sampling resumes; the baseline counts are exact', { timeout: 90_000 }, async (t) => {
+  const { dir, cleanup } = tempDir();
+  const ports = await freePorts();
+  let daemon: Daemon | null = null;
+  try {
+    const analysis = 'analysis:\n  window: 3s\n  interval: 1s\n  minRequests: 20\n  baseline: 3s\n';
+    const yaml = configYaml(ports, { instances: 1, extra: analysis }).replace('router:\n', 'router:\n  engine: haproxy\n  haproxy: { logSample: 5 }\n');
+    daemon = await Daemon.start(parseConfig(yaml, { file: 'cutover.yaml', baseDir: dir }), { logger: silentLogger, env: { CUTOVER_TOKEN: TEST_TOKEN }, plugins: defaultPlugins() });
+    const engine = daemon.router.engine as HAProxyEngine;
+    await daemon.controller.deploy({ version: 'v1', path: SHOP_V1, actor: 'test' }).done;
+    assert.equal(engine.sampleRates().live, 5);
+    const l = load(daemon.liveUrl(), 8, ['/']);
+    await new Promise((r) => setTimeout(r, 3_500)); // a baseline for v1
+    const seen = new Set<number>();
+    const watch = setInterval(() => seen.add(engine.sampleRates().live), 20);
+    const d2 = await daemon.controller.deploy({ version: 'v2', path: SHOP_V2, actor: 'test' }).done;
+    clearInterval(watch);
+    await l.stop();
+    assert.equal(d2.status, 'succeeded', JSON.stringify(d2));
+    assert.ok(seen.has(1), `every request logged while analysis judged: rates seen ${[...seen].join(', ')}`);
+    assert.equal(engine.sampleRates().live, 5, 'sampling resumes after the bake');
+    const events = daemon.controller.events({ limit: 10_000 });
+    const judged = events.filter((e) => e.type === 'analysis');
+    t.diagnostic(judged.map((e) => e.reason).join(' || '));
+    assert.ok(judged.length >= 2 && judged.every((e) => (e.data as { outcome: string }).outcome === 'passed'), 'each interval judged and passed');
+    const base = (judged[0].data as { baseline: { requests: number } | null }).baseline;
+    assert.ok(base !== null && base.requests >= 20, `the baseline (sampled latencies, exact counts): ${JSON.stringify(base)}`);
+    assert.equal(l.out.failed, 0, l.out.errors.slice(0, 3).join('; '));
   } finally {
     await daemon?.stop({ stopInstances: true });
     cleanup();
