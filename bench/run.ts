@@ -550,7 +550,7 @@ function evaluateTargets(r: Omit<Results, 'targets'>): Results['targets'] {
     const eng = e.find((t) => t.key === 'haproxy-engine')!;
     out.push({ name: 'HAProxy engine: throughput vs bare HAProxy with the same config', measured: ratio(eng.rps / same.rps), goal: `≥ ${TARGET_ENGINE_VS_HAPROXY}×`, met: eng.rps / same.rps >= TARGET_ENGINE_VS_HAPROXY });
     const sameCpu = eng.cpuMsPer1k / same.cpuMsPer1k;
-    out.push({ name: 'HAProxy engine: CPU per request vs bare HAProxy with the same config (daemon included)', measured: ratio(sameCpu), goal: `≤ ${ratio(1 / TARGET_ENGINE_VS_HAPROXY)}`, met: sameCpu <= 1 / TARGET_ENGINE_VS_HAPROXY });
+    out.push({ name: 'HAProxy engine: CPU per request vs bare HAProxy with the same config (daemon included; beside the throughput goal, less sensitive to sharing)', measured: ratio(sameCpu), goal: `≤ ${ratio(1 / TARGET_ENGINE_VS_HAPROXY)}`, met: sameCpu <= 1 / TARGET_ENGINE_VS_HAPROXY });
     const sw = r.engine.switching;
     out.push({ name: `HAProxy engine: failed requests across ${sw.switches.length} switches under load`, measured: int(sw.load.failed), goal: '0', met: sw.load.failed === 0 });
     const routed = sw.switches.map((x) => x.routedMs ?? Number.NaN);
