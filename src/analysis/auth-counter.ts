@@ -32,12 +32,13 @@ export class AuthCounter {
   observe(r: RequestRecord): void {
     if (r.listener !== 'live') return;
     const c = this.#counts[r.color];
-    c.requests++;
+    const w = r.weight ?? 1; // a sampled record stands for `weight` requests
+    c.requests += w;
     const i = r.status === 401 ? 0 : r.status === 403 ? 1 : r.status === 419 ? 2 : -1;
-    if (i >= 0) c.by[i]++;
+    if (i >= 0) c.by[i] += w;
     if (r.credentials === true) {
-      c.creds++;
-      if (i >= 0) c.lost++;
+      c.creds += w;
+      if (i >= 0) c.lost += w;
     }
   }
 

@@ -36,6 +36,8 @@ export const analysisPlugin: PluginFactory = ({ config, controller, router }) =>
         const candidate = new ReleaseRecorder({ listener: 'live', color: ctx.color, version: ctx.release.version });
         const old = prev ? new ReleaseRecorder({ listener: 'live', color: prev.color, version: prev.version }) : null;
         const counter = new AuthCounter();
+        // Judged request by request: a sampling data plane (HAProxy engine) reports every one meanwhile.
+        const releaseEvery = await router.everyRequest?.();
         recorders.add(candidate);
         if (old) recorders.add(old);
         auth.add(counter);
@@ -52,6 +54,7 @@ export const analysisPlugin: PluginFactory = ({ config, controller, router }) =>
           recorders.delete(candidate);
           if (old) recorders.delete(old);
           auth.delete(counter);
+          releaseEvery?.();
         }
       },
       async analysis(ctx): Promise<PhaseVerdict> {
@@ -61,6 +64,7 @@ export const analysisPlugin: PluginFactory = ({ config, controller, router }) =>
         const switched = controller.events({ deployment: ctx.deployment.id, limit: 10_000 }).filter((e) => e.type === 'switch').at(-1);
         const candidate = new ReleaseRecorder({ listener: 'live', color: ctx.color, version: ctx.release.version });
         const copy = new ReleaseRecorder({ listener: 'preview', color: ctx.previous.color, version: ctx.previous.version });
+        const releaseEvery = await router.everyRequest?.();
         recorders.add(candidate);
         recorders.add(copy);
         const counter = new AuthCounter();
@@ -85,6 +89,7 @@ export const analysisPlugin: PluginFactory = ({ config, controller, router }) =>
           recorders.delete(candidate);
           recorders.delete(copy);
           auth.delete(counter);
+          releaseEvery?.();
         }
       },
     },

@@ -23,6 +23,8 @@ export class ReleaseRecorder {
   #at: number[] = [];
   #latency: number[] = [];
   #error: boolean[] = [];
+  /** Requests each record stands for (RequestRecord.weight: 1 unless the data plane sampled). */
+  #weight: number[] = [];
 
   constructor(o: { listener: RequestRecord['listener']; color: RequestRecord['color']; version: string; now?: () => number }) {
     this.#listener = o.listener;
@@ -31,12 +33,13 @@ export class ReleaseRecorder {
     this.#now = o.now ?? Date.now;
   }
 
-  /** Hot path while a bake runs: one comparison, three pushes. */
+  /** Hot path while a bake runs: one comparison, four pushes. */
   observe(r: RequestRecord): void {
     if (r.listener !== this.#listener || r.color !== this.#color || r.version !== this.#version) return;
     this.#at.push(r.at ?? this.#now());
     this.#latency.push(r.durationMs);
     this.#error.push(r.status >= 500);
+    this.#weight.push(r.weight ?? 1);
   }
 
   /**
@@ -51,13 +54,14 @@ export class ReleaseRecorder {
     let requests = 0;
     for (let i = 0; i < end; i++) {
       if (this.#at[i] < from) continue;
-      requests++;
-      if (this.#error[i]) errors++;
+      requests += this.#weight[i];
+      if (this.#error[i]) errors += this.#weight[i];
       if (this.#at[i] >= latencyFrom) lat.push(this.#latency[i]);
     }
     this.#at = this.#at.slice(end);
     this.#latency = this.#latency.slice(end);
     this.#error = this.#error.slice(end);
+    this.#weight = this.#weight.slice(end);
     const sorted = Float64Array.from(lat).sort();
     const q = (p: number) => (sorted.length === 0 ? Number.NaN : sorted[Math.max(1, Math.ceil(p * sorted.length)) - 1]);
     return {

@@ -74,8 +74,11 @@ const haproxySchema = z.strictObject({
   binary: z.string().min(1).default(d.DEFAULT_HAPROXY_BINARY),
   /** HAProxy worker threads (`nbthread`). */
   threads: z.int().min(1).max(64).default(1),
-  /** Log 1 request in N into the ring Cutover reads stats from (1 = every request). */
-  logSample: z.int().min(1).max(1_000).default(1),
+  /**
+   * Latency samples: answers below 500 logged 1 in N into the ring Cutover reads (`auto`: N follows
+   * the request rate; 1 = every request). Counts come from HAProxy's counters; errors are always logged.
+   */
+  logSample: z.union([z.literal('auto'), z.int().min(1).max(100_000)]).default('auto'),
   maxConnections: z.int().min(16).default(d.DEFAULT_HAPROXY_MAX_CONNECTIONS),
   /** false: attach to an HAProxy run by something else through `socket`; Cutover never starts, reloads or stops it. */
   manage: z.boolean().default(true),

@@ -493,6 +493,8 @@ function readOnly(router: DataPlane): RouterView {
     mirrorReport: (id) => router.mirrorReport(id),
     // The traffic sample's capture: copies chosen live requests into their record; moves no traffic.
     ...(router.setCapture ? { setCapture: router.setCapture.bind(router) } : {}),
+    // A sampling data plane (HAProxy engine) reports every request while a judge holds this.
+    ...(router.everyRequest ? { everyRequest: router.everyRequest.bind(router) } : {}),
   } satisfies RouterView);
 }
 

@@ -32,6 +32,12 @@ export interface RequestRecord {
   credentials?: boolean;
   /** Only for live requests the capture chose (`RouterView.setCapture`). */
   request?: CapturedRequest;
+  /**
+   * How many requests of its kind this record stands for: a data plane that samples (the HAProxy
+   * engine logs 1 request in N while nobody holds `everyRequest`) sends N; absent = 1. Counters
+   * add it; per-request judges (analysis) hold `everyRequest` and see 1.
+   */
+  weight?: number;
 }
 
 /**
@@ -136,6 +142,12 @@ export interface RouterView {
    * plane that cannot copy requests leaves it out, and nothing is sampled.
    */
   setCapture?(capture: RequestCapture | null): void;
+  /**
+   * Every request reaches the request hook (weight 1) from when the promise resolves until the
+   * returned release is called: for judges that count requests one by one (post-switch
+   * analysis). Optional: a data plane that always reports every request leaves it out.
+   */
+  everyRequest?(): Promise<() => void>;
 }
 
 /** The controller's handle on the data plane: read everything, and swap the route table. */

@@ -80,3 +80,32 @@ test('buckets are 1 s wide, ranges select them, and data older than 15 minutes i
   assert.equal(s.query('live', 'blue', t0, t0 + 2_000).requests, 0);
   assert.equal(s.query('live', 'blue', c.t, c.t + 1_000).requests, 1);
 });
+
+test('counts from counters and sampled latencies: exact counts, percentiles weighted by what each sample stands for', () => {
+  const c = clock();
+  const s = new RequestStats({ now: c.now });
+  // Second 1: 1,000 requests, latencies sampled 1 in 100 (10 samples at 10 ms).
+  s.recordCounts('live', 'blue', [990, 0, 5, 5]);
+  for (let i = 0; i < 10; i++) s.recordLatency('live', 'blue', 10, undefined, 100);
+  s.recordLatency('live', 'blue', 3, 'connect');
+  // Second 2: 20 requests, every one timed, at 500 ms: they must not outweigh second 1's 1,000.
+  c.t += 1_000;
+  s.recordCounts('live', 'blue', [20, 0, 0, 0]);
+  for (let i = 0; i < 20; i++) s.recordLatency('live', 'blue', 500);
+  const q = s.query('live', 'blue', c.t - 1_000, c.t + 1_000);
+  assert.equal(q.requests, 1_020);
+  assert.deepEqual(q.byClass, { '2xx': 1_010, '3xx': 0, '4xx': 5, '5xx': 5 });
+  assert.equal(q.errors.connect, 1);
+  assert.ok(Math.abs(q.p95 - 10) / 10 < 0.07, `p95 ${q.p95}: the 1,000 requests of second 1 dominate`);
+  assert.ok(Math.abs(q.p99 - 500) / 500 < 0.07, `p99 ${q.p99}: the 2 % at 500 ms`);
+  assert.equal(q.samples.length, 31);
+  // Every request timed (weight 1, as with the builtin router): exact percentiles from the samples.
+  const only2 = s.query('live', 'blue', c.t, c.t + 1_000);
+  assert.equal(only2.p50, 500);
+  // Counts with no latency at all: requests known, percentiles unknown.
+  c.t += 1_000;
+  s.recordCounts('preview', 'green', [3, 0, 0, 0]);
+  const p = s.query('preview', 'green', c.t, c.t + 1_000);
+  assert.equal(p.requests, 3);
+  assert.ok(Number.isNaN(p.p95));
+});

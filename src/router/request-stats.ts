@@ -33,8 +33,9 @@ export interface StatsSummary {
   errors: Record<ProxyErrorKind, number>;
   /** Share of 5xx among requests; 0 when there were no requests. */
   errorRate: number;
-  /** Latency percentiles in ms; NaN when there were no requests. Exact when every request of the
-   * range is in `samples`, else from the histogram (within ~6 %). */
+  /** Latency percentiles in ms; NaN when there were no requests (or no latency of them). Exact when
+   * every request of the range is in `samples`, else from the histogram (within ~6 %; weighted by
+   * what each sample stands for when the data plane samples latencies: `recordLatency`). */
   p50: number;
   p95: number;
   p99: number;
@@ -57,11 +58,17 @@ class Bucket {
   readonly samples = new Float32Array(STATS_SAMPLES_PER_BUCKET);
   /** Samples offered this second (reservoir sampling, Algorithm R). */
   seen = 0;
+  /**
+   * Requests the histogram stands for beyond `seen` (recordLatency with weight > 1: a sampled
+   * data plane's one record stands for N requests). 0 for the builtin router.
+   */
+  extraWeight = 0;
 
   reset(sec: number): void {
     this.sec = sec;
     this.requests = 0;
     this.seen = 0;
+    this.extraWeight = 0;
     this.classes.fill(0);
     this.errors.fill(0);
     this.hist.fill(0);
@@ -146,6 +153,53 @@ export class RequestStats {
     }
   }
 
+  /**
+   * Counts without latencies: `byClass` requests (indexed 2xx, 3xx, 4xx, 5xx) that finished in
+   * the second of `atMs` (default now). For a data plane that reads exact counters (HAProxy's
+   * `show stat`) and only a sample of latencies (`recordLatency`); never both for one request.
+   */
+  recordCounts(listener: ListenerName, color: Color, byClass: readonly [number, number, number, number], atMs?: number): void {
+    const b = this.#bucket(listener, color, atMs);
+    if (b === null) return;
+    for (let i = 0; i < 4; i++) {
+      b.classes[i] += byClass[i];
+      b.requests += byClass[i];
+    }
+  }
+
+  /**
+   * A latency (and proxy error kind) without counting a request: the counts come from
+   * `recordCounts`. `weight`: how many requests this one stands for (1 in N sampled: N), so that
+   * percentiles over seconds with different sampling stay unbiased.
+   */
+  recordLatency(listener: ListenerName, color: Color, durationMs: number, error?: ProxyErrorKind, weight = 1, atMs?: number): void {
+    const b = this.#bucket(listener, color, atMs);
+    if (b === null) return;
+    if (error !== undefined) b.errors[ERROR_KINDS.indexOf(error)]++;
+    b.hist[histIndex(durationMs)] += weight;
+    if (weight > 1) b.extraWeight += weight - 1;
+    const n = ++b.seen;
+    if (n <= STATS_SAMPLES_PER_BUCKET) b.samples[n - 1] = durationMs;
+    else {
+      const j = Math.floor(Math.random() * n);
+      if (j < STATS_SAMPLES_PER_BUCKET) b.samples[j] = durationMs;
+    }
+  }
+
+  #bucket(listener: ListenerName, color: Color, atMs: number | undefined): Bucket | null {
+    const sec = Math.floor((atMs ?? this.#now()) / STATS_BUCKET_MS);
+    const ring = this.#rings[laneIndex(listener, color)];
+    const slot = sec % SLOTS;
+    let b = ring[slot];
+    if (b === undefined) {
+      b = new Bucket();
+      ring[slot] = b;
+    }
+    if (b.sec > sec) return null;
+    if (b.sec !== sec) b.reset(sec);
+    return b;
+  }
+
   /** Summary of requests that finished in [fromMs, toMs) (1 s resolution, last 15 minutes only). */
   query(listener: ListenerName, color: Color, fromMs: number, toMs: number): StatsSummary {
     return this.#summarize(listener, color, fromMs, toMs, true) as StatsSummary;
@@ -172,10 +226,13 @@ export class RequestStats {
     const hist = new Uint32Array(HIST_SIZE);
     const samples: number[] = [];
     let requests = 0;
+    /** Requests the latency figures stand for (= requests, unless latencies are sampled). */
+    let timed = 0;
     for (let sec = first; sec <= last; sec++) {
       const b = ring[sec % SLOTS];
       if (b === undefined || b.sec !== sec) continue;
       requests += b.requests;
+      timed += b.seen + b.extraWeight;
       for (let i = 0; i < 4; i++) {
         classes[i] += b.classes[i];
         errors[i] += b.errors[i];
@@ -185,15 +242,15 @@ export class RequestStats {
       for (let i = 0; i < kept; i++) samples.push(b.samples[i]);
     }
     let p50: number, p95: number, p99: number;
-    if (samples.length === requests) {
+    if (samples.length === timed) {
       const sorted = Float64Array.from(samples).sort();
       p50 = quantileSorted(sorted, 0.5);
       p95 = quantileSorted(sorted, 0.95);
       p99 = quantileSorted(sorted, 0.99);
     } else {
-      p50 = quantileHist(hist, requests, 0.5);
-      p95 = quantileHist(hist, requests, 0.95);
-      p99 = quantileHist(hist, requests, 0.99);
+      p50 = quantileHist(hist, timed, 0.5);
+      p95 = quantileHist(hist, timed, 0.95);
+      p99 = quantileHist(hist, timed, 0.99);
     }
     const byClass = Object.fromEntries(CLASSES.map((c, i) => [c, classes[i]])) as Record<StatusClass, number>;
     const errs = Object.fromEntries(ERROR_KINDS.map((k, i) => [k, errors[i]])) as Record<ProxyErrorKind, number>;

@@ -163,11 +163,15 @@ export class CutoverMetrics {
       counter = this.requests.labels(r.listener, r.color, r.version, METHODS[m], STATUS_CLASSES[c]);
       v.counters[slot] = counter;
     }
-    counter.inc();
+    // A sampled record (HAProxy engine, 1 in N logged) stands for N requests of its kind: the
+    // counters add N; the latency histogram takes it once (a uniform sample: its quantiles and
+    // mean hold, its _count is the sample's; prom-client has no weighted observe).
+    const w = r.weight ?? 1;
+    counter.inc(w);
     this.latencyChildren[lane].observe(r.durationMs / 1000);
     if (r.error !== undefined) {
       const k = UPSTREAM_ERROR_KINDS.indexOf(r.error);
-      if (k >= 0) this.errorChildren[lane][k].inc();
+      if (k >= 0) this.errorChildren[lane][k].inc(w);
     }
   }
 

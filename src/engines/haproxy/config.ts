@@ -28,10 +28,18 @@ export const REQUEST_RING = 'cutover_requests';
 export const REQUEST_RING_BYTES = 4 * 1024 * 1024; // 4 MiB
 /**
  * One request per line: backend, server, status, termination state, total active time (whole
- * milliseconds: HAProxy 2.6 keeps no finer request timer), method, and the time to the response
- * head (%Tr: a WebSocket's latency is its handshake, as the builtin router counts it, not its life).
+ * milliseconds: HAProxy 2.6 keeps no finer request timer), method, the time to the response
+ * head (%Tr: a WebSocket's latency is its handshake, as the builtin router counts it, not its life)
+ * and the line's weight: the N of the 1-in-N sampling this request was logged under (`-`: not
+ * sampled, 1).
  */
-export const REQUEST_LOG_FORMAT = '%b %s %ST %ts %Ta %HM %Tr';
+export const REQUEST_LOG_FORMAT = '%b %s %ST %ts %Ta %HM %Tr %[var(txn.cutover_w)]';
+/** Variable holding the sampling N of the request being answered (set from the map, per response). */
+const WEIGHT_VAR = 'txn.cutover_w';
+/** Map keys of each listener's sampling N (1 = every request logged). */
+export const SAMPLE_KEY = { live: 'sample_live', preview: 'sample_preview' } as const;
+export interface SampleRates { live: number; preview: number }
+export const EVERY_REQUEST: SampleRates = Object.freeze({ live: 1, preview: 1 });
 
 export interface HAProxyFiles {
   /** Directory of every file below (stateDir/haproxy). */
@@ -62,8 +70,12 @@ export interface HAProxySettings {
   trustedProxies: readonly string[];
   /** Worker threads of HAProxy (`nbthread`). */
   threads: number;
-  /** Log 1 request in N into the request ring (1 = every request). */
-  logSample: number;
+  /**
+   * Answers below 500 logged 1 in N into the request ring (`auto`: N follows the request rate,
+   * about AUTO_SAMPLE_LINES_PER_S lines a second; 1 = every request). 5xx, HAProxy's own errors
+   * and requests with no answer are always logged.
+   */
+  logSample: number | 'auto';
   maxConnections: number;
 }
 
@@ -75,6 +87,33 @@ export interface HAProxySettings {
  * after 5 s).
  */
 export const DYNAMIC_SERVER_OPTIONS = 'pool-max-conn -1 pool-purge-delay 5s';
+
+/**
+ * Servers of the live backends: passive ejection inside HAProxy. A connection error to a server
+ * marks it down at once (`observe layer4`, `error-limit 1`, `on-error mark-down`), so the retry
+ * goes to another server, and, when none of the colour is left, to the standby's servers (the
+ * backend's `backup` servers) instead of answering 503 — the moments before Cutover's health
+ * checker has seen the instances die and the controller has failed over. A TCP check every 2 s
+ * (250 ms while down, one success to come back) brings it back; Cutover's verdicts still rule
+ * (`state maint` is never overridden by a check). `observe` needs `check` to be on.
+ */
+export const LIVE_SERVER_CHECK = 'check observe layer4 error-limit 1 on-error mark-down inter 2s fastinter 250ms downinter 250ms rise 1 fall 2';
+/**
+ * Connection retries (each to another server, `option redispatch 1`): enough to pass every dead
+ * server of a colour of up to this many instances and reach a backup.
+ */
+export const CONNECT_RETRIES = 3;
+
+/** Whether `backend` is a live backend (its servers get LIVE_SERVER_CHECK and may have backups). */
+export function isLiveBackend(backend: BackendName): boolean {
+  return backend.startsWith('live_');
+}
+
+/** Server line options of a server in `backend` (`backup`: the standby's server in a live backend). */
+export function serverOptions(backend: BackendName, backup: boolean): string {
+  if (!isLiveBackend(backend)) return '';
+  return ` ${LIVE_SERVER_CHECK}${backup ? ' backup' : ''}`;
+}
 
 /** Server line options every server gets, in the config file and in `add server`. */
 export function serverArgs(host: string, port: number): string {
@@ -89,9 +128,9 @@ function bindAddr(a: { host: string; port: number }): string {
   return `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
 }
 
-/** The map file: which backend each frontend uses. */
-export function renderMap(table: RouteTable): string {
-  return `live ${backendOf('live', table.live)}\npreview ${backendOf('preview', table.preview)}\n`;
+/** The map file: which backend each frontend uses, and each listener's log sampling. */
+export function renderMap(table: RouteTable, sample: SampleRates = EVERY_REQUEST): string {
+  return `live ${backendOf('live', table.live)}\npreview ${backendOf('preview', table.preview)}\n${SAMPLE_KEY.live} ${sample.live}\n${SAMPLE_KEY.preview} ${sample.preview}\n`;
 }
 
 export function backendOf(listener: 'live' | 'preview', route: ColorRoute | null): string {
@@ -110,9 +149,10 @@ function durationS(ms: number): string {
 
 /**
  * The whole configuration for `table`. `targets` gives each colour's servers (both listeners'
- * backends of a colour hold the same servers); `down` lists instance ids that start in maintenance.
+ * backends of a colour hold the same servers); `down` lists instance ids that start in
+ * maintenance; `backups[c]`: the servers `live_<c>` falls back to (the standby's), if any.
  */
-export function renderConfig(files: HAProxyFiles, s: HAProxySettings, targets: Record<Color, ColorRoute['targets']>, down: ReadonlySet<string>): string {
+export function renderConfig(files: HAProxyFiles, s: HAProxySettings, targets: Record<Color, ColorRoute['targets']>, down: ReadonlySet<string>, backups: Record<Color, ColorRoute['targets']> = { blue: [], green: [] }): string {
   const bufsize = Math.max(16_384, nextPow2(s.maxHeaderBytes + 1_024));
   const trusted = s.trustedProxies.length > 0 ? s.trustedProxies.join(' ') : null;
   const lines: string[] = [
@@ -149,7 +189,7 @@ export function renderConfig(files: HAProxyFiles, s: HAProxySettings, targets: R
     // 20 plain reloads, 0 with this option).
     '  option idle-close-on-response',
     '  http-reuse safe',
-    '  retries 1',
+    `  retries ${CONNECT_RETRIES}`,
     '  option redispatch 1',
     '  balance leastconn',
     '',
@@ -160,9 +200,15 @@ export function renderConfig(files: HAProxyFiles, s: HAProxySettings, targets: R
     lines.push(
       `frontend ${name}`,
       `  bind ${bindAddr(a)}${tls}`,
-      `  log ring@${REQUEST_RING}${s.logSample > 1 ? ` sample 1:${s.logSample}` : ''} local0 info`,
+      `  log ring@${REQUEST_RING} local0 info`,
       `  log-format "${REQUEST_LOG_FORMAT}"`,
       '  option dontlognull',
+      // Sampling before the line is built (a logger's own `sample` would format every line and drop
+      // most): an answer from the server below 500 is logged 1 in N, N read from the map per answer
+      // so that the runtime API changes it (`set map … sample_live N`). HAProxy's own answers
+      // (502/503/504) and requests with no answer never pass here: always logged.
+      `  http-response set-var(${WEIGHT_VAR}) str(${SAMPLE_KEY[name]}),map(${files.map},1) if { status lt 500 }`,
+      `  http-response set-log-level silent if { var(${WEIGHT_VAR}) -m int gt 1 } { rand,mod(${WEIGHT_VAR}) gt 0 }`,
       ...(trusted ? [`  acl trusted src ${trusted}`] : ['  acl trusted always_false']),
       `  http-request return status 414 content-type text/plain string "414 URI Too Long: request target too long" if { url,length gt ${s.maxUrlBytes} }`,
       ...(s.maxBodyBytes > 0 ? [`  http-request return status 413 content-type text/plain string "413 Content Too Large: request body too large" if { req.hdr_val(content-length) gt ${s.maxBodyBytes} }`] : []),
@@ -184,7 +230,10 @@ export function renderConfig(files: HAProxyFiles, s: HAProxySettings, targets: R
     const color = b.endsWith('blue') ? 'blue' : 'green';
     lines.push(`backend ${b}`, `  errorfile 503 ${files.dir}/503-${color}.http`);
     for (const t of targets[color]) {
-      lines.push(`  server ${t.id} ${serverArgs(t.host, t.port)}${down.has(t.id) ? ' disabled' : ''}`);
+      lines.push(`  server ${t.id} ${serverArgs(t.host, t.port)}${serverOptions(b, false)}${down.has(t.id) ? ' disabled' : ''}`);
+    }
+    if (isLiveBackend(b)) {
+      for (const t of backups[color]) lines.push(`  server ${t.id} ${serverArgs(t.host, t.port)}${serverOptions(b, true)}${down.has(t.id) ? ' disabled' : ''}`);
     }
     lines.push('');
   }

@@ -7,12 +7,16 @@
  *   the next request of every connection; requests in flight finish on their backend (promise 1).
  * - instances: `add server` (enters in maintenance, then `set server … state ready` when healthy),
  *   `set server … addr` when a known instance moved, `del server` once it has no connection left.
- * - health: Cutover's health checker stays the only judge; its verdicts are mirrored with
- *   `set server … state ready|maint` (HAProxy runs no checks of its own).
+ * - health: Cutover's health checker decides who is in rotation; its verdicts are mirrored with
+ *   `set server … state ready|maint`. In the live backends HAProxy also ejects a server on a
+ *   connection error (passive ejection) and falls back to the standby's servers (`backup`; only a
+ *   release that has been live) until the controller fails over.
  * - drain: the old live backend's current sessions (`show stat` scur) are watched until 0; at
  *   `drainTimeout`, `shutdown sessions server` closes what remains.
- * - stats: every request line from HAProxy's log ring goes into the same RequestStats and request
- *   hook as the builtin router's requests.
+ * - stats: counts per listener and colour from HAProxy's own counters (`show stat` hrsp_*, polled
+ *   every second: no per-request work); latencies and error kinds from the request log ring, where
+ *   answers below 500 are logged 1 in N (`router.haproxy.logSample`, `auto`: N follows the rate)
+ *   and every error always; every request while a judge holds `everyRequest` (analysis).
  * - files: config, map and server-state file always mirror the current table, so a reload or a
  *   restart (HAProxy killed: the supervisor's `exit` → start again) serves the same live colour.
  *
@@ -31,14 +35,32 @@ import { EMPTY_ROUTE_TABLE, freezeTable, type ColorRoute, type RouteTable, type 
 import type { RequestRecord } from '../../router/data-plane.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { readFileSync } from 'node:fs';
-import { BACKENDS, DYNAMIC_SERVER_OPTIONS, backendOf, noHealthyErrorFile, renderConfig, renderMap, serverArgs, type BackendName, type HAProxyFiles, type HAProxySettings } from './config.ts';
+import { BACKENDS, DYNAMIC_SERVER_OPTIONS, EVERY_REQUEST, SAMPLE_KEY, backendOf, isLiveBackend, serverOptions, noHealthyErrorFile, renderConfig, renderMap, serverArgs, type BackendName, type HAProxyFiles, type HAProxySettings, type SampleRates } from './config.ts';
 import { RequestLogReader, type LoggedRequest } from './request-log.ts';
-import { num, runtimeErrors, type StatRow } from './runtime.ts';
+import { num, parseStatCsv, runtimeErrors, type StatRow } from './runtime.ts';
+import { BACKEND_LANES as BACKEND_LANE } from './request-log.ts';
 import { HAProxySupervisor } from './supervisor.ts';
 import { CutoverError } from '../../lib/errors.ts';
 
-/** How often HAProxy's counters are read for in-flight figures (faster while a drain runs). */
+/** How often HAProxy's counters are read for counts and in-flight figures (faster while a drain runs). */
 export const STATS_POLL_MS = 1_000;
+/**
+ * `logSample: auto`: about this many latency lines a second per listener (N = rate / this). More
+ * would only refine the histogram: RequestStats keeps 200 raw samples a second.
+ */
+export const AUTO_SAMPLE_LINES_PER_S = 100;
+/** `auto` changes N only when the rate moved it by more than this factor (no map churn). */
+const AUTO_SAMPLE_HYSTERESIS = 1.5;
+/**
+ * `auto`: a surge (this many times the wanted lines since the last reading) reads the counters at
+ * once instead of at the next poll, at most every AUTO_SURGE_MIN_MS: a jump from idle to full
+ * load is sampled within about 100 ms, not logged line by line for up to a second.
+ */
+const AUTO_SURGE_FACTOR = 4;
+const AUTO_SURGE_MIN_MS = 100;
+const MAX_SAMPLE = 100_000;
+/** Releases remembered as having been live (the standby is one of them). */
+const LIVE_RELEASES_KEPT = 16;
 export const DRAIN_POLL_MS = 50;
 /** Retry interval for `del server` of a removed instance that still has connections. */
 const DELETE_RETRY_MS = 250;
@@ -106,6 +128,22 @@ export class HAProxyEngine implements DataPlane {
   /** Runtime API work, one at a time, in swap order. */
   #queue: Promise<void> = Promise.resolve();
   #scur = new Map<string, number>();
+  /** Last `show stat` response counters per backend ([2xx incl. 1xx, 3xx, 4xx, 5xx incl. other]). */
+  #counters = new Map<string, number[]>();
+  #countersAt = 0;
+  /** 1-in-N sampling HAProxy runs now, and what `logSample` asks for when nobody holds everyRequest. */
+  #sample: SampleRates = EVERY_REQUEST;
+  #wantedSample: SampleRates = EVERY_REQUEST;
+  /** Holders of everyRequest(). */
+  #everyHolders = 0;
+  /** `colour:version` pairs that have been live: a preview route among them is the standby (validated), not a candidate. */
+  readonly #wasLive = new Set<string>();
+  /** Requests the standby's servers (backups) had answered in each live backend at the last reading. */
+  #backupServed = new Map<string, number>();
+  #backupEpisode = false;
+  /** Lines read since the last counter reading (`auto`: a surge triggers an early reading). */
+  #linesSinceRead = 0;
+  #reading = false;
   #poll: NodeJS.Timeout | null = null;
   #drains: PendingDrain[] = [];
   #closed = false;
@@ -123,6 +161,31 @@ export class HAProxyEngine implements DataPlane {
     this.supervisor = new HAProxySupervisor({ binary: o.binary, files: this.files, logger: this.#logger });
     this.supervisor.on('exit', (pid: number, reason: string) => void this.#restart(pid, reason));
     this.#reader = new RequestLogReader(this.files.socket, (r) => this.#record(r));
+    const fixed = o.settings.logSample;
+    // auto starts at 1 (every request) and follows the rate from the first counter reading.
+    this.#wantedSample = fixed === 'auto' ? EVERY_REQUEST : { live: fixed, preview: fixed };
+    this.#sample = this.#wantedSample;
+  }
+
+  /** The 1-in-N sampling of answers below 500 HAProxy logs under now (per listener). */
+  sampleRates(): SampleRates {
+    return this.#sample;
+  }
+
+  /**
+   * Every request is logged (and reaches the request hook with weight 1) from when this resolves
+   * until the release is called; holders nest.
+   */
+  async everyRequest(): Promise<() => void> {
+    this.#everyHolders++;
+    if (this.#everyHolders === 1) await this.#setSample(EVERY_REQUEST);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#everyHolders--;
+      if (this.#everyHolders === 0) void this.#setSample(this.#wantedSample);
+    };
   }
 
   table(): RouteTable {
@@ -147,6 +210,8 @@ export class HAProxyEngine implements DataPlane {
   /** Writes the files for the current table and starts (or attaches to) HAProxy. */
   async start(): Promise<void> {
     mkdirSync(this.files.dir, { recursive: true, mode: 0o700 });
+    this.#readLiveReleases();
+    this.#writeLiveReleases();
     for (const c of ['blue', 'green'] as const) writeAtomic(path.join(this.files.dir, `503-${c}.http`), noHealthyErrorFile(c));
     this.#writeTls();
     this.#writeFiles(this.#table);
@@ -158,6 +223,8 @@ export class HAProxyEngine implements DataPlane {
     }
     await this.#adoptRunning();
     await this.#reader.open();
+    // Counts start from what this HAProxy has counted so far (an attached one counted before us).
+    await this.#readCounters(false);
     this.#started = true;
     this.#poll = setInterval(() => void this.#pollStats(), STATS_POLL_MS);
     this.#poll.unref();
@@ -174,6 +241,7 @@ export class HAProxyEngine implements DataPlane {
     const table = Object.isFrozen(next) ? next : freezeTable(next);
     const prev = this.#table;
     this.#table = table;
+    this.#rememberLive(table);
     const from = prev.live?.color ?? null;
     const to = table.live?.color ?? null;
     if (to !== null) for (const d of this.#drains) if (d.color === to) d.cancelled = true;
@@ -224,6 +292,7 @@ export class HAProxyEngine implements DataPlane {
     this.#writeTls();
     void this.#enqueue(async () => {
       await this.supervisor.reload();
+      this.#zeroCounters();
       await this.#reader.reopen();
     });
     return true;
@@ -234,6 +303,7 @@ export class HAProxyEngine implements DataPlane {
     return this.#enqueue(async () => {
       await this.#saveServerState();
       await this.supervisor.reload();
+      this.#zeroCounters();
       await this.#reader.reopen();
     });
   }
@@ -274,12 +344,48 @@ export class HAProxyEngine implements DataPlane {
     return out;
   }
 
+  /** Releases that were live, kept in `<dir>/live-releases` so a restarted daemon still knows its standby. */
+  #rememberLive(table: RouteTable): void {
+    if (table.live === null) return;
+    const key = `${table.live.color}:${table.live.version}`;
+    if (this.#wasLive.has(key)) return;
+    this.#wasLive.add(key);
+    // Bounded: the last few releases are all a standby can be.
+    while (this.#wasLive.size > LIVE_RELEASES_KEPT) this.#wasLive.delete(this.#wasLive.values().next().value!);
+    if (this.#started) this.#writeLiveReleases();
+  }
+
+  #writeLiveReleases(): void {
+    writeAtomic(path.join(this.files.dir, 'live-releases'), `${[...this.#wasLive].join('\n')}\n`, 0o600);
+  }
+
+  #readLiveReleases(): void {
+    let text = '';
+    try { text = readFileSync(path.join(this.files.dir, 'live-releases'), 'utf8'); } catch { return; }
+    const known = [...text.split('\n').filter((l) => /^(blue|green):/.test(l)), ...this.#wasLive];
+    this.#wasLive.clear();
+    for (const k of known.slice(-LIVE_RELEASES_KEPT)) this.#wasLive.add(k);
+  }
+
+  /**
+   * The servers each live backend falls back to: the other colour's, when it is the standby (a
+   * release that has been live: validated), never a candidate's (DESIGN promise 4).
+   */
+  #backups(table: RouteTable): Record<Color, readonly RouteTarget[]> {
+    const out: Record<Color, readonly RouteTarget[]> = { blue: [], green: [] };
+    for (const r of [table.live, table.preview] as (ColorRoute | null)[]) {
+      if (r === null || !this.#wasLive.has(`${r.color}:${r.version}`)) continue;
+      out[r.color === 'blue' ? 'green' : 'blue'] = r.targets;
+    }
+    return out;
+  }
+
   #writeFiles(table: RouteTable): void {
     const targets = this.#targets(table);
     const down = new Set<string>();
     for (const c of ['blue', 'green'] as const) for (const t of targets[c]) if (!this.#o.health.isHealthy(t.id)) down.add(t.id);
-    writeAtomic(this.files.config, renderConfig(this.files, this.#o.settings, targets, down));
-    writeAtomic(this.files.map, renderMap(table));
+    writeAtomic(this.files.config, renderConfig(this.files, this.#o.settings, targets, down, this.#backups(table)));
+    writeAtomic(this.files.map, renderMap(table, this.#sample));
   }
 
   #writeTls(): void {
@@ -297,6 +403,11 @@ export class HAProxyEngine implements DataPlane {
       if (m === undefined || r.svname === 'BACKEND' || r.svname === 'FRONTEND') continue;
       m.set(r.svname, r.addr ?? '');
     }
+    // An HAProxy started from an older map (manage: false) lacks the sampling keys: `set map`
+    // only changes existing entries.
+    const entries = await this.supervisor.api.exec(`show map ${this.files.map}`);
+    const missing = [SAMPLE_KEY.live, SAMPLE_KEY.preview].filter((k) => !new RegExp(` ${k} `).test(entries));
+    if (missing.length > 0) await this.supervisor.api.batch(missing.map((k) => `add map ${this.files.map} ${k} 1`));
     // A start from the files has what the table says; an attach gets the table applied now.
     await this.#apply(this.#table);
   }
@@ -305,26 +416,34 @@ export class HAProxyEngine implements DataPlane {
   async #apply(table: RouteTable): Promise<void> {
     if (this.#closed) return;
     const targets = this.#targets(table);
+    const backups = this.#backups(table);
     const cmds: string[] = [];
+    // Backup servers are not needed for the switch: their commands go after the map.
+    const after: string[] = [];
     const removals: [BackendName, string][] = [];
     for (const b of BACKENDS) {
       const color: Color = b.endsWith('blue') ? 'blue' : 'green';
       const have = this.#servers.get(b)!;
-      const want = new Map(targets[color].map((t) => [t.id, t]));
-      for (const [id, t] of want) {
+      const want = new Map(targets[color].map((t) => [t.id, { t, backup: false }]));
+      if (isLiveBackend(b)) for (const t of backups[color]) want.set(t.id, { t, backup: true });
+      for (const [id, { t, backup }] of want) {
         const a = serverArgs(t.host, t.port);
         const state = this.#o.health.isHealthy(id) ? 'ready' : 'maint';
+        const out = backup ? after : cmds;
         if (!have.has(id)) {
-          cmds.push(`add server ${b}/${id} ${a} ${DYNAMIC_SERVER_OPTIONS}`);
-          cmds.push(`set server ${b}/${id} state ${state}`);
+          out.push(`add server ${b}/${id} ${a} ${DYNAMIC_SERVER_OPTIONS}${serverOptions(b, backup)}`);
+          out.push(`set server ${b}/${id} state ${state}`);
+          // A dynamic server's check starts disabled (management.txt, "add server").
+          if (isLiveBackend(b)) out.push(`enable health ${b}/${id}`);
         } else if (have.get(id) !== a) {
-          cmds.push(`set server ${b}/${id} addr ${t.host} port ${t.port}`);
-          cmds.push(`set server ${b}/${id} state ${state}`);
+          out.push(`set server ${b}/${id} addr ${t.host} port ${t.port}`);
+          out.push(`set server ${b}/${id} state ${state}`);
         }
         have.set(id, a);
       }
       for (const id of have.keys()) {
         if (want.has(id)) continue;
+        if (isLiveBackend(b)) cmds.push(`disable health ${b}/${id}`);
         cmds.push(`set server ${b}/${id} state maint`);
         removals.push([b, id]);
         have.delete(id);
@@ -332,6 +451,7 @@ export class HAProxyEngine implements DataPlane {
     }
     cmds.push(`set map ${this.files.map} live ${backendOf('live', table.live)}`);
     cmds.push(`set map ${this.files.map} preview ${backendOf('preview', table.preview)}`);
+    cmds.push(...this.#sampleCommands(this.#sample), ...after);
     const errors = runtimeErrors(await this.supervisor.api.batch(cmds));
     if (errors.length > 0) this.#logger.warn({ revision: table.revision, errors }, 'HAProxy refused part of a route change');
     this.#markApplied(table.revision);
@@ -398,13 +518,108 @@ export class HAProxyEngine implements DataPlane {
   }
 
   async #pollStats(): Promise<void> {
+    await this.#readCounters(true).catch(() => {});
+  }
+
+  /**
+   * Reads the backends' counters: in-flight (scur) and, when `count`, the answers since the last
+   * reading into the stats (HAProxy counts every answer, its own 502/503/504 included); then
+   * `auto` sampling follows the rate.
+   */
+  async #readCounters(count: boolean): Promise<void> {
+    if (this.#reading) return;
+    this.#reading = true;
     let rows: StatRow[];
     try {
-      rows = await this.supervisor.api.stat();
-    } catch {
+      rows = parseStatCsv(await this.supervisor.api.exec('show stat -1 6 -1'));
+    } finally {
+      this.#reading = false;
+    }
+    this.#linesSinceRead = 0;
+    const now = Date.now();
+    const elapsedS = this.#countersAt > 0 ? (now - this.#countersAt) / 1000 : 0;
+    this.#countersAt = now;
+    const rate = { live: 0, preview: 0 };
+    if (count) this.#noticeBackups(rows);
+    for (const r of rows) {
+      if (r.svname !== 'BACKEND') continue;
+      this.#scur.set(r.pxname, num(r, 'scur'));
+      const lane = BACKEND_LANE[r.pxname];
+      if (lane === undefined) continue;
+      const c = [num(r, 'hrsp_1xx') + num(r, 'hrsp_2xx'), num(r, 'hrsp_3xx'), num(r, 'hrsp_4xx'), num(r, 'hrsp_5xx') + num(r, 'hrsp_other')];
+      const prev = this.#counters.get(r.pxname);
+      this.#counters.set(r.pxname, c);
+      if (!count || prev === undefined) continue;
+      // A counter that went down belongs to a new HAProxy process (restart, reload): it counted from 0.
+      const fresh = c.some((v, i) => v < prev[i]);
+      const d = c.map((v, i) => (fresh ? v : v - prev[i])) as [number, number, number, number];
+      const total = d[0] + d[1] + d[2] + d[3];
+      if (total === 0) continue;
+      this.stats.recordCounts(lane.listener, lane.color, d, now);
+      rate[lane.listener] += total;
+    }
+    if (count && elapsedS > 0 && this.#o.settings.logSample === 'auto') this.#followRate(rate.live / elapsedS, rate.preview / elapsedS);
+  }
+
+  /**
+   * Records when HAProxy sent live requests to the standby's servers (its `backup` servers: no
+   * live instance answered a connection), once per episode: the controller's failover follows
+   * when the health checker has seen the instances die (DESIGN promise 6).
+   */
+  #noticeBackups(rows: StatRow[]): void {
+    const live = this.#table.live;
+    const served = new Map<string, number>();
+    for (const r of rows) if (r.svname !== 'BACKEND' && r.svname !== 'FRONTEND' && num(r, 'bck') === 1 && isLiveBackend(r.pxname as BackendName)) served.set(r.pxname, (served.get(r.pxname) ?? 0) + num(r, 'stot'));
+    const prev = this.#backupServed;
+    this.#backupServed = served;
+    if (live === null) return;
+    const b = `live_${live.color}`;
+    const before = prev.get(b);
+    const now = served.get(b) ?? 0;
+    if (before === undefined || now <= before) {
+      this.#backupEpisode = false;
       return;
     }
-    for (const r of rows) if (r.svname === 'BACKEND') this.#scur.set(r.pxname, num(r, 'scur'));
+    if (this.#backupEpisode) return;
+    this.#backupEpisode = true;
+    const standby = live.color === 'blue' ? 'green' : 'blue';
+    this.onEvent({
+      type: 'haproxy.backup',
+      reason: `HAProxy sent ${now - before} live request(s) to the standby's servers (${standby}): no instance of ${live.color} (${live.version}) took a connection; the controller fails over when the health checker has seen them down`,
+      data: { live: live.color, standby, requests: now - before },
+    });
+  }
+
+  /** A new HAProxy process counts from 0: the next reading counts all it has. */
+  #zeroCounters(): void {
+    for (const k of this.#counters.keys()) this.#counters.set(k, [0, 0, 0, 0]);
+  }
+
+  /** `auto`: N ≈ rate / AUTO_SAMPLE_LINES_PER_S per listener, changed only past the hysteresis. */
+  #followRate(liveRps: number, previewRps: number): void {
+    const pick = (rps: number, cur: number) => {
+      const n = Math.min(MAX_SAMPLE, Math.max(1, Math.floor(rps / AUTO_SAMPLE_LINES_PER_S)));
+      return n > cur * AUTO_SAMPLE_HYSTERESIS || n < cur / AUTO_SAMPLE_HYSTERESIS ? n : cur;
+    };
+    const next = { live: pick(liveRps, this.#wantedSample.live), preview: pick(previewRps, this.#wantedSample.preview) };
+    if (next.live === this.#wantedSample.live && next.preview === this.#wantedSample.preview) return;
+    this.#wantedSample = next;
+    if (this.#everyHolders === 0) void this.#setSample(next);
+  }
+
+  #sampleCommands(rates: SampleRates): string[] {
+    return [`set map ${this.files.map} ${SAMPLE_KEY.live} ${rates.live}`, `set map ${this.files.map} ${SAMPLE_KEY.preview} ${rates.preview}`];
+  }
+
+  /** Applies a sampling (map file first, so a reload or restart keeps it; then the runtime API). */
+  #setSample(rates: SampleRates): Promise<void> {
+    this.#sample = rates;
+    if (!this.#started) return Promise.resolve();
+    writeAtomic(this.files.map, renderMap(this.#table, rates));
+    return this.#enqueue(async () => {
+      const errors = runtimeErrors(await this.supervisor.api.batch(this.#sampleCommands(this.#sample)));
+      if (errors.length > 0) this.#logger.warn({ errors }, 'HAProxy refused a log sampling change');
+    });
   }
 
   async #saveServerState(): Promise<void> {
@@ -413,12 +628,20 @@ export class HAProxyEngine implements DataPlane {
   }
 
   #record(r: LoggedRequest): void {
+    if (++this.#linesSinceRead > AUTO_SURGE_FACTOR * AUTO_SAMPLE_LINES_PER_S && this.#o.settings.logSample === 'auto' && this.#everyHolders === 0
+      && !this.#reading && Date.now() - this.#countersAt >= AUTO_SURGE_MIN_MS) {
+      void this.#readCounters(true).catch(() => {});
+    }
     const route = this.#table.live?.color === r.color ? this.#table.live : this.#table.preview?.color === r.color ? this.#table.preview : null;
-    this.stats.record(r.listener, r.color, r.status, r.durationMs, r.error);
+    // Counts come from HAProxy's counters, which count every answer; a request with no answer
+    // (the client left first: 499) is only in the log, which never samples it.
+    if (!r.answered) this.stats.recordCounts(r.listener, r.color, r.status >= 500 ? [0, 0, 0, 1] : [0, 0, 1, 0]);
+    this.stats.recordLatency(r.listener, r.color, r.durationMs, r.error, r.weight);
     const hook = this.#o.onRequest;
     if (hook !== undefined) {
       const rec: RequestRecord = { listener: r.listener, color: r.color, version: route?.version ?? '', method: r.method, status: r.status, durationMs: r.durationMs };
       if (r.error !== undefined) rec.error = r.error;
+      if (r.weight > 1) rec.weight = r.weight;
       hook(rec);
     }
   }
@@ -433,6 +656,7 @@ export class HAProxyEngine implements DataPlane {
       try {
         this.#writeFiles(this.#table);
         await this.supervisor.start();
+        this.#zeroCounters();
         await this.#adoptRunning();
         await this.#reader.reopen();
         this.#restartDelay = RESTART_MIN_MS;

@@ -8,8 +8,18 @@ import assert from 'node:assert/strict';
 import { parseRequestLine } from './request-log.ts';
 
 test('a plain request: listener and colour from the backend name', () => {
-  assert.deepEqual(parseRequestLine('live_green green-0 200 ---- 3 GET 2'), { listener: 'live', color: 'green', server: 'green-0', method: 'GET', status: 200, durationMs: 3 });
+  assert.deepEqual(parseRequestLine('live_green green-0 200 ---- 3 GET 2 -'), { listener: 'live', color: 'green', server: 'green-0', method: 'GET', status: 200, durationMs: 3, weight: 1, answered: true });
   assert.equal(parseRequestLine('preview_blue blue-1 404 ---- 1 POST 1')?.listener, 'preview');
+});
+
+test('the weight is the 1-in-N sampling the line was logged under; a request with no answer is flagged', () => {
+  assert.equal(parseRequestLine('live_green green-0 200 ---- 3 GET 2 250')?.weight, 250);
+  assert.equal(parseRequestLine('live_green green-0 200 ---- 3 GET 2 1')?.weight, 1);
+  assert.equal(parseRequestLine('live_green green-0 502 SH-- 3 GET -1 -')?.weight, 1, 'errors are never sampled');
+  assert.equal(parseRequestLine('live_green green-0 200 ---- 3 GET 2 x')?.weight, 1);
+  const gone = parseRequestLine('live_blue blue-0 -1 CH-- 12 GET -1 -')!;
+  assert.equal(gone.answered, false, 'no answer: not in HAProxy\'s response counters');
+  assert.equal(parseRequestLine('live_blue blue-0 503 SC-- 5 GET -1 -')?.answered, true);
 });
 
 test('requests answered by no colour (no route yet) are not per-colour statistics', () => {
@@ -46,5 +56,6 @@ test('the config refuses what the HAProxy engine and worker threads cannot do, n
   refused('router: { engine: haproxy, previewAccess: { trusted: [10.0.0.0/8] } }\n', /router\.previewAccess/);
   refused('router: { workers: 2 }\ngates: [{ name: shadow, mirror: { sample: 10% } }]\n', /gates/);
   assert.equal(parseConfig(`${base}router: { engine: haproxy, haproxy: { logSample: 10 } }\n`, { file: 'cutover.yaml', baseDir: '/tmp' }).router.haproxy.logSample, 10);
+  assert.equal(parseConfig(`${base}router: { engine: haproxy }\n`, { file: 'cutover.yaml', baseDir: '/tmp' }).router.haproxy.logSample, 'auto');
   assert.equal(parseConfig(`${base}router: { workers: auto }\n`, { file: 'cutover.yaml', baseDir: '/tmp' }).router.workers, 'auto');
 });

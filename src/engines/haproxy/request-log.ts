@@ -23,13 +23,18 @@ export interface LoggedRequest {
   status: number;
   durationMs: number;
   error?: ProxyErrorKind;
+  /** The N of the 1-in-N sampling the line was logged under (1: every such request is logged). */
+  weight: number;
+  /** HAProxy sent an answer (so its `show stat` response counters already count the request). */
+  answered: boolean;
 }
 
 /** Wait before reopening a closed stream (HAProxy reloading or restarting). */
 const REOPEN_DELAY_MS = 100;
 
 
-const BACKEND_LANES: Record<string, { listener: ListenerName; color: Color }> = {
+/** Listener and colour of each per-colour backend. */
+export const BACKEND_LANES: Record<string, { listener: ListenerName; color: Color }> = {
   live_blue: { listener: 'live', color: 'blue' },
   live_green: { listener: 'live', color: 'green' },
   preview_blue: { listener: 'preview', color: 'blue' },
@@ -37,8 +42,8 @@ const BACKEND_LANES: Record<string, { listener: ListenerName; color: Color }> = 
 };
 
 /**
- * One line of REQUEST_LOG_FORMAT (`%b %s %ST %ts %Ta %HM %Tr`) → a record, or null for lines of other
- * backends (no route: nothing was chosen, as with the builtin router's own 503s).
+ * One line of REQUEST_LOG_FORMAT (`%b %s %ST %ts %Ta %HM %Tr <weight>`) → a record, or null for
+ * lines of other backends (no route: nothing was chosen, as with the builtin router's own 503s).
  */
 export function parseRequestLine(line: string): LoggedRequest | null {
   const f = line.split(' ');
@@ -47,6 +52,9 @@ export function parseRequestLine(line: string): LoggedRequest | null {
   if (lane === undefined) return null;
   const server = f[1];
   let status = Number(f[2]);
+  const answered = status > 0;
+  const w = f.length > 7 ? Number(f[7]) : 1; // `-` (not set: never sampled) → NaN → 1
+  const weight = w >= 1 ? Math.floor(w) : 1;
   const ts = f[3];
   // A WebSocket (101) is logged when it closes: its latency is the handshake's (%Tr).
   const durationMs = Math.max(0, Number(status === 101 && f.length > 6 ? f[6] : f[4]));
@@ -59,7 +67,7 @@ export function parseRequestLine(line: string): LoggedRequest | null {
   // A client that left before its answer: 499, as the builtin router counts it.
   if (who === 67 /* C */ && (status <= 0 || when !== 68 /* D */)) status = 499;
   else if (status <= 0) status = error === 'timeout' ? 504 : 502;
-  const r: LoggedRequest = { listener: lane.listener, color: lane.color, server, method: f[5], status, durationMs };
+  const r: LoggedRequest = { listener: lane.listener, color: lane.color, server, method: f[5], status, durationMs, weight, answered };
   if (error !== undefined) r.error = error;
   return r;
 }
