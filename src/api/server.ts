@@ -5,6 +5,7 @@
  * decides anything about traffic itself.
  */
 import http from 'node:http';
+import type { EventEmitter } from 'node:events';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
@@ -144,7 +145,10 @@ export class AdminServer {
     if (!this.authorised(req, res, source)) return;
     if (method !== 'GET' && method !== 'HEAD' && this.fleet) {
       // Several controllers: a write is answered by the leader only; a follower forwards it there.
-      const target = this.fleet.forwardTarget();
+      let target = this.fleet.forwardTarget();
+      // No leader to send it to yet (an election, a take-over under way): wait a moment for one.
+      if (!target.self && target.url === null && (await this.fleet.settled(FORWARD_WAIT_MS))) target = this.fleet.forwardTarget();
+      else if (!target.self && target.url === null) target = this.fleet.forwardTarget();
       if (!target.self) {
         if (target.url === null) {
           res.setHeader('retry-after', '1');
@@ -282,12 +286,16 @@ export class AdminServer {
     }
     controller.on('event', writeEvent);
     controller.on('deployment', writeDeployment);
+    this.fleet?.followed.on('event', writeEvent);
+    this.fleet?.followed.on('deployment', writeDeployment);
     const beat = setInterval(() => res.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
     this.streams.add(res);
     const done = () => {
       clearInterval(beat);
       controller.off('event', writeEvent);
       controller.off('deployment', writeDeployment);
+      this.fleet?.followed.off('event', writeEvent);
+      this.fleet?.followed.off('deployment', writeDeployment);
       this.streams.delete(res);
     };
     res.on('close', done);
@@ -340,11 +348,17 @@ export interface AdminFleetHooks {
   /** This controller's id (sent along as x-cutover-forwarded-by). */
   id: string;
   forwardTarget: () => { self: true } | { self: false; url: string | null; why: string };
+  /** Resolves true once this controller leads and took over (false after `ms` or when another leads). */
+  settled: (ms: number) => Promise<boolean>;
   durable: () => Promise<void>;
   /** The fleet's token (its hash is in etcd). */
   tokenMatches: (given: string) => boolean;
+  /** A follower's copy of what the leader writes, for the event stream. */
+  followed: EventEmitter<{ event: [EventRecord]; deployment: [DeploymentRecord] }>;
 }
 
+/** A write that finds no leader (election, take-over) waits this long for one: 5 seconds. */
+const FORWARD_WAIT_MS = 5_000;
 /** How long a forwarded write may take at the leader: as long as the CLI waits (2 minutes). */
 const FORWARD_TIMEOUT_MS = 120_000;
 

@@ -294,7 +294,7 @@ export class Daemon {
     }
     const fc = fleetControllers;
     const fleetHooks = fc && fleetStore && fleetToken
-      ? { id: leadership!.id, forwardTarget: () => fc.forwardTarget(), durable: ((s: EtcdStore) => () => s.flush())(fleetStore), tokenMatches: fleetToken.matches }
+      ? { id: leadership!.id, forwardTarget: () => fc.forwardTarget(), settled: (ms: number) => fc.settled(ms), durable: ((s: EtcdStore) => () => s.flush())(fleetStore), tokenMatches: fleetToken.matches, followed: fc.followed }
       : undefined;
     if (fleetToken?.warning) logger.warn(fleetToken.warning);
     const api = new AdminServer({ controller: runtimes[0].controller, token, logger, tls: config.admin.tls ?? null, starting: true, fleet: fleetHooks });

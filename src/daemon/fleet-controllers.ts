@@ -13,6 +13,8 @@
  * a deposed leader write, or answer writes before the take-over is done.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { DeploymentRecord, EventRecord } from '../store/types.ts';
 import type { Etcd3 } from 'etcd3';
 import { COLORS } from '../environments/types.ts';
 import { CutoverError } from '../lib/errors.ts';
@@ -36,6 +38,8 @@ export interface FleetControllerParts {
 }
 
 export class FleetControllers {
+  /** What the leader wrote, as a follower hears it (the admin API's event stream). */
+  readonly followed = new EventEmitter<{ event: [EventRecord]; deployment: [DeploymentRecord] }>();
   readonly #p: FleetControllerParts;
   #ready = false;
   #takeover: Promise<void> | null = null;
@@ -59,6 +63,17 @@ export class FleetControllers {
     return { self: false, url: null, why: l.deposedBecause() ? `controller ${this.#p.id} stepped down (${l.deposedBecause()})` : 'no controller leads right now (an election is under way); try again in a moment' };
   }
 
+  /** Resolves when this controller leads and has taken over, or after `ms` (false). A write that reaches a new leader mid take-over waits for it. */
+  async settled(ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      if (this.acceptsWrites()) return true;
+      if (!this.#p.leadership.isLeader() && this.#p.leadership.leader()?.id !== this.#p.id && this.#p.leadership.leader() !== null) return false;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return this.acceptsWrites();
+  }
+
   /** Join the election; lead at once when nobody does, else follow. */
   async start(): Promise<void> {
     const { leadership, store, controller, logger } = this.#p;
@@ -72,10 +87,11 @@ export class FleetControllers {
         this.#p.onDeposed(`the take-over failed: ${(err as Error).message}`);
       });
     });
-    // Followers: the leader's events and deployments reach this controller's event stream.
+    // Followers: the leader's events and deployments reach this controller's event stream (the
+    // admin API's), not its plugins: a follower's webhooks and meters must not act on them twice.
     store.onFollowed = {
-      event: (e) => controller.emit('event', e),
-      deployment: (d) => controller.emit('deployment', d),
+      event: (e) => this.followed.emit('event', e),
+      deployment: (d) => this.followed.emit('deployment', d),
     };
     const rev = await store.load();
     await store.follow(rev);
@@ -127,12 +143,13 @@ export async function fleetTokenCheck(client: Etcd3, keys: FleetKeys, token: str
   const mine = createHash('sha256').update(token).digest('hex');
   let stored: string;
   try {
-    const r = await client.if(keys.tokenHash, 'Create', '==', 0).then(client.put(keys.tokenHash).value(mine)).else(client.get(keys.tokenHash)).commit();
-    stored = r.succeeded ? mine : (r.responses[0]?.response_range?.kvs?.[0]?.value?.toString() ?? mine);
+    const r = await client.if(keys.tokenHash, 'Create', '==', 0).then(client.put(keys.tokenHash).value(JSON.stringify({ sha256: mine }))).else(client.get(keys.tokenHash)).commit();
+    const text = r.succeeded ? null : r.responses[0]?.response_range?.kvs?.[0]?.value?.toString();
+    stored = text ? String((JSON.parse(text) as { sha256?: unknown }).sha256) : mine;
   } catch (err) {
     throw fleetUnavailable('cannot read the admin token hash', err, endpoints);
   }
-  if (!/^[0-9a-f]{64}$/.test(stored)) throw new CutoverError('CUTOVER_ERR_CONFIG', `${keys.tokenHash} in etcd is not a SHA-256 hex digest: delete it (the next controller writes its own token's)`);
+  if (!/^[0-9a-f]{64}$/.test(stored)) throw new CutoverError('CUTOVER_ERR_CONFIG', `${keys.tokenHash} in etcd does not hold a SHA-256 hex digest: delete it (the next controller writes its own token's)`);
   const expected = Buffer.from(stored, 'hex');
   return {
     matches: (given) => timingSafeEqual(createHash('sha256').update(given).digest(), expected),

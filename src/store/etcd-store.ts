@@ -137,7 +137,9 @@ export class EtcdStore implements Store {
       if (v === null) this.#deployments.delete(name);
       else {
         this.#deployments.set(name, v as DeploymentRecord);
-        if (live) this.onFollowed.deployment?.(v as DeploymentRecord);
+        // After the events of the same write (one watch response): a reader that stops at the
+        // deployment's end has seen every event before it, as on the leader.
+        if (live) setImmediate(() => this.onFollowed.deployment?.(v as DeploymentRecord));
       }
     } else if (kind === 'events') {
       const seq = Number(name);
