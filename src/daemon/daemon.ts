@@ -282,6 +282,10 @@ export class Daemon {
       const c0 = runtimes[0].controller;
       fleetControllers = new FleetControllers({
         id: leadership.id, leadership, store: fleetStore, fleet, controller: c0, logger,
+        onUnreachable: (why) => {
+          logger.error({ reason: why }, 'etcd does not answer: this controller stopped leading (its pipeline and timers are stopped); it answers reads until etcd is back');
+          void c0.close();
+        },
         onDeposed: (why) => {
           // Final for this process: nothing it still does may write (the fence refuses it anyway).
           void c0.close();

@@ -33,8 +33,10 @@ export interface FleetControllerParts {
   fleet: FleetDataPlane;
   controller: Controller;
   logger: Logger;
-  /** Called once when this controller stepped down (the daemon stops it; `cutover up` exits). */
+  /** Called once when this controller stepped down for good (the daemon stops it; `cutover up` exits). */
   onDeposed: (why: string) => void;
+  /** It stopped leading because etcd does not answer: it serves reads until etcd is back, then onDeposed. */
+  onUnreachable?: (why: string) => void;
 }
 
 export class FleetControllers {
@@ -77,9 +79,16 @@ export class FleetControllers {
   /** Join the election; lead at once when nobody does, else follow. */
   async start(): Promise<void> {
     const { leadership, store, controller, logger } = this.#p;
-    leadership.on('deposed', (why) => {
+    leadership.on('deposed', (why, unreachable) => {
       this.#ready = false;
-      this.#p.onDeposed(why);
+      if (!unreachable) { this.#p.onDeposed(why); return; }
+      // etcd does not answer: stop leading at once (the controller is stopped), but keep answering
+      // reads from the last state until etcd is back — then step down for good (a restart follows or leads).
+      this.#p.onUnreachable?.(why);
+      const probe = setInterval(() => {
+        void leadership.reachable().then((ok) => { if (ok) { clearInterval(probe); this.#p.onDeposed(why); } });
+      }, 500);
+      probe.unref();
     });
     leadership.on('elected', (previous) => {
       this.#takeover ??= this.#takeOver(previous).catch((err: unknown) => {

@@ -172,6 +172,8 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
   async swap(next: RouteTable): Promise<SwapResult> {
     const key = this.#keys.routes(this.#service);
     const publishedAt = performance.now();
+    // Before the write: the watch may deliver our own put before the transaction's answer.
+    const prev = this.#table;
     let r;
     try {
       // One transaction: unchanged since this controller last wrote it, and (several controllers) its leadership still holds.
@@ -185,7 +187,6 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
     if (!r.succeeded) {
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `the route table in etcd (${key}) was changed by someone else since this controller wrote it (another controller?); nothing was published`, { details: { key } });
     }
-    const prev = this.#table;
     this.#modRevision = r.revision;
     this.#remember(next);
     this.#publishedAt.set(next.revision, publishedAt);

@@ -54,8 +54,8 @@ const CHECK_EVERY_MS = 100;
 export interface LeadershipEvents {
   /** This controller now leads; `previous` is the last leader it knew (null: none seen). */
   elected: [previous: LeaderInfo | null];
-  /** This controller lost the lead (or its lease): final. */
-  deposed: [why: string];
+  /** This controller lost the lead (or its lease): final. `unreachable`: because etcd did not answer (no proof either way). */
+  deposed: [why: string, unreachable: boolean];
   /** The leader changed (any controller's view). */
   leader: [info: LeaderInfo | null];
 }
@@ -168,21 +168,30 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
         this.#client.get(this.#keys.leader).exec(),
       ]);
       for (const kv of ctl.kvs) this.#onController(kv);
-      if (led.kvs[0]) this.#setLeader(parse(led.kvs[0]));
+      const held = led.kvs[0];
+      if (held) {
+        const info = parse(held);
+        if (info.id === this.id && info.host === this.#me.host && info.pid !== process.pid && !alive(info.pid)) {
+          // This controller's previous process (kill -9, crash) still holds the key until its lease
+          // runs out; it is dead on this very host, so its lease is revoked now instead of waited for.
+          this.#log.warn({ pid: info.pid, lease: held.lease }, 'the leader key is held by a dead earlier process of this controller: revoking its lease');
+          await this.#client.leaseClient.leaseRevoke({ ID: held.lease }).catch(() => {});
+        } else this.#setLeader(info);
+      }
       const from = String(Math.max(Number(ctl.header.revision), Number(led.header.revision)) + 1);
       const wc = await this.#client.watch().prefix(this.#keys.controllersPrefix).startRevision(from).create();
       wc.on('put', (kv) => this.#onController(kv));
       wc.on('delete', (kv) => { this.#controllers.delete(kv.key.toString().slice(this.#keys.controllersPrefix.length)); });
       const wl = await this.#client.watch().key(this.#keys.leader).startRevision(from).create();
       wl.on('put', (kv) => this.#onLeaderPut(kv));
-      wl.on('delete', () => this.#onLeaderDelete());
+      wl.on('delete', (kv) => this.#onLeaderDelete(kv));
       this.#watchers = [wc, wl];
     } catch (err) {
       throw fleetUnavailable(`controller ${this.id} could not join the election`, err, this.#endpoints);
     }
     this.#check = setInterval(() => {
       if (this.#createRevision !== null && this.#deposed === null && Date.now() - this.#lastKeepalive >= this.#ttlMs * KEEPALIVE_MARGIN) {
-        this.#stepDown(`no lease keepalive succeeded for ${Date.now() - this.#lastKeepalive} ms (leaseTtl ${this.#ttlMs} ms): etcd is unreachable or this process was paused`);
+        this.#stepDown(`no lease keepalive succeeded for ${Date.now() - this.#lastKeepalive} ms (leaseTtl ${this.#ttlMs} ms): etcd is unreachable or this process was paused`, false, true);
       }
     }, CHECK_EVERY_MS);
     this.#check.unref();
@@ -238,7 +247,13 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
     } catch { /* not ours */ }
   }
 
+  /** A watch event from before this controller created the key (the watch can lag the campaign's answer). */
+  #stale(kv: IKeyValue): boolean {
+    return this.#createRevision !== null && Number(kv.mod_revision) < Number(this.#createRevision);
+  }
+
   #onLeaderPut(kv: IKeyValue): void {
+    if (this.#stale(kv)) return;
     const info = parse(kv);
     if (this.#createRevision !== null && kv.create_revision !== this.#createRevision) {
       this.#stepDown(`${info.id} took the lead`);
@@ -246,7 +261,8 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
     this.#setLeader(info);
   }
 
-  #onLeaderDelete(): void {
+  #onLeaderDelete(kv: IKeyValue): void {
+    if (this.#stale(kv)) return;
     if (this.#createRevision !== null) {
       this.#stepDown('the leader key expired or was deleted (its lease ran out)');
       return;
@@ -258,11 +274,17 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
   #setLeader(info: LeaderInfo | null): void {
     const changed = info?.id !== this.#leader?.id || info?.since !== this.#leader?.since;
     this.#leader = info;
-    if (info) this.#lastLeader = info;
+    // The last *other* leader (the watch may deliver our own key before the campaign's answer).
+    if (info && info.id !== this.id) this.#lastLeader = info;
     if (changed) this.emit('leader', info);
   }
 
-  #stepDown(why: string, leaseLost = false): void {
+  /** Whether etcd answers now (a read of the leader key). */
+  async reachable(): Promise<boolean> {
+    return this.#client.get(this.#keys.leader).exec().then(() => true, () => false);
+  }
+
+  #stepDown(why: string, leaseLost = false, unreachable = false): void {
     if (this.#deposed !== null || this.#closed) return;
     if (this.#createRevision === null) {
       // A follower: nothing to fence. Without a lease it can never lead; it steps down too (the daemon restarts it).
@@ -272,7 +294,16 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
     this.#createRevision = null;
     if (this.#leader?.id === this.id) this.#leader = null;
     this.#log.error({ reason: why }, `controller ${this.id} stepped down: it no longer leads and writes nothing more`);
-    this.emit('deposed', why);
+    this.emit('deposed', why, unreachable);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -42,7 +42,8 @@ const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 2_000;
 
 type Op = { key: string; value: string | null };
-interface Pending { no: number; ops: Op[] }
+/** A commit not yet in etcd, and how to take it back out of the copy if it never gets there. */
+interface Pending { no: number; ops: Op[]; undo: () => void }
 
 export class EtcdStore implements Store {
   readonly #client: Etcd3;
@@ -77,6 +78,8 @@ export class EtcdStore implements Store {
     this.#endpoints = o.endpoints;
     this.#eventsKept = o.eventsKept ?? DEFAULT_EVENTS_KEPT;
     this.#reset();
+    // Deposed: what was not written never will be; the copy goes back to what etcd has.
+    o.leadership.on('deposed', () => this.#fail(notLeader(o.leadership)));
   }
 
   // ───────────────────────────── loading and following ─────────────────────────────
@@ -211,8 +214,13 @@ export class EtcdStore implements Store {
   // ───────────────────────────── writes ─────────────────────────────
 
   commit(change: Parameters<Store['commit']>[0]): EventRecord[] {
-    this.#lead.assertLeader();
     if (this.#failure) throw this.#failure;
+    try {
+      this.#lead.assertLeader();
+    } catch (err) {
+      this.#fail(err as CutoverError);
+      throw err;
+    }
     const k = this.#keys.statePrefix;
     const ops: Op[] = [];
     const stored: EventRecord[] = [];
@@ -240,7 +248,23 @@ export class EtcdStore implements Store {
     }
     if (stored.length > 0) ops.push({ key: `${k}seq`, value: JSON.stringify(seq) });
     if (ops.length === 0) return stored;
-    // The copy first (reads see the commit at once), then the write, in commit order.
+    // The copy first (reads see the commit at once), then the write, in commit order. What the
+    // copy held before is kept until the write is durable (undo: the commit never reached etcd).
+    const before = {
+      envs: (change.environments ?? []).map((e) => ({ ...this.#envs[e.color] })),
+      instances: (change.instances ?? []).map(({ color }) => [color, this.#instances.get(color)] as const),
+      held: change.held !== undefined ? { value: this.#held } : null,
+      deployments: [...evictedDeployments, ...(change.deployment ? [change.deployment.id] : [])].map((id) => [id, this.#deployments.get(id)] as const),
+      seq: this.#seq,
+    };
+    const undo = () => {
+      for (const e of before.envs) this.#envs[e.color] = e;
+      for (const [c, list] of before.instances) { if (list) this.#instances.set(c, list); else this.#instances.delete(c); }
+      if (before.held) this.#held = before.held.value;
+      for (const [id, d] of before.deployments) { if (d) this.#deployments.set(id, d); else this.#deployments.delete(id); }
+      this.#events = this.#events.filter((e) => e.seq <= before.seq);
+      this.#seq = before.seq;
+    };
     for (const e of change.environments ?? []) this.#envs[e.color] = { ...e };
     for (const { color, instances } of change.instances ?? []) this.#instances.set(color, instances.map((i) => ({ ...i })));
     if (change.held !== undefined) this.#held = change.held ? structuredClone(change.held) : null;
@@ -249,7 +273,7 @@ export class EtcdStore implements Store {
     for (const e of stored) this.#events.push(e);
     if (this.#events.length > this.#eventsKept) this.#events.splice(0, this.#events.length - this.#eventsKept);
     this.#seq = seq;
-    this.#pending.push({ no: ++this.#commitNo, ops });
+    this.#pending.push({ no: ++this.#commitNo, ops, undo });
     this.#schedule();
     return stored.map((e) => structuredClone(e));
   }
@@ -362,10 +386,15 @@ export class EtcdStore implements Store {
     setTimeout(() => { if (!this.#failure && this.#lead.isLeader()) this.#schedule(); else if (!this.#lead.isLeader()) this.#fail(notLeader(this.#lead)); }, ms).unref();
   }
 
-  /** Final: this store no longer leads; what was pending is dropped (it was never written). */
+  /**
+   * Final: this store no longer leads; what was pending is dropped (it was never written) and taken
+   * back out of the copy, newest first, so that reads show what etcd has (as far as this controller knows).
+   */
   #fail(err: CutoverError): void {
+    if (this.#failure) return;
     this.#failure = isCutoverError(err) ? err : notLeader(this.#lead);
-    if (this.#pending.length > 0) this.#log.warn({ commits: this.#pending.length }, 'commits not written: this controller no longer leads');
+    if (this.#pending.length > 0) this.#log.warn({ commits: this.#pending.length }, 'commits not written: this controller no longer leads; its state copy is back to what etcd has');
+    for (const p of [...this.#pending].reverse()) p.undo();
     this.#pending = [];
     for (const w of this.#waiters.splice(0)) w.reject(this.#failure);
   }
