@@ -88,6 +88,11 @@ test('three controllers: one leader, followers forward, a SIGSTOPped leader writ
     assert.match(c1.output(), /stepped down|lost the lead/);
     const after = await controllerKeys(fleet.kv(), fleet.prefix);
     assert.deepEqual([...after].sort(), [...before].sort(), 'route table, state, leader key: not one key written by the woken leader');
+    // The routers' request records follow the leader key: they reach the new leader (analysis, metrics there).
+    await waitFor(async () => {
+      const st = await fleet.api<{ colors: Record<string, { requests: number }[]> }>(next, 'GET', '/stats?minutes=1&step=1s');
+      return Object.values(st.body.colors).flat().reduce((a, p) => a + p.requests, 0) > 100;
+    }, { what: `request records from the routers at ${next}` });
     const s = await fleet.status(next);
     assert.equal(s.leader?.id, next);
     assert.equal(s.live?.version, 'v1', 'the new leader\'s rollback stands');

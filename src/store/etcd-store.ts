@@ -214,7 +214,8 @@ export class EtcdStore implements Store {
   // ───────────────────────────── writes ─────────────────────────────
 
   commit(change: Parameters<Store['commit']>[0]): EventRecord[] {
-    if (this.#failure) throw this.#failure;
+    // Named as of now: who leads may have become known since this controller stepped down.
+    if (this.#failure) throw this.#failure.code === 'CUTOVER_ERR_NOT_LEADER' ? notLeader(this.#lead) : this.#failure;
     try {
       this.#lead.assertLeader();
     } catch (err) {
