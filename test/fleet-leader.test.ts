@@ -42,6 +42,11 @@ test('three controllers: one leader, followers forward, a SIGSTOPped leader writ
     }
     // Every follower's copy of the state is current.
     for (const id of ['c2', 'c3']) await waitFor(async () => (await fleet.status(id)).live?.version === 'v2', { what: `${id} sees v2 live` });
+    // A follower checks the recorded instances itself: its status tells their health too.
+    await waitFor(async () => ((await fleet.status('c3')) as unknown as { live: { healthy: number } | null }).live?.healthy === 1, { what: 'c3 sees the live instance healthy' });
+    const human = await cli(['status'], { cwd: fleet.controllers.get('c3')!.dir });
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /controllers: c1 \(leader\), c2, c3 \(this one\); leader c1 at http:\/\/127\.0\.0\.1:\d+/);
     const h = await fleet.api<{ deployments: { version: string; status: string }[] }>('c3', 'GET', '/history');
     assert.deepEqual(h.body.deployments.map((d) => [d.version, d.status]), [['v2', 'succeeded'], ['v1', 'succeeded']]);
   });

@@ -281,7 +281,7 @@ export class Daemon {
     if (leadership && fleetStore && fleet) {
       const c0 = runtimes[0].controller;
       fleetControllers = new FleetControllers({
-        id: leadership.id, leadership, store: fleetStore, fleet, controller: c0, logger,
+        id: leadership.id, leadership, store: fleetStore, fleet, controller: c0, health: runtimes[0].health, logger,
         onUnreachable: (why) => {
           logger.error({ reason: why }, 'etcd does not answer: this controller stopped leading (its pipeline and timers are stopped); it answers reads until etcd is back');
           void c0.close();

@@ -25,6 +25,7 @@ import { fleetUnavailable } from '../fleet/etcd.ts';
 import type { Leadership, LeaderInfo } from '../fleet/leadership.ts';
 import type { EtcdStore } from '../store/etcd-store.ts';
 import type { Controller } from '../controller/controller.ts';
+import type { HealthMonitor } from '../health/types.ts';
 
 export interface FleetControllerParts {
   id: string;
@@ -32,6 +33,8 @@ export interface FleetControllerParts {
   store: EtcdStore;
   fleet: FleetDataPlane;
   controller: Controller;
+  /** The controller's health checker: a follower checks the recorded instances too, so its status tells their health. */
+  health: HealthMonitor;
   logger: Logger;
   /** Called once when this controller stepped down for good (the daemon stops it; `cutover up` exits). */
   onDeposed: (why: string) => void;
@@ -45,6 +48,8 @@ export class FleetControllers {
   readonly #p: FleetControllerParts;
   #ready = false;
   #takeover: Promise<void> | null = null;
+  /** Instances a follower health-checks (those the state records); handed to the controller at take-over. */
+  readonly #watched = new Set<string>();
 
   constructor(parts: FleetControllerParts) {
     this.#p = parts;
@@ -101,12 +106,30 @@ export class FleetControllers {
     store.onFollowed = {
       event: (e) => this.followed.emit('event', e),
       deployment: (d) => this.followed.emit('deployment', d),
+      instances: () => this.#syncHealth(),
     };
     const rev = await store.load();
+    this.#syncHealth();
     await store.follow(rev);
     await leadership.start();
     if (this.#takeover) await this.#takeover;
     else logger.info({ leader: leadership.leader()?.id ?? null }, `controller ${this.#p.id} follows`);
+  }
+
+  /** A follower: check what the state records (as the routers do), so its `status` shows real health. */
+  #syncHealth(): void {
+    if (this.#takeover) return; // leading: the controller owns its health watches
+    const { store, health } = this.#p;
+    const now = new Set<string>();
+    for (const c of COLORS) {
+      for (const i of store.instances(c)) {
+        now.add(i.id);
+        if (!this.#watched.has(i.id)) health.watch(i, { assumeHealthy: true });
+      }
+    }
+    for (const id of this.#watched) if (!now.has(id)) health.unwatch(id);
+    this.#watched.clear();
+    for (const id of now) this.#watched.add(id);
   }
 
   async #takeOver(previous: LeaderInfo | null): Promise<void> {

@@ -68,7 +68,7 @@ export class EtcdStore implements Store {
   #failure: CutoverError | null = null;
   #watcher: Watcher | null = null;
   /** Followers: called with each event and deployment the leader wrote (the admin API's event stream). */
-  onFollowed: { event?: (e: EventRecord) => void; deployment?: (d: DeploymentRecord) => void } = {};
+  onFollowed: { event?: (e: EventRecord) => void; deployment?: (d: DeploymentRecord) => void; instances?: () => void } = {};
 
   constructor(o: { client: Etcd3; keys: FleetKeys; leadership: Leadership; logger: Logger; endpoints: readonly string[]; eventsKept?: number }) {
     this.#client = o.client;
@@ -133,7 +133,10 @@ export class EtcdStore implements Store {
     }
     const [kind, name] = splitOnce(rest);
     if (kind === 'env' && v && isColor(name)) this.#envs[name] = v as EnvironmentState;
-    else if (kind === 'instances' && isColor(name)) this.#instances.set(name, (v as Instance[] | null) ?? []);
+    else if (kind === 'instances' && isColor(name)) {
+      this.#instances.set(name, (v as Instance[] | null) ?? []);
+      if (live) this.onFollowed.instances?.();
+    }
     else if (kind === 'held') this.#held = v as HeldStandby | null;
     else if (kind === 'seq' && typeof v === 'number') this.#seq = Math.max(this.#seq, v);
     else if (kind === 'deployments') {
