@@ -110,6 +110,23 @@ test('three controllers: one leader, followers forward, a SIGSTOPped leader writ
     assert.equal(h.body.deployments.length, 2);
   });
 
+  await t.test('SIGTERM of the leader: it hands over at once (its leader key is deleted), what it recorded is kept', async () => {
+    const leader = await fleet.waitLeader();
+    const c = fleet.controllers.get(leader)!;
+    const before = (await fleet.api<{ deployments: unknown[] }>(leader, 'GET', '/history')).body.deployments.length;
+    const t0 = Date.now();
+    c.child.kill('SIGTERM');
+    const exit = await c.exited;
+    assert.equal(exit.code, 0, c.output().slice(-2000));
+    const next = await fleet.waitLeader({ not: leader });
+    t.diagnostic(`SIGTERM of ${leader} → ${next} leads in ${Date.now() - t0} ms (no lease wait)`);
+    const st = await fleet.status(next);
+    assert.equal(st.live?.version, 'v1');
+    assert.equal((await fleet.api<{ deployments: unknown[] }>(next, 'GET', '/history')).body.deployments.length, before);
+    const r = await fleet.api<{ ack: Ack }>(next, 'POST', '/rollback', {});
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  });
+
   const counts = await Promise.all(loads.splice(0).map((l) => l.stop()));
   assert.equal(counts.reduce((n, c) => n + c.failed, 0), 0, JSON.stringify(counts.map((c) => c.byKind)));
   t.diagnostic(`${counts.reduce((n, c) => n + c.requests, 0)} requests through 2 routers, 0 failed`);

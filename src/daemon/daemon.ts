@@ -245,7 +245,8 @@ export class Daemon {
       await f.attach();
       leadership = l;
       fleetStore = es;
-      closeFleet = async () => { await l.close(); es.close(); client.close(); };
+      // What the stopped controller still committed goes out before the lead is given away (at once: followers need not wait for the lease).
+      closeFleet = async () => { await Promise.race([es.flush().catch(() => {}), new Promise((r) => setTimeout(r, 5_000).unref())]); await l.close(); es.close(); client.close(); };
       fleet = f;
       apart = Object.assign(f, { name: plans[0].name }) as unknown as ServiceRouter;
     } else if (inProcessOnly === null && opts.dataPlane === 'process') {
@@ -472,8 +473,10 @@ export class Daemon {
       await s.controller.close();
       for (const p of s.plugins) await p.close?.();
     }
+    // A controller of a fleet never stops the application on its way out: the next leader takes it over as it is.
+    const stopInstances = opts.stopInstances && this.leadership === null;
     await Promise.all(this.services.map(async (s) => {
-      if (opts.stopInstances) {
+      if (stopInstances) {
         await Promise.all((['blue', 'green'] as const).map(async (c) => {
           await s.provider.stop(c);
           await s.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
@@ -483,9 +486,9 @@ export class Daemon {
       }
     }));
     // --keep-instances: an HAProxy engine keeps serving for the next daemon, which attaches to it.
-    await this.router.close({ keepRunning: !opts.stopInstances });
+    await this.router.close({ keepRunning: !stopInstances });
     // The router process drains and exits with the instances; with --keep-instances it stays for the next controller.
-    await this.childRouter?.close({ stopRouter: opts.stopRouter ?? opts.stopInstances });
+    await this.childRouter?.close({ stopRouter: opts.stopRouter ?? stopInstances });
     await this.fleet?.close();
     await this.closeFleet();
     for (const s of this.services) {
