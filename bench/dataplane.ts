@@ -11,6 +11,11 @@
  *    controller, as before issue 10). Failed requests counted from the kill until the restarted
  *    controller is up and serving again.
  *
+ * c. Failover of the controller (issue 11): three `cutover up --id` controllers (one leads, leaseTtl
+ *    2 s), two routers, a 3-member etcd; the leader is killed with -9 under load, a few times: time
+ *    from the kill to the next rollback accepted by a surviving controller and acknowledged by
+ *    every router (it is retried until then), and failed requests.
+ *
  * Every server is our own child process on loopback, stopped at the end and on errors.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -31,6 +36,7 @@ const TOKEN = 'cutover-bench-token-not-secret';
 export interface DataPlaneResults {
   fleet: { routers: number; switches: number; apiMs: number[]; ackMs: number[]; requests: number; failed: number; byKind: Record<string, number>; allAcked: number };
   kill: { mode: 'router process' | 'embedded router'; requests: number; failed: number; byKind: Record<string, number>; downMs: number }[];
+  failover: { kills: number; leaseTtlMs: number; electedMs: number[]; rollbackMs: number[]; requests: number; failed: number; byKind: Record<string, number> };
 }
 
 /** Origins answering their colour (the load generator checks the body), and /health. */
@@ -93,14 +99,14 @@ function startLoad(url: string, connections: number): { stop: () => Promise<Load
   };
 }
 
-function yaml(o: { live: number; preview: number; admin: number; blue: number; green: number; fleet?: string[] }): string {
+function yaml(o: { live: number; preview: number; admin: number; blue: number; green: number; fleet?: string[]; leaseTtl?: string }): string {
   return [
     'app: bench',
     `router: { listen: 127.0.0.1:${o.live}, preview: 127.0.0.1:${o.preview}, drainTimeout: 5s }`,
     `admin: { listen: 127.0.0.1:${o.admin} }`,
     `environments: { provider: static, static: { blue: [127.0.0.1:${o.blue}], green: [127.0.0.1:${o.green}] } }`,
     'health: { interval: 500ms, timeout: 2s }',
-    ...(o.fleet ? ['fleet:', `  etcd: { endpoints: [${o.fleet.join(', ')}] }`, '  leaseTtl: 5s', '  ackTimeout: 5s'] : []),
+    ...(o.fleet ? ['fleet:', `  etcd: { endpoints: [${o.fleet.join(', ')}] }`, `  leaseTtl: ${o.leaseTtl ?? '5s'}`, '  ackTimeout: 5s'] : []),
     '',
   ].join('\n');
 }
@@ -189,6 +195,88 @@ async function killRun(dir: string, mode: 'router process' | 'embedded router', 
   }
 }
 
+const FAILOVER_LEASE_TTL_MS = 2_000;
+
+/** c. kill -9 of the leading controller, `kills` times: kill → next rollback acknowledged by every router. */
+async function failoverRun(dir: string, kills: number, blue: number, green: number): Promise<DataPlaneResults['failover']> {
+  const etcd = await startEtcdCluster(3);
+  const loads: { stop: () => Promise<LoadResult> }[] = [];
+  const clients = new Map<string, AdminClient>();
+  try {
+    const ids = ['c1', 'c2', 'c3'];
+    const admin = new Map<string, number>();
+    const procs = new Map<string, ChildProcess>();
+    for (const id of ids) {
+      const d = path.join(dir, `failover-${id}`);
+      mkdirSync(d, { recursive: true });
+      const p = await ports();
+      admin.set(id, p.admin);
+      writeFileSync(path.join(d, 'cutover.yaml'), yaml({ ...p, blue, green, fleet: etcd.endpoints, leaseTtl: `${FAILOVER_LEASE_TTL_MS / 1000}s` }));
+      clients.set(id, new AdminClient({ baseUrl: `http://127.0.0.1:${p.admin}`, token: TOKEN, actor: 'bench', timeoutMs: 10_000 }));
+    }
+    const start = async (id: string) => {
+      const c = cutover(['up', '--id', id, '--admin', `127.0.0.1:${admin.get(id)}`], path.join(dir, `failover-${id}`));
+      procs.set(id, c);
+      await waitUp(c, `controller ${id}`);
+    };
+    const routerPorts: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      const rdir = path.join(dir, `failover-r${i}`);
+      mkdirSync(rdir, { recursive: true });
+      const p = await ports();
+      routerPorts.push(p.live);
+      // Records go to c1's admin API until a leader is known, then to the leader.
+      writeFileSync(path.join(rdir, 'cutover.yaml'), yaml({ ...p, admin: admin.get('c1')!, blue, green, fleet: etcd.endpoints, leaseTtl: `${FAILOVER_LEASE_TTL_MS / 1000}s` }));
+      await waitUp(cutover(['router', '--id', `fr${i}`], rdir), `router fr${i}`);
+    }
+    for (const id of ids) await start(id);
+    const leaderOf = async (among: string[]): Promise<string> => {
+      for (;;) {
+        for (const id of among) {
+          const s = await clients.get(id)!.call<{ leader?: { id: string } | null }>('GET', '/status').catch(() => null);
+          if (s?.leader && among.includes(s.leader.id)) return s.leader.id;
+        }
+        await sleep(20);
+      }
+    };
+    await deploy(clients.get('c2')!, 'v1');
+    await deploy(clients.get('c3')!, 'v2');
+    for (const p of routerPorts) loads.push(startLoad(`http://127.0.0.1:${p}`, 8));
+    await sleep(1_000);
+    const electedMs: number[] = [];
+    const rollbackMs: number[] = [];
+    for (let k = 0; k < kills; k++) {
+      const leader = await leaderOf(ids);
+      const rest = ids.filter((x) => x !== leader);
+      const victim = procs.get(leader)!;
+      const t0 = performance.now();
+      victim.kill('SIGKILL');
+      const elected = leaderOf(rest).then(() => performance.now() - t0);
+      // The next rollback, sent to a surviving controller (forwarded to whoever leads) until one is accepted and acknowledged by both routers.
+      for (let i = 0; ; i++) {
+        const r = await clients.get(rest[i % rest.length])!.call<{ ack: { acknowledged: string[]; missing: string[] } }>('POST', '/rollback', {}).catch(() => null);
+        if (r && r.ack.missing.length === 0 && r.ack.acknowledged.length === 2) break;
+        await sleep(20);
+      }
+      rollbackMs.push(performance.now() - t0);
+      electedMs.push(await elected);
+      await waitExit(victim, 10_000).catch(() => {});
+      await start(leader);
+      await sleep(500);
+    }
+    await sleep(1_000);
+    const results = await Promise.all(loads.splice(0).map((l) => l.stop()));
+    const byKind: Record<string, number> = {};
+    for (const r of results) for (const [k, n] of Object.entries(r.byKind)) byKind[k] = (byKind[k] ?? 0) + n;
+    return { kills, leaseTtlMs: FAILOVER_LEASE_TTL_MS, electedMs, rollbackMs, requests: results.reduce((n, r) => n + r.requests, 0), failed: results.reduce((n, r) => n + r.failed, 0), byKind };
+  } finally {
+    for (const l of loads) await l.stop().catch(() => {});
+    for (const c of clients.values()) await c.close().catch(() => {});
+    await stopOwned();
+    await etcd.stop();
+  }
+}
+
 /** SIGTERM every process we started (a controller stops its router process with it), then SIGKILL. */
 async function stopOwned(): Promise<void> {
   await Promise.all([...owned].map(async (c) => {
@@ -222,7 +310,11 @@ export async function dataPlaneBench(o: { quick: boolean; dir: string }): Promis
       console.log(`     ${r.failed} failed of ${r.requests} (controller down ${ms(r.downMs)})`);
       kill.push(r);
     }
-    return { fleet, kill };
+    const kills = o.quick ? 2 : 5;
+    console.log(`  c. failover: kill -9 of the leading controller of 3, ${kills} times, under load`);
+    const failover = await failoverRun(o.dir, kills, b.port, g.port);
+    console.log(`     kill → rollback acknowledged median ${ms(median(failover.rollbackMs))}, max ${ms(max(failover.rollbackMs))}; ${failover.failed} failed of ${failover.requests}`);
+    return { fleet, kill, failover };
   } finally {
     await stopOwned();
     killLeftoverRouters(o.dir);
@@ -250,5 +342,18 @@ export function renderDataPlane(r: DataPlaneResults): string {
     '',
     table(['router', 'requests', 'failed', 'failures by kind', 'controller down'], r.kill.map((k) => [k.mode, String(k.requests), String(k.failed), kinds(k.byKind), ms(k.downMs)]), ['l', 'r', 'r', 'l', 'r']),
     '',
+    ...(r.failover ? [
+      `Failover of the controller: three \`cutover up --id\` controllers (fleet.leaseTtl ${r.failover.leaseTtlMs / 1000} s), two routers, a 3-member etcd; the leader`,
+      `killed with -9 ${r.failover.kills} times under keep-alive load (8 connections through each router). "Next rollback": from the kill`,
+      'until a rollback sent to a surviving controller (retried every 20 ms) is accepted and acknowledged by both routers.',
+      '',
+      table(['', 'median', 'max'], [
+        ['kill → another controller leads (status)', ms(median(r.failover.electedMs)), ms(max(r.failover.electedMs))],
+        ['kill → next rollback acknowledged by the routers', ms(median(r.failover.rollbackMs)), ms(max(r.failover.rollbackMs))],
+      ], ['l', 'r', 'r']),
+      '',
+      table(['kills', 'requests', 'failed', 'failures by kind'], [[String(r.failover.kills), String(r.failover.requests), String(r.failover.failed), kinds(r.failover.byKind)]], ['r', 'r', 'r', 'l']),
+      '',
+    ] : []),
   ].join('\n');
 }

@@ -5,6 +5,7 @@
  * decides anything about traffic itself.
  */
 import http from 'node:http';
+import type { EventEmitter } from 'node:events';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
@@ -62,9 +63,11 @@ export class AdminServer {
   private readonly streams = new Set<http.ServerResponse>();
   /** By name; one entry (the controller's app) without `services:`. */
   private services: ReadonlyMap<string, ApiService>;
+  private readonly fleet: AdminFleetHooks | null;
 
-  constructor(opts: { controller: Controller; token: string; logger?: Logger; extras?: ApiExtras; tls?: TlsFiles | null; starting?: boolean; services?: ReadonlyMap<string, ApiService> }) {
+  constructor(opts: { controller: Controller; token: string; logger?: Logger; extras?: ApiExtras; tls?: TlsFiles | null; starting?: boolean; services?: ReadonlyMap<string, ApiService>; fleet?: AdminFleetHooks }) {
     this.isReady = opts.starting !== true;
+    this.fleet = opts.fleet ?? null;
     this.controller = opts.controller;
     this.services = opts.services ?? new Map([[opts.controller.app, { controller: opts.controller, routes: opts.extras?.routes }]]);
     this.token = opts.token;
@@ -140,6 +143,21 @@ export class AdminServer {
       throw new CutoverError('CUTOVER_ERR_NOT_FOUND', `no such endpoint: ${method} ${url.pathname}`);
     }
     if (!this.authorised(req, res, source)) return;
+    if (method !== 'GET' && method !== 'HEAD' && this.fleet) {
+      // Several controllers: a write is answered by the leader only; a follower forwards it there.
+      let target = this.fleet.forwardTarget();
+      // No leader to send it to yet (an election, a take-over under way): wait a moment for one.
+      if (!target.self && target.url === null && (await this.fleet.settled(FORWARD_WAIT_MS))) target = this.fleet.forwardTarget();
+      else if (!target.self && target.url === null) target = this.fleet.forwardTarget();
+      if (!target.self) {
+        if (target.url === null) {
+          res.setHeader('retry-after', '1');
+          throw new CutoverError('CUTOVER_ERR_NOT_LEADER', target.why, { details: { leader: null } });
+        }
+        await forward(req, res, target.url, this.fleet.id);
+        return;
+      }
+    }
 
     const actor = sanitiseActor(req.headers['x-cutover-actor']);
     let path = url.pathname.slice(API_PREFIX.length);
@@ -157,15 +175,20 @@ export class AdminServer {
       name = url.searchParams.get('service');
     }
     const svc = this.pickService(name);
+    // A write is answered once it is durable (the etcd store writes behind; SQLite is durable at once).
+    let replied: Promise<void> | null = null;
+    const durable = method !== 'GET' && this.fleet ? this.fleet.durable : null;
     const ctx: RequestContext = {
       service: svc.name, req, res, method, path, query: url.searchParams, actor, source,
       body: () => readJson(req),
-      send: (status, value) => sendJson(res, status, value),
+      send: durable
+        ? (status, value) => { replied = durable().then(() => sendJson(res, status, value), (err: unknown) => this.fail(res, err)); }
+        : (status, value) => sendJson(res, status, value),
     };
     // Every mutating call is logged, except the routers' request-record pushes (several a second, not decisions).
     if (method !== 'GET' && url.pathname !== `${API_PREFIX}/fleet/records`) this.log.info({ method, path: url.pathname, actor, source, service: svc.name }, 'admin call');
-    if (await this.route(ctx, svc.service.controller)) return;
-    if (svc.service.routes && (await svc.service.routes(ctx))) return;
+    if (await this.route(ctx, svc.service.controller)) { await replied; return; }
+    if (svc.service.routes && (await svc.service.routes(ctx))) { await replied; return; }
     throw new CutoverError('CUTOVER_ERR_NOT_FOUND', `no such endpoint: ${method} ${url.pathname}`);
   }
 
@@ -263,12 +286,16 @@ export class AdminServer {
     }
     controller.on('event', writeEvent);
     controller.on('deployment', writeDeployment);
+    this.fleet?.followed.on('event', writeEvent);
+    this.fleet?.followed.on('deployment', writeDeployment);
     const beat = setInterval(() => res.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
     this.streams.add(res);
     const done = () => {
       clearInterval(beat);
       controller.off('event', writeEvent);
       controller.off('deployment', writeDeployment);
+      this.fleet?.followed.off('event', writeEvent);
+      this.fleet?.followed.off('deployment', writeDeployment);
       this.streams.delete(res);
     };
     res.on('close', done);
@@ -284,7 +311,7 @@ export class AdminServer {
   private authorised(req: http.IncomingMessage, res: http.ServerResponse, source: string): boolean {
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (m && tokenMatches(this.token, m[1])) return true;
+    if (m && (this.fleet ? this.fleet.tokenMatches(m[1]) : tokenMatches(this.token, m[1]))) return true;
     const now = Date.now();
     const f = this.authFailures.get(source);
     if (f && now - f.since < AUTH_WINDOW_MS && f.count >= AUTH_FAILURES_PER_WINDOW) {
@@ -314,6 +341,49 @@ export class AdminServer {
     if (res.headersSent) { res.destroy(); return; }
     sendJson(res, ERROR_CODES[e.code].http, { error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } });
   }
+}
+
+/** Fleet mode (several controllers): where writes go, when they are durable, which token counts. */
+export interface AdminFleetHooks {
+  /** This controller's id (sent along as x-cutover-forwarded-by). */
+  id: string;
+  forwardTarget: () => { self: true } | { self: false; url: string | null; why: string };
+  /** Resolves true once this controller leads and took over (false after `ms` or when another leads). */
+  settled: (ms: number) => Promise<boolean>;
+  durable: () => Promise<void>;
+  /** The fleet's token (its hash is in etcd). */
+  tokenMatches: (given: string) => boolean;
+  /** A follower's copy of what the leader writes, for the event stream. */
+  followed: EventEmitter<{ event: [EventRecord]; deployment: [DeploymentRecord] }>;
+}
+
+/** A write that finds no leader (election, take-over) waits this long for one: 5 seconds. */
+const FORWARD_WAIT_MS = 5_000;
+/** How long a forwarded write may take at the leader: as long as the CLI waits (2 minutes). */
+const FORWARD_TIMEOUT_MS = 120_000;
+
+/** A follower's write, sent on to the leader as it came (method, path, headers with the token, body) and its answer back. */
+function forward(req: http.IncomingMessage, res: http.ServerResponse, leaderUrl: string, by: string): Promise<void> {
+  return new Promise((resolve) => {
+    const target = new URL(req.url ?? '/', leaderUrl);
+    const headers = { ...req.headers, host: target.host, 'x-cutover-forwarded-by': by };
+    const mod = target.protocol === 'https:' ? https : http;
+    const out = mod.request(target, { method: req.method, headers, timeout: FORWARD_TIMEOUT_MS }, (up) => {
+      res.writeHead(up.statusCode ?? 502, { ...up.headers, 'x-cutover-leader': leaderUrl });
+      up.pipe(res);
+      up.on('end', () => resolve());
+      up.on('error', () => { res.destroy(); resolve(); });
+    });
+    out.on('timeout', () => out.destroy(new Error('timed out')));
+    out.on('error', (err) => {
+      if (!res.headersSent) {
+        const e = new CutoverError('CUTOVER_ERR_NOT_LEADER', `this controller follows; the leader at ${leaderUrl} did not answer the forwarded request (${err.message}); try again in a moment`, { details: { leader: leaderUrl } });
+        sendJson(res.setHeader('retry-after', '1') as http.ServerResponse, ERROR_CODES[e.code].http, { error: { code: e.code, message: e.message, details: e.details } });
+      } else res.destroy();
+      resolve();
+    });
+    req.pipe(out);
+  });
 }
 
 function serviceSummary(name: string, s: ApiService) {

@@ -68,8 +68,10 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--keep-instances', 'on shutdown leave the instances (and the router process) running for the next daemon to adopt')
     .option('--stop-unknown-instances', 'start although instances of this state directory run that the state does not account for, and stop them')
     .option('--embedded-router', 'run the router inside this process instead of as a supervised `cutover router` process')
-    .action(async (opts: { keepInstances?: boolean; stopUnknownInstances?: boolean; embeddedRouter?: boolean }, cmd: Command) => {
-      exitCode = await runUp(io, configOf(cmd), { keepInstances: opts.keepInstances === true, stopUnknownInstances: opts.stopUnknownInstances === true, embeddedRouter: opts.embeddedRouter === true });
+    .option('--id <name>', 'fleet: name of this controller in the election (default: the host name)')
+    .option('--admin <addr>', 'admin API host:port (default: admin.listen); several controllers on one host need one each')
+    .action(async (opts: { keepInstances?: boolean; stopUnknownInstances?: boolean; embeddedRouter?: boolean; id?: string; admin?: string }, cmd: Command) => {
+      exitCode = await runUp(io, configOf(cmd), { keepInstances: opts.keepInstances === true, stopUnknownInstances: opts.stopUnknownInstances === true, embeddedRouter: opts.embeddedRouter === true, id: opts.id, admin: opts.admin });
     });
 
   program.command('router')

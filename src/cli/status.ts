@@ -15,6 +15,11 @@ export function printStatus(io: Io, s: Status): void {
     out.push('standby: none');
   }
   if (s.deployment) out.push(`deployment: ${s.deployment.id} ${s.deployment.version} → ${s.deployment.color}, ${s.deployment.status}, phase ${s.deployment.phase}`);
+  const fleet = s as Status & { leader?: { id: string; admin: string } | null; controllers?: { id: string; leader: boolean; self: boolean }[] };
+  if (fleet.controllers) {
+    const names = fleet.controllers.map((c) => `${c.id}${c.leader ? ' (leader)' : ''}${c.self ? ' (this one)' : ''}`).join(', ');
+    out.push(`controllers: ${names}; ${fleet.leader ? `leader ${fleet.leader.id} at ${fleet.leader.admin}` : 'no leader right now (an election is under way)'}`);
+  }
   out.push(`router: live ${s.router.live}, preview ${s.router.preview ?? 'off'} (route revision ${s.router.revision})`);
   if (s.router.split) out.push(`gradual switch: ${Math.round(s.router.split.share * 1000) / 10} % of live traffic on ${s.router.split.color}`);
   if (s.router.mirror) out.push(`mirroring: ${Math.round(s.router.mirror.sample * 1000) / 10} % of live requests copied to the candidate (${s.router.mirror.id})`);

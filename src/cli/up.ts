@@ -7,13 +7,23 @@
 import { tokenFile } from '../api/token.ts';
 import { createConsoleLogger } from '../lib/logger.ts';
 import { exitCodeFor, loadConfig, type Io } from './context.ts';
-import { EXIT } from '../lib/errors.ts';
+import { CutoverError, EXIT } from '../lib/errors.ts';
+import { parseAddress } from '../config/schema.ts';
 
 /** After a failed start, the process ends within this long even if something still holds the event loop: 2 seconds. */
 const FAILED_START_EXIT_MS = 2_000;
 
-export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean; stopUnknownInstances?: boolean; embeddedRouter?: boolean }): Promise<number> {
-  const config = loadConfig(io, configFile);
+export async function runUp(io: Io, configFile: string | undefined, opts: { keepInstances: boolean; stopUnknownInstances?: boolean; embeddedRouter?: boolean; id?: string; admin?: string }): Promise<number> {
+  let config = loadConfig(io, configFile);
+  if (opts.admin !== undefined) {
+    const listen = parseAddress(opts.admin);
+    if (!listen) throw new CutoverError('CUTOVER_ERR_USAGE', `--admin: expected host:port like 127.0.0.1:7070, got ${JSON.stringify(opts.admin)}`);
+    config = { ...config, admin: { ...config.admin, listen } };
+  }
+  if (opts.id !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(opts.id)) {
+    throw new CutoverError('CUTOVER_ERR_USAGE', `--id: expected letters, digits and . _ - (at most 63), got ${JSON.stringify(opts.id)}`);
+  }
+  if (opts.id !== undefined && !config.fleet) throw new CutoverError('CUTOVER_ERR_USAGE', '--id names a controller of a fleet: the config has no fleet: section');
   const [{ Daemon }, { defaultPlugins }] = await Promise.all([import('../daemon/daemon.ts'), import('../daemon/plugins.ts')]);
   const logger = await createConsoleLogger(io.env);
   // Listening from before the start: a SIGTERM while the daemon starts (its router process already
@@ -26,7 +36,15 @@ export async function runUp(io: Io, configFile: string | undefined, opts: { keep
   process.on('SIGTERM', onTerm);
   let daemon: Awaited<ReturnType<typeof Daemon.start>>;
   try {
-    daemon = await Daemon.start(config, { logger, plugins: defaultPlugins(), env: io.env, stopUnknownInstances: opts.stopUnknownInstances === true, dataPlane: opts.embeddedRouter ? 'embedded' : 'process' });
+    daemon = await Daemon.start(config, {
+      logger, plugins: defaultPlugins(), env: io.env, stopUnknownInstances: opts.stopUnknownInstances === true, dataPlane: opts.embeddedRouter ? 'embedded' : 'process',
+      controllerId: opts.id,
+      // Fleet: a controller that lost the lead exits (a supervisor starts it again as a follower), like kube-controller-manager.
+      onDeposed: (why) => {
+        logger.error({ reason: why }, 'this controller lost the lead of the fleet and wrote nothing after that; exiting so that it starts again as a follower');
+        setTimeout(() => process.exit(EXIT.FAILED), 50).unref();
+      },
+    });
   } catch (err) {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
@@ -48,6 +66,7 @@ export async function runUp(io: Io, configFile: string | undefined, opts: { keep
     `  preview  ${daemon.previewUrl() ?? 'off'}`,
     `  router   ${daemon.fleet ? `fleet: ${daemon.fleet.routers().length} router(s) registered in etcd (${config.fleet?.etcd.endpoints.join(', ')})` : daemon.childRouter ? `process ${daemon.childRouter.routers()[0]?.pid ?? '?'} (survives this one; logs: ${config.stateDir}/logs/router.log)` : 'in this process'}`,
     ...(multi ? daemon.services.map((x) => `  service  ${x.name}: ${x.plan.hosts.join(', ')}  → ${liveOf(x.controller.status())}  (cutover deploy VERSION -s ${x.name} --path DIR)`) : []),
+    ...(daemon.leadership ? [`  leader   ${daemon.leadership.isLeader() ? `this controller (${daemon.leadership.id})` : `${daemon.leadership.leader()?.id ?? 'none yet'} (this controller ${daemon.leadership.id} follows and forwards writes)`}`] : []),
     `  admin    ${daemon.adminUrl()}  (token: ${daemon.tokenSource === 'env' ? 'CUTOVER_TOKEN' : tokenFile(config.stateDir)})`,
     ...daemon.warnings.map((w) => `  warning  ${w}`),
     '',

@@ -135,6 +135,8 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
    * anything else (DESIGN promise 5).
    */
   async restoreRoutes(): Promise<{ table: RouteTable; applied: Promise<ApplyReport> }> {
+    // A controller taking the lead of a fleet continues from the newest revision, not the one it saw at start.
+    this.revision = Math.max(this.revision, this.router.table().revision);
     for (const color of COLORS) {
       // Optimistic: they served a moment ago. Active checks and passive ejection correct this within ms.
       for (const inst of this.store.instances(color)) this.health.watch(inst, { assumeHealthy: true });
@@ -147,8 +149,9 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   /**
    * Take over what the previous daemon left: adopt or restart instances of live and standby,
    * stop an interrupted candidate, mark an interrupted deployment, resume retirement.
+   * `takeover` (fleet): this controller took the lead from `from`; the reasons say so.
    */
-  async recover(): Promise<void> {
+  async recover(o: { takeover?: { from: string | null; by: string } } = {}): Promise<void> {
     const heldBack = this.recoverHeldStandby();
     const envs = this.store.environments();
     const interrupted = this.store.activeDeployment();
@@ -207,8 +210,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     }
     if (interrupted) {
       const switched = this.store.environments()[interrupted.color].role === 'live';
+      const who = o.takeover
+        ? `leader ${o.takeover.from ?? '(unknown)'} lost leadership during ${interrupted.phase}; ended by ${o.takeover.by}`
+        : `the daemon stopped during ${interrupted.phase}`;
       this.finishDeployment(interrupted, 'interrupted', SYSTEM_ACTOR,
-        `the daemon stopped during ${interrupted.phase}; ${switched ? `${interrupted.version} stayed live on ${interrupted.color}` : `traffic was not moved and the candidate was stopped${heldBack ? `; ${heldBack} is the warm standby again` : ''}`}`,
+        `${who}; ${switched ? `${interrupted.version} stayed live on ${interrupted.color}` : `traffic was not moved and the candidate was stopped${heldBack ? `; ${heldBack} is the warm standby again` : ''}`}`,
         { code: 'CUTOVER_ERR_ABORTED', message: `interrupted during ${interrupted.phase}` });
     }
     await this.updateRoutes('recovery');

@@ -9,7 +9,9 @@
  * Points: `provision` (the release's processes started, not yet recorded), `health`, `gates`,
  * `analysis` (each at the start of its phase, once the phase is recorded), `switch` (after the
  * write-ahead commit, before the route swap), `drain` (after the swap, while the old colour drains),
- * `retirement` (the standby's processes stopped, before that is recorded).
+ * `retirement` (the standby's processes stopped, before that is recorded). Several points, comma
+ * separated (`health:v2,switch:v3`), arm each of them (a fleet test starts every controller with
+ * the same list, and whichever leads when that release runs dies there).
  */
 import type { DeploymentPhase } from '../store/types.ts';
 
@@ -20,8 +22,10 @@ export const CRASH_ENV = 'CUTOVER_TEST_CRASH_AT';
 export function crashPoint(point: CrashPoint, version: string | null): void {
   const want = process.env[CRASH_ENV];
   if (want === undefined || want === '') return;
-  const i = want.indexOf(':');
-  const p = i === -1 ? want : want.slice(0, i);
-  if (p !== point || (i !== -1 && want.slice(i + 1) !== version)) return;
-  process.kill(process.pid, 'SIGKILL'); // delivered on return from the syscall: nothing after it runs
+  for (const one of want.split(',')) {
+    const i = one.indexOf(':');
+    const p = i === -1 ? one : one.slice(0, i);
+    if (p !== point || (i !== -1 && one.slice(i + 1) !== version)) continue;
+    process.kill(process.pid, 'SIGKILL'); // delivered on return from the syscall: nothing after it runs
+  }
 }

@@ -12,6 +12,12 @@ import { ChildRouterPlane } from '../router/child-router.ts';
 import { routerSettings } from '../router/router-process.ts';
 import { FleetDataPlane } from '../fleet/fleet-data-plane.ts';
 import { recordsBodySchema } from '../fleet/records-push.ts';
+import os from 'node:os';
+import { openEtcd } from '../fleet/etcd.ts';
+import { fleetKeys } from '../fleet/keys.ts';
+import { Leadership } from '../fleet/leadership.ts';
+import { EtcdStore } from '../store/etcd-store.ts';
+import { FleetControllers, fleetTokenCheck } from './fleet-controllers.ts';
 import { packageVersion } from '../lib/version.ts';
 import { CutoverError } from '../lib/errors.ts';
 import type { LoadedConfig } from '../config/schema.ts';
@@ -56,6 +62,14 @@ export interface DaemonOptions {
   /** Called for every proxied request (metrics, analysis). */
   onRequest?: (r: RequestRecord) => void;
   env?: NodeJS.ProcessEnv;
+  /** Fleet mode: this controller's name in the election (`cutover up --id`; default: the host name). */
+  controllerId?: string;
+  /**
+   * Fleet mode: this controller stepped down (another leads, or its lease was lost). It has stopped
+   * its controller and writes nothing; `cutover up` exits so that a supervisor starts it again as a
+   * follower. Default: log only.
+   */
+  onDeposed?: (why: string) => void;
   /** `cutover up --stop-unknown-instances`: start although processes of this state directory run that state.db does not account for (recovery stops them). */
   stopUnknownInstances?: boolean;
 }
@@ -89,6 +103,8 @@ export class Daemon {
   readonly childRouter: ChildRouterPlane | null;
   /** Fleet mode (`fleet:` in the config): routers elsewhere, met in etcd; else null. */
   readonly fleet: FleetDataPlane | null;
+  /** Fleet mode: the election this controller takes part in (several controllers, one leader); else null. */
+  readonly leadership: Leadership | null;
   readonly controller: Controller;
   readonly api: AdminServer;
   readonly logger: Logger;
@@ -96,12 +112,13 @@ export class Daemon {
   /** Start-up warnings (listeners bound beyond loopback); `cutover up` prints them too. */
   readonly warnings: string[];
   private stopped = false;
+  private readonly closeFleet: () => Promise<void>;
   private onHangup: (() => void) | null = null;
   private readonly lock: StateLock;
   private readonly serviceLocks: readonly StateLock[];
 
-  private constructor(parts: Pick<Daemon, 'config' | 'services' | 'acme' | 'certificates' | 'router' | 'childRouter' | 'fleet' | 'api' | 'logger' | 'tokenSource' | 'warnings'> & { lock: StateLock; serviceLocks: readonly StateLock[] }) {
-    this.childRouter = parts.childRouter; this.fleet = parts.fleet;
+  private constructor(parts: Pick<Daemon, 'config' | 'services' | 'acme' | 'certificates' | 'router' | 'childRouter' | 'fleet' | 'leadership' | 'api' | 'logger' | 'tokenSource' | 'warnings'> & { lock: StateLock; serviceLocks: readonly StateLock[]; closeFleet: () => Promise<void> }) {
+    this.childRouter = parts.childRouter; this.fleet = parts.fleet; this.leadership = parts.leadership; this.closeFleet = parts.closeFleet;
     this.config = parts.config; this.services = parts.services; this.acme = parts.acme; this.certificates = parts.certificates;
     const first = parts.services[0];
     this.store = first.store; this.provider = first.provider; this.health = first.health; this.controller = first.controller;
@@ -202,14 +219,34 @@ export class Daemon {
     if (inProcessOnly !== null && config.fleet) throw new CutoverError('CUTOVER_ERR_CONFIG', `fleet: together with ${inProcessOnly} is not supported yet: remove one of them`, { details: { field: 'fleet' } });
     let childRouter: ChildRouterPlane | null = null;
     let fleet: FleetDataPlane | null = null;
+    let leadership: Leadership | null = null;
+    let fleetStore: EtcdStore | null = null;
+    let fleetToken: Awaited<ReturnType<typeof fleetTokenCheck>> | null = null;
+    let closeFleet = async () => {};
     let apart: ServiceRouter | null = null;
     const firstFns = parts[0].onRequestFns as ((r: RequestRecord) => void)[];
     const firstOnRequest = (r: RequestRecord) => { for (const f of firstFns) f(r); };
     if (inProcessOnly === null && config.fleet) {
       // Fleet mode: this process runs no router; tables go to etcd and routers acknowledge them there.
-      const f = new FleetDataPlane({ app: config.app, fleet: config.fleet, logger, addresses: { live: config.router.listen, preview: config.router.preview }, drainTimeoutMs: config.router.drainTimeout, onRequest: firstOnRequest });
+      // Several controllers may run: one leads (election in etcd), its state lives in etcd too (issue 11).
+      const client = openEtcd(config.fleet);
+      undo.push(() => client.close());
+      const keys = fleetKeys(config.fleet.etcd.prefix, config.app);
+      const id = opts.controllerId ?? os.hostname();
+      const adminUrl = `${config.admin.tls ? 'https' : 'http'}://${hostPort({ host: connectableHost(config.admin.listen.host), port: config.admin.listen.port })}`;
+      const l = new Leadership({ client, keys, id, admin: adminUrl, leaseTtlMs: config.fleet.leaseTtl, logger, endpoints: config.fleet.etcd.endpoints });
+      undo.push(() => l.close());
+      const es = new EtcdStore({ client, keys, leadership: l, logger, endpoints: config.fleet.etcd.endpoints });
+      undo.push(() => es.close());
+      fleetToken = await fleetTokenCheck(client, keys, token, config.fleet.etcd.endpoints);
+      const f = new FleetDataPlane({ app: config.app, fleet: config.fleet, logger, addresses: { live: config.router.listen, preview: config.router.preview }, drainTimeoutMs: config.router.drainTimeout, onRequest: firstOnRequest, client });
+      f.setPublisher((key, mod, value) => es.publish(key, mod, value));
       undo.push(() => f.close());
       await f.attach();
+      leadership = l;
+      fleetStore = es;
+      // What the stopped controller still committed goes out before the lead is given away (at once: followers need not wait for the lease).
+      closeFleet = async () => { await Promise.race([es.flush().catch(() => {}), new Promise((r) => setTimeout(r, 5_000).unref())]); await l.close(); es.close(); client.close(); };
       fleet = f;
       apart = Object.assign(f, { name: plans[0].name }) as unknown as ServiceRouter;
     } else if (inProcessOnly === null && opts.dataPlane === 'process') {
@@ -233,7 +270,7 @@ export class Daemon {
       const view = apart ?? router.service(p.plan.name);
       const c = p.plan.config;
       const controller = new Controller({
-        app: c.app, store: p.store, provider: p.provider, health: p.health, router: view, logger: p.log, hooks,
+        app: c.app, store: fleetStore ?? p.store, provider: p.provider, health: p.health, router: view, logger: p.log, hooks,
         startTimeoutMs: c.environments.process?.startTimeout ?? c.health.timeout * 15,
         standbyKeepForMs: c.standby.keepFor, keepStandbyWarm: c.standby.keepWarmDuringDeploy,
         gradual: c.switch && c.switch.steps.length > 0 ? { steps: c.switch.steps, stepDurationMs: c.switch.stepDuration, stickiness: c.switch.stickiness } : null,
@@ -242,12 +279,37 @@ export class Daemon {
     });
     // The admin listener before the router's: a taken admin port fails the start before any
     // traffic is served. It answers 503 "starting" until the daemon is fully up.
-    const api = new AdminServer({ controller: runtimes[0].controller, token, logger, tls: config.admin.tls ?? null, starting: true });
+    let fleetControllers: FleetControllers | null = null;
+    if (leadership && fleetStore && fleet) {
+      const c0 = runtimes[0].controller;
+      fleetControllers = new FleetControllers({
+        id: leadership.id, leadership, store: fleetStore, fleet, controller: c0, health: runtimes[0].health, logger,
+        onUnreachable: (why) => {
+          logger.error({ reason: why }, 'etcd does not answer: this controller stopped leading (its pipeline and timers are stopped); it answers reads until etcd is back');
+          void c0.close();
+        },
+        onDeposed: (why) => {
+          // Final for this process: nothing it still does may write (the fence refuses it anyway).
+          void c0.close();
+          (opts.onDeposed ?? ((w: string) => logger.error({ reason: w }, 'this controller stepped down; it serves reads only until restarted')))(why);
+        },
+      });
+      const l = leadership;
+      c0.extendStatus('leader', () => { const x = l.leader(); return x ? { id: x.id, admin: x.admin, since: x.since } : null; });
+      c0.extendStatus('controllers', () => l.controllers().map((x) => ({ id: x.id, admin: x.admin, host: x.host, pid: x.pid, leader: x.leader, self: x.id === l.id })));
+    }
+    const fc = fleetControllers;
+    const fleetHooks = fc && fleetStore && fleetToken
+      ? { id: leadership!.id, forwardTarget: () => fc.forwardTarget(), settled: (ms: number) => fc.settled(ms), durable: ((s: EtcdStore) => () => s.flush())(fleetStore), tokenMatches: fleetToken.matches, followed: fc.followed }
+      : undefined;
+    if (fleetToken?.warning) logger.warn(fleetToken.warning);
+    const api = new AdminServer({ controller: runtimes[0].controller, token, logger, tls: config.admin.tls ?? null, starting: true, fleet: fleetHooks });
     await api.listen(config.admin.listen.host, config.admin.listen.port);
     undo.push(() => api.close());
     // Promise 5: serve the recorded live colour of every service first, before adoption or anything else.
     // An adopted router process already serves it; it gets the same routes under the next revision.
-    const restored = await Promise.all(runtimes.map((r) => r.controller.restoreRoutes()));
+    // Several controllers (fleet): only the leader does, when it takes over (fleet-controllers.ts).
+    const restored = fleetControllers ? [] : await Promise.all(runtimes.map((r) => r.controller.restoreRoutes()));
     if (router.engine) {
       // What happens to the data plane itself (HAProxy restarted, attached) is recorded like any event.
       router.engine.onEvent = (e: EngineEvent) => {
@@ -262,11 +324,13 @@ export class Daemon {
       undo.push(() => r.provider.detach());
       undo.push(() => r.controller.close());
     }
-    for (const r of runtimes) await r.controller.recover();
+    if (fleetControllers) await fleetControllers.start();
+    else for (const r of runtimes) await r.controller.recover();
     if (fleet) {
       const c0 = runtimes[0].controller;
-      fleet.on('joined', (reg) => c0.record({ type: 'router.joined', actor: 'cutover', reason: `router ${reg.id} (${reg.host}, pid ${reg.pid}, cutover ${reg.version}) joined the fleet; live ${reg.live}`, data: { ...reg } }));
-      fleet.on('left', (id) => c0.record({ type: 'router.left', actor: 'cutover', reason: `router ${id} left the fleet: its lease expired or it stopped; switches no longer wait for it`, data: { id } }));
+      const l = leadership;
+      fleet.on('joined', (reg) => l && !l.isLeader() ? undefined : c0.record({ type: 'router.joined', actor: 'cutover', reason: `router ${reg.id} (${reg.host}, pid ${reg.pid}, cutover ${reg.version}) joined the fleet; live ${reg.live}`, data: { ...reg } }));
+      fleet.on('left', (id) => l && !l.isLeader() ? undefined : c0.record({ type: 'router.left', actor: 'cutover', reason: `router ${id} left the fleet: its lease expired or it stopped; switches no longer wait for it`, data: { id } }));
     }
     if (multi) {
       // Which service this is and where users reach it; its `router.live`/`.preview` are its own loopback listeners.
@@ -332,7 +396,7 @@ export class Daemon {
     const weak = tokenWarnings(token, tokenSource);
     for (const w of weak) logger.warn({ warning: 'weak-token' }, w);
     const warnings = [...exposed, ...weak, ...fds.warnings];
-    const d = new Daemon({ config, services: runtimes, acme, certificates, router, childRouter, fleet, api, logger, tokenSource, warnings, lock, serviceLocks });
+    const d = new Daemon({ config, services: runtimes, acme, certificates, router, childRouter, fleet, leadership, closeFleet, api, logger, tokenSource, warnings, lock, serviceLocks });
     if (config.router.tls || config.admin.tls || plans.some((p) => p.tls)) {
       // SIGHUP re-reads the certificates (renewals) without dropping a connection.
       d.onHangup = () => { d.reloadTls(); };
@@ -415,8 +479,10 @@ export class Daemon {
       await step(`controller ${s.name}`, () => s.controller.close());
       for (const p of s.plugins) await step(`plugin of ${s.name}`, () => p.close?.());
     }
+    // A controller of a fleet never stops the application on its way out: the next leader takes it over as it is.
+    const stopInstances = opts.stopInstances && this.leadership === null;
     await step('instances', () => Promise.all(this.services.map(async (s) => {
-      if (opts.stopInstances) {
+      if (stopInstances) {
         await Promise.all((['blue', 'green'] as const).map(async (c) => {
           await s.provider.stop(c);
           await s.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
@@ -426,10 +492,11 @@ export class Daemon {
       }
     })));
     // --keep-instances: an HAProxy engine keeps serving for the next daemon, which attaches to it.
-    await step('router', () => this.router.close({ keepRunning: !opts.stopInstances }));
+    await step('router', () => this.router.close({ keepRunning: !stopInstances }));
     // The router process drains and exits with the instances; with --keep-instances it stays for the next controller.
-    await step('router process', () => this.childRouter?.close({ stopRouter: opts.stopRouter ?? opts.stopInstances }));
+    await step('router process', () => this.childRouter?.close({ stopRouter: opts.stopRouter ?? stopInstances }));
     await step('fleet', () => this.fleet?.close());
+    await step('fleet controllers', () => this.closeFleet());
     for (const s of this.services) {
       await s.health.close();
       s.store.onGeneration = null;

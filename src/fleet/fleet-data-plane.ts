@@ -15,7 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
-import { CutoverError } from '../lib/errors.ts';
+import { CutoverError, isCutoverError } from '../lib/errors.ts';
 import type { Color } from '../environments/types.ts';
 import { RequestStats, type ListenerName } from '../router/request-stats.ts';
 import { EMPTY_ROUTE_TABLE, type RouteTable } from '../router/route-table.ts';
@@ -60,6 +60,8 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
   readonly #addresses: ReturnType<DataPlane['addresses']>;
   readonly #drainTimeoutMs: number;
   readonly #client: Etcd3;
+  /** Fleet of controllers: the fenced route write (store/etcd-store.ts publish), else a plain compare on the key. */
+  #publish: ((key: string, modRevision: string, value: string) => Promise<{ succeeded: boolean; revision: string }>) | null = null;
   #watcher: Watcher | null = null;
   #table: RouteTable = EMPTY_ROUTE_TABLE;
   #modRevision = '0';
@@ -71,7 +73,7 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
   /** When each revision was published (performance.now()), for per-router ack latency. */
   readonly #publishedAt = new Map<number, number>();
 
-  constructor(o: { app: string; fleet: FleetConfig; logger: Logger; addresses: ReturnType<DataPlane['addresses']>; drainTimeoutMs: number; onRequest?: (r: RequestRecord) => void }) {
+  constructor(o: { app: string; fleet: FleetConfig; logger: Logger; addresses: ReturnType<DataPlane['addresses']>; drainTimeoutMs: number; onRequest?: (r: RequestRecord) => void; client?: Etcd3 }) {
     super();
     this.#onRequest = o.onRequest ?? (() => {});
     this.#fleet = o.fleet;
@@ -79,7 +81,31 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
     this.#log = o.logger.child({ component: 'fleet' });
     this.#addresses = o.addresses;
     this.#drainTimeoutMs = o.drainTimeoutMs;
-    this.#client = openEtcd(o.fleet);
+    this.#client = o.client ?? openEtcd(o.fleet);
+    this.#ownClient = o.client === undefined;
+  }
+
+  readonly #ownClient: boolean;
+
+  /**
+   * Route writes go through `publish` (issue 11): one transaction fenced by the leadership, carrying
+   * the state commits still pending, so a swap and the roles it implies land together or not at all.
+   */
+  setPublisher(publish: (key: string, modRevision: string, value: string) => Promise<{ succeeded: boolean; revision: string }>): void {
+    this.#publish = publish;
+  }
+
+  /** Read the route table again (a controller taking the lead: its next write compares against the newest). */
+  async resync(): Promise<void> {
+    const key = this.#keys.routes(this.#service);
+    let res;
+    try {
+      res = await this.#client.get(key).exec();
+    } catch (err) {
+      throw fleetUnavailable('cannot read the route table', err, this.#fleet.etcd.endpoints);
+    }
+    const kv = res.kvs[0];
+    if (kv) this.#onPut(kv, true);
   }
 
   /** Read the table, the routers and their acks, then follow every change from that etcd revision. */
@@ -146,18 +172,22 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
   async swap(next: RouteTable): Promise<SwapResult> {
     const key = this.#keys.routes(this.#service);
     const publishedAt = performance.now();
+    // Before the write: the watch may deliver our own put before the transaction's answer.
+    const prev = this.#table;
     let r;
     try {
-      // One transaction: unchanged since this controller last wrote it (issue 11 adds the leader fence here).
-      r = await this.#client.if(key, 'Mod', '==', this.#modRevision).then(this.#client.put(key).value(JSON.stringify(next))).commit();
+      // One transaction: unchanged since this controller last wrote it, and (several controllers) its leadership still holds.
+      r = this.#publish
+        ? await this.#publish(key, this.#modRevision, JSON.stringify(next))
+        : await this.#client.if(key, 'Mod', '==', this.#modRevision).then(this.#client.put(key).value(JSON.stringify(next))).commit().then((x) => ({ succeeded: x.succeeded, revision: x.header.revision }));
     } catch (err) {
+      if (isCutoverError(err)) throw err;
       throw fleetUnavailable(`route revision ${next.revision} was not published`, err, this.#fleet.etcd.endpoints);
     }
     if (!r.succeeded) {
       throw new CutoverError('CUTOVER_ERR_CONFLICT', `the route table in etcd (${key}) was changed by someone else since this controller wrote it (another controller?); nothing was published`, { details: { key } });
     }
-    const prev = this.#table;
-    this.#modRevision = r.header.revision;
+    this.#modRevision = r.revision;
     this.#remember(next);
     this.#publishedAt.set(next.revision, publishedAt);
     const expected = new Set(this.#routers.keys());
@@ -206,7 +236,7 @@ export class FleetDataPlane extends EventEmitter<FleetEvents> implements DataPla
     for (const w of this.#waiters) this.#finish(w);
     for (const d of this.#drainWaiters) this.#finishDrain(d);
     await this.#watcher?.cancel().catch(() => {});
-    this.#client.close();
+    if (this.#ownClient) this.#client.close();
   }
 
   #remember(t: RouteTable): void {

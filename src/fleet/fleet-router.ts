@@ -57,6 +57,7 @@ export async function startFleetRouter(settings: RouterSettings, fleet: FleetCon
   if (push) {
     const pusher = new RecordsPush({ ...push, routerId: settings.id, logger: log });
     rp.addRecordSink((b) => pusher.add(b));
+    sync.onLeader((admin) => pusher.setAdminUrl(admin));
     rp.onShutdown(async () => pusher.close());
   } else {
     log.warn('no admin token (CUTOVER_TOKEN or the token file): request records are not sent to the controller');
@@ -75,6 +76,14 @@ export class FleetSync {
   #stale = true;
   #endSession: ((why: string) => void) | null = null;
   #loop: Promise<void> | null = null;
+  #leaderListener: ((adminUrl: string) => void) | null = null;
+  #leaderAdmin: string | null = null;
+
+  /** `fn` gets the leading controller's admin URL now (if known) and whenever the leader key names another (issue 11). */
+  onLeader(fn: (adminUrl: string) => void): void {
+    this.#leaderListener = fn;
+    if (this.#leaderAdmin) fn(this.#leaderAdmin);
+  }
 
   constructor(rp: RouterProcess, s: RouterSettings, fleet: FleetConfig, keys: FleetKeys, log: Logger) {
     this.#rp = rp; this.#s = s; this.#fleet = fleet; this.#keys = keys; this.#log = log;
@@ -144,6 +153,12 @@ export class FleetSync {
       await this.#ack(lease);
       const watcher = await client.watch().key(this.#keys.routes(this.#service)).startRevision(String(Number(res.header.revision) + 1)).create();
       watcher.on('put', (w) => this.#offer(w.value.toString()));
+      // Where request records go: the leading controller (several controllers; leadership.ts).
+      const leaderRes = await client.get(this.#keys.leader).exec();
+      if (leaderRes.kvs[0]) this.#onLeader(leaderRes.kvs[0].value.toString());
+      const leaderWatch = await client.watch().key(this.#keys.leader).startRevision(String(Number(leaderRes.header.revision) + 1)).create();
+      leaderWatch.on('put', (w) => this.#onLeader(w.value.toString()));
+      void ended.then(() => leaderWatch.cancel().catch(() => {}));
       watcher.on('disconnected', (err) => end(`watch disconnected: ${err.message}`));
       watcher.on('error', (err) => end(`watch failed: ${err.message}`));
       this.#rp.on('applied', onApplied);
@@ -163,6 +178,13 @@ export class FleetSync {
       this.#endSession = null;
       client.close();
     }
+  }
+
+  #onLeader(text: string): void {
+    try {
+      const admin = (JSON.parse(text) as { admin?: unknown }).admin;
+      if (typeof admin === 'string' && /^https?:\/\//.test(admin)) { this.#leaderAdmin = admin; this.#leaderListener?.(admin); }
+    } catch { /* not a leader record */ }
   }
 
   #offer(text: string): void {

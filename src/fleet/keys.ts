@@ -8,8 +8,13 @@
  *   <prefix>/<app>/acks/<service>/<id>       {revision, appliedAt, seenAt} it applied, under its lease
  *   <prefix>/<app>/drains/<service>/<id>     its drain report of a revision that moved live traffic, under its lease
  *
- * Leader election and fencing (issue 11) add `<prefix>/<app>/leader`; a route-table write is
- * already one transaction, so fencing it is one more compare.
+ *   <prefix>/<app>/leader                    the leading controller {id, admin, …}, under its lease (issue 11)
+ *   <prefix>/<app>/controllers/<id>          every controller's registration, under its lease
+ *   <prefix>/<app>/state/…                   controller state in fleet mode (store/etcd-store.ts)
+ *   <prefix>/<app>/admin/token-sha256        the admin token's SHA-256 (hex), never the token
+ *
+ * Fencing (issue 11): every write of the route table and of state is one transaction that
+ * compares the leader key's create revision with the one this controller created it at.
  */
 
 /** The one service of a config without `services:`. */
@@ -24,6 +29,11 @@ export interface FleetKeys {
   ack: (service: string, id: string) => string;
   drainsPrefix: (service: string) => string;
   drain: (service: string, id: string) => string;
+  leader: string;
+  controllersPrefix: string;
+  controller: (id: string) => string;
+  statePrefix: string;
+  tokenHash: string;
 }
 
 export function fleetKeys(prefix: string, app: string): FleetKeys {
@@ -37,6 +47,11 @@ export function fleetKeys(prefix: string, app: string): FleetKeys {
     ack: (service, id) => `${root}acks/${service}/${id}`,
     drainsPrefix: (service) => `${root}drains/${service}/`,
     drain: (service, id) => `${root}drains/${service}/${id}`,
+    leader: `${root}leader`,
+    controllersPrefix: `${root}controllers/`,
+    controller: (id) => `${root}controllers/${id}`,
+    statePrefix: `${root}state/`,
+    tokenHash: `${root}admin/token-sha256`,
   };
 }
 

@@ -40,7 +40,7 @@ export const recordsBodySchema = z.strictObject({
 });
 
 export class RecordsPush {
-  readonly #url: URL;
+  #url: URL;
   readonly #token: string;
   readonly #id: string;
   readonly #log: Logger;
@@ -68,6 +68,18 @@ export class RecordsPush {
     if (b.records.length > room) this.#dropped += b.records.length - Math.max(0, room);
     if (room > 0) for (let i = 0; i < Math.min(room, b.records.length); i++) this.#queue.push(b.records[i]);
     this.#last = { inFlight: b.inFlight, rejections: b.rejections, dropped: b.dropped };
+  }
+
+  /**
+   * Several controllers (issue 11): records go to the leader's admin API, as the leader key in etcd
+   * names it (fleet-router.ts follows it); the configured URL is used until a leader is known.
+   */
+  setAdminUrl(adminUrl: string): void {
+    const next = new URL('/api/v1/fleet/records', adminUrl);
+    if (next.href === this.#url.href) return;
+    if (next.protocol !== this.#url.protocol) { this.#log.warn({ controller: next.origin }, 'the leader\'s admin API uses another scheme than the configured one: records keep going to the configured controller'); return; }
+    this.#url = next;
+    this.#log.info({ controller: next.origin }, 'request records now go to the leading controller');
   }
 
   close(): void {

@@ -48,6 +48,8 @@ export const ERROR_CODES = {
   CUTOVER_ERR_STARTING: { summary: 'the daemon is still starting', http: 503, exit: EXIT.FAILED },
   // Raised by the client (the CLI could not reach the daemon); the daemon never sends it.
   CUTOVER_ERR_UNREACHABLE: { summary: 'daemon is unreachable', http: 503, exit: EXIT.UNREACHABLE },
+  // Fleet mode: a write reached a controller that does not lead (deposed, or no leader yet).
+  CUTOVER_ERR_NOT_LEADER: { summary: 'this controller does not lead the fleet', http: 421, exit: EXIT.FAILED },
   CUTOVER_ERR_FLEET_UNAVAILABLE: { summary: 'the fleet store (etcd) is unavailable', http: 503, exit: EXIT.FAILED },
   CUTOVER_ERR_INTERNAL: { summary: 'internal error', http: 500, exit: EXIT.FAILED },
 } as const satisfies Record<string, ErrorSpec>;

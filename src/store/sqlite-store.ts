@@ -215,6 +215,11 @@ export class SqliteStore implements Store {
     return stored;
   }
 
+  /** A commit is durable when it returns. */
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /**
    * `PRAGMA query_only`: while on, every write fails (as on a read-only or full disk) and reads go
    * on. For the fault tests (test/faults-state.test.ts) — root ignores a chmod'ed file, so chmod

@@ -1,5 +1,7 @@
 /**
- * What Cutover remembers, behind one interface: SQLite by default, etcd later for a fleet.
+ * What Cutover remembers, behind one interface: SQLite by default (sqlite-store.ts), etcd for a
+ * fleet of controllers (etcd-store.ts). The same contract tests run against both
+ * (test/store-contract.test.ts).
  * Every write that moves traffic is one transaction: either the whole new state is durable
  * or none of it is (DESIGN promise 5).
  */
@@ -115,5 +117,11 @@ export interface Store {
     /** Set (an object) or clear (null) the held standby; absent: unchanged. */
     held?: HeldStandby | null;
   }): EventRecord[];
+  /**
+   * Resolves once every commit made before the call is durable. SQLite: at once (a commit is
+   * durable when it returns). etcd: commits are written behind, in order, each one transaction;
+   * the admin API awaits this before it answers a write.
+   */
+  flush(): Promise<void>;
   close(): void;
 }
