@@ -11,6 +11,7 @@ import type { LoadedConfig } from '../config/schema.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { ProcessProvider } from '../environments/process-provider.ts';
 import { StaticProvider } from '../environments/static-provider.ts';
+import { AgentProvider } from '../fleet/agent-provider.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -56,6 +57,10 @@ export function makeProvider(config: LoadedConfig, logger: Logger, secrets: read
   }
   const p = env.process;
   if (!p) throw new Error('unreachable: the config schema requires environments.process');
+  if (p.hosts !== undefined && config.fleet) {
+    // Instances on `cutover agent` hosts (docs/fleet.md); the schema refuses hosts without fleet:.
+    return new AgentProvider({ app: config.app, fleet: config.fleet, hosts: p.hosts, instances: p.instances, startTimeoutMs: p.startTimeout, stopTimeoutMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
+  }
   return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, inheritEnv: p.inheritEnv, secrets: [...secrets], stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
 }
 
