@@ -15,9 +15,9 @@ import { loadConfig, type Io } from './context.ts';
 const ADDRESS = /^(\[[0-9a-fA-F:]+\]|[0-9a-fA-F:]*:[0-9a-fA-F:]+|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$/;
 
 export async function runAgent(io: Io, configFile: string | undefined, opts: { id?: string; address?: string; stopInstances?: boolean }): Promise<number> {
-  const config = loadConfig(io, configFile);
   const id = opts.id ?? '';
   if (!AGENT_ID.test(id)) throw new CutoverError('CUTOVER_ERR_USAGE', `--id: expected an agent id (letters, digits, ".", "_", "-") as listed in environments.process.hosts, got ${JSON.stringify(opts.id ?? null)}`);
+  const config = loadConfig(io, configFile);
   if (!config.fleet) throw new CutoverError('CUTOVER_ERR_CONFIG', `${config.file ?? 'the config'}: cutover agent needs fleet: (etcd), where the controller writes the instances it wants`, { details: { field: 'fleet' } });
   const p = config.environments.process;
   if (config.environments.provider !== 'process' || !p) throw new CutoverError('CUTOVER_ERR_CONFIG', `${config.file ?? 'the config'}: cutover agent runs environments.process.command: set environments.provider to "process"`, { details: { field: 'environments.provider' } });
