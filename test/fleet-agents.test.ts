@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { BIN, SHOP_V1, SHOP_V2, TEST_TOKEN, alive, cli, freePorts, instancesOf, killAll, startDaemonProcess, tempDir, waitFor, writeConfig, type DaemonProcess, type Ports } from './helpers.ts';
+import { BIN, FIXTURES, SHOP_V1, SHOP_V2, TEST_TOKEN, alive, cli, freePorts, instancesOf, killAll, startDaemonProcess, tempDir, waitFor, writeConfig, type DaemonProcess, type Ports } from './helpers.ts';
 import { startEtcdCluster } from './etcd-cluster.ts';
 import { keepAliveLoad, type LoadCount } from './load.ts';
 
@@ -225,6 +225,18 @@ test('two agents run a colour\'s instances; one is killed, traffic continues on 
     await new Promise((r) => setTimeout(r, 2_500));
     const s = await waitFor(async () => { const x = await status(); return x.environments.green.healthy === 2 ? x : null; }, { what: 'both green healthy', timeoutMs: 20_000 });
     assert.deepEqual([s.environments.green.instances[1].pid, s.environments.blue.instances[1].pid], pids);
+    assert.equal(load!.count.failed - failed0, 0, JSON.stringify(load!.count.byKind));
+  });
+
+  await t.test('a release that crashes on an agent fails the deploy quoting its exit code and last log line; live untouched', async () => {
+    const failed0 = load!.count.failed;
+    const d = await cli(['deploy', 'v3', '--path', path.join(FIXTURES, 'crash-on-start')], { cwd: ctl.dir });
+    assert.equal(d.code, 1, d.stdout + d.stderr);
+    assert.match(d.stdout + d.stderr, /blue-\d.* exited with code 3 .*last log line: "fatal: cannot start" \(log: a[12]:\/.*\/agents\/a[12]\/logs\/blue-\d\.log\)/);
+    const s = await status();
+    assert.equal(s.live?.color, 'green');
+    assert.equal(s.environments.green.healthy, 2);
+    await waitFor(() => [...pidsOn(agentDirs[0]), ...pidsOn(agentDirs[1])].length === 2, { what: 'the failed candidate stopped on both agents', timeoutMs: 20_000 });
     assert.equal(load!.count.failed - failed0, 0, JSON.stringify(load!.count.byKind));
     const total = await load!.stop();
     t.diagnostic(`load: ${total.ok} ok, ${total.failed} failed in all`);

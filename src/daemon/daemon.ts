@@ -415,6 +415,7 @@ export class Daemon {
           await s.provider.stop(c);
           await s.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
         }));
+        await s.provider.detach(); // nothing left to supervise (and an agent provider closes its etcd client)
       } else {
         await s.provider.detach();
       }
