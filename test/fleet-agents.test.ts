@@ -19,7 +19,8 @@ import { keepAliveLoad, type LoadCount } from './load.ts';
 
 interface InstanceRow { id: string; host: string; port: number; pid: number; healthy: boolean }
 interface EnvRow { role: string; version: string | null; instances: InstanceRow[]; healthy: number }
-interface Status { live: { color: string; version: string } | null; router: { revision: number }; routers: { id: string; revision: number; stale: boolean }[]; environments: Record<'blue' | 'green', EnvRow> }
+interface AgentRow { id: string; registered: boolean; instances: { id: string }[] }
+interface Status { agents: AgentRow[]; live: { color: string; version: string } | null; router: { revision: number }; routers: { id: string; revision: number; stale: boolean }[]; environments: Record<'blue' | 'green', EnvRow> }
 
 function yaml(o: { ports: Ports; endpoints: string[]; prefix: string; hosts?: string; fleet?: boolean }): string {
   return [
@@ -189,6 +190,7 @@ test('two agents run a colour\'s instances; one is killed, traffic continues on 
     assert.equal(dropped.live?.color, 'green');
     assert.deepEqual(dropped.environments.green.instances.map((i) => [i.id, i.healthy]), [['green-0', false], ['green-1', true]], 'a1\'s instance shown, unhealthy');
     assert.equal(dropped.environments.green.healthy, 1);
+    assert.deepEqual(dropped.agents.map((a) => [a.id, a.registered, a.instances.length]), [['a1', false, 0], ['a2', true, 2]], 'status --json: a1 is not registered');
     assert.equal(dropped.environments.blue.instances.find((i) => i.id === 'blue-0')?.healthy, false, 'the standby\'s a1 instance too');
     assert.equal(green[1].pid, dropped.environments.green.instances[1].pid, 'a2\'s instance untouched');
     assert.match(await eventText(ctl.ports.admin, /instance green-0 \(pid \d+\) is down: its agent a1 is gone/), /lease expired/);
@@ -228,6 +230,18 @@ test('two agents run a colour\'s instances; one is killed, traffic continues on 
     assert.equal(load!.count.failed - failed0, 0, JSON.stringify(load!.count.byKind));
   });
 
+  await t.test('kill -9 of the controller: the next one adopts the agents\' instances (same pids), traffic never stops', async () => {
+    const before = await status();
+    const failed0 = load!.count.failed;
+    const pids = (x: Status) => [...x.environments.blue.instances, ...x.environments.green.instances].map((i) => [i.id, i.pid]);
+    await daemon!.stop('SIGKILL');
+    daemon = await startDaemonProcess(ctl.dir);
+    const s = await waitFor(async () => { const x = await status(); return x.environments.green.healthy === 2 && x.environments.blue.healthy === 2 ? x : null; }, { what: 'both colours healthy after the restart', timeoutMs: 20_000 });
+    assert.deepEqual(pids(s), pids(before));
+    assert.equal(s.live?.color, 'green');
+    assert.equal(load!.count.failed - failed0, 0, JSON.stringify(load!.count.byKind));
+  });
+
   await t.test('a release that crashes on an agent fails the deploy quoting its exit code and last log line; live untouched', async () => {
     const failed0 = load!.count.failed;
     const d = await cli(['deploy', 'v3', '--path', path.join(FIXTURES, 'crash-on-start')], { cwd: ctl.dir });
@@ -241,4 +255,30 @@ test('two agents run a colour\'s instances; one is killed, traffic continues on 
     const total = await load!.stop();
     t.diagnostic(`load: ${total.ok} ok, ${total.failed} failed in all`);
   });
+});
+
+test('every desired-state write is one transaction that the fence hook can refuse; nothing is written then', { timeout: 60_000 }, async (t) => {
+  const etcd = await startEtcdCluster(1);
+  const { Etcd3 } = await import('etcd3');
+  const { AgentProvider } = await import('../src/fleet/agent-provider.ts');
+  const { silentLogger } = await import('../src/lib/logger.ts');
+  const client = new Etcd3({ hosts: etcd.endpoints.map((e) => `http://${e}`) });
+  const prefix = `/cutover-fence-${process.pid}`;
+  const fleet = { etcd: { endpoints: etcd.endpoints, prefix }, leaseTtl: 2_000, ackTimeout: 1_000 };
+  const leader = `${prefix}/shop/leader`;
+  const providers: { detach: () => Promise<void> }[] = [];
+  t.after(async () => { for (const p of providers) await p.detach(); client.close(); await etcd.stop(); });
+  const make = () => {
+    // A fence like the one leader election will give: "the leader key exists".
+    const p = new AgentProvider({ app: 'shop', fleet, hosts: ['a1'], instances: 1, startTimeoutMs: 1_000, stopTimeoutMs: 1_000, logger: silentLogger, fence: (txn) => txn.and(leader, 'Version', '>', 0) });
+    providers.push(p);
+    return p;
+  };
+  const p = make();
+  const wish = new Map([['a1', { colors: { blue: { version: 'v1', path: '/srv/v1', slots: [0], restart: true, gen: 1 } } }]]);
+  await assert.rejects(p.write(wish), (err: Error & { code?: string }) => err.code === 'CUTOVER_ERR_CONFLICT');
+  assert.equal(await client.get(`${prefix}/shop/desired/default/a1`).string(), null, 'a refused write changes nothing');
+  await client.put(leader).value('c1');
+  await p.write(wish);
+  assert.deepEqual(JSON.parse((await client.get(`${prefix}/shop/desired/default/a1`).string())!), wish.get('a1'));
 });

@@ -11,6 +11,7 @@
 import { ChildRouterPlane } from '../router/child-router.ts';
 import { routerSettings } from '../router/router-process.ts';
 import { FleetDataPlane } from '../fleet/fleet-data-plane.ts';
+import { AgentProvider } from '../fleet/agent-provider.ts';
 import { recordsBodySchema } from '../fleet/records-push.ts';
 import { packageVersion } from '../lib/version.ts';
 import { CutoverError } from '../lib/errors.ts';
@@ -262,6 +263,11 @@ export class Daemon {
       undo.push(() => r.controller.close());
     }
     for (const r of runtimes) await r.controller.recover();
+    for (const r of runtimes) {
+      // Instances on `cutover agent` hosts: status --json says which agents are registered and what each runs.
+      const p = r.provider;
+      if (p instanceof AgentProvider) r.controller.extendStatus('agents', () => p.agentStatus());
+    }
     if (fleet) {
       const c0 = runtimes[0].controller;
       fleet.on('joined', (reg) => c0.record({ type: 'router.joined', actor: 'cutover', reason: `router ${reg.id} (${reg.host}, pid ${reg.pid}, cutover ${reg.version}) joined the fleet; live ${reg.live}`, data: { ...reg } }));

@@ -233,6 +233,18 @@ export class AgentProvider extends EventEmitter<ProviderEvents> implements Envir
     return [...this.#agents.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 
+  /** For status: each registered agent (and each named in hosts but not registered) with the instances it reports. */
+  agentStatus(): { id: string; registered: boolean; address: string | null; hostname: string | null; pid: number | null; version: string | null; instances: { id: string; port: number; pid: number | null; running: boolean }[] }[] {
+    const ids = new Set([...this.#agents.keys(), ...(this.#o.hosts === 'auto' ? [] : this.#o.hosts)]);
+    return [...ids].sort().map((id) => {
+      const reg = this.#agents.get(id);
+      return {
+        id, registered: reg !== undefined, address: reg?.address ?? null, hostname: reg?.hostname ?? null, pid: reg?.pid ?? null, version: reg?.version ?? null,
+        instances: (this.#reports.get(id)?.instances ?? []).map((i) => ({ id: i.id, port: i.port, pid: i.pid, running: i.running })),
+      };
+    });
+  }
+
   lastExit(id: string): { code: number | null; signal: string | null } | null {
     return this.#known.get(id)?.rep.exit ?? null;
   }
