@@ -21,7 +21,8 @@ export async function runAgent(io: Io, configFile: string | undefined, opts: { i
   if (!config.fleet) throw new CutoverError('CUTOVER_ERR_CONFIG', `${config.file ?? 'the config'}: cutover agent needs fleet: (etcd), where the controller writes the instances it wants`, { details: { field: 'fleet' } });
   const p = config.environments.process;
   if (config.environments.provider !== 'process' || !p) throw new CutoverError('CUTOVER_ERR_CONFIG', `${config.file ?? 'the config'}: cutover agent runs environments.process.command: set environments.provider to "process"`, { details: { field: 'environments.provider' } });
-  const address = opts.address ?? '127.0.0.1';
+  // Default: this host's name. Never loopback by default: a router on another host would reach its own.
+  const address = opts.address ?? os.hostname();
   if (!ADDRESS.test(address)) throw new CutoverError('CUTOVER_ERR_USAGE', `--address: expected the host name or IP routers reach this host's instances on (no scheme, no port), got ${JSON.stringify(address)}`);
   const { Agent } = await import('../fleet/agent.ts');
   const logger = await createConsoleLogger(io.env);

@@ -85,7 +85,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   program.command('agent')
     .description('fleet mode: run this host\'s share of a colour\'s instances for the controller (desired in etcd, reported back)')
     .requiredOption('--id <name>', 'name of this agent, as listed in environments.process.hosts')
-    .option('--address <host>', 'host name or IP routers reach this host\'s instances on (default: 127.0.0.1)')
+    .option('--address <host>', 'host name or IP routers reach this host\'s instances on (default: the host name)')
     .option('--stop-instances', 'on SIGINT/SIGTERM stop the instances (default: leave them running for the next agent to adopt)')
     .action(async (opts: { id?: string; address?: string; stopInstances?: boolean }, cmd: Command) => {
       exitCode = await runAgent(io, configOf(cmd), opts);
