@@ -293,16 +293,16 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
   private async doStart(color: Color, release: Release, given?: readonly number[]): Promise<Instance[]> {
     this.assertAttached();
     const dir = await checkReleaseDir(release);
-    // Never duplicates: whatever this colour runs now goes first (a held set stays: see hold()).
-    if (this.members.has(color)) await this.doStop(color);
-    await mkdir(path.join(this.stateDir, 'logs'), { recursive: true });
-
     // Slots 0…n-1, or the lowest ones the held instances do not use (ids and log files stay distinct).
     const heldSlots = new Set((this.heldMembers.get(color) ?? []).map((s) => s.instance.index));
     const slots: number[] = given !== undefined ? [...given] : [];
     if (given !== undefined && (given.some((i) => !Number.isInteger(i) || i < 0 || heldSlots.has(i)) || new Set(given).size !== given.length)) {
-      throw new CutoverError('CUTOVER_ERR_PROVISION', `could not start ${color}: slots ${JSON.stringify(given)} must be distinct whole numbers ≥ 0 not used by held instances`, { details: { color } });
+      throw new CutoverError('CUTOVER_ERR_PROVISION', `could not start ${color}: slots ${JSON.stringify(given)} must be distinct whole numbers ≥ 0 not used by held instances; nothing was changed`, { details: { color } });
     }
+    // Never duplicates: whatever this colour runs now goes first (a held set stays: see hold()).
+    if (this.members.has(color)) await this.doStop(color);
+    await mkdir(path.join(this.stateDir, 'logs'), { recursive: true });
+
     for (let index = 0; given === undefined && slots.length < this.opts.instances; index++) if (!heldSlots.has(index)) slots.push(index);
     const members: Supervised[] = [];
     this.members.set(color, members);
