@@ -25,6 +25,7 @@ import { registerState } from './state.ts';
 import type { DeploymentRecord } from '../store/types.ts';
 import { packageVersion } from '../lib/version.ts';
 import { runRouter } from './router.ts';
+import { runAgent } from './agent.ts';
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() }): Promise<number> {
   let exitCode: number = EXIT.OK;
@@ -81,6 +82,15 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     .option('--preview <addr>', 'preview listener host:port, or "off" (default: router.preview)')
     .action(async (opts: { id?: string; listen?: string; preview?: string }, cmd: Command) => {
       exitCode = await runRouter(io, configOf(cmd), opts);
+    });
+
+  program.command('agent')
+    .description('fleet mode: run this host\'s share of a colour\'s instances for the controller (desired in etcd, reported back)')
+    .requiredOption('--id <name>', 'name of this agent, as listed in environments.process.hosts')
+    .option('--address <host>', 'host name or IP routers reach this host\'s instances on (default: the host name)')
+    .option('--stop-instances', 'on SIGINT/SIGTERM stop the instances (default: leave them running for the next agent to adopt)')
+    .action(async (opts: { id?: string; address?: string; stopInstances?: boolean }, cmd: Command) => {
+      exitCode = await runAgent(io, configOf(cmd), opts);
     });
 
   program.command('deploy')

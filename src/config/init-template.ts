@@ -27,6 +27,7 @@ environments:
     # inheritEnv: [DATABASE_URL]  # passed on from the daemon's environment besides PATH, HOME, LANG, LC_*, TZ…
     startTimeout: 30s         # time for every instance to pass its health check
     # stopTimeout: 10s        # SIGTERM grace before SIGKILL
+    # hosts: [app-1, app-2]   # with fleet: run the instances on \`cutover agent --id app-1\` hosts instead (or: auto)
 # or, for environments run by something else (VMs, containers, target groups):
 #  provider: static
 #  static:

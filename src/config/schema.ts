@@ -143,6 +143,9 @@ const adminSchema = z.strictObject({
   tls: tlsSchema.optional(),
 });
 
+/** An agent id (`cutover agent --id`): one etcd key segment. */
+export const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
 const processSchema = z.strictObject({
   command: z.string().min(1, 'expected the command that starts one instance, like "node server.js"'),
   instances: z.int().min(1).max(64).default(d.DEFAULT_INSTANCES),
@@ -162,6 +165,17 @@ const processSchema = z.strictObject({
    * config file. `{version}`, not `${version}` (that one is an environment variable).
    */
   releaseDir: z.string().min(1).refine((v) => v.includes('{version}'), { message: 'expected a directory template containing {version}, like "./releases/{version}"' }).optional(),
+  /**
+   * Fleet mode (issue 11): run the instances on `cutover agent --id NAME` hosts instead of this one,
+   * spread over the agents named here in order (instance i on agent i mod n), or `auto`: every
+   * registered agent. Needs `fleet:`.
+   */
+  hosts: z.union([
+    z.literal('auto'),
+    z.array(z.string().regex(AGENT_ID, 'expected an agent id (letters, digits, ".", "_", "-"), as given to `cutover agent --id`'))
+      .min(1, 'expected at least one agent id, or "auto"')
+      .refine((v) => new Set(v).size === v.length, { message: 'an agent is named twice' }),
+  ]).optional(),
 });
 
 const targetList = z.array(address).min(1, 'expected at least one host:port target');
@@ -255,6 +269,8 @@ export const configSchema = configObjectSchema.superRefine((v, ctx) => {
   if (router?.engine === 'haproxy' && (v.switch?.steps?.length ?? 0) > 0) ctx.addIssue({ code: 'custom', path: ['switch', 'steps'], message: 'a gradual switch needs router.engine "builtin" (the HAProxy engine switches all traffic at once)' });
   if (mirrorAt >= 0 && router !== undefined && (router.engine === 'haproxy' || (router.workers ?? 1) !== 1)) ctx.addIssue({ code: 'custom', path: ['gates', mirrorAt], message: 'a mirror gate needs router.engine "builtin" with router.workers 1' });
   if (v.services !== undefined && router !== undefined && (router.engine === 'haproxy' || (router.workers ?? 1) !== 1)) ctx.addIssue({ code: 'custom', path: ['services'], message: 'many services need router.engine "builtin" with router.workers 1' });
+  const env = v.environments as Partial<typeof v.environments> | undefined;
+  if (env?.process?.hosts !== undefined && v.fleet === undefined) ctx.addIssue({ code: 'custom', path: ['environments', 'process', 'hosts'], message: 'instances on agent hosts need fleet: (the agents meet the controller in etcd); remove hosts to run the instances on this host' });
   const tls = router?.tls as { listen?: unknown; acme?: unknown } | undefined;
   if ((tls?.listen !== undefined || tls?.acme !== undefined) && router !== undefined && (router.engine === 'haproxy' || (router.workers ?? 1) !== 1)) ctx.addIssue({ code: 'custom', path: ['router', 'tls'], message: 'router.tls.listen and router.tls.acme need router.engine "builtin" with router.workers 1' });
 });

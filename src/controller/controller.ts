@@ -252,13 +252,15 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   private wireProviderEvents(): void {
     this.provider.on('instance-exit', (inst, info) => {
       const how = exitText(info) ?? 'an unknown status (not our child: its exit code is not known)';
-      this.health.markDown(inst.id, `process exited (${exitText(info) ?? 'gone'})`);
+      this.health.markDown(inst.id, info.reason ?? `process exited (${exitText(info) ?? 'gone'})`);
       // Why it died is in its log: quote it (a file read of a few KiB, then the decisions).
       void describeInstanceFailure(this.provider, inst.id, info).then((failure) => {
         this.failCandidateOnExit(inst, info, failure);
         this.recordQuietly({
           type: 'instance.exit', actor: SYSTEM_ACTOR, color: inst.color, version: inst.version,
-          reason: `instance ${inst.id} (pid ${inst.pid}) exited with ${how}${failureNote(failure)}; no traffic goes to it while it is down`,
+          reason: info.reason !== undefined
+            ? `instance ${inst.id} (pid ${inst.pid}) is down: ${info.reason}; no traffic goes to it while it is down`
+            : `instance ${inst.id} (pid ${inst.pid}) exited with ${how}${failureNote(failure)}; no traffic goes to it while it is down`,
           data: { instance: inst.id, ...info, log: failure.log, logPath: failure.logPath },
         });
       });
@@ -343,7 +345,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     const standby = COLORS.find((c) => envs[c].role === 'standby' || envs[c].role === 'retired') ?? null;
     const envView = (c: Color): EnvironmentStatus => {
       const e = envs[c];
-      const instances = this.store.instances(c).map((i) => ({ id: i.id, host: i.host, port: i.port, pid: i.pid, healthy: this.health.isHealthy(i.id), startedAt: i.startedAt }));
+      const instances = this.store.instances(c).map((i) => ({ id: i.id, host: i.host, port: i.port, pid: i.pid, healthy: this.healthy(i.id), startedAt: i.startedAt }));
       return { color: c, role: e.role, version: e.version, path: e.path, since: e.since, retireAt: e.retireAt, instances, healthy: instances.filter((i) => i.healthy).length };
     };
     const environments = { blue: envView('blue'), green: envView('green') };
@@ -377,7 +379,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     return {
       color: held.env.color, version: held.env.version, state: 'warm' as const, retireAt: held.env.retireAt,
       besideCandidate: this.running?.record.version ?? null,
-      instances: ids.length, healthy: ids.filter((id) => this.health.isHealthy(id)).length,
+      instances: ids.length, healthy: ids.filter((id) => this.healthy(id)).length,
     };
   }
 
@@ -607,7 +609,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     if (!isCutoverError(err, 'CUTOVER_ERR_HEALTH_TIMEOUT')) return err;
     const instances: InstanceFailure[] = [];
     for (const id of ids) {
-      if (this.health.isHealthy(id)) continue;
+      if (this.healthy(id)) continue;
       instances.push(await describeInstanceFailure(this.provider, id));
     }
     const first = instances[0];
@@ -834,7 +836,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       this.mirror = null;
       let swapped: SwapResult;
       try {
-        swapped = await this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+        swapped = await this.router.swap(this.buildTable((c) => this.routable(c), ++this.revision));
       } catch (err) {
         // Not published (a fleet whose etcd has no quorum): no router saw it, so the state goes back.
         try { this.commit({ environments: [envs[color], envs[from]] }); } catch (undoErr) { this.log.error({ err: undoErr }, 'could not restore the state after a refused switch'); }
@@ -990,7 +992,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
     const standby = otherColor(live);
     const run = this.running;
     const held = run?.held ? this.store.heldStandby() : null;
-    if (run && held && envs[standby].role === 'candidate' && held.instances.some((i) => this.health.isHealthy(i.id))) {
+    if (run && held && envs[standby].role === 'candidate' && held.instances.some((i) => this.healthy(i.id))) {
       // Promise 2 while a deploy runs: the standby held beside the candidate is healthy. The deploy
       // gives it back (abort: candidate stopped, standby restored), then the failover takes it.
       this.recordQuietly({ type: 'live.down', deployment: run.record.id, actor: SYSTEM_ACTOR, color: live, version: envs[live].version, reason: `every instance of live ${live} (${envs[live].version}) is down (${reason ?? 'health check'}); the deployment of ${run.record.version} is aborted so that the standby ${standby} (${held.env.version}) can take the traffic` });
@@ -1082,7 +1084,27 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
   // ───────────────────────────── routes ─────────────────────────────
 
   private healthyCount(color: Color): number {
-    return this.provider.instances(color).filter((i) => this.health.isHealthy(i.id)).length;
+    return this.provider.instances(color).filter((i) => this.healthy(i.id)).length;
+  }
+
+  /**
+   * Healthy by the checks and reachable at all: an instance whose agent is gone (fleet agents)
+   * counts as down at once, whatever a check of its address said last.
+   */
+  private healthy(id: string): boolean {
+    return this.health.isHealthy(id) && (this.provider.reachable?.(id) ?? true);
+  }
+
+  /**
+   * The instances a colour's route lists: all of them, less those nothing can reach (a gone
+   * agent's) — unless that leaves none, then all (the rule of an all-unhealthy colour: the routers
+   * answer 503 and a failover decides, never an empty target list for a colour that has instances).
+   */
+  private routable(color: Color): Instance[] {
+    const all = this.provider.instances(color);
+    if (!this.provider.reachable) return all;
+    const up = all.filter((i) => this.provider.reachable?.(i.id) ?? true);
+    return up.length > 0 ? up : all;
   }
 
   private buildTable(instancesOf: (c: Color) => Instance[], revision: number): RouteTable {
@@ -1113,7 +1135,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
       if (next === null && prev === null) return; // already at 0 % (a rollback and a failing step may race)
       this.split = next;
       const cur = this.router.table();
-      const { drain } = await this.router.swap(this.buildTable((c) => this.provider.instances(c), ++this.revision));
+      const { drain } = await this.router.swap(this.buildTable((c) => this.routable(c), ++this.revision));
       if (drain && prev) this.watchDrain(drain, prev.color, o.deployment);
       const share = next?.share ?? 0;
       const color = next?.color ?? prev?.color ?? null;
@@ -1171,7 +1193,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements Contro
 
   /** Only call while holding the traffic mutex. */
   private async applyRoutes(why: string): Promise<Promise<ApplyReport> | null> {
-    const next = this.buildTable((c) => this.provider.instances(c), this.revision + 1);
+    const next = this.buildTable((c) => this.routable(c), this.revision + 1);
     const cur = this.router.table();
     if (sameRoutes(next, cur)) return null;
     this.revision = next.revision;

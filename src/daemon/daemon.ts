@@ -11,6 +11,7 @@
 import { ChildRouterPlane } from '../router/child-router.ts';
 import { routerSettings } from '../router/router-process.ts';
 import { FleetDataPlane } from '../fleet/fleet-data-plane.ts';
+import { AgentProvider } from '../fleet/agent-provider.ts';
 import { recordsBodySchema } from '../fleet/records-push.ts';
 import os from 'node:os';
 import { openEtcd } from '../fleet/etcd.ts';
@@ -164,6 +165,8 @@ export class Daemon {
     const secrets = [...new Set([token, ...configSecrets(config), ...(multi ? plans.flatMap((p) => configSecrets(p.config)) : [])])];
     const parts = [];
     const serviceLocks: StateLock[] = [];
+    /** Set once this controller has joined the election (fleet mode); providers' etcd writes are fenced by it. */
+    const leadershipRef: { current: Leadership | null } = { current: null };
     for (const plan of plans) {
       const log = multi ? logger.child({ service: plan.name }) : logger;
       if (multi) {
@@ -172,7 +175,8 @@ export class Daemon {
         serviceLocks.push(l);
         undo.push(() => l.release());
       }
-      const built = buildServiceParts(plan, log, secrets);
+      // Desired-instance writes on agent hosts are fenced by the leadership made below (fleet mode).
+      const built = buildServiceParts(plan, log, secrets, (t) => { for (const c of leadershipRef.current?.compares() ?? []) t = t.and(...c); return t; });
       const { store, health } = built;
       undo.push(() => store.close());
       // Each service's state is checked, snapshotted and marked in its own state directory.
@@ -244,6 +248,7 @@ export class Daemon {
       undo.push(() => f.close());
       await f.attach();
       leadership = l;
+      leadershipRef.current = l;
       fleetStore = es;
       // What the stopped controller still committed goes out before the lead is given away (at once: followers need not wait for the lease).
       closeFleet = async () => { await Promise.race([es.flush().catch(() => {}), new Promise((r) => setTimeout(r, 5_000).unref())]); await l.close(); es.close(); client.close(); };
@@ -326,6 +331,11 @@ export class Daemon {
     }
     if (fleetControllers) await fleetControllers.start();
     else for (const r of runtimes) await r.controller.recover();
+    for (const r of runtimes) {
+      // Instances on `cutover agent` hosts: status --json says which agents are registered and what each runs.
+      const p = r.provider;
+      if (p instanceof AgentProvider) r.controller.extendStatus('agents', () => p.agentStatus());
+    }
     if (fleet) {
       const c0 = runtimes[0].controller;
       const l = leadership;
@@ -487,6 +497,7 @@ export class Daemon {
           await s.provider.stop(c);
           await s.provider.stopHeld?.(c); // normally given back already, when the deployment was aborted
         }));
+        await s.provider.detach(); // nothing left to supervise (and an agent provider closes its etcd client)
       } else {
         await s.provider.detach();
       }

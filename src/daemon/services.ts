@@ -11,9 +11,11 @@ import type { LoadedConfig } from '../config/schema.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { ProcessProvider } from '../environments/process-provider.ts';
 import { StaticProvider } from '../environments/static-provider.ts';
+import { AgentProvider } from '../fleet/agent-provider.ts';
 import type { EnvironmentProvider } from '../environments/types.ts';
 import { HealthChecker } from '../health/health-checker.ts';
 import type { Logger } from '../lib/logger.ts';
+import type { TxnFence } from '../fleet/agent-provider.ts';
 
 /** One service's configuration as the daemon uses it. */
 export interface ServicePlan {
@@ -39,23 +41,28 @@ export interface ServiceParts {
 }
 
 /** `secrets`: values kept out of instance environments' logs (the admin token, configured secrets). */
-export function buildServiceParts(plan: ServicePlan, logger: Logger, secrets: readonly string[]): ServiceParts {
+/** `fence`: in a fleet of controllers, the leader's compare added to every desired-instance write (agent hosts). */
+export function buildServiceParts(plan: ServicePlan, logger: Logger, secrets: readonly string[], fence?: TxnFence): ServiceParts {
   const config = plan.config;
   const store = new SqliteStore(config.stateDir);
   const health = new HealthChecker({
     path: config.health.path, intervalMs: config.health.interval, timeoutMs: config.health.timeout,
     healthyThreshold: config.health.healthyThreshold, unhealthyThreshold: config.health.unhealthyThreshold, logger,
   });
-  return { store, health, provider: makeProvider(config, logger, secrets) };
+  return { store, health, provider: makeProvider(config, logger, secrets, fence) };
 }
 
-export function makeProvider(config: LoadedConfig, logger: Logger, secrets: readonly string[]): EnvironmentProvider {
+export function makeProvider(config: LoadedConfig, logger: Logger, secrets: readonly string[], fence?: TxnFence): EnvironmentProvider {
   const env = config.environments;
   if (env.provider === 'static' && env.static) {
     return new StaticProvider({ blue: env.static.blue, green: env.static.green, logger });
   }
   const p = env.process;
   if (!p) throw new Error('unreachable: the config schema requires environments.process');
+  if (p.hosts !== undefined && config.fleet) {
+    // Instances on `cutover agent` hosts (docs/fleet.md); the schema refuses hosts without fleet:.
+    return new AgentProvider({ app: config.app, fleet: config.fleet, hosts: p.hosts, instances: p.instances, startTimeoutMs: p.startTimeout, stopTimeoutMs: p.stopTimeout, releaseDir: p.releaseDir, logger, fence });
+  }
   return new ProcessProvider({ stateDir: config.stateDir, command: p.command, instances: p.instances, env: p.env, inheritEnv: p.inheritEnv, secrets: [...secrets], stopGraceMs: p.stopTimeout, releaseDir: p.releaseDir, logger });
 }
 

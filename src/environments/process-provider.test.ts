@@ -45,6 +45,20 @@ describe('process provider', () => {
     assert.equal(p.checkRelease(v7, 'v8'), v7, 'an explicit path wins over the template');
   });
 
+  test('start with given slots runs exactly those instance indices (an agent\'s share of a colour); bad slots start nothing', async () => {
+    const p = provider();
+    const dir = tmp.dir('slots-v1');
+    await assert.rejects(p.start('blue', { version: 'v1', path: dir }, { slots: [1, 1] }), (e: unknown) => isCutoverError(e, 'CUTOVER_ERR_PROVISION') && /slots \[1,1\]/.test(e.message));
+    assert.deepEqual(p.instances('blue'), []);
+    const started = await p.start('blue', { version: 'v1', path: dir }, { slots: [1, 3] });
+    assert.deepEqual(started.map((i) => i.id), ['blue-1', 'blue-3']);
+    await Promise.all(started.map(answers));
+    await assert.rejects(p.start('blue', { version: 'v2', path: dir }, { slots: [-1] }), (e: unknown) => isCutoverError(e, 'CUTOVER_ERR_PROVISION'));
+    assert.deepEqual(p.instances('blue').map((i) => i.pid), started.map((i) => i.pid), 'a refused start leaves the running ones running');
+    await p.stop('blue');
+    assert.ok(started.every((i) => !isPidAlive(i.pid as number)));
+  });
+
   test('hold keeps a colour running beside a new start on other slots; restoreHeld gives it back; stopHeld stops it', async () => {
     const p = provider();
     const changes: string[][] = [];

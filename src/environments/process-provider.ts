@@ -142,8 +142,12 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
 
   // ── public API ──────────────────────────────────────────────────────────────────────────
 
-  start(color: Color, release: Release): Promise<Instance[]> {
-    return this.serial(color, () => this.doStart(color, release));
+  /**
+   * `slots`: the instance indices to run (`cutover agent`: the controller spreads a colour's
+   * instances over agents, each runs its share); default: `instances` slots the held set does not use.
+   */
+  start(color: Color, release: Release, opts: { slots?: readonly number[] } = {}): Promise<Instance[]> {
+    return this.serial(color, () => this.doStart(color, release, opts.slots));
   }
 
   stop(color: Color): Promise<void> {
@@ -286,17 +290,20 @@ export class ProcessProvider extends EventEmitter<ProviderEvents> implements Env
 
   // ── start / stop ────────────────────────────────────────────────────────────────────────
 
-  private async doStart(color: Color, release: Release): Promise<Instance[]> {
+  private async doStart(color: Color, release: Release, given?: readonly number[]): Promise<Instance[]> {
     this.assertAttached();
     const dir = await checkReleaseDir(release);
+    // Slots 0…n-1, or the lowest ones the held instances do not use (ids and log files stay distinct).
+    const heldSlots = new Set((this.heldMembers.get(color) ?? []).map((s) => s.instance.index));
+    const slots: number[] = given !== undefined ? [...given] : [];
+    if (given !== undefined && (given.some((i) => !Number.isInteger(i) || i < 0 || heldSlots.has(i)) || new Set(given).size !== given.length)) {
+      throw new CutoverError('CUTOVER_ERR_PROVISION', `could not start ${color}: slots ${JSON.stringify(given)} must be distinct whole numbers ≥ 0 not used by held instances; nothing was changed`, { details: { color } });
+    }
     // Never duplicates: whatever this colour runs now goes first (a held set stays: see hold()).
     if (this.members.has(color)) await this.doStop(color);
     await mkdir(path.join(this.stateDir, 'logs'), { recursive: true });
 
-    // Slots 0…n-1, or the lowest ones the held instances do not use (ids and log files stay distinct).
-    const heldSlots = new Set((this.heldMembers.get(color) ?? []).map((s) => s.instance.index));
-    const slots: number[] = [];
-    for (let index = 0; slots.length < this.opts.instances; index++) if (!heldSlots.has(index)) slots.push(index);
+    for (let index = 0; given === undefined && slots.length < this.opts.instances; index++) if (!heldSlots.has(index)) slots.push(index);
     const members: Supervised[] = [];
     this.members.set(color, members);
     try {

@@ -29,7 +29,7 @@ export interface Instance {
 /** Events a provider emits. */
 export interface ProviderEvents {
   /** An instance's process exited without being asked to (crash). */
-  'instance-exit': [instance: Instance, info: { code: number | null; signal: string | null }];
+  'instance-exit': [instance: Instance, info: { code: number | null; signal: string | null; reason?: string }];
   /** An instance was restarted after a crash (pid and possibly port changed). */
   'instance-restart': [instance: Instance, info: { attempt: number; delayMs: number }];
   /** The set or addresses of a colour's instances changed; persist and re-route. */
@@ -71,6 +71,12 @@ export interface EnvironmentProvider extends EventEmitter<ProviderEvents> {
   lastExit?(id: string): { code: number | null; signal: string | null } | null;
   /** The last lines an instance wrote, when the provider keeps its output. */
   logTail?(id: string, lines: number): Promise<string[]>;
+  /**
+   * Optional (instances on `cutover agent` hosts): false when nothing can reach the instance at all
+   * (its agent's lease is gone). The controller counts it unhealthy and leaves it out of the route
+   * table while its colour has another instance; absent: every instance is reachable.
+   */
+  reachable?(id: string): boolean;
   /** Optional (process provider): where the instance's output goes. */
   logPath?(id: string): string;
   /**

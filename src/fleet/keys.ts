@@ -7,6 +7,9 @@
  *   <prefix>/<app>/routers/<id>              a router's registration, under its lease
  *   <prefix>/<app>/acks/<service>/<id>       {revision, appliedAt, seenAt} it applied, under its lease
  *   <prefix>/<app>/drains/<service>/<id>     its drain report of a revision that moved live traffic, under its lease
+ *   <prefix>/<app>/agents/<id>               a `cutover agent`'s registration (AgentRegistration), under its lease
+ *   <prefix>/<app>/desired/<service>/<id>    what the controller wants that agent to run (DesiredInstances); no lease
+ *   <prefix>/<app>/reported/<service>/<id>   what the agent runs (ReportedInstances), under its lease
  *
  *   <prefix>/<app>/leader                    the leading controller {id, admin, …}, under its lease (issue 11)
  *   <prefix>/<app>/controllers/<id>          every controller's registration, under its lease
@@ -34,6 +37,12 @@ export interface FleetKeys {
   controller: (id: string) => string;
   statePrefix: string;
   tokenHash: string;
+  agentsPrefix: string;
+  agent: (id: string) => string;
+  desiredPrefix: (service: string) => string;
+  desired: (service: string, agent: string) => string;
+  reportedPrefix: (service: string) => string;
+  reported: (service: string, agent: string) => string;
 }
 
 export function fleetKeys(prefix: string, app: string): FleetKeys {
@@ -52,6 +61,12 @@ export function fleetKeys(prefix: string, app: string): FleetKeys {
     controller: (id) => `${root}controllers/${id}`,
     statePrefix: `${root}state/`,
     tokenHash: `${root}admin/token-sha256`,
+    agentsPrefix: `${root}agents/`,
+    agent: (id) => `${root}agents/${id}`,
+    desiredPrefix: (service) => `${root}desired/${service}/`,
+    desired: (service, agent) => `${root}desired/${service}/${agent}`,
+    reportedPrefix: (service) => `${root}reported/${service}/`,
+    reported: (service, agent) => `${root}reported/${service}/${agent}`,
   };
 }
 
@@ -73,4 +88,64 @@ export interface RouterAck {
   appliedAt: number;
   /** Heartbeat: when it last wrote this key (epoch ms, its clock). */
   seenAt: number;
+}
+
+/** A `cutover agent`'s registration: who it is and the address routers reach its instances on. */
+export interface AgentRegistration {
+  id: string;
+  /** Host (name or IP) its instances are reached on by routers and the controller (`--address`). */
+  address: string;
+  hostname: string;
+  pid: number;
+  version: string;
+  startedAt: number;
+}
+
+/** One colour's share on one agent, as the controller wants it. A new `gen` means "start this release afresh". */
+export interface DesiredColor {
+  version: string;
+  /** Release directory on the agent's host. */
+  path: string | null;
+  /** Instance indices this agent runs (`<color>-<index>`): a colour's instances are spread over agents. */
+  slots: number[];
+  /** Restart crashed instances (live and standby: yes; a candidate: no, its crash fails the deploy). */
+  restart: boolean;
+  /** Generation of this wish: bumped by every start, so a report says which wish it answers. */
+  gen: number;
+}
+
+/** `desired/<service>/<agent>`: written only by the controller, in one fenced transaction per change. */
+export interface DesiredInstances {
+  colors: Partial<Record<'blue' | 'green', DesiredColor>>;
+}
+
+/** One instance as its agent reports it. `host` is the agent's address. */
+export interface ReportedInstance {
+  id: string;
+  color: 'blue' | 'green';
+  index: number;
+  version: string;
+  host: string;
+  port: number;
+  pid: number | null;
+  path: string | null;
+  startedAt: number;
+  gen: number;
+  running: boolean;
+  /** Its last unplanned exit (code/signal null when adopted: not the agent's child). */
+  exit: { code: number | null; signal: string | null } | null;
+  /** Its last log lines when it is down (what the controller quotes in a failure). */
+  log: string[];
+  logPath: string;
+  /** The last restart after a crash. */
+  restart: { attempt: number; delayMs: number } | null;
+}
+
+/** `reported/<service>/<agent>`: what runs there, under the agent's lease (gone with the agent). */
+export interface ReportedInstances {
+  agent: string;
+  /** Per colour: the generation the agent acted on, and why it could not start it (e.g. no such directory). */
+  colors: Partial<Record<'blue' | 'green', { gen: number; error: string | null }>>;
+  instances: ReportedInstance[];
+  at: number;
 }
