@@ -229,6 +229,10 @@ export function renderConfig(files: HAProxyFiles, s: HAProxySettings, targets: R
   for (const b of BACKENDS) {
     const color = b.endsWith('blue') ? 'blue' : 'green';
     lines.push(`backend ${b}`, `  errorfile 503 ${files.dir}/503-${color}.http`);
+    // A request in flight on an instance that dies (reset, or the connection closed with no answer)
+    // is sent again to another server, like the builtin router does, but only for methods that are
+    // safe to repeat: a POST that may have run is never sent twice.
+    lines.push('  retry-on conn-failure empty-response', '  http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS');
     for (const t of targets[color]) {
       lines.push(`  server ${t.id} ${serverArgs(t.host, t.port)}${serverOptions(b, false)}${down.has(t.id) ? ' disabled' : ''}`);
     }
