@@ -111,7 +111,8 @@ test('an abort during the compatibility run stops it and drops the shadow databa
   const run = daemon.controller.deploy({ version: 'slow', path: SLOW, actor: 'test' });
   // The shadow exists once this progress event is recorded; the new release then takes 20 s to start on it.
   await waitFor(() => daemon.controller.deployment(run.deployment.id).events.some((e) => e.type === 'migrations.compat.progress' && e.reason.startsWith('applied')), { timeoutMs: 30_000, what: 'migrations applied to the shadow' });
-  assert.equal((await databasesLike('postgres', `${db.name}_cshadow_`)).length, 1, 'the shadow exists during the run');
+  // One copy per release on PostgreSQL (old and new): one or both may exist by now.
+  assert.ok((await databasesLike('postgres', `${db.name}_cshadow_`)).length >= 1, 'the shadow exists during the run');
   daemon.controller.abort({ actor: 'test', reason: 'abort test' });
   const d = await run.done;
   assert.equal(d.status, 'aborted');
