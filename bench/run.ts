@@ -77,7 +77,7 @@ interface Plan {
 const FULL: Plan = {
   quick: false,
   wrk: { threads: 2, connections: 50 },
-  rounds: 2,
+  rounds: 4,
   warmupS: [2, 1],
   durationS: 5,
   switches: 20,
@@ -229,13 +229,13 @@ async function throughput(targets: Target[], plan: Plan, clkTck: number): Promis
       key: t.key,
       label: t.label,
       rounds: rs,
-      rps: mean(rs.map((r) => r.wrk.rps)),
-      p50Ms: mean(rs.map((r) => r.wrk.p50Ms)),
-      p99Ms: mean(rs.map((r) => r.wrk.p99Ms)),
+      rps: median(rs.map((r) => r.wrk.rps)),
+      p50Ms: median(rs.map((r) => r.wrk.p50Ms)),
+      p99Ms: median(rs.map((r) => r.wrk.p99Ms)),
       failed: rs.reduce((a, r) => a + wrkFailures(r.wrk), 0),
       peakRssKb: max(rs.map((r) => r.peakRssKb)),
       idleRssKb: idle.get(t.key)!,
-      cpuMsPer1k: mean(rs.map((r) => r.cpuMsPer1k)),
+      cpuMsPer1k: median(rs.map((r) => r.cpuMsPer1k)),
     };
   });
 }
@@ -713,7 +713,7 @@ function roundSpread(r: Results): string {
     const spread = (Math.max(...rps) - Math.min(...rps)) / mean(rps);
     return `${t.label} ${Math.round(spread * 100)} %`;
   });
-  return `In this run, throughput differed between the two rounds by ${parts.join(', ')}.`;
+  return `In this run, throughput differed between its fastest and slowest round by ${parts.join(', ')}.`;
 }
 
 function renderMarkdown(r: Results): string {
@@ -766,7 +766,7 @@ temp dir; nothing is shared with system services.
 
 **1. Throughput and latency.** wrk, ${p.wrk.threads} threads, ${p.wrk.connections} keep-alive connections,
 \`GET /\` (5-byte body). Per target a ${p.warmupS.join(' s / ')} s warm-up (discarded), then ${p.durationS} s
-measured; ${p.rounds} round${p.rounds === 1 ? '' : 's'}${p.rounds > 1 ? ", the second in reverse order so slow drift of the machine hits every target alike; req/s, p50 and p99 are the means of the rounds' figures" : ''}.
+measured; ${p.rounds} round${p.rounds === 1 ? '' : 's'}${p.rounds > 1 ? ", every second one in reverse order so slow drift of the machine hits every target alike; req/s, p50, p99 and CPU per request are the medians of the rounds' figures (one round disturbed by something else on the machine moves them little)" : ''}.
 RSS before load is read just before the first warm-up. Peak RSS is the highest VmRSS from \`/proc/<pid>/status\` sampled every 100 ms during
 the measured runs (for nginx and HAProxy: master + workers); V8 keeps growing its heap under
 sustained allocation, so a Node.js process under load for minutes reads higher than these
