@@ -22,13 +22,10 @@ import type { Etcd3, Lease, Watcher } from 'etcd3';
 import { ProcessProvider } from '../environments/process-provider.ts';
 import { COLORS, type Color, type Instance } from '../environments/types.ts';
 import type { Logger } from '../lib/logger.ts';
-import { openEtcd, ttlSeconds } from './etcd.ts';
+import { keepSession, openEtcd, ttlSeconds } from './etcd.ts';
 import { DEFAULT_SERVICE, fleetKeys, type AgentRegistration, type DesiredColor, type DesiredInstances, type FleetKeys, type ReportedInstance, type ReportedInstances } from './keys.ts';
 import type { FleetConfig } from './schema.ts';
 
-/** Reconnect backoff after losing etcd: 250 ms doubling to 2 s (as a fleet router). */
-const RECONNECT_MIN_MS = 250;
-const RECONNECT_MAX_MS = 2_000;
 /** Log lines sent with a down instance's report (the controller quotes the last ones): 20. */
 const REPORT_LOG_LINES = 20;
 export const AGENT_RECORD_FILE = 'instances.json';
@@ -155,22 +152,11 @@ export class Agent {
 
   // ── the etcd session ──
 
-  async #run(): Promise<void> {
-    let backoff = RECONNECT_MIN_MS;
-    while (!this.#closed) {
-      let why: string;
-      try {
-        why = await this.#session();
-        backoff = RECONNECT_MIN_MS;
-      } catch (err) {
-        why = (err as Error).message;
-      }
-      if (this.#closed) return;
+  #run(): Promise<void> {
+    return keepSession(() => this.#session(), () => this.#closed, (why) => {
       if (this.#connected) this.#log.warn({ reason: why }, 'lost etcd: instances keep running; reconnecting');
       this.#connected = false;
-      await new Promise((r) => setTimeout(r, backoff));
-      backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
-    }
+    });
   }
 
   async #session(): Promise<string> {

@@ -18,14 +18,11 @@ import { RouterProcess, type RouterSettings } from '../router/router-process.ts'
 import type { RouteTable } from '../router/route-table.ts';
 import type { DrainReport } from '../router/data-plane.ts';
 import type { Logger } from '../lib/logger.ts';
-import { openEtcd, ttlSeconds } from './etcd.ts';
+import { keepSession, openEtcd, ttlSeconds } from './etcd.ts';
 import { DEFAULT_SERVICE, fleetKeys, type FleetKeys, type RouterAck, type RouterRegistration } from './keys.ts';
 import type { FleetConfig } from './schema.ts';
 import { RecordsPush } from './records-push.ts';
 
-/** Reconnect backoff after losing etcd: 250 ms doubling to 2 s. */
-const RECONNECT_MIN_MS = 250;
-const RECONNECT_MAX_MS = 2_000;
 export const TABLE_CACHE_FILE = 'router-table.json';
 
 /**
@@ -105,24 +102,12 @@ export class FleetSync {
     await this.#loop;
   }
 
-  async #run(): Promise<void> {
-    let backoff = RECONNECT_MIN_MS;
-    while (!this.#closed) {
-      let why: string;
-      try {
-        why = await this.#session();
-        backoff = RECONNECT_MIN_MS;
-      } catch (err) {
-        why = (err as Error).message;
-      }
-      if (this.#closed) return;
-      if (!this.#stale) {
-        this.#stale = true;
-        this.#log.warn({ reason: why, revision: this.#rp.router.table().revision }, 'lost etcd: serving the last route table (stale) and reconnecting');
-      }
-      await new Promise((r) => setTimeout(r, backoff));
-      backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
-    }
+  #run(): Promise<void> {
+    return keepSession(() => this.#session(), () => this.#closed, (why) => {
+      if (this.#stale) return;
+      this.#stale = true;
+      this.#log.warn({ reason: why, revision: this.#rp.router.table().revision }, 'lost etcd: serving the last route table (stale) and reconnecting');
+    });
   }
 
   /** One connection to etcd, from registration to whatever ends it; resolves with why it ended. */

@@ -75,6 +75,16 @@ class Bucket {
   }
 }
 
+/** Keeps `durationMs` in the bucket's raw samples: the first ones as they come, then a uniform reservoir. */
+function keepSample(b: Bucket, durationMs: number): void {
+  const n = ++b.seen;
+  if (n <= STATS_SAMPLES_PER_BUCKET) b.samples[n - 1] = durationMs;
+  else {
+    const j = Math.floor(Math.random() * n);
+    if (j < STATS_SAMPLES_PER_BUCKET) b.samples[j] = durationMs;
+  }
+}
+
 function histIndex(ms: number): number {
   if (!(ms > LATENCY_MIN_MS)) return 0; // also catches NaN
   const i = Math.floor(Math.log10(ms / LATENCY_MIN_MS) * BUCKETS_PER_DECADE) + 1;
@@ -131,26 +141,13 @@ export class RequestStats {
    * that (batched from a router process); default now.
    */
   record(listener: ListenerName, color: Color, status: number, durationMs: number, error?: ProxyErrorKind, atMs?: number): void {
-    const sec = Math.floor((atMs ?? this.#now()) / STATS_BUCKET_MS);
-    const ring = this.#rings[laneIndex(listener, color)];
-    const slot = sec % SLOTS;
-    let b = ring[slot];
-    if (b === undefined) {
-      b = new Bucket();
-      ring[slot] = b;
-    }
-    if (b.sec > sec) return; // older than the retention (a late relayed record): never wipe newer data
-    if (b.sec !== sec) b.reset(sec);
+    const b = this.#bucket(listener, color, atMs);
+    if (b === null) return; // older than the retention (a late relayed record): never wipe newer data
     b.requests++;
     b.classes[classIndex(status)]++;
     if (error !== undefined) b.errors[ERROR_KINDS.indexOf(error)]++;
     b.hist[histIndex(durationMs)]++;
-    const n = ++b.seen;
-    if (n <= STATS_SAMPLES_PER_BUCKET) b.samples[n - 1] = durationMs;
-    else {
-      const j = Math.floor(Math.random() * n);
-      if (j < STATS_SAMPLES_PER_BUCKET) b.samples[j] = durationMs;
-    }
+    keepSample(b, durationMs);
   }
 
   /**
@@ -178,14 +175,10 @@ export class RequestStats {
     if (error !== undefined) b.errors[ERROR_KINDS.indexOf(error)]++;
     b.hist[histIndex(durationMs)] += weight;
     if (weight > 1) b.extraWeight += weight - 1;
-    const n = ++b.seen;
-    if (n <= STATS_SAMPLES_PER_BUCKET) b.samples[n - 1] = durationMs;
-    else {
-      const j = Math.floor(Math.random() * n);
-      if (j < STATS_SAMPLES_PER_BUCKET) b.samples[j] = durationMs;
-    }
+    keepSample(b, durationMs);
   }
 
+  /** The bucket of the second of `atMs` (default now), reset if it held an older second; null when that second is older than the retention. */
   #bucket(listener: ListenerName, color: Color, atMs: number | undefined): Bucket | null {
     const sec = Math.floor((atMs ?? this.#now()) / STATS_BUCKET_MS);
     const ring = this.#rings[laneIndex(listener, color)];

@@ -23,6 +23,8 @@ export const UPSTREAM_ERROR_KINDS = ['connect', 'timeout', 'reset', 'no-healthy'
 const LISTENERS: readonly ListenerName[] = ['live', 'preview'];
 /** Versions per (listener, colour) whose request series are kept; older ones are removed. */
 export const VERSIONS_KEPT_PER_COLOR = 4;
+/** How often the event-loop lag histogram (nodejs_eventloop_lag_*) samples the loop: 100 ms. */
+const EVENT_LOOP_SAMPLE_MS = 100;
 
 /** Request latency buckets, seconds: 1 ms .. 30 s. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -94,7 +96,10 @@ export class CutoverMetrics {
     this.now = src.now ?? Date.now;
     const registers = [this.registry];
     if (src.processMetrics !== false) {
-      collectDefaultMetrics({ register: this.registry });
+      // The event-loop lag histogram samples every 100 ms, not prom-client's default 10 ms: 100
+      // wake-ups a second were most of an idle controller's CPU, and a stall of the loop still
+      // shows in the max and the percentiles.
+      collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
       // prom-client names three gauges nodejs_active_*_total, which `promtool check metrics`
       // rejects (only counters end in _total); the per-type breakdowns without _total stay.
       for (const m of this.registry.getMetricsAsArray()) {
