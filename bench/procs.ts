@@ -223,6 +223,15 @@ export function cpuTicks(pid: number): number | null {
   }
 }
 
+/**
+ * The machine's CPU ticks since boot, all cores (/proc/stat): in all, and stolen (time the
+ * hypervisor ran other guests while this one had work: a virtual machine on a busy host).
+ */
+export function machineTicks(): { total: number; steal: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  return { total: f.reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+}
+
 /** Summed CPU ticks of a process and its direct children. */
 export function groupCpuTicks(pid: number): number {
   let sum = 0;

@@ -35,6 +35,11 @@ export function ratio(n: number): string {
   return Number.isFinite(n) ? `${n.toFixed(2)}×` : '–';
 }
 
+/** A share (0..1) as a percentage with one decimal. */
+export function pct(n: number): string {
+  return Number.isFinite(n) ? `${(n * 100).toFixed(1)} %` : '–';
+}
+
 export function ms(n: number): string {
   if (!Number.isFinite(n)) return '–';
   return n < 10 ? `${n.toFixed(2)} ms` : n < 100 ? `${n.toFixed(1)} ms` : `${Math.round(n)} ms`;

@@ -29,8 +29,8 @@ import { parseArgs } from 'node:util';
 import { Daemon, RouterProcess, type RollbackTiming } from './cutover.ts';
 import type { LoadCommand, LoadReply, LoadResult } from './loadgen.ts';
 import { HAPROXY, HAProxy, NGINX, Nginx, haproxyConfig, nginxProxyConfig, originConfig, other, startSlowBackend, type Colour, type OriginPorts } from './peers.ts';
-import { binNodeFlags, cpuTicks, forkChild, freePort, killAllSync, nowMs, peakRssOf, processAndChildren, rssOf, run, sleep, stopAll, waitExit } from './procs.ts';
-import { fmt, int, max, mean, median, met, mb, ms, percentile, ratio, table } from './report.ts';
+import { binNodeFlags, cpuTicks, forkChild, freePort, killAllSync, machineTicks, nowMs, peakRssOf, processAndChildren, rssOf, run, sleep, stopAll, waitExit } from './procs.ts';
+import { fmt, int, max, mean, median, met, mb, ms, pct, percentile, ratio, table } from './report.ts';
 import { startEngineDaemon, startSameConfigHAProxy, type EngineDaemon } from './haproxy-engine.ts';
 import { AUTO_SAMPLE_LINES_PER_S } from '../src/engines/haproxy/engine.ts';
 import { Pool } from 'undici';
@@ -53,6 +53,14 @@ const TARGET_RSS_KIB = (TARGET_RSS_MB * 1e6) / 1024;
 const TARGET_ROLLBACK_MS = 100;
 /** Router CPU per request at most twice nginx's (issue #12: the headline figure). */
 const TARGET_CPU_VS_NGINX = 2;
+/**
+ * A measured run during which the hypervisor gave more than this share of the machine's CPU time
+ * to other guests is measured again (seen here: 0-1 % on a quiet host, up to 22 %, with nginx's
+ * req/s down 28 % alike), keeping the least disturbed of the tries.
+ */
+const STEAL_MAX = 0.02;
+/** Runs measured again per section at most, so that a host that never quiets down still finishes. */
+const STEAL_RETRIES = 15;
 /** The HAProxy engine serves at least 0.95× what a bare HAProxy with the same settings serves. */
 const TARGET_ENGINE_VS_HAPROXY = 0.95;
 
@@ -172,6 +180,10 @@ interface RoundResult {
   peakRssKb: number;
   /** CPU time of the proxy per 1,000 requests, ms. */
   cpuMsPer1k: number;
+  /** Share of the machine's CPU time stolen by the hypervisor during the kept run (0..1). */
+  steal: number;
+  /** Runs measured for this one (more than 1: earlier ones lost over STEAL_MAX to other guests). */
+  attempts: number;
 }
 
 interface TargetResult {
@@ -185,6 +197,18 @@ interface TargetResult {
   peakRssKb: number;
   idleRssKb: number;
   cpuMsPer1k: number;
+}
+
+/** One measured wrk run of `t`: its figures, the proxy's CPU per request and the CPU stolen meanwhile. */
+async function measureOnce(t: Target, plan: Plan, clkTck: number): Promise<Omit<RoundResult, 'round' | 'attempts'>> {
+  const measuredPids = t.pids();
+  const cpu0 = cpuOf(measuredPids);
+  const m0 = machineTicks();
+  const measured = runWrk(t.url, { ...plan.wrk, durationS: plan.durationS });
+  const { result, peakKb } = measuredPids.length === 0 ? { result: await measured, peakKb: Number.NaN } : await peakRssOf(t.pids, measured);
+  const m1 = machineTicks();
+  const cpuMs = measuredPids.length === 0 ? Number.NaN : ((cpuOf(measuredPids) - cpu0) * 1000) / clkTck;
+  return { wrk: result, peakRssKb: peakKb, cpuMsPer1k: cpuMs / (result.requests / 1000), steal: (m1.steal - m0.steal) / Math.max(1, m1.total - m0.total) };
 }
 
 function cpuOf(pids: number[]): number {
@@ -212,19 +236,25 @@ function coreTargets(b: Bench): Target[] {
 async function throughput(targets: Target[], plan: Plan, clkTck: number): Promise<TargetResult[]> {
   const rounds = new Map<TargetKey, RoundResult[]>(targets.map((t) => [t.key, []]));
   const idle = new Map<TargetKey, number>(targets.map((t) => [t.key, t.pids().length === 0 ? Number.NaN : rssOf(t.pids())]));
+  let retriesLeft = STEAL_RETRIES;
   for (let round = 0; round < plan.rounds; round++) {
     const order = round % 2 === 0 ? targets : [...targets].reverse();
     for (const t of order) {
       const warm = plan.warmupS[round] ?? plan.warmupS[plan.warmupS.length - 1];
       process.stdout.write(`  round ${round + 1}/${plan.rounds}: ${t.label} … `);
       await runWrk(t.url, { ...plan.wrk, durationS: warm });
-      const measuredPids = t.pids();
-      const cpu0 = cpuOf(measuredPids);
-      const measured = runWrk(t.url, { ...plan.wrk, durationS: plan.durationS });
-      const { result, peakKb } = measuredPids.length === 0 ? { result: await measured, peakKb: Number.NaN } : await peakRssOf(t.pids, measured);
-      const cpuMs = measuredPids.length === 0 ? Number.NaN : ((cpuOf(measuredPids) - cpu0) * 1000) / clkTck;
-      rounds.get(t.key)!.push({ round: round + 1, wrk: result, peakRssKb: peakKb, cpuMsPer1k: cpuMs / (result.requests / 1000) });
-      console.log(`${int(result.rps)} req/s, p50 ${ms(result.p50Ms)}, p99 ${ms(result.p99Ms)}, CPU ${Number.isFinite(cpuMs) ? ms(cpuMs / (result.requests / 1000)) : '–'}/1k${wrkFailures(result) > 0 ? `, ${wrkFailures(result)} failed` : ''}`);
+      let kept: RoundResult | null = null;
+      for (let attempt = 1; ; attempt++) {
+        const m = await measureOnce(t, plan, clkTck);
+        if (kept === null || m.steal < kept.steal) kept = { round: round + 1, ...m, attempts: attempt };
+        kept.attempts = attempt;
+        if (m.steal <= STEAL_MAX || retriesLeft === 0) break;
+        retriesLeft--;
+        process.stdout.write(`${pct(m.steal)} of the CPU stolen by other guests, measuring again … `);
+      }
+      rounds.get(t.key)!.push(kept);
+      const { wrk: result, cpuMsPer1k } = kept;
+      console.log(`${int(result.rps)} req/s, p50 ${ms(result.p50Ms)}, p99 ${ms(result.p99Ms)}, CPU ${Number.isFinite(cpuMsPer1k) ? ms(cpuMsPer1k) : '–'}/1k${kept.steal > STEAL_MAX ? `, ${pct(kept.steal)} stolen` : ''}${wrkFailures(result) > 0 ? `, ${wrkFailures(result)} failed` : ''}`);
     }
   }
   return targets.map((t) => {
@@ -585,13 +615,13 @@ function throughputTable(results: TargetResult[], peers: { key: TargetKey; name:
 
 function rawRounds(results: TargetResult[]): string {
   return table(
-    ['round', 'target', 'requests', 'req/s', 'p50', 'p90', 'p99', 'max', 'socket errors', 'non-2xx', 'peak RSS', 'CPU per 1k req'],
+    ['round', 'target', 'requests', 'req/s', 'p50', 'p90', 'p99', 'max', 'socket errors', 'non-2xx', 'peak RSS', 'CPU per 1k req', 'CPU stolen', 'runs'],
     results.flatMap((t) => t.rounds.map((x) => [
       String(x.round), t.label, int(x.wrk.requests), int(x.wrk.rps), ms(x.wrk.p50Ms), ms(x.wrk.p90Ms), ms(x.wrk.p99Ms), ms(x.wrk.maxMs),
       int(x.wrk.socketErrors.connect + x.wrk.socketErrors.read + x.wrk.socketErrors.write + x.wrk.socketErrors.timeout), int(x.wrk.non2xx),
-      mb(x.peakRssKb), Number.isFinite(x.cpuMsPer1k) ? ms(x.cpuMsPer1k) : '–',
+      mb(x.peakRssKb), Number.isFinite(x.cpuMsPer1k) ? ms(x.cpuMsPer1k) : '–', pct(x.steal), String(x.attempts),
     ])).sort((a, b) => Number(a[0]) - Number(b[0])),
-    ['r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ['r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   );
 }
 
@@ -711,6 +741,15 @@ function renderTargets(r: Results): string {
   return table(['target', 'measured', 'goal', 'result'], r.targets.map((t) => [t.name, t.measured, t.goal, met(t.met)]), ['l', 'r', 'r', 'l']);
 }
 
+/** What the hypervisor took: this is a virtual machine, and other guests' load shows as stolen CPU. */
+function stealSummary(r: Results): string {
+  const all = [...r.throughput, ...(r.engine?.throughput ?? [])].flatMap((t) => t.rounds);
+  if (all.length === 0) return '';
+  const again = all.reduce((a, x) => a + x.attempts - 1, 0);
+  const over = all.filter((x) => x.steal > STEAL_MAX).length;
+  return `Other guests of the host took CPU time too (stolen time in \`/proc/stat\`; it cut nginx's req/s by up to 28 % when it reached 22 %): a measured run with more than ${pct(STEAL_MAX)} stolen was measured again, keeping the least disturbed try (${again} run${again === 1 ? '' : 's'} measured again in this run${over > 0 ? `; ${over} kept run${over === 1 ? '' : 's'} still over it, the retry budget of ${STEAL_RETRIES} per section spent` : ''}; the most stolen in a kept run: ${pct(max(all.map((x) => x.steal)))}).`;
+}
+
 function roundSpread(r: Results): string {
   if (r.plan.rounds < 2) return 'This was a one-round (`--quick`) run, so no round-to-round spread was measured.';
   const parts = r.throughput.map((t) => {
@@ -797,7 +836,7 @@ ${r.throughput.length > 0 ? `## 1. Throughput and latency\n\n${renderThroughput(
 
 This machine has ${m.cpus} cores, shared by the load generator, the proxy under test, the origin and,
 during this run, other people's builds and tests${Math.max(...m.loadBefore, ...m.loadAfter) > m.cpus * 2 ? ` — heavily: the load average was ${m.loadBefore[0].toFixed(1)} before and ${m.loadAfter[0].toFixed(1)} after the run on ${m.cpus} cores, so every process waited for a CPU most of the time; absolute figures here are far below what the same code does on a quiet machine, and even ratios move more than usual (CPU per request is inflated too, by cache and scheduler churn)` : ''}. Absolute req/s and especially p99 move with
-whatever else runs. ${roundSpread(r)} That is why every figure is a ratio to peers measured
+whatever else runs. ${roundSpread(r)} ${stealSummary(r)} That is why every figure is a ratio to peers measured
 seconds apart in the same run, why the rounds alternate order, and why CPU per request (less sensitive to
 sharing) is reported next to req/s. wrk itself takes most of one core, so no proxy here reaches
 what it would with dedicated cores; the single-threaded proxies (Node.js, 1 nginx worker, 1
