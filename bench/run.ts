@@ -248,7 +248,8 @@ async function throughput(targets: Target[], plan: Plan, clkTck: number): Promis
         const m = await measureOnce(t, plan, clkTck);
         if (kept === null || m.steal < kept.steal) kept = { round: round + 1, ...m, attempts: attempt };
         kept.attempts = attempt;
-        if (m.steal <= STEAL_MAX || retriesLeft === 0) break;
+        // The origin alone is a reference, not a ratio's term: never measured again.
+        if (m.steal <= STEAL_MAX || retriesLeft === 0 || t.pids().length === 0) break;
         retriesLeft--;
         process.stdout.write(`${pct(m.steal)} of the CPU stolen by other guests, measuring again … `);
       }
