@@ -175,6 +175,8 @@ interface Target {
   url: string;
   /** Processes to measure (RSS, CPU), read at each sample; empty for the origin itself. */
   pids: () => number[];
+  /** Some of \`pids\` whose CPU is also reported apart (the HAProxy engine's daemon). */
+  part?: () => number[];
 }
 
 interface RoundResult {
@@ -187,6 +189,8 @@ interface RoundResult {
   steal: number;
   /** Runs measured for this one (more than 1: earlier ones lost over STEAL_MAX to other guests). */
   attempts: number;
+  /** CPU per 1,000 requests of the target's \`part\` alone, ms (NaN without one). */
+  partCpuMsPer1k: number;
 }
 
 interface TargetResult {
@@ -205,13 +209,21 @@ interface TargetResult {
 /** One measured wrk run of `t`: its figures, the proxy's CPU per request and the CPU stolen meanwhile. */
 async function measureOnce(t: Target, plan: Plan, clkTck: number): Promise<Omit<RoundResult, 'round' | 'attempts'>> {
   const measuredPids = t.pids();
+  const partPids = t.part?.() ?? [];
   const cpu0 = cpuOf(measuredPids);
+  const part0 = cpuOf(partPids);
   const m0 = machineTicks();
   const measured = runWrk(t.url, { ...plan.wrk, durationS: plan.durationS });
   const { result, peakKb } = measuredPids.length === 0 ? { result: await measured, peakKb: Number.NaN } : await peakRssOf(t.pids, measured);
   const m1 = machineTicks();
-  const cpuMs = measuredPids.length === 0 ? Number.NaN : ((cpuOf(measuredPids) - cpu0) * 1000) / clkTck;
-  return { wrk: result, peakRssKb: peakKb, cpuMsPer1k: cpuMs / (result.requests / 1000), steal: (m1.steal - m0.steal) / Math.max(1, m1.total - m0.total) };
+  const per1k = (ticks: number) => (ticks * 1000) / clkTck / (result.requests / 1000);
+  return {
+    wrk: result,
+    peakRssKb: peakKb,
+    cpuMsPer1k: measuredPids.length === 0 ? Number.NaN : per1k(cpuOf(measuredPids) - cpu0),
+    partCpuMsPer1k: partPids.length === 0 ? Number.NaN : per1k(cpuOf(partPids) - part0),
+    steal: (m1.steal - m0.steal) / Math.max(1, m1.total - m0.total),
+  };
 }
 
 function cpuOf(pids: number[]): number {
@@ -468,9 +480,9 @@ async function engineSection(b: Bench, plan: Plan, clkTck: number): Promise<Engi
   const targets: Target[] = [
     { key: 'haproxy', label: 'HAProxy (bench config)', url: `http://127.0.0.1:${b.haproxyPort}/`, pids: group(b.haproxy!.pid) },
     { key: 'haproxy-same', label: `HAProxy with the engine's config, no Cutover (1 in ${sampleN} logged)`, url: `http://127.0.0.1:${same.port}/`, pids: group(same.haproxy.pid) },
-    { key: 'haproxy-engine', label: 'Cutover, `router.engine: haproxy` (HAProxy + daemon, `logSample: auto`)', url: `http://127.0.0.1:${eng.daemon.livePort}/`, pids: () => [...processAndChildren(eng.haproxyPid()), eng.daemon.pid] },
+    { key: 'haproxy-engine', label: 'Cutover, `router.engine: haproxy` (HAProxy + daemon, `logSample: auto`)', url: `http://127.0.0.1:${eng.daemon.livePort}/`, pids: () => [...processAndChildren(eng.haproxyPid()), eng.daemon.pid], part: () => [eng.daemon.pid] },
     { key: 'haproxy-same-every', label: 'HAProxy with the engine\'s config, no Cutover, every request logged', url: `http://127.0.0.1:${sameEvery.port}/`, pids: group(sameEvery.haproxy.pid) },
-    { key: 'haproxy-engine-every', label: 'Cutover, `router.engine: haproxy`, every request logged (`logSample: 1`, as while analysis runs)', url: `http://127.0.0.1:${every.daemon.livePort}/`, pids: () => [...processAndChildren(every.haproxyPid()), every.daemon.pid] },
+    { key: 'haproxy-engine-every', label: 'Cutover, `router.engine: haproxy`, every request logged (`logSample: 1`, as while analysis runs)', url: `http://127.0.0.1:${every.daemon.livePort}/`, pids: () => [...processAndChildren(every.haproxyPid()), every.daemon.pid], part: () => [every.daemon.pid] },
   ];
   console.log('  throughput');
   const tp = await throughput(targets, { ...plan, rounds: plan.engineRounds }, clkTck);
@@ -646,6 +658,11 @@ function renderEngine(r: Results): string {
   const everyT = e.throughput.find((t) => t.key === 'haproxy-engine-every');
   const sameEvery = e.throughput.find((t) => t.key === 'haproxy-same-every');
   const everyLine = everyT && sameEvery ? `\n\nEvery request logged, engine vs the same bare HAProxy: ${ratio(everyT.rps / sameEvery.rps)} the requests per second at ${ratio(everyT.cpuMsPer1k / sameEvery.cpuMsPer1k)} the CPU per request.` : '';
+  const daemonShare = e.throughput.filter((t) => t.rounds.some((x) => Number.isFinite(x.partCpuMsPer1k))).map((t) => {
+    const part = median(t.rounds.map((x) => x.partCpuMsPer1k));
+    return `${t.key === 'haproxy-engine-every' ? 'every request logged' : '`logSample: auto`'}: ${ms(part)} of ${ms(t.cpuMsPer1k)} per 1k requests`;
+  });
+  const shareLine = daemonShare.length > 0 ? `\n\nThe daemon's own CPU in the engine's figure (median of the rounds): ${daemonShare.join('; ')}.` : '';
   const sw = e.switching;
   const routed = sw.switches.map((x) => x.routedMs ?? Number.NaN);
   const api = sw.switches.map((x) => x.commandMs);
@@ -667,7 +684,7 @@ With the default \`logSample: auto\` the engine logged 1 answer in ${e.sample.be
 (${e.sample.after} after the rounds; about ${AUTO_SAMPLE_LINES_PER_S} lines a second). The last two rows log every request,
 as the engine does while post-switch analysis holds \`everyRequest\` (the bake window only).
 
-${tp}${everyLine}
+${tp}${everyLine}${shareLine}
 
 Per round:
 
