@@ -673,7 +673,8 @@ function renderEngine(r: Results): string {
   );
   return `\`router.engine: haproxy\`: the daemon writes the HAProxy configuration, runs HAProxy and switches
 through its runtime API (\`set map\`, no reload). Its peers, measured in the same ${r.plan.engineRounds} rounds (medians; the
-engine is a few % from its peer, inside one round's noise on a shared machine): the
+engine is a few % from its peer, inside one round's noise on a shared machine; nothing of sections
+1-3 but the origin and the bench-config HAProxy is left running): the
 section-1 HAProxy, and bare HAProxys running **the configuration the engine writes** (same
 renderer and settings: header rules, map lookup, request log into a ring, the same 1-in-N
 sampling of that log) with no Cutover attached, so the ratio to them isolates what Cutover's
@@ -965,6 +966,9 @@ async function main(): Promise<number> {
       };
     }
     if (mode !== 'workers') {
+      // Section 5 measures a few % between the engine and its bare peer: nothing of sections 1-3
+      // that it does not use stays running beside it (the daemon's health checks, idle routers).
+      await Promise.all([b.router.stop(), b.router2?.stop(), b.daemon?.stop(), b.nginx.stop()]);
       console.log('\n5. HAProxy engine');
       engine = await engineSection(b, plan, clkTck);
     }
