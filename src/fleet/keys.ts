@@ -19,6 +19,7 @@
  * Fencing (issue 11): every write of the route table and of state is one transaction that
  * compares the leader key's create revision with the one this controller created it at.
  */
+import type { Instance } from '../environments/types.ts';
 
 /** The one service of a config without `services:`. */
 export const DEFAULT_SERVICE = 'default';
@@ -119,17 +120,8 @@ export interface DesiredInstances {
   colors: Partial<Record<'blue' | 'green', DesiredColor>>;
 }
 
-/** One instance as its agent reports it. `host` is the agent's address. */
-export interface ReportedInstance {
-  id: string;
-  color: 'blue' | 'green';
-  index: number;
-  version: string;
-  host: string;
-  port: number;
-  pid: number | null;
-  path: string | null;
-  startedAt: number;
+/** One instance as its agent reports it (a provider's Instance, `host` the agent's address), and its state. */
+export interface ReportedInstance extends Instance {
   gen: number;
   running: boolean;
   /** Its last unplanned exit (code/signal null when adopted: not the agent's child). */
