@@ -15,24 +15,15 @@ import { BIN, TEST_TOKEN, alive, cli, freePort, freePorts, serveShop, startDaemo
 import { startEtcdCluster } from './etcd-cluster.ts';
 import { startRelay } from './tcp-relay.ts';
 import { keepAliveLoad, type LoadCount } from './load.ts';
+import { fleetYaml } from './support/controllers.ts';
 
 interface RouterRow { id: string; pid: number; revision: number; stale: boolean; live: { color: string } | null }
 interface Status { live: { color: string; version: string } | null; router: { revision: number }; routers: RouterRow[] }
 interface Ack { revision: number; acknowledged: string[]; missing: string[]; ms: number; left?: string[] }
 
+/** The fleet config of these tests: the lease outlives the ack wait, so a router cut off just before a switch is still in the set and named. */
 function yaml(o: { ports: Ports; endpoints: string[]; blue: number; green: number; prefix: string }): string {
-  return [
-    'app: shop',
-    `router: { listen: 127.0.0.1:${o.ports.live}, preview: 127.0.0.1:${o.ports.preview}, drainTimeout: 2s }`,
-    `admin: { listen: 127.0.0.1:${o.ports.admin} }`,
-    `environments: { provider: static, static: { blue: [127.0.0.1:${o.blue}], green: [127.0.0.1:${o.green}] } }`,
-    'health: { interval: 100ms, timeout: 500ms }',
-    'fleet:',
-    `  etcd: { endpoints: [${o.endpoints.join(', ')}], prefix: ${o.prefix} }`,
-    // The lease outlives the ack wait, so a router cut off just before a switch is still in the set and named.
-    '  leaseTtl: 8s',
-    '  ackTimeout: 3s',
-  ].join('\n');
+  return fleetYaml({ ...o, leaseTtl: '8s', ackTimeout: '3s' });
 }
 
 function startRouter(dir: string, id: string, adminUrl: string): Promise<{ child: ChildProcess; output: () => string }> {
