@@ -2,7 +2,7 @@
  * `npm run bench`: Cutover's router against nginx and HAProxy on this machine, in one run, and
  * the results as ratios to those peers (docs/benchmarks.md, and the same tables on stdout).
  *
- *   node bench/run.ts                  full run (about 3 minutes), rewrites docs/benchmarks.md
+ *   node bench/run.ts                  full run (about 15 minutes on 2 cores), rewrites docs/benchmarks.md
  *   node bench/run.ts --quick          a few seconds per part, 5 switches; writes no file unless --out
  *   node bench/run.ts --out FILE       write the Markdown report to FILE instead
  *   node bench/run.ts --json FILE      also write every number as JSON (for tests and tracking)
