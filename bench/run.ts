@@ -841,7 +841,8 @@ the measured runs (for nginx and HAProxy: master + workers); V8 keeps growing it
 sustained allocation, so a Node.js process under load for minutes reads higher than these
 ${p.rounds * p.durationS} s of measured load show. CPU per 1k requests is the proxy's
 user + system time over the measured run (\`/proc/<pid>/stat\`) divided by requests served: it
-depends far less on how the two cores were shared than req/s does.
+depends far less on how the two cores were shared than req/s does. CPU time the host gives to
+other guests (stolen time, see Noise) raises it too, the router's more than nginx's.
 
 **2. Switch under load.** A load generator in its own process (\`bench/loadgen.ts\`, undici, no
 retries) keeps ${p.load.connections} keep-alive connections busy with \`GET /\` and ${p.load.slowConnections} more with
